@@ -1,0 +1,61 @@
+# Two commands for a newcomer: `make demo` (set up, then prove real traces on a local
+# devnet end to end) and `make test` (set up, then run the test suite).
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+LIB := roller/ffi/lib/libroller_prover.so
+CARGO ?= cargo
+
+.PHONY: setup system venv native demo test test-fast faults lint bench clean
+
+setup: system venv native
+
+system:
+	@missing=""; \
+	for c in redis-server:redis-server gcc:build-essential pkg-config:pkg-config; do \
+	  command -v $${c%%:*} >/dev/null || missing="$$missing $${c##*:}"; done; \
+	$(PY) -c 'import venv, ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found; install Rust (https://rustup.rs) first"; exit 1; }
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+venv: $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+
+native:
+	cd native && $(CARGO) build --release
+	mkdir -p roller/ffi/lib
+	cp native/target/release/libroller_prover.so $(LIB)
+
+demo: setup
+	$(BIN)/roller demo
+
+test: setup
+	cd native && $(CARGO) test --release
+	$(BIN)/pytest -q
+
+test-fast: venv
+	$(BIN)/pytest -q -m "not e2e"
+
+faults: setup
+	$(BIN)/pytest -q tests/faults -s
+
+lint: venv
+	$(BIN)/ruff check roller tests bench celeryconfig.py
+	$(BIN)/mypy
+	cd native && $(CARGO) clippy --release --all-targets -- -D warnings
+
+bench: setup
+	$(BIN)/python bench/dispatch.py
+	$(BIN)/python bench/prover.py
+
+clean:
+	rm -rf $(VENV) native/target roller/ffi/lib run

@@ -1,0 +1,60 @@
+"""Celery settings for hour-long GPU proofs on a Redis broker.
+
+Every client (listener, workers, Flower, `celery inspect`) loads this module, so the
+transport options, above all the visibility timeout, are the same everywhere: the
+shortest value among clients wins (see the memo in the design notes).
+Broker URL and visibility timeout come from the roller config ($ROLLER_CONFIG) when set.
+"""
+
+import os
+
+from roller.config import DEFAULT_BROKER_URL, ENV_BROKER_URL, ENV_CONFIG, load_config
+
+if os.environ.get(ENV_CONFIG):
+    _cfg = load_config()
+    broker_url = _cfg.broker_url
+    _visibility = _cfg.visibility_timeout_seconds
+else:
+    broker_url = os.environ.get(ENV_BROKER_URL, DEFAULT_BROKER_URL)
+    _visibility = 86400
+# Tests shrink it to exercise redelivery after a whole-node death.
+_visibility = int(os.environ.get("ROLLER_VISIBILITY_TIMEOUT", _visibility))
+
+result_backend = broker_url
+_transport = {"visibility_timeout": _visibility, "socket_keepalive": True}
+broker_transport_options = dict(_transport)
+result_backend_transport_options = dict(_transport)
+visibility_timeout = _visibility
+
+# JSON only: a pickled message is refused.
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+result_accept_content = ["json"]
+
+# At-least-once with one proof per worker: nothing waits behind a running proof.
+task_acks_late = True
+worker_prefetch_multiplier = 1
+worker_concurrency = 1
+task_reject_on_worker_lost = True
+task_acks_on_failure_or_timeout = True
+worker_cancel_long_running_tasks_on_connection_loss = False
+worker_deduplicate_successful_tasks = True
+result_expires = 7 * 86400
+result_extended = True
+task_track_started = True
+
+# Survive Redis outages instead of exiting.
+broker_connection_retry_on_startup = True
+broker_connection_max_retries = None
+
+# Warm shutdown lets the running proof finish; a forced stop requeues it after this grace.
+worker_soft_shutdown_timeout = 60
+worker_proc_alive_timeout = 60
+
+# Flower needs task events.
+worker_send_task_events = True
+task_send_sent_event = True
+
+# No default queue: every job names its slot's queue explicitly.
+task_default_queue = "roller-unrouted"

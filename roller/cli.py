@@ -1,0 +1,76 @@
+"""The `roller` command: one entry point for operators' tools."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from roller.errors import RollerError
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    from roller.config import load_config
+
+    try:
+        cfg = load_config(args.config)
+    except RollerError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 1
+    print(f"ok: {len(cfg.slots)} slot(s)")
+    for slot in cfg.slots:
+        kind = "batch" if slot.prove_type else "chunk"
+        print(f"  {slot.name}: queue={slot.queue} gpu={slot.gpu} type={kind} "
+              f"keystore={slot.keystore_path}")
+    return 0
+
+
+def _listener(args: argparse.Namespace) -> int:
+    from roller.listener import main
+
+    return main(["--config", args.config] if args.config else [])
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from roller.demo import main
+
+    return main(args.demo_args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from roller.devnet.cli import add_parser as add_devnet
+
+    parser = argparse.ArgumentParser(
+        prog="roller",
+        description="Prover client for Scroll-style zk rollups. Production processes: "
+                    "`python -m roller.listener --config config.json` and one "
+                    "`celery -A roller worker -Q gpuN` per GPU.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    config = sub.add_parser("config", help="validate a roller config file")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser("check", help="load a config file and print its slots")
+    check.add_argument("config", nargs="?", help="config file (default: $ROLLER_CONFIG)")
+    check.set_defaults(func=_config_check)
+
+    listener = sub.add_parser("listener", help="run the listener (same as python -m roller.listener)")
+    listener.add_argument("--config", help="config file (default: $ROLLER_CONFIG)")
+    listener.set_defaults(func=_listener)
+
+    demo = sub.add_parser(
+        "demo", add_help=False,
+        help="run a local devnet proving real traces end to end (see `roller demo --help`)")
+    demo.add_argument("demo_args", nargs=argparse.REMAINDER)
+    demo.set_defaults(func=_demo)
+
+    add_devnet(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

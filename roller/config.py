@@ -1,0 +1,289 @@
+"""The roller's JSON configuration: the seed roller's config.json plus our extensions.
+
+A seed config (one `keystore_path`, `prover.prove_type`) means one slot on queue `gpu0`.
+Extensions: `broker_url`, `slots` (or the `gpus` shorthand), `session_window_minutes`,
+`retry`, `prover.library_path`/`prover.abi`, `metrics`, `flower`. Secrets come from the
+environment when set. Every error names the key path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from roller.errors import ConfigError
+
+ENV_CONFIG = "ROLLER_CONFIG"
+ENV_KEYSTORE_PASSWORD = "ROLLER_KEYSTORE_PASSWORD"
+ENV_BROKER_URL = "ROLLER_BROKER_URL"
+ENV_BROKER_PASSWORD = "ROLLER_BROKER_PASSWORD"
+ENV_FLOWER_PASSWORD = "ROLLER_FLOWER_PASSWORD"
+
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+PROVE_TYPES = {0: "chunk", 1: "batch"}
+
+
+@dataclass(frozen=True)
+class SlotConfig:
+    """One prover slot: one GPU, one identity, one coordinator session, one queue."""
+
+    name: str
+    queue: str
+    gpu: int | None
+    prove_type: int
+    keystore_path: Path
+
+
+@dataclass(frozen=True)
+class ProverConfig:
+    params_path: Path
+    seed_path: Path | None
+    dump_dir: Path | None
+    library_path: Path | None
+    abi: str
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    max_prove_attempts: int = 3
+    trace_retries: int = 3
+    submit_backoff_seconds: float = 2.0
+    submit_backoff_max_seconds: float = 120.0
+    reconnect_backoff_seconds: float = 1.0
+    reconnect_backoff_max_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    bind: str = "127.0.0.1"
+    listener_port: int = 9464
+    worker_port: int = 9465
+
+
+@dataclass(frozen=True)
+class FlowerConfig:
+    address: str = "127.0.0.1"
+    port: int = 5555
+    basic_auth: str | None = None
+    db_path: Path = Path("flower.db")
+
+
+@dataclass(frozen=True)
+class RollerConfig:
+    roller_name: str
+    keystore_password: str = field(repr=False)
+    coordinator_url: str
+    trace_endpoint: str
+    db_path: Path
+    broker_url: str = field(repr=False)
+    prover: ProverConfig
+    slots: tuple[SlotConfig, ...]
+    session_window_minutes: float = 180.0
+    visibility_timeout_seconds: int = 86400
+    retry: RetryConfig = RetryConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    flower: FlowerConfig = FlowerConfig()
+
+    def slot(self, name: str) -> SlotConfig:
+        for slot in self.slots:
+            if slot.name == name:
+                return slot
+        raise ConfigError(f"slots: no slot named {name!r}")
+
+
+class _Reader:
+    """Typed access to a JSON object that reports errors with the full key path."""
+
+    def __init__(self, obj: Any, path: str) -> None:
+        if not isinstance(obj, dict):
+            raise ConfigError(f"{path or '<root>'}: expected an object, got {type(obj).__name__}")
+        self.obj = obj
+        self.path = path
+
+    def _key(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def has(self, key: str) -> bool:
+        return self.obj.get(key) is not None
+
+    def raw(self, key: str) -> Any:
+        return self.obj.get(key)
+
+    def str(self, key: str, default: str | None = None) -> str:
+        value = self.obj.get(key, default)
+        if value is None:
+            raise ConfigError(f"{self._key(key)}: required")
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{self._key(key)}: expected a non-empty string, got {value!r}")
+        return value
+
+    def opt_str(self, key: str) -> str | None:
+        return self.str(key) if self.obj.get(key) not in (None, "") else None
+
+    def int(self, key: str, default: int, minimum: int = 0) -> int:
+        value = self.obj.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ConfigError(f"{self._key(key)}: expected an integer >= {minimum}, got {value!r}")
+        return value
+
+    def num(self, key: str, default: float) -> float:
+        value = self.obj.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(f"{self._key(key)}: expected a positive number, got {value!r}")
+        return float(value)
+
+    def child(self, key: str) -> _Reader:
+        return _Reader(self.obj.get(key) or {}, self._key(key))
+
+    def list(self, key: str) -> list[Any]:
+        value = self.obj.get(key)
+        if not isinstance(value, list) or not value:
+            raise ConfigError(f"{self._key(key)}: expected a non-empty list")
+        return value
+
+
+def _prove_type(r: _Reader, key: str) -> int:
+    value = r.int(key, 0)
+    if value not in PROVE_TYPES:
+        raise ConfigError(f"{r._key(key)}: expected 0 (chunk) or 1 (batch), got {value}")
+    return value
+
+
+def _resolve(base: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (base / path)
+
+
+def _keystore_for_gpu(keystore: Path, gpu: int) -> Path:
+    return keystore.with_name(f"{keystore.stem}-gpu{gpu}{keystore.suffix or '.json'}")
+
+
+def _slots(r: _Reader, base: Path, name: str, default_type: int) -> tuple[SlotConfig, ...]:
+    keystore = _resolve(base, r.str("keystore_path")) if r.has("keystore_path") else None
+    if r.has("slots"):
+        slots = []
+        for i, item in enumerate(r.list("slots")):
+            s = _Reader(item, f"slots[{i}]")
+            gpu = s.int("gpu", -1, minimum=-1)
+            slots.append(
+                SlotConfig(
+                    name=s.str("name"),
+                    queue=s.str("queue"),
+                    gpu=None if gpu < 0 else gpu,
+                    prove_type=_prove_type(s, "prove_type") if s.has("prove_type") else default_type,
+                    keystore_path=_resolve(base, s.str("keystore_path")),
+                )
+            )
+    elif r.has("gpus"):
+        if keystore is None:
+            raise ConfigError("keystore_path: required with gpus")
+        slots = []
+        for i, gpu in enumerate(r.list("gpus")):
+            if isinstance(gpu, bool) or not isinstance(gpu, int) or gpu < 0:
+                raise ConfigError(f"gpus[{i}]: expected a GPU index >= 0, got {gpu!r}")
+            slots.append(
+                SlotConfig(f"{name}-gpu{gpu}", f"gpu{gpu}", gpu, default_type,
+                           _keystore_for_gpu(keystore, gpu))
+            )
+    else:
+        if keystore is None:
+            raise ConfigError("keystore_path: required (or give slots)")
+        slots = [SlotConfig(name, "gpu0", 0, default_type, keystore)]
+    seen: set[str] = set()
+    for slot in slots:
+        for value, what in ((slot.name, "name"), (str(slot.keystore_path), "keystore_path")):
+            if (what, value) in seen:
+                raise ConfigError(f"slots: duplicate {what} {value!r} (one identity per slot)")
+            seen.add((what, value))
+    return tuple(slots)
+
+
+def _with_password(url: str, password: str | None) -> str:
+    if not password:
+        return url
+    parts = urlsplit(url)
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{quote(user)}:{quote(password, safe='')}@{host}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def parse_config(data: Any, base: Path, env: dict[str, str] | None = None) -> RollerConfig:
+    """Build a RollerConfig from decoded JSON; relative paths resolve against `base`."""
+    env = dict(os.environ) if env is None else env
+    r = _Reader(data, "")
+    p = r.child("prover")
+    name = r.str("roller_name")
+    default_type = _prove_type(p, "prove_type")
+    password = env.get(ENV_KEYSTORE_PASSWORD) or r.str("keystore_password")
+    broker = env.get(ENV_BROKER_URL) or r.str("broker_url", DEFAULT_BROKER_URL)
+    abi = p.str("abi", "roller")
+    if abi not in ("roller", "seed"):
+        raise ConfigError(f"prover.abi: expected 'roller' or 'seed', got {abi!r}")
+    m = r.child("metrics")
+    fl = r.child("flower")
+    rt = r.child("retry")
+    url = r.str("coordinator_url")
+    if urlsplit(url).scheme not in ("ws", "wss"):
+        raise ConfigError(f"coordinator_url: expected a ws:// or wss:// URL, got {url!r}")
+    flower_auth = env.get(ENV_FLOWER_PASSWORD)
+    return RollerConfig(
+        roller_name=name,
+        keystore_password=password,
+        coordinator_url=url,
+        trace_endpoint=r.str("trace_endpoint"),
+        db_path=_resolve(base, r.str("db_path", "roller.db")),
+        broker_url=_with_password(broker, env.get(ENV_BROKER_PASSWORD)),
+        prover=ProverConfig(
+            params_path=_resolve(base, p.str("params_path", "params")),
+            seed_path=_resolve(base, p.str("seed_path")) if p.opt_str("seed_path") else None,
+            dump_dir=_resolve(base, p.str("dump_dir")) if p.opt_str("dump_dir") else None,
+            library_path=(
+                _resolve(base, p.str("library_path")) if p.opt_str("library_path") else None
+            ),
+            abi=abi,
+        ),
+        slots=_slots(r, base, name, default_type),
+        session_window_minutes=r.num("session_window_minutes", 180.0),
+        visibility_timeout_seconds=r.int("visibility_timeout_seconds", 86400, minimum=60),
+        retry=RetryConfig(
+            max_prove_attempts=rt.int("max_prove_attempts", 3, minimum=1),
+            trace_retries=rt.int("trace_retries", 3, minimum=1),
+            submit_backoff_seconds=rt.num("submit_backoff_seconds", 2.0),
+            submit_backoff_max_seconds=rt.num("submit_backoff_max_seconds", 120.0),
+            reconnect_backoff_seconds=rt.num("reconnect_backoff_seconds", 1.0),
+            reconnect_backoff_max_seconds=rt.num("reconnect_backoff_max_seconds", 60.0),
+        ),
+        metrics=MetricsConfig(
+            bind=m.str("bind", "127.0.0.1"),
+            listener_port=m.int("listener_port", 9464),
+            worker_port=m.int("worker_port", 9465),
+        ),
+        flower=FlowerConfig(
+            address=fl.str("address", "127.0.0.1"),
+            port=fl.int("port", 5555),
+            basic_auth=(f"admin:{flower_auth}" if flower_auth else fl.opt_str("basic_auth")),
+            db_path=_resolve(base, fl.str("db_path", "flower.db")),
+        ),
+    )
+
+
+def load_config(path: str | Path | None = None) -> RollerConfig:
+    """Load the config file at `path` (default: $ROLLER_CONFIG)."""
+    path = path or os.environ.get(ENV_CONFIG)
+    if not path:
+        raise ConfigError(f"no config file: pass --config or set {ENV_CONFIG}")
+    file = Path(path)
+    try:
+        data = json.loads(file.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{file}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
+    return parse_config(data, file.resolve().parent)

@@ -1,0 +1,362 @@
+"""JSON-RPC over WebSocket client for the Scroll coordinator (spec sections 1, 2, 6.3).
+
+One connection at a time. A reader thread is always receiving, so the coordinator's pings are
+answered (websocket-client pongs only inside a receive call) and answers are matched to
+requests by id in any order. Task notifications are decoded in the reader and handed to a
+dispatch thread, so a slow ``on_task`` never stalls pongs; the subscription id is recorded by
+the reader itself when the subscribe answer arrives, so a notification right behind it is
+delivered.
+
+Failure model: any loss of the connection (close by the server, socket error, a call timing
+out, no frame at all from the server for ``idle_timeout`` seconds) tears the connection down,
+fails every pending call with ConnectionLost and calls ``on_disconnect(reason)`` once, from
+the thread that detected it. ``close()`` does the same without calling ``on_disconnect``.
+``connect()`` may be called again afterwards; subscriptions do not survive a reconnect.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import websocket
+from eth_account.signers.local import LocalAccount
+
+from roller.errors import ConnectionLost, CoordinatorError, WireFormatError
+from roller.protocol.encoding import go_dumps
+from roller.protocol.messages import AuthMsg, Identity, ProofMsg, TaskMsg
+
+log = logging.getLogger(__name__)
+
+TaskHandler = Callable[[TaskMsg], None]
+# The coordinator pings after 60 s without writing; allow that plus generous slack.
+DEFAULT_IDLE_TIMEOUT = 150.0
+
+
+def redact_url(url: str) -> str:
+    """The URL without basic-auth userinfo, safe to log."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+class _Call:
+    """One outstanding request; completed by the reader or by connection loss."""
+
+    def __init__(self, method: str, on_result: Callable[[Any], None] | None) -> None:
+        self.method = method
+        self.on_result = on_result
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: tuple[int, str] | None = None
+        self.lost: str | None = None
+
+
+class _Connection:
+    """State of one WebSocket connection: socket, pending calls, subscriptions, threads."""
+
+    def __init__(self, ws: websocket.WebSocket) -> None:
+        self.ws = ws
+        self.lock = threading.Lock()
+        self.ids = itertools.count(1)
+        self.pending: dict[int, _Call] = {}
+        self.subs: dict[str, TaskHandler] = {}
+        self.down = False
+        self.closed = threading.Event()
+        self.tasks: queue.Queue[tuple[TaskHandler, TaskMsg] | None] = queue.Queue()
+
+
+class CoordinatorClient:
+    def __init__(
+        self,
+        url: str,
+        *,
+        slot: str = "",
+        call_timeout: float = 30.0,
+        submit_timeout: float = 3600.0,
+        on_disconnect: Callable[[str], None] | None = None,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    ) -> None:
+        self.url = url
+        self.slot = slot
+        self.call_timeout = call_timeout
+        self.submit_timeout = submit_timeout
+        self.idle_timeout = idle_timeout
+        self._on_disconnect = on_disconnect
+        self._lock = threading.Lock()
+        self._conn: _Connection | None = None
+
+    # -- connection lifecycle -------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Open the WebSocket (no Origin header) and start the reader; no-op if connected."""
+        with self._lock:
+            if self._conn is not None and not self._conn.down:
+                return
+            ws = websocket.WebSocket(enable_multithread=True)
+            try:
+                ws.connect(self.url, suppress_origin=True, timeout=self.call_timeout)
+            except (websocket.WebSocketException, OSError) as exc:
+                ws.shutdown()
+                raise ConnectionLost(
+                    f"cannot connect to coordinator url={redact_url(self.url)}: {exc}"
+                ) from exc
+            ws.settimeout(self.idle_timeout)
+            conn = _Connection(ws)
+            self._conn = conn
+        threading.Thread(target=self._read_loop, args=(conn,), daemon=True,
+                         name=f"coordinator-reader-{self.slot}").start()
+        threading.Thread(target=self._dispatch_loop, args=(conn,), daemon=True,
+                         name=f"coordinator-dispatch-{self.slot}").start()
+        log.info("coordinator connected url=%s slot=%s", redact_url(self.url), self.slot)
+
+    def close(self) -> None:
+        """Close the connection; pending calls fail with ConnectionLost, no on_disconnect."""
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            conn.ws.send_close()
+        except (websocket.WebSocketException, OSError):
+            pass  # already broken; tearing down anyway
+        self._fail(conn, "closed by client", notify=False)
+
+    @property
+    def connected(self) -> bool:
+        conn = self._conn
+        return conn is not None and not conn.down
+
+    def wait_disconnected(self, timeout: float | None = None) -> bool:
+        """Block until the current connection is down; True if it is (or never existed)."""
+        conn = self._conn
+        return True if conn is None else conn.closed.wait(timeout)
+
+    # -- protocol methods -----------------------------------------------------------------
+
+    def request_token(self, auth: AuthMsg) -> str:
+        result = self._call("roller_requestToken", [auth.to_json()], self.call_timeout)
+        if not isinstance(result, str):
+            raise WireFormatError("result", "roller_requestToken must return a string")
+        return result
+
+    def register(
+        self,
+        account: LocalAccount,
+        name: str,
+        roller_type: int,
+        version: str,
+        on_task: TaskHandler,
+    ) -> str:
+        """Token request, re-sign with the token, subscribe; returns the subscription id.
+
+        Tasks of this subscription are passed to ``on_task`` on the dispatch thread."""
+        identity = Identity(name=name, roller_type=roller_type, timestamp=int(time.time()),
+                            version=version, token="")
+        token = self.request_token(AuthMsg.signed(identity, account))
+        auth = AuthMsg.signed(dataclasses.replace(identity, token=token), account)
+        conn = self._require_conn()
+
+        def remember(result: Any) -> None:
+            if isinstance(result, str):
+                with conn.lock:
+                    conn.subs[result] = on_task
+
+        sub_id = self._call("roller_subscribe", ["register", auth.to_json()],
+                            self.call_timeout, on_result=remember)
+        if not isinstance(sub_id, str):
+            raise WireFormatError("result", "roller_subscribe must return a subscription id")
+        log.info("registered name=%s slot=%s address=%s roller_type=%d subscription=%s",
+                 name, self.slot, account.address, roller_type, sub_id)
+        return sub_id
+
+    def unsubscribe(self) -> None:
+        """Drop every local subscription and, if connected, unsubscribe them server-side."""
+        conn = self._conn
+        if conn is None:
+            return
+        with conn.lock:
+            sub_ids = list(conn.subs)
+            conn.subs.clear()
+        if conn.down:
+            return
+        for sub_id in sub_ids:
+            self._call("roller_unsubscribe", [sub_id], self.call_timeout)
+            log.info("unsubscribed slot=%s subscription=%s", self.slot, sub_id)
+
+    def submit_proof(self, msg: ProofMsg) -> None:
+        """Blocks while the coordinator stores and verifies the proof (long timeout)."""
+        self._call("roller_submitProof", [msg.to_json()], self.submit_timeout)
+        log.info("proof submitted task_id=%s status=%d slot=%s",
+                 msg.detail.id, msg.detail.status, self.slot)
+
+    # -- calls ----------------------------------------------------------------------------
+
+    def _require_conn(self) -> _Connection:
+        conn = self._conn
+        if conn is None or conn.down:
+            raise ConnectionLost("not connected to the coordinator")
+        return conn
+
+    def _call(
+        self,
+        method: str,
+        params: list[Any],
+        timeout: float,
+        on_result: Callable[[Any], None] | None = None,
+    ) -> Any:
+        conn = self._require_conn()
+        call = _Call(method, on_result)
+        with conn.lock:
+            if conn.down:
+                raise ConnectionLost("not connected to the coordinator")
+            request_id = next(conn.ids)
+            conn.pending[request_id] = call
+        text = go_dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+        try:
+            conn.ws.send(text)
+        except (websocket.WebSocketException, OSError) as exc:
+            self._fail(conn, f"send failed: {exc}")
+            raise ConnectionLost(f"{method}: send failed: {exc}") from exc
+        if not call.done.wait(timeout):
+            reason = f"{method} timed out after {timeout:g}s"
+            self._fail(conn, reason)
+            raise ConnectionLost(reason)
+        if call.lost is not None:
+            raise ConnectionLost(f"{method}: {call.lost}")
+        if call.error is not None:
+            raise CoordinatorError(method, *call.error)
+        return call.result
+
+    def _fail(self, conn: _Connection, reason: str, notify: bool = True) -> None:
+        """Tear a connection down once: fail pending calls, stop threads, notify."""
+        with conn.lock:
+            if conn.down:
+                return
+            conn.down = True
+            pending = list(conn.pending.values())
+            conn.pending.clear()
+            conn.subs.clear()
+        conn.ws.abort()  # wakes the reader blocked in recv
+        conn.ws.shutdown()
+        for call in pending:
+            call.lost = reason
+            call.done.set()
+        conn.tasks.put(None)
+        conn.closed.set()
+        log.warning("coordinator connection down slot=%s reason=%s", self.slot, reason)
+        if notify and self._on_disconnect is not None:
+            try:
+                self._on_disconnect(reason)
+            except Exception:
+                log.exception("on_disconnect callback failed slot=%s", self.slot)
+
+    # -- reader and dispatcher ------------------------------------------------------------
+
+    def _read_loop(self, conn: _Connection) -> None:
+        while True:
+            try:
+                opcode, data = conn.ws.recv_data(control_frame=True)
+            except websocket.WebSocketTimeoutException:
+                self._fail(conn, f"no data from coordinator for {self.idle_timeout:g}s")
+                return
+            except (websocket.WebSocketException, OSError, ValueError) as exc:
+                self._fail(conn, f"receive failed: {type(exc).__name__}: {exc}")
+                return
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                self._fail(conn, "closed by coordinator")
+                return
+            if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
+                self._handle_message(conn, data)
+
+    def _handle_message(self, conn: _Connection, data: bytes | str) -> None:
+        try:
+            message = json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            log.warning("unparseable message from coordinator slot=%s", self.slot)
+            return
+        for item in message if isinstance(message, list) else [message]:
+            if not isinstance(item, dict):
+                log.warning("non-object message from coordinator slot=%s", self.slot)
+            elif "id" in item and ("result" in item or "error" in item):
+                self._handle_answer(conn, item)
+            elif item.get("method") in ("roller_subscription", "debug_subscription"):
+                self._handle_notification(conn, item.get("params"))
+            else:
+                log.warning("unexpected message from coordinator slot=%s", self.slot)
+
+    def _handle_answer(self, conn: _Connection, item: dict[str, Any]) -> None:
+        request_id = item["id"]
+        error = item.get("error")
+        with conn.lock:
+            call = (conn.pending.pop(request_id, None)
+                    if isinstance(request_id, int) and not isinstance(request_id, bool) else None)
+        if call is None:
+            if error is not None:
+                log.warning("coordinator error without a matching call slot=%s error=%s",
+                            self.slot, _error_text(error))
+            else:
+                log.warning("answer without a matching call slot=%s id=%r",
+                            self.slot, request_id)
+            return
+        if error is not None:
+            call.error = _parse_error(error)
+        else:
+            call.result = item.get("result")
+            if call.on_result is not None:
+                call.on_result(call.result)
+        call.done.set()
+
+    def _handle_notification(self, conn: _Connection, params: Any) -> None:
+        if not isinstance(params, dict):
+            log.warning("notification without params object slot=%s", self.slot)
+            return
+        sub_id = params.get("subscription")
+        with conn.lock:
+            handler = conn.subs.get(sub_id) if isinstance(sub_id, str) else None
+        if handler is None:
+            log.warning("notification for unknown subscription slot=%s subscription=%r",
+                        self.slot, sub_id)
+            return
+        try:
+            task = TaskMsg.from_json(params.get("result"))
+        except WireFormatError as exc:
+            log.warning("malformed task notification skipped slot=%s field=%s reason=%s",
+                        self.slot, exc.field, exc.reason)
+            return
+        log.info("task received task_id=%s type=%d blocks=%d slot=%s",
+                 task.id, task.type, len(task.block_hashes), self.slot)
+        conn.tasks.put((handler, task))
+
+    def _dispatch_loop(self, conn: _Connection) -> None:
+        # Drains tasks queued before a disconnect too: they are valid assignments.
+        while (item := conn.tasks.get()) is not None:
+            handler, task = item
+            try:
+                handler(task)
+            except Exception:
+                log.exception("task handler failed task_id=%s slot=%s", task.id, self.slot)
+
+
+def _parse_error(error: Any) -> tuple[int, str]:
+    if isinstance(error, dict):
+        code = error.get("code")
+        message = error.get("message")
+        return (code if isinstance(code, int) and not isinstance(code, bool) else 0,
+                message if isinstance(message, str) else json.dumps(error))
+    return 0, json.dumps(error)
+
+
+def _error_text(error: Any) -> str:
+    code, message = _parse_error(error)
+    return f"{code} {message}"

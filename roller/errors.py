@@ -1,0 +1,48 @@
+"""The package's one exception hierarchy: every error the roller raises derives from RollerError."""
+
+
+class RollerError(Exception):
+    """Base of every roller error."""
+
+
+class WireFormatError(RollerError):
+    """A wire message (JSON) is malformed; the message names the offending field."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"invalid field {field!r}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class SignatureError(RollerError):
+    """A signature is malformed or does not verify."""
+
+
+class KeystoreError(RollerError):
+    """A keystore cannot be created, read or decrypted, or has unsafe permissions."""
+
+
+class ConfigError(RollerError):
+    """The configuration file is invalid; the message names the key path."""
+
+
+class CoordinatorError(RollerError):
+    """The coordinator answered a call with a JSON-RPC error."""
+
+    def __init__(self, method: str, code: int, message: str) -> None:
+        super().__init__(f"{method}: coordinator error {code}: {message}")
+        self.method = method
+        self.code = code
+        self.message = message
+
+
+class ConnectionLost(RollerError):
+    """The coordinator connection dropped or a call timed out."""
+
+
+class TraceFetchError(RollerError):
+    """Block traces could not be fetched from the L2 node."""
+
+
+class ProverError(RollerError):
+    """The native prover returned an error (or NULL) for a task."""

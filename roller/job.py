@@ -1,0 +1,195 @@
+"""One proving job: task record -> traces or sub-proofs -> prover -> outbox -> submit.
+
+The Celery binding lives in roller.tasks; this module holds the logic with its
+collaborators passed in, so the orchestration can be unit-tested with a mock prover.
+Order matters: attempts are counted before proving (a crash still counts), the proof is
+written to the outbox before anything else, and submission never re-runs proving.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import redis
+from eth_account.signers.local import LocalAccount
+
+from roller.config import RollerConfig
+from roller.coordinator_client import CoordinatorClient
+from roller.errors import ConnectionLost, ProverError, RollerError, TraceFetchError
+from roller.ffi import Prover
+from roller.ledger import FINAL_STATES, TaskLedger, TaskRecord, TaskState
+from roller.logs import kv
+from roller.protocol.messages import AggProof, ProofDetail, ProveType, RespStatus, TaskMsg
+from roller.submitter import Submitter, SubmitResult
+from roller.trace_client import TraceClient
+
+log = logging.getLogger(__name__)
+
+LEASE_SECONDS = 30
+LEASE_RENEW_SECONDS = 10
+PROVING_PANIC = "zk proving panic"
+TRACES_FAILED = "get traces failed"
+
+
+class JobOutcome(StrEnum):
+    SUBMITTED = "submitted"
+    HELD = "held in outbox"
+    REFUSED = "refused"
+    EXPIRED = "expired"
+    ALREADY_DONE = "already done"
+    DUPLICATE = "duplicate delivery"
+    UNKNOWN_TASK = "unknown task"
+
+
+@dataclass
+class JobContext:
+    cfg: RollerConfig
+    ledger: TaskLedger
+    prover: Prover
+    traces: TraceClient
+    account_for: Callable[[str], LocalAccount]
+    connect: Callable[[str], CoordinatorClient]
+    submitter: Submitter
+    worker: str
+    on_proved: Callable[[str, ProofDetail, float], None] | None = None
+
+
+def failure(task: TaskMsg, error: str) -> ProofDetail:
+    return ProofDetail(id=task.id, type=task.type, status=RespStatus.ERROR, proof=None,
+                       error=error)
+
+
+class _LeaseKeeper:
+    """Renews the task lease while a proof runs, so a redelivered copy waits instead of proving."""
+
+    def __init__(self, ledger: TaskLedger, slot: str, task_id: str, owner: str) -> None:
+        self.args = (slot, task_id, owner)
+        self.ledger = ledger
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True, name="lease")
+
+    def _run(self) -> None:
+        while not self.stop.wait(LEASE_RENEW_SECONDS):
+            try:
+                self.ledger.renew_lease(*self.args, LEASE_SECONDS)
+            except redis.RedisError as exc:
+                log.warning("lease renewal failed %s", kv(task_id=self.args[1], error=exc))
+
+    def __enter__(self) -> _LeaseKeeper:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.ledger.release_lease(*self.args)
+
+
+def _acquire_lease(ctx: JobContext, slot: str, task_id: str, owner: str) -> bool:
+    """Take the lease; a lease left by a killed job expires within LEASE_SECONDS, so wait it out."""
+    deadline = time.monotonic() + LEASE_SECONDS + 5
+    while not ctx.ledger.acquire_lease(slot, task_id, owner, LEASE_SECONDS):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(1)
+    return True
+
+
+def _prove(ctx: JobContext, rec: TaskRecord) -> ProofDetail:
+    task = rec.task
+    fields = kv(task_id=task.id, slot=rec.slot)
+    if task.type == ProveType.BASIC:
+        try:
+            traces_json = ctx.traces.get_traces_json(list(task.block_hashes))
+        except TraceFetchError as exc:
+            log.error("trace fetch failed %s error=%r", fields, str(exc))
+            return failure(task, TRACES_FAILED)
+        log.info("proving chunk %s blocks=%d", fields, len(task.block_hashes))
+        prove = ctx.prover.gen_chunk_proof
+        payload = traces_json
+    else:
+        log.info("proving batch %s chunks=%d", fields, len(task.sub_proofs))
+        prove = ctx.prover.gen_batch_proof
+        payload = json.dumps([p.to_json() for p in task.sub_proofs])
+    try:
+        proof = AggProof.from_json(json.loads(prove(payload)))
+    except (ProverError, ValueError, RollerError) as exc:
+        log.error("prover error %s error=%r", fields, str(exc))
+        return failure(task, str(exc) or "unexpected end of JSON input")
+    return ProofDetail(id=task.id, type=task.type, status=RespStatus.OK, proof=proof, error="")
+
+
+def _dump(dump_dir: Path, detail: ProofDetail) -> None:
+    if detail.proof is not None:
+        dump_dir.mkdir(parents=True, exist_ok=True)
+        (dump_dir / detail.id).write_text(json.dumps(detail.proof.to_json()))
+
+
+def run_job(ctx: JobContext, slot: str, task_id: str) -> JobOutcome:
+    rec = ctx.ledger.get(slot, task_id)
+    fields = kv(task_id=task_id, slot=slot)
+    if rec is None:
+        log.error("job for a task with no record, dropped %s", fields)
+        return JobOutcome.UNKNOWN_TASK
+    if rec.state in FINAL_STATES:
+        log.info("task already final, nothing to do %s state=%s", fields, rec.state)
+        return JobOutcome.ALREADY_DONE
+    if rec.proof is None:
+        if rec.age() > ctx.submitter.window_seconds:
+            ctx.ledger.finish(slot, task_id, TaskState.EXPIRED, "session window passed")
+            log.error("task not proved: session window passed %s age_s=%d", fields, rec.age())
+            return JobOutcome.EXPIRED
+        owner = f"{ctx.worker}:{time.time()}"
+        if not _acquire_lease(ctx, slot, task_id, owner):
+            log.warning("another job is proving this task, duplicate delivery ignored %s", fields)
+            return JobOutcome.DUPLICATE
+        with _LeaseKeeper(ctx.ledger, slot, task_id, owner):
+            rec = ctx.ledger.get(slot, task_id) or rec
+            if rec.proof is None:
+                _prove_and_store(ctx, rec)
+    return _submit(ctx, slot, task_id)
+
+
+def _prove_and_store(ctx: JobContext, rec: TaskRecord) -> None:
+    attempts = ctx.ledger.start_attempt(rec.slot, rec.task.id, ctx.worker)
+    fields = kv(task_id=rec.task.id, slot=rec.slot, attempt=attempts, worker=ctx.worker)
+    started = time.monotonic()
+    if attempts > ctx.cfg.retry.max_prove_attempts:
+        log.error("giving up after %d started attempts %s",
+                  ctx.cfg.retry.max_prove_attempts, fields)
+        detail = failure(rec.task, PROVING_PANIC)
+    else:
+        log.info("job started %s", fields)
+        detail = _prove(ctx, rec)
+    seconds = time.monotonic() - started
+    ctx.ledger.store_proof(rec.slot, detail, seconds if detail.status == 0 else None)
+    log.info("proof stored in outbox %s status=%d prove_s=%.2f", fields, detail.status, seconds)
+    if ctx.cfg.prover.dump_dir is not None:
+        _dump(ctx.cfg.prover.dump_dir, detail)
+    if ctx.on_proved is not None:
+        ctx.on_proved(rec.slot, detail, seconds)
+
+
+def _submit(ctx: JobContext, slot: str, task_id: str) -> JobOutcome:
+    try:
+        client = ctx.connect(slot)
+    except ConnectionLost as exc:
+        ctx.ledger.postpone(slot, task_id, ctx.cfg.retry.submit_backoff_seconds)
+        log.warning("coordinator unreachable, proof held in outbox %s error=%r",
+                    kv(task_id=task_id, slot=slot), str(exc))
+        return JobOutcome.HELD
+    try:
+        result = ctx.submitter.submit(slot, task_id, ctx.account_for(slot), client)
+    finally:
+        client.close()
+    return {
+        SubmitResult.DELIVERED: JobOutcome.SUBMITTED,
+        SubmitResult.REFUSED: JobOutcome.REFUSED,
+        SubmitResult.EXPIRED: JobOutcome.EXPIRED,
+    }.get(result, JobOutcome.HELD)

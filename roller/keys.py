@@ -1,0 +1,103 @@
+"""go-ethereum v3 keystore load-or-create (spec 6.2) with owner-only file permissions."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from roller.errors import KeystoreError
+
+log = logging.getLogger(__name__)
+
+GETH_SCRYPT_N = 262144  # go-ethereum StandardScryptN, what the Go roller writes
+
+
+def load_or_create_keystore(
+    path: str | Path, password: str, *, scrypt_n: int = GETH_SCRYPT_N
+) -> LocalAccount:
+    """Decrypt the keystore at ``path``; create it first (new random key) if it is absent.
+
+    A new file is written to a temporary file in the same directory (mode 0600) and linked
+    into place, so a crash never leaves a partial keystore and a concurrent creator never
+    clobbers an existing key. An existing file readable or writable by group/other is
+    refused. ``scrypt_n`` only affects newly created files (tests lower it).
+    """
+    target = Path(path)
+    if not target.exists():
+        _create(target, password, scrypt_n)
+    return _load(target, password)
+
+
+def _load(target: Path, password: str) -> LocalAccount:
+    try:
+        st = target.stat()
+    except OSError as exc:
+        raise KeystoreError(f"cannot stat keystore path={target}: {exc.strerror}") from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise KeystoreError(f"keystore path={target} is not a regular file")
+    if st.st_mode & 0o077:
+        raise KeystoreError(
+            f"keystore path={target} has unsafe mode {stat.S_IMODE(st.st_mode):04o}; "
+            "it must not be accessible by group or other (chmod 600)"
+        )
+    try:
+        keyfile = json.loads(target.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise KeystoreError(f"cannot read keystore path={target}: {exc}") from exc
+    try:
+        key = Account.decrypt(keyfile, password)
+    except Exception as exc:  # eth-keyfile raises ValueError/KeyError/TypeError variants
+        # The library's text never contains the password; keep only its type and message.
+        raise KeystoreError(
+            f"cannot decrypt keystore path={target}: {type(exc).__name__}: {exc}"
+        ) from exc
+    account: LocalAccount = Account.from_key(key)
+    log.info("keystore loaded path=%s address=%s", target, account.address)
+    return account
+
+
+def _create(target: Path, password: str, scrypt_n: int) -> None:
+    directory = target.parent
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise KeystoreError(f"cannot create keystore directory={directory}: {exc}") from exc
+    account = Account.create()
+    keyfile = Account.encrypt(account.key, password, kdf="scrypt", iterations=scrypt_n)
+    fd, tmp_name = tempfile.mkstemp(prefix=".keystore-", suffix=".tmp", dir=directory)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(keyfile, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o600)
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            log.info("keystore appeared concurrently, using it path=%s", target)
+            return
+        except OSError:
+            # Filesystems without hard links: a plain rename (may replace a racing file).
+            os.replace(tmp, target)
+        _fsync_dir(directory)
+        log.info("keystore created path=%s address=%s", target, account.address)
+    except OSError as exc:
+        raise KeystoreError(f"cannot write keystore path={target}: {exc}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

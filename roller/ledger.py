@@ -1,0 +1,188 @@
+"""The durable record of every task, in Redis: dedupe, attempts, leases and the proof outbox.
+
+Keys (all prefixed `roller:`):
+- `task:{slot}:{id}`   hash: the TaskMsg JSON, timestamps, state, attempts, outcome, proof.
+- `tasks:{slot}`       sorted set of task ids by receive time (status view, recovery).
+- `lock:{slot}:{id}`   a renewed lease held while a job proves the task.
+- `outbox`             sorted set `{slot}|{id}` -> next submit time: proofs not yet delivered.
+- `submitting:{slot}:{id}`  held while one process submits, so a proof is never sent twice at once.
+- `session:{slot}`     the slot's coordinator session state, for `roller status`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+
+import redis
+
+from roller.protocol.messages import ProofDetail, TaskMsg
+
+PREFIX = "roller:"
+JOB_NAMESPACE = uuid.UUID("5f0c4d2e-8a51-4c1f-9a43-31d6f1c0b7aa")
+
+
+class TaskState(StrEnum):
+    RECEIVED = "received"  # recorded, job not yet sent
+    QUEUED = "queued"  # job sent to the slot's queue
+    PROVING = "proving"
+    PROVED = "proved"  # in the outbox, not yet accepted by the coordinator
+    DELIVERED = "delivered"  # coordinator answered the submission with success
+    REFUSED = "refused"  # coordinator refused the submission for good
+    EXPIRED = "expired"  # session window passed before delivery
+
+
+FINAL_STATES = {TaskState.DELIVERED, TaskState.REFUSED, TaskState.EXPIRED}
+
+
+def job_id(slot: str, task_id: str) -> str:
+    """The Celery job id of a task: deterministic, so a task maps to one job everywhere."""
+    return str(uuid.uuid5(JOB_NAMESPACE, f"{slot}:{task_id}"))
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    slot: str
+    task: TaskMsg
+    received_at: float
+    state: TaskState
+    attempts: int
+    proof: ProofDetail | None
+    outcome: str
+    prove_seconds: float | None
+    worker: str
+
+    def age(self, now: float | None = None) -> float:
+        return (now or time.time()) - self.received_at
+
+
+class TaskLedger:
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
+
+    @classmethod
+    def from_url(cls, url: str) -> TaskLedger:
+        return cls(redis.Redis.from_url(url, decode_responses=True, health_check_interval=30))
+
+    @staticmethod
+    def _key(slot: str, task_id: str) -> str:
+        return f"{PREFIX}task:{slot}:{task_id}"
+
+    def record_new(self, slot: str, task: TaskMsg, now: float | None = None) -> bool:
+        """Record a task before anything acts on it; False if this slot has seen it already."""
+        key = self._key(slot, task.id)
+        now = now or time.time()
+        if not self.r.hsetnx(key, "task", task.dumps()):
+            return False
+        pipe = self.r.pipeline()
+        pipe.hset(key, mapping={"received_at": now, "state": TaskState.RECEIVED, "attempts": 0})
+        pipe.zadd(f"{PREFIX}tasks:{slot}", {task.id: now})
+        pipe.execute()
+        return True
+
+    def get(self, slot: str, task_id: str) -> TaskRecord | None:
+        raw = self.r.hgetall(self._key(slot, task_id))
+        if not raw or "task" not in raw:
+            return None
+        return TaskRecord(
+            slot=slot,
+            task=TaskMsg.from_json(json.loads(raw["task"])),
+            received_at=float(raw.get("received_at", 0)),
+            state=TaskState(raw.get("state", TaskState.RECEIVED)),
+            attempts=int(raw.get("attempts", 0)),
+            proof=ProofDetail.from_json(json.loads(raw["proof"])) if raw.get("proof") else None,
+            outcome=raw.get("outcome", ""),
+            prove_seconds=float(raw["prove_seconds"]) if raw.get("prove_seconds") else None,
+            worker=raw.get("worker", ""),
+        )
+
+    def set_state(self, slot: str, task_id: str, state: TaskState, **fields: str | float) -> None:
+        self.r.hset(
+            self._key(slot, task_id),
+            mapping={"state": state, "updated_at": time.time(), **fields},
+        )
+
+    def start_attempt(self, slot: str, task_id: str, worker: str) -> int:
+        """Count a started proving attempt (before proving, so a crash still counts)."""
+        key = self._key(slot, task_id)
+        pipe = self.r.pipeline()
+        pipe.hincrby(key, "attempts", 1)
+        pipe.hset(key, mapping={"state": TaskState.PROVING, "worker": worker,
+                                "updated_at": time.time()})
+        attempts, _ = pipe.execute()
+        return int(attempts)
+
+    def task_ids(self, slot: str) -> list[str]:
+        return list(self.r.zrange(f"{PREFIX}tasks:{slot}", 0, -1))
+
+    def in_state(self, slot: str, states: set[TaskState]) -> list[TaskRecord]:
+        records = (self.get(slot, task_id) for task_id in self.task_ids(slot))
+        return [rec for rec in records if rec is not None and rec.state in states]
+
+    # Leases: one live proving job per task, even if Celery delivers the job twice.
+    def acquire_lease(self, slot: str, task_id: str, owner: str, ttl: int) -> bool:
+        return bool(self.r.set(f"{PREFIX}lock:{slot}:{task_id}", owner, nx=True, ex=ttl))
+
+    def renew_lease(self, slot: str, task_id: str, owner: str, ttl: int) -> bool:
+        key = f"{PREFIX}lock:{slot}:{task_id}"
+        if self.r.get(key) != owner:
+            return False
+        return bool(self.r.expire(key, ttl))
+
+    def release_lease(self, slot: str, task_id: str, owner: str) -> None:
+        key = f"{PREFIX}lock:{slot}:{task_id}"
+        if self.r.get(key) == owner:
+            self.r.delete(key)
+
+    # The outbox: a proof is stored here before any attempt to submit it.
+    def store_proof(self, slot: str, detail: ProofDetail, prove_seconds: float | None) -> None:
+        fields: dict[str, str | float] = {"proof": detail.dumps()}
+        if prove_seconds is not None:
+            fields["prove_seconds"] = prove_seconds
+        pipe = self.r.pipeline()
+        pipe.hset(self._key(slot, detail.id),
+                  mapping={"state": TaskState.PROVED, "updated_at": time.time(), **fields})
+        pipe.zadd(f"{PREFIX}outbox", {f"{slot}|{detail.id}": time.time()})
+        pipe.execute()
+
+    def outbox_due(self, now: float | None = None) -> list[tuple[str, str]]:
+        members = self.r.zrangebyscore(f"{PREFIX}outbox", "-inf", now or time.time())
+        return [tuple(m.split("|", 1)) for m in members]  # type: ignore[misc]
+
+    def outbox_size(self) -> int:
+        return int(self.r.zcard(f"{PREFIX}outbox"))
+
+    def postpone(self, slot: str, task_id: str, delay: float) -> None:
+        self.r.zadd(f"{PREFIX}outbox", {f"{slot}|{task_id}": time.time() + delay}, xx=True)
+
+    def submit_attempt(self, slot: str, task_id: str) -> int:
+        return int(self.r.hincrby(self._key(slot, task_id), "submit_attempts", 1))
+
+    def finish(self, slot: str, task_id: str, state: TaskState, outcome: str) -> None:
+        """Close a task for good: out of the outbox, with its outcome recorded."""
+        pipe = self.r.pipeline()
+        pipe.zrem(f"{PREFIX}outbox", f"{slot}|{task_id}")
+        pipe.hset(self._key(slot, task_id), mapping={
+            "state": state, "outcome": outcome, "finished_at": time.time(),
+            "updated_at": time.time()})
+        pipe.execute()
+
+    def set_session(self, slot: str, state: str) -> None:
+        key = f"{PREFIX}session:{slot}"
+        pipe = self.r.pipeline()
+        pipe.hset(key, mapping={"state": state, "since": time.time()})
+        if state == "registered":
+            pipe.hincrby(key, "registrations", 1)
+        pipe.execute()
+
+    def session(self, slot: str) -> dict[str, str]:
+        return dict(self.r.hgetall(f"{PREFIX}session:{slot}"))
+
+    def acquire_submit(self, slot: str, task_id: str, ttl: int) -> bool:
+        return bool(self.r.set(f"{PREFIX}submitting:{slot}:{task_id}", "1", nx=True, ex=ttl))
+
+    def release_submit(self, slot: str, task_id: str) -> None:
+        self.r.delete(f"{PREFIX}submitting:{slot}:{task_id}")

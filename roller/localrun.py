@@ -1,0 +1,180 @@
+"""Running the roller's processes on one machine: Redis, the devnet, listener and workers.
+
+Shared by `roller demo` and the end-to-end and fault tests, so both exercise the very
+processes an operator runs (`python -m roller.listener`, `celery -A roller worker -Q gpuN`).
+Everything binds to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import redis
+
+from roller.errors import RollerError
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    raise RollerError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@dataclass
+class Proc:
+    """A child process whose output goes to a log file."""
+
+    name: str
+    argv: list[str]
+    log_path: Path
+    env: dict[str, str]
+    cwd: Path | None = None
+    popen: subprocess.Popen[bytes] | None = None
+    _log: IO[bytes] | None = field(default=None, repr=False)
+
+    def start(self) -> Proc:
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
+        self.popen = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT,
+                                      env=self.env, cwd=self.cwd, start_new_session=True)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def send_signal(self, sig: int) -> None:
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
+        if self.popen is None:
+            return None
+        if self.alive():
+            try:
+                os.killpg(self.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.pid, signal.SIGKILL)
+                self.popen.wait()
+        if self._log is not None:
+            self._log.close()
+        return self.popen.returncode
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group, as a power cut to this component would."""
+        if self.alive():
+            os.killpg(self.pid, signal.SIGKILL)
+            assert self.popen is not None
+            self.popen.wait()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def python_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+class RedisServer:
+    """A private redis-server with AOF persistence, as our setup configures production."""
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.proc: Proc | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self.port}/0"
+
+    def start(self, timeout: float = 15.0) -> RedisServer:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise RollerError("redis-server not found: install it (apt-get install redis-server)")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        argv = [exe, "--port", str(self.port), "--bind", HOST, "--dir", str(self.workdir),
+                "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+                "--maxmemory-policy", "noeviction", "--protected-mode", "yes"]
+        self.proc = Proc("redis", argv, self.workdir / "redis.log", python_env()).start()
+        client = redis.Redis(host=HOST, port=self.port)
+        wait_for(lambda: self._ping(client), timeout, f"redis on port {self.port}")
+        return self
+
+    @staticmethod
+    def _ping(client: redis.Redis) -> bool:
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+
+
+def write_config(path: Path, *, coordinator_url: str, trace_endpoint: str, broker_url: str,
+                 slots: Sequence[dict[str, Any]], params_dir: Path, password: str,
+                 extra: dict[str, Any] | None = None) -> Path:
+    cfg: dict[str, Any] = {
+        "roller_name": "devnet-roller",
+        "keystore_path": str(path.parent / "keystore.json"),
+        "keystore_password": password,
+        "coordinator_url": coordinator_url,
+        "trace_endpoint": trace_endpoint,
+        "db_path": str(path.parent / "roller.db"),
+        "broker_url": broker_url,
+        "prover": {"params_path": str(params_dir), "prove_type": 0},
+        "slots": list(slots),
+    }
+    cfg.update(extra or {})
+    path.write_text(json.dumps(cfg, indent=2))
+    path.chmod(0o600)
+    return path
+
+
+def listener_proc(config: Path, logdir: Path, env: dict[str, str] | None = None) -> Proc:
+    return Proc("listener", [sys.executable, "-m", "roller.listener", "--config", str(config)],
+                logdir / "listener.log", python_env({"ROLLER_CONFIG": str(config), **(env or {})}))
+
+
+def worker_proc(config: Path, queue: str, logdir: Path, env: dict[str, str] | None = None,
+                name: str | None = None) -> Proc:
+    """`celery -A roller worker -Q <queue>` exactly as an operator runs it."""
+    celery = Path(sys.executable).with_name("celery")
+    argv = [str(celery), "-A", "roller", "worker", "-Q", queue, "-n", f"{name or queue}@%h",
+            "-P", "prefork", "-c", "1", "-E", "--loglevel", "INFO", "--without-mingle",
+            "--without-gossip"]
+    return Proc(f"worker-{queue}", argv, logdir / f"worker-{name or queue}.log",
+                python_env({"ROLLER_CONFIG": str(config), **(env or {})}))

@@ -1,0 +1,362 @@
+"""The coordinator's wire messages (spec section 3) with Go-compatible JSON and RLP hashing.
+
+JSON: ``to_json`` gives members in Go struct order with Go's ``omitempty`` rules; ``from_json``
+decodes like Go's ``encoding/json`` (case-insensitive member names, unknown members ignored,
+``null`` gives the zero value) and raises WireFormatError naming the field path.
+
+Hashes: keccak256 of the RLP list of the struct fields in Go declaration order (spec 4.1);
+JSON names and ``omitempty`` play no part.
+
+Nil vs empty bytes: AggProof keeps absent/``null``/``""`` byte fields as ``b""`` and encodes
+``b""`` as ``null`` (a nil Go slice). The coordinator decodes ``null`` and ``""`` to slices
+that RLP-encode identically (0x80), so hashes are unaffected; ``null`` matches what the Go
+mock prover sends. A ``null`` ProofDetail.proof (``None``) is distinct from an AggProof with
+every field empty: the former hashes as an empty list 0xc0, the latter as c5 80 80 80 80 80.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, Self
+
+import rlp
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+
+from roller.errors import WireFormatError
+from roller.protocol import signing
+from roller.protocol.encoding import (
+    UINT8_MAX,
+    UINT32_MAX,
+    UINT64_MAX,
+    check_uint,
+    decode_bytes,
+    decode_list,
+    decode_str,
+    decode_uint,
+    encode_bytes,
+    go_dumps,
+    join,
+    object_members,
+    parse_hash,
+)
+
+_ROOT = "$"
+
+
+class ProveType(IntEnum):
+    """`roller_type` / `type`: basic proves blocks (chunk), aggregator aggregates (batch)."""
+
+    BASIC = 0
+    AGGREGATOR = 1
+
+
+class RespStatus(IntEnum):
+    OK = 0
+    ERROR = 1
+
+
+def _check_str(value: Any, path: str) -> None:
+    if not isinstance(value, str):
+        raise WireFormatError(path, f"expected str, got {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise WireFormatError(path, "string is not valid UTF-8 (lone surrogate)") from exc
+
+
+def _check_bytes(value: Any, path: str) -> None:
+    if not isinstance(value, bytes):
+        raise WireFormatError(path, f"expected bytes, got {type(value).__name__}")
+
+
+def _loads(text: str | bytes) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise WireFormatError(_ROOT, f"invalid JSON: {exc}") from exc
+
+
+class _Wire:
+    """Shared JSON text helpers; subclasses provide to_json/from_json."""
+
+    def to_json(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def dumps(self) -> str:
+        """Compact JSON text as Go's json.Marshal writes it."""
+        return go_dumps(self.to_json())
+
+    @classmethod
+    def from_json(cls, value: Any, path: str = "") -> Self:
+        raise NotImplementedError
+
+    @classmethod
+    def loads(cls, text: str | bytes) -> Self:
+        """Parse JSON text and decode it; invalid JSON is a WireFormatError too."""
+        return cls.from_json(_loads(text))
+
+
+@dataclass(frozen=True)
+class Identity(_Wire):
+    name: str
+    roller_type: int
+    timestamp: int
+    version: str
+    token: str
+
+    _FIELDS = ("name", "roller_type", "timestamp", "version", "token")
+
+    def __post_init__(self) -> None:
+        _check_str(self.name, "name")
+        check_uint(self.roller_type, "roller_type", UINT8_MAX)
+        check_uint(self.timestamp, "timestamp", UINT32_MAX)
+        _check_str(self.version, "version")
+        _check_str(self.token, "token")
+
+    def rlp_items(self) -> list[Any]:
+        return [self.name.encode(), self.roller_type, self.timestamp,
+                self.version.encode(), self.token.encode()]
+
+    def hash(self) -> bytes:
+        return keccak(rlp.encode(self.rlp_items()))
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name}
+        if self.roller_type:
+            out["roller_type"] = int(self.roller_type)
+        out["timestamp"] = int(self.timestamp)
+        out["version"] = self.version
+        out["token"] = self.token
+        return out
+
+    @classmethod
+    def from_json(cls, value: Any, path: str = "") -> Self:
+        m = object_members(value, path or _ROOT, cls._FIELDS)
+        return cls(
+            name=decode_str(m.get("name"), join(path, "name")),
+            roller_type=decode_uint(m.get("roller_type"), join(path, "roller_type"), UINT8_MAX),
+            timestamp=decode_uint(m.get("timestamp"), join(path, "timestamp"), UINT32_MAX),
+            version=decode_str(m.get("version"), join(path, "version")),
+            token=decode_str(m.get("token"), join(path, "token")),
+        )
+
+
+@dataclass(frozen=True)
+class AuthMsg(_Wire):
+    """JSON ``{"message": Identity, "signature": "0x..."}``."""
+
+    identity: Identity
+    signature: str
+
+    _FIELDS = ("message", "signature")
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.identity, Identity):
+            raise WireFormatError("message", "expected Identity")
+        _check_str(self.signature, "signature")
+
+    @classmethod
+    def signed(cls, identity: Identity, account: LocalAccount) -> AuthMsg:
+        return cls(identity=identity, signature=signing.sign_hash(account, identity.hash()))
+
+    def recover_pk(self) -> str:
+        return signing.recover_pk(self.identity.hash(), self.signature)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"message": self.identity.to_json(), "signature": self.signature}
+
+    @classmethod
+    def from_json(cls, value: Any, path: str = "") -> Self:
+        m = object_members(value, path or _ROOT, cls._FIELDS)
+        message_path = join(path, "message")
+        # Go would decode a missing/null message to a nil pointer and crash the handler.
+        if m.get("message") is None:
+            raise WireFormatError(message_path, "required object is missing or null")
+        return cls(
+            identity=Identity.from_json(m["message"], message_path),
+            signature=decode_str(m.get("signature"), join(path, "signature")),
+        )
+
+
+@dataclass(frozen=True)
+class AggProof(_Wire):
+    proof: bytes
+    instance: bytes
+    final_pair: bytes
+    vk: bytes
+    block_count: int
+
+    _FIELDS = ("proof", "instance", "final_pair", "vk", "block_count")
+
+    def __post_init__(self) -> None:
+        for name in ("proof", "instance", "final_pair", "vk"):
+            _check_bytes(getattr(self, name), name)
+        check_uint(self.block_count, "block_count", UINT64_MAX)
+
+    def rlp_items(self) -> list[Any]:
+        return [self.proof, self.instance, self.final_pair, self.vk, self.block_count]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "proof": encode_bytes(self.proof),
+            "instance": encode_bytes(self.instance),
+            "final_pair": encode_bytes(self.final_pair),
+            "vk": encode_bytes(self.vk),
+            "block_count": int(self.block_count),
+        }
+
+    @classmethod
+    def from_json(cls, value: Any, path: str = "") -> Self:
+        m = object_members(value, path or _ROOT, cls._FIELDS)
+        return cls(
+            proof=decode_bytes(m.get("proof"), join(path, "proof")),
+            instance=decode_bytes(m.get("instance"), join(path, "instance")),
+            final_pair=decode_bytes(m.get("final_pair"), join(path, "final_pair")),
+            vk=decode_bytes(m.get("vk"), join(path, "vk")),
+            block_count=decode_uint(m.get("block_count"), join(path, "block_count"), UINT64_MAX),
+        )
+
+
+@dataclass(frozen=True)
+class TaskMsg(_Wire):
+    """A task notification. ``block_hashes`` are canonical lowercase ``0x`` hashes."""
+
+    id: str
+    type: int
+    block_hashes: tuple[str, ...]
+    sub_proofs: tuple[AggProof, ...]
+
+    _FIELDS = ("id", "type", "block_hashes", "sub_proofs")
+
+    def __post_init__(self) -> None:
+        _check_str(self.id, "id")
+        check_uint(self.type, "type", UINT8_MAX)
+        if isinstance(self.block_hashes, str):
+            raise WireFormatError("block_hashes", "expected a sequence of hashes, got str")
+        hashes = tuple(parse_hash(h, f"block_hashes[{i}]") for i, h in enumerate(self.block_hashes))
+        object.__setattr__(self, "block_hashes", hashes)
+        proofs = tuple(self.sub_proofs)
+        for i, p in enumerate(proofs):
+            if not isinstance(p, AggProof):
+                raise WireFormatError(f"sub_proofs[{i}]", "expected AggProof")
+        object.__setattr__(self, "sub_proofs", proofs)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id}
+        if self.type:
+            out["type"] = int(self.type)
+        if self.block_hashes:
+            out["block_hashes"] = list(self.block_hashes)
+        if self.sub_proofs:
+            out["sub_proofs"] = [p.to_json() for p in self.sub_proofs]
+        return out
+
+    @classmethod
+    def from_json(cls, value: Any, path: str = "") -> Self:
+        m = object_members(value, path or _ROOT, cls._FIELDS)
+        hashes_path = join(path, "block_hashes")
+        proofs_path = join(path, "sub_proofs")
+        sub_proofs = []
+        for p_path, item in decode_list(m.get("sub_proofs"), proofs_path):
+            # Go would keep a nil *AggProof here; no coordinator sends one, so refuse it.
+            if item is None:
+                raise WireFormatError(p_path, "null sub-proof")
+            sub_proofs.append(AggProof.from_json(item, p_path))
+        return cls(
+            id=decode_str(m.get("id"), join(path, "id")),
+            type=decode_uint(m.get("type"), join(path, "type"), UINT8_MAX),
+            block_hashes=tuple(parse_hash(h, h_path)
+                               for h_path, h in decode_list(m.get("block_hashes"), hashes_path)),
+            sub_proofs=tuple(sub_proofs),
+        )
+
+
+@dataclass(frozen=True)
+class ProofDetail(_Wire):
+    """``proof`` None is JSON ``null`` (a nil pointer), hashed as the empty RLP list."""
+
+    id: str
+    type: int
+    status: int
+    proof: AggProof | None
+    error: str
+
+    _FIELDS = ("id", "type", "status", "proof", "error")
+
+    def __post_init__(self) -> None:
+        _check_str(self.id, "id")
+        check_uint(self.type, "type", UINT8_MAX)
+        check_uint(self.status, "status", UINT32_MAX)
+        if self.proof is not None and not isinstance(self.proof, AggProof):
+            raise WireFormatError("proof", "expected AggProof or None")
+        _check_str(self.error, "error")
+
+    def rlp_items(self) -> list[Any]:
+        proof = self.proof.rlp_items() if self.proof is not None else []
+        return [self.id.encode(), self.type, self.status, proof, self.error.encode()]
+
+    def hash(self) -> bytes:
+        return keccak(rlp.encode(self.rlp_items()))
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id}
+        if self.type:
+            out["type"] = int(self.type)
+        out["status"] = int(self.status)
+        out["proof"] = self.proof.to_json() if self.proof is not None else None
+        if self.error:
+            out["error"] = self.error
+        return out
+
+    @classmethod
+    def from_json(cls, value: Any, path: str = "") -> Self:
+        m = object_members(value, path or _ROOT, cls._FIELDS)
+        proof_value = m.get("proof")
+        return cls(
+            id=decode_str(m.get("id"), join(path, "id")),
+            type=decode_uint(m.get("type"), join(path, "type"), UINT8_MAX),
+            status=decode_uint(m.get("status"), join(path, "status"), UINT32_MAX),
+            proof=(None if proof_value is None
+                   else AggProof.from_json(proof_value, join(path, "proof"))),
+            error=decode_str(m.get("error"), join(path, "error")),
+        )
+
+
+@dataclass(frozen=True)
+class ProofMsg(_Wire):
+    """JSON ``{"zkProof": ProofDetail, "signature": "0x..."}``."""
+
+    detail: ProofDetail
+    signature: str
+
+    _FIELDS = ("zkProof", "signature")
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.detail, ProofDetail):
+            raise WireFormatError("zkProof", "expected ProofDetail")
+        _check_str(self.signature, "signature")
+
+    @classmethod
+    def signed(cls, detail: ProofDetail, account: LocalAccount) -> ProofMsg:
+        return cls(detail=detail, signature=signing.sign_hash(account, detail.hash()))
+
+    def recover_pk(self) -> str:
+        return signing.recover_pk(self.detail.hash(), self.signature)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"zkProof": self.detail.to_json(), "signature": self.signature}
+
+    @classmethod
+    def from_json(cls, value: Any, path: str = "") -> Self:
+        m = object_members(value, path or _ROOT, cls._FIELDS)
+        detail_path = join(path, "zkProof")
+        # Go would decode a missing/null zkProof to a nil pointer and crash the handler.
+        if m.get("zkProof") is None:
+            raise WireFormatError(detail_path, "required object is missing or null")
+        return cls(
+            detail=ProofDetail.from_json(m["zkProof"], detail_path),
+            signature=decode_str(m.get("signature"), join(path, "signature")),
+        )

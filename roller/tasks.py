@@ -1,0 +1,108 @@
+"""Celery tasks run by `celery -A roller worker -Q gpuK`, and the worker's process setup.
+
+A job message carries only (slot, task id): the task itself, and later its proof, live in
+the Redis ledger, so messages stay small and Flower shows what an operator knows.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+import socket
+from typing import Any
+
+import redis
+from celery import signals
+from eth_account.signers.local import LocalAccount
+
+from roller.celery_app import app
+from roller.config import RollerConfig, load_config
+from roller.coordinator_client import CoordinatorClient
+from roller.ffi import Prover, load_prover
+from roller.job import JobContext, run_job
+from roller.keys import load_or_create_keystore
+from roller.ledger import TaskLedger
+from roller.logs import kv
+from roller.submitter import Submitter
+from roller.trace_client import TraceClient
+
+log = logging.getLogger(__name__)
+
+GPU_QUEUE = re.compile(r"^gpu(\d+)$")
+
+
+@signals.celeryd_init.connect
+def _pin_gpu(sender: Any = None, conf: Any = None, options: Any = None, **_: Any) -> None:
+    """Pin a worker of queue gpuK to GPU K before any child loads the prover."""
+    queues = (options or {}).get("queues") or []
+    if isinstance(queues, str):
+        queues = queues.split(",")
+    gpus = [m.group(1) for m in (GPU_QUEUE.match(q.strip()) for q in queues) if m]
+    if len(gpus) == 1:
+        os.environ.setdefault("CUDA_VISIBLE_DEVICES", gpus[0])
+        os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+    log.info("worker pinned %s",
+             kv(queues=",".join(queues), cuda=os.environ.get("CUDA_VISIBLE_DEVICES", "")))
+
+
+@functools.cache
+def _config() -> RollerConfig:
+    return load_config()
+
+
+@functools.cache
+def _prover() -> Prover:
+    """One warm prover per worker process, created on first use (never in the parent)."""
+    cfg = _config()
+    return load_prover(
+        str(cfg.prover.library_path) if cfg.prover.library_path else None,
+        str(cfg.prover.params_path),
+        abi=cfg.prover.abi,
+        seed_path=str(cfg.prover.seed_path) if cfg.prover.seed_path else None,
+    )
+
+
+@functools.cache
+def _account(slot: str) -> LocalAccount:
+    cfg = _config()
+    return load_or_create_keystore(cfg.slot(slot).keystore_path, cfg.keystore_password)
+
+
+@functools.cache
+def _context() -> JobContext:
+    cfg = _config()
+    ledger = TaskLedger.from_url(cfg.broker_url)
+
+    def connect(slot: str) -> CoordinatorClient:
+        client = CoordinatorClient(cfg.coordinator_url, slot=slot)
+        client.connect()
+        return client
+
+    return JobContext(
+        cfg=cfg,
+        ledger=ledger,
+        prover=_prover(),
+        traces=TraceClient(cfg.trace_endpoint, retries=cfg.retry.trace_retries),
+        account_for=_account,
+        connect=connect,
+        submitter=Submitter(ledger, cfg.retry, cfg.session_window_minutes * 60),
+        worker=f"{socket.gethostname()}:{os.getpid()}",
+    )
+
+
+@app.task(
+    name="roller.prove",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(redis.ConnectionError, redis.TimeoutError),
+    retry_backoff=True,
+    max_retries=5,
+)
+def prove(self: Any, slot: str, task_id: str) -> str:
+    """Prove one coordinator task for `slot` and deliver the proof."""
+    log.info("job received %s",
+             kv(task_id=task_id, slot=slot, queue=self.request.delivery_info.get("routing_key")))
+    return run_job(_context(), slot, task_id).value

@@ -1,0 +1,86 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from roller.config import load_config, parse_config
+from roller.errors import ConfigError
+
+SEED = {
+    "roller_name": "my_roller",
+    "keystore_path": "keystore.json",
+    "keystore_password": "roller-pwd",
+    "coordinator_url": "ws://localhost:8391",
+    "trace_endpoint": "http://127.0.0.1:8545",
+    "db_path": "bbolt_db",
+    "prover": {"params_path": "params", "seed_path": "seed", "prove_type": 0, "dump_dir": "dump"},
+}
+
+
+def test_seed_config_is_one_slot_on_gpu0(tmp_path: Path) -> None:
+    cfg = parse_config(SEED, tmp_path, env={})
+    assert len(cfg.slots) == 1
+    slot = cfg.slots[0]
+    assert (slot.name, slot.queue, slot.gpu, slot.prove_type) == ("my_roller", "gpu0", 0, 0)
+    assert slot.keystore_path == tmp_path / "keystore.json"
+    assert cfg.prover.dump_dir == tmp_path / "dump"
+    assert cfg.db_path == tmp_path / "bbolt_db"
+    assert cfg.session_window_minutes == 180
+
+
+def test_gpus_shorthand(tmp_path: Path) -> None:
+    cfg = parse_config({**SEED, "gpus": [0, 1]}, tmp_path, env={})
+    assert [(s.name, s.queue, s.keystore_path.name) for s in cfg.slots] == [
+        ("my_roller-gpu0", "gpu0", "keystore-gpu0.json"),
+        ("my_roller-gpu1", "gpu1", "keystore-gpu1.json"),
+    ]
+
+
+def test_explicit_slots_and_batch_type(tmp_path: Path) -> None:
+    slots = [{"name": "a", "queue": "gpu0", "gpu": 0, "keystore_path": "a.json"},
+             {"name": "b", "queue": "gpu1", "gpu": 1, "prove_type": 1, "keystore_path": "b.json"}]
+    cfg = parse_config({**SEED, "slots": slots}, tmp_path, env={})
+    assert [s.prove_type for s in cfg.slots] == [0, 1]
+    assert cfg.slot("b").queue == "gpu1"
+
+
+def test_env_overrides_secrets(tmp_path: Path) -> None:
+    cfg = parse_config(SEED, tmp_path, env={"ROLLER_KEYSTORE_PASSWORD": "from-env",
+                                            "ROLLER_BROKER_PASSWORD": "p@ss"})
+    assert cfg.keystore_password == "from-env"
+    assert cfg.broker_url == "redis://:p%40ss@127.0.0.1:6379/0"
+    assert "from-env" not in repr(cfg)
+
+
+@pytest.mark.parametrize(
+    ("patch", "path"),
+    [
+        ({"roller_name": 5}, "roller_name"),
+        ({"coordinator_url": "http://x"}, "coordinator_url"),
+        ({"prover": {"prove_type": 7}}, "prover.prove_type"),
+        ({"gpus": [0, -1]}, "gpus[1]"),
+        ({"slots": [{"name": "a", "queue": "gpu0"}]}, "slots[0].keystore_path"),
+        ({"retry": {"max_prove_attempts": 0}}, "retry.max_prove_attempts"),
+        ({"session_window_minutes": "x"}, "session_window_minutes"),
+    ],
+)
+def test_errors_name_the_key_path(tmp_path: Path, patch: dict, path: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({**SEED, **patch}, tmp_path, env={})
+    assert str(info.value).startswith(f"{path}:")
+
+
+def test_duplicate_identity_refused(tmp_path: Path) -> None:
+    slots = [{"name": "a", "queue": "gpu0", "keystore_path": "k.json"},
+             {"name": "b", "queue": "gpu1", "keystore_path": "k.json"}]
+    with pytest.raises(ConfigError, match="duplicate keystore_path"):
+        parse_config({**SEED, "slots": slots}, tmp_path, env={})
+
+
+def test_load_config_reports_bad_json(tmp_path: Path) -> None:
+    f = tmp_path / "config.json"
+    f.write_text("{")
+    with pytest.raises(ConfigError, match="invalid JSON at line 1"):
+        load_config(f)
+    f.write_text(json.dumps(SEED))
+    assert load_config(f).roller_name == "my_roller"

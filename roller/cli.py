@@ -31,13 +31,8 @@ def _listener(args: argparse.Namespace) -> int:
     return main(["--config", args.config] if args.config else [])
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from roller.demo import main
-
-    return main(args.demo_args)
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from roller import demo as demo_mod
     from roller.devnet.cli import add_parser as add_devnet
 
     parser = argparse.ArgumentParser(
@@ -53,15 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("config", nargs="?", help="config file (default: $ROLLER_CONFIG)")
     check.set_defaults(func=_config_check)
 
-    listener = sub.add_parser("listener", help="run the listener (same as python -m roller.listener)")
+    listener = sub.add_parser("listener",
+                              help="run the listener (same as python -m roller.listener)")
     listener.add_argument("--config", help="config file (default: $ROLLER_CONFIG)")
     listener.set_defaults(func=_listener)
 
-    demo = sub.add_parser(
-        "demo", add_help=False,
-        help="run a local devnet proving real traces end to end (see `roller demo --help`)")
-    demo.add_argument("demo_args", nargs=argparse.REMAINDER)
-    demo.set_defaults(func=_demo)
+    demo = sub.add_parser("demo", help="run a local devnet proving real traces end to end",
+                          description=demo_mod.DESCRIPTION)
+    demo_mod.add_arguments(demo)
+    demo.set_defaults(func=demo_mod.run)
 
     add_devnet(sub)
     return parser

@@ -174,7 +174,8 @@ def _slots(r: _Reader, base: Path, name: str, default_type: int) -> tuple[SlotCo
                     name=s.str("name"),
                     queue=s.str("queue"),
                     gpu=None if gpu < 0 else gpu,
-                    prove_type=_prove_type(s, "prove_type") if s.has("prove_type") else default_type,
+                    prove_type=(_prove_type(s, "prove_type") if s.has("prove_type")
+                                else default_type),
                     keystore_path=_resolve(base, s.str("keystore_path")),
                 )
             )

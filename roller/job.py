@@ -27,7 +27,7 @@ from roller.ffi import Prover
 from roller.ledger import FINAL_STATES, TaskLedger, TaskRecord, TaskState
 from roller.logs import kv
 from roller.protocol.messages import AggProof, ProofDetail, ProveType, RespStatus, TaskMsg
-from roller.submitter import Submitter, SubmitResult
+from roller.submitter import SubmitResult, Submitter
 from roller.trace_client import TraceClient
 
 log = logging.getLogger(__name__)

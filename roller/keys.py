@@ -71,6 +71,7 @@ def _create(target: Path, password: str, scrypt_n: int) -> None:
         raise KeystoreError(f"cannot create keystore directory={directory}: {exc}") from exc
     account = Account.create()
     keyfile = Account.encrypt(account.key, password, kdf="scrypt", iterations=scrypt_n)
+    keyfile["address"] = keyfile["address"].lower()  # geth writes lowercase hex
     fd, tmp_name = tempfile.mkstemp(prefix=".keystore-", suffix=".tmp", dir=directory)
     tmp = Path(tmp_name)
     try:

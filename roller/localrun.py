@@ -178,3 +178,131 @@ def worker_proc(config: Path, queue: str, logdir: Path, env: dict[str, str] | No
             "--without-gossip"]
     return Proc(f"worker-{queue}", argv, logdir / f"worker-{name or queue}.log",
                 python_env({"ROLLER_CONFIG": str(config), **(env or {})}))
+
+
+class DevnetProcess:
+    """`python -m roller.devnet` as a separate process, with its control API."""
+
+    def __init__(self, workdir: Path, args: Sequence[str] = (), env: dict[str, str] | None = None
+                 ) -> None:
+        self.workdir = workdir
+        self.ready_file = workdir / "devnet-ready.json"
+        argv = [sys.executable, "-m", "roller.devnet", "--host", HOST, "--ws-port", "0",
+                "--l2-port", "0", "--control-port", "0", "--ready-file", str(self.ready_file),
+                *args]
+        self.proc = Proc("devnet", argv, workdir / "devnet.log", python_env(env))
+        self.info: dict[str, Any] = {}
+
+    def start(self, timeout: float = 120.0) -> DevnetProcess:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.ready_file.unlink(missing_ok=True)
+        self.proc.start()
+        wait_for(lambda: self.ready_file.exists() or not self.proc.alive(), timeout,
+                 "the devnet to listen")
+        if not self.ready_file.exists():
+            raise RollerError(f"devnet exited early:\n{self.proc.output()[-3000:]}")
+        self.info = json.loads(self.ready_file.read_text())
+        return self
+
+    @property
+    def ws_url(self) -> str:
+        return str(self.info["ws_url"])
+
+    @property
+    def l2_url(self) -> str:
+        return str(self.info["l2_url"])
+
+    def control(self, path: str, body: dict[str, Any] | None = None, timeout: float = 30.0
+                ) -> Any:
+        import requests
+
+        url = f"{self.info['control_url'].rstrip('/')}/{path.lstrip('/')}"
+        if body is None:
+            resp = requests.get(url, timeout=timeout)
+        else:
+            resp = requests.post(url, json=body, timeout=timeout)
+        resp.raise_for_status()
+        return resp.json()
+
+    def ledger(self) -> dict[str, Any]:
+        return dict(self.control("ledger"))
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+
+def demo_slots(workdir: Path, chunk_slots: int = 2, batch_slots: int = 1) -> list[dict[str, Any]]:
+    """Chunk slots on gpu0..gpuN-1, then batch slots on the following queues."""
+    slots = []
+    for i in range(chunk_slots + batch_slots):
+        kind = "chunk" if i < chunk_slots else "batch"
+        slots.append({"name": f"{kind}-gpu{i}", "queue": f"gpu{i}", "gpu": i,
+                      "prove_type": 0 if kind == "chunk" else 1,
+                      "keystore_path": str(workdir / f"keystore-gpu{i}.json")})
+    return slots
+
+
+class LocalCluster:
+    """Redis + devnet + listener + one worker per slot queue, all real processes."""
+
+    def __init__(self, workdir: Path, *, slots: list[dict[str, Any]], params_dir: Path,
+                 devnet_args: Sequence[str] = (), config_extra: dict[str, Any] | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.workdir = workdir
+        self.slots = slots
+        self.params_dir = params_dir
+        self.env = env or {}
+        self.redis = RedisServer(workdir / "redis")
+        self.devnet = DevnetProcess(workdir, ["--params-dir", str(params_dir), *devnet_args],
+                                    self.env)
+        self.config_extra = config_extra or {}
+        self.config = workdir / "config.json"
+        self.listener: Proc | None = None
+        self.workers: dict[str, Proc] = {}
+
+    def start(self, start_roller: bool = True) -> LocalCluster:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.redis.start()
+        self.devnet.start()
+        write_config(self.config, coordinator_url=self.devnet.ws_url,
+                     trace_endpoint=self.devnet.l2_url, broker_url=self.redis.url,
+                     slots=self.slots, params_dir=self.params_dir,
+                     password=os.urandom(12).hex(), extra=self.config_extra)
+        if start_roller:
+            for queue in dict.fromkeys(s["queue"] for s in self.slots):
+                self.start_worker(queue)
+            self.start_listener()
+        return self
+
+    def start_listener(self) -> Proc:
+        self.listener = listener_proc(self.config, self.workdir, self.env).start()
+        return self.listener
+
+    def start_worker(self, queue: str, env: dict[str, str] | None = None) -> Proc:
+        self.workers[queue] = worker_proc(self.config, queue, self.workdir,
+                                          {**self.env, **(env or {})}).start()
+        return self.workers[queue]
+
+    def tasks(self) -> list[dict[str, Any]]:
+        return list(self.devnet.ledger()["tasks"])
+
+    def wait_tasks(self, done: Callable[[list[dict[str, Any]]], bool], timeout: float,
+                   on_poll: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
+        def check() -> bool:
+            tasks = self.tasks()
+            if on_poll is not None:
+                on_poll(tasks)
+            return done(tasks)
+
+        wait_for(check, timeout, "the devnet tasks to finish", interval=1.0)
+
+    def logs(self) -> str:
+        return "\n".join(f"==> {p.name}\n{p.read_text(errors='replace')}"
+                         for p in sorted(self.workdir.glob("*.log")))
+
+    def stop(self) -> None:
+        for proc in [self.listener, *self.workers.values()]:
+            if proc is not None:
+                proc.stop()
+        self.devnet.stop()
+        self.redis.stop()

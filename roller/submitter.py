@@ -27,7 +27,9 @@ from roller.protocol.messages import ProofMsg
 log = logging.getLogger(__name__)
 
 # Refusals that no retry can cure: the session is gone or our message is wrong.
-PERMANENT_REFUSALS = ("does not existID", "is not eligible to partake", "auth signature verify fail")
+PERMANENT_REFUSALS = (
+    "does not existID", "is not eligible to partake", "auth signature verify fail",
+)
 SUBMIT_LOCK_SECONDS = 3600
 
 

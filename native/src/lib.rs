@@ -1,1 +1,21 @@
-pub fn placeholder() {}
+//! roller_prover: chunk and batch proofs (plonky2, Poseidon over Goldilocks) behind a C ABI.
+//!
+//! The ABI is documented in `include/roller_prover.h`; `ffi` implements it over `prover`.
+
+pub mod aggproof;
+pub mod circuits;
+pub mod ffi;
+pub mod prover;
+pub mod store;
+pub mod trace;
+
+/// Text of a caught panic payload.
+pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}

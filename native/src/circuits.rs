@@ -1,0 +1,307 @@
+//! The three circuit kinds: chunk (per capacity bucket), wrap (fixed shape) and batch (per chunk count).
+
+use anyhow::{anyhow, bail, Result};
+use plonky2::field::types::{Field, PrimeField64};
+use plonky2::gates::noop::NoopGate;
+use plonky2::hash::hash_types::{HashOut, HashOutTarget};
+use plonky2::hash::poseidon::PoseidonHash;
+use plonky2::iop::target::{BoolTarget, Target};
+use plonky2::iop::witness::{PartialWitness, WitnessWrite};
+use plonky2::plonk::circuit_builder::CircuitBuilder;
+use plonky2::plonk::circuit_data::{
+    CircuitConfig, CircuitData, CommonCircuitData, VerifierCircuitTarget, VerifierOnlyCircuitData,
+};
+use plonky2::plonk::config::{GenericConfig, Hasher, PoseidonGoldilocksConfig};
+use plonky2::plonk::proof::{ProofWithPublicInputs, ProofWithPublicInputsTarget};
+
+use crate::trace::HEADER_LEN;
+
+pub const D: usize = 2;
+pub type C = PoseidonGoldilocksConfig;
+pub type F = <C as GenericConfig<D>>::F;
+pub type Proof = ProofWithPublicInputs<F, C, D>;
+pub type Data = CircuitData<F, C, D>;
+pub type Common = CommonCircuitData<F, D>;
+pub type VerifierOnly = VerifierOnlyCircuitData<C, D>;
+
+/// Capacity (bytes of commitment preimage) of the smallest chunk bucket; bucket j holds `BASE << j`.
+/// About 1.1 rows per byte, so bucket j is a 2^(10+j)-row circuit.
+pub const BUCKET_BASE_BYTES: usize = 768;
+pub const NUM_BUCKETS: usize = 6;
+
+/// Chunk public inputs (Goldilocks elements), in order:
+/// chain id (2 u32 limbs, BE), prev root (8), post root (8), withdraw root (8), data hash (8),
+/// pi hash (8) - all as big-endian u32 limbs - then the Poseidon commitment (4) and the preimage length (1).
+pub mod chunk_pi {
+    pub const CHAIN_ID: usize = 0;
+    pub const PREV: usize = 2;
+    pub const POST: usize = 10;
+    pub const WITHDRAW: usize = 18;
+    pub const DATA_HASH: usize = 26;
+    pub const PI_HASH: usize = 34;
+    pub const COMMITMENT: usize = 42;
+    pub const LEN: usize = 46;
+    pub const COUNT: usize = 47;
+}
+
+/// Batch public inputs: chain id (2), prev root of the first chunk (8), post root of the last (8),
+/// withdraw root of the last (8), Poseidon commitment over every chunk's public inputs (4),
+/// chunk count (1), then each chunk's data hash (8 each).
+pub mod batch_pi {
+    pub const CHAIN_ID: usize = 0;
+    pub const PREV: usize = 2;
+    pub const POST: usize = 10;
+    pub const WITHDRAW: usize = 18;
+    pub const COMMITMENT: usize = 26;
+    pub const COUNT: usize = 30;
+    pub const DATA_HASHES: usize = 31;
+    pub fn len(n: usize) -> usize {
+        DATA_HASHES + 8 * n
+    }
+}
+
+pub fn bucket_capacity(bucket: usize) -> usize {
+    BUCKET_BASE_BYTES << bucket
+}
+
+/// Smallest bucket whose capacity holds `len` bytes.
+pub fn bucket_for(len: usize) -> Option<usize> {
+    (0..NUM_BUCKETS).find(|&b| bucket_capacity(b) >= len)
+}
+
+pub fn config() -> CircuitConfig {
+    CircuitConfig::standard_recursion_config()
+}
+
+/// Targets of a chunk circuit the prover fills in.
+pub struct ChunkTargets {
+    pub len: Target,
+    pub bytes: Vec<Target>,
+    pub data_hash: Vec<Target>,
+    pub pi_hash: Vec<Target>,
+}
+
+/// Packs big-endian bytes into big-endian u32 limbs.
+fn pack_be(builder: &mut CircuitBuilder<F, D>, bytes: &[Target]) -> Vec<Target> {
+    bytes
+        .chunks(4)
+        .map(|c| {
+            let mut acc = builder.zero();
+            for &b in c {
+                acc = builder.mul_const_add(F::from_canonical_u32(256), acc, b);
+            }
+            acc
+        })
+        .collect()
+}
+
+fn u32_limbs(builder: &mut CircuitBuilder<F, D>, n: usize) -> Vec<Target> {
+    (0..n)
+        .map(|_| {
+            let t = builder.add_virtual_target();
+            builder.range_check(t, 32);
+            t
+        })
+        .collect()
+}
+
+/// Chunk circuit for bucket `bucket`: every preimage byte is range-checked to 8 bits and hashed with
+/// Poseidon in-circuit; chain id and roots in the public inputs are packed from the hashed bytes.
+pub fn build_chunk(bucket: usize) -> (Data, ChunkTargets) {
+    let cap = bucket_capacity(bucket);
+    let mut b = CircuitBuilder::<F, D>::new(config());
+    let len = b.add_virtual_target();
+    b.range_check(len, 32);
+    let bytes: Vec<Target> = (0..cap)
+        .map(|_| {
+            let t = b.add_virtual_target();
+            b.range_check(t, 8);
+            t
+        })
+        .collect();
+    let header = pack_be(&mut b, &bytes[..HEADER_LEN]);
+    let data_hash = u32_limbs(&mut b, 8);
+    let pi_hash = u32_limbs(&mut b, 8);
+    let mut preimage = vec![len];
+    preimage.extend_from_slice(&bytes);
+    let commitment = b.hash_n_to_hash_no_pad::<PoseidonHash>(preimage);
+    b.register_public_inputs(&header);
+    b.register_public_inputs(&data_hash);
+    b.register_public_inputs(&pi_hash);
+    b.register_public_inputs(&commitment.elements);
+    b.register_public_input(len);
+    let data = b.build::<C>();
+    (data, ChunkTargets { len, bytes, data_hash, pi_hash })
+}
+
+pub fn limbs_of(bytes: &[u8; 32]) -> [F; 8] {
+    let mut out = [F::ZERO; 8];
+    for (i, c) in bytes.chunks(4).enumerate() {
+        out[i] = F::from_canonical_u32(u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+    }
+    out
+}
+
+pub fn set_chunk_witness(
+    t: &ChunkTargets,
+    preimage: &[u8],
+    data_hash: &[u8; 32],
+    pi_hash: &[u8; 32],
+) -> Result<PartialWitness<F>> {
+    if preimage.len() > t.bytes.len() {
+        bail!("chunk preimage of {} bytes exceeds bucket capacity {}", preimage.len(), t.bytes.len());
+    }
+    let mut pw = PartialWitness::new();
+    pw.set_target(t.len, F::from_canonical_usize(preimage.len()))?;
+    for (i, &tb) in t.bytes.iter().enumerate() {
+        let v = preimage.get(i).copied().unwrap_or(0);
+        pw.set_target(tb, F::from_canonical_u8(v))?;
+    }
+    for (ts, v) in [(&t.data_hash, data_hash), (&t.pi_hash, pi_hash)] {
+        for (&tt, val) in ts.iter().zip(limbs_of(v)) {
+            pw.set_target(tt, val)?;
+        }
+    }
+    Ok(pw)
+}
+
+/// Native Poseidon commitment, equal to what the chunk circuit computes for this preimage.
+pub fn commitment_of(preimage: &[u8], bucket: usize) -> HashOut<F> {
+    let mut elems = Vec::with_capacity(1 + bucket_capacity(bucket));
+    elems.push(F::from_canonical_usize(preimage.len()));
+    elems.extend(preimage.iter().map(|&b| F::from_canonical_u8(b)));
+    elems.resize(1 + bucket_capacity(bucket), F::ZERO);
+    PoseidonHash::hash_no_pad(&elems)
+}
+
+/// Wrap circuit: verifies one chunk proof of a given bucket against that bucket's constant key and
+/// re-exposes its public inputs; padded to `degree_bits` so all buckets share one common data.
+pub struct WrapBuilder {
+    pub builder: CircuitBuilder<F, D>,
+    pub proof: ProofWithPublicInputsTarget<D>,
+}
+
+pub fn wrap_builder(chunk_common: &Common, chunk_vk: &VerifierOnly) -> WrapBuilder {
+    let mut b = CircuitBuilder::<F, D>::new(config());
+    let proof = b.add_virtual_proof_with_pis(chunk_common);
+    let vd = b.constant_verifier_data(chunk_vk);
+    b.verify_proof::<C>(&proof, &vd, chunk_common);
+    b.register_public_inputs(&proof.public_inputs);
+    WrapBuilder { builder: b, proof }
+}
+
+pub fn pad_and_build(mut b: CircuitBuilder<F, D>, degree_bits: usize) -> Data {
+    // build() adds a few gates (public-input hashing, constants); aim for just over half the target.
+    while b.num_gates() < (1 << (degree_bits - 1)) + 1 {
+        b.add_gate(NoopGate, vec![]);
+    }
+    b.build::<C>()
+}
+
+/// Hash identifying a verifier key inside circuits: Poseidon over its cap and digest.
+pub fn vk_hash(vk: &VerifierOnly) -> HashOut<F> {
+    let mut elems: Vec<F> = vk.constants_sigmas_cap.0.iter().flat_map(|h| h.elements).collect();
+    elems.extend_from_slice(&vk.circuit_digest.elements);
+    PoseidonHash::hash_no_pad(&elems)
+}
+
+fn vk_hash_target(b: &mut CircuitBuilder<F, D>, vd: &VerifierCircuitTarget) -> HashOutTarget {
+    let mut elems: Vec<Target> =
+        vd.constants_sigmas_cap.0.iter().flat_map(|h| h.elements).collect();
+    elems.extend_from_slice(&vd.circuit_digest.elements);
+    b.hash_n_to_hash_no_pad::<PoseidonHash>(elems)
+}
+
+pub struct BatchTargets {
+    pub proofs: Vec<ProofWithPublicInputsTarget<D>>,
+    pub vks: Vec<VerifierCircuitTarget>,
+    pub selectors: Vec<Vec<BoolTarget>>,
+}
+
+/// Batch circuit over `n` wrapped chunk proofs: each verified recursively with a key proven to be one
+/// of the wrap keys in `allowed`; chunks must chain (post root i == prev root i+1, same chain id).
+pub fn build_batch(n: usize, wrap_common: &Common, allowed: &[HashOut<F>]) -> (Data, BatchTargets) {
+    use chunk_pi as cp;
+    let mut b = CircuitBuilder::<F, D>::new(config());
+    let cap_height = wrap_common.config.fri_config.cap_height;
+    let mut proofs = Vec::with_capacity(n);
+    let mut vks = Vec::with_capacity(n);
+    let mut selectors = Vec::with_capacity(n);
+    for _ in 0..n {
+        let proof = b.add_virtual_proof_with_pis(wrap_common);
+        let vd = b.add_virtual_verifier_data(cap_height);
+        let h = vk_hash_target(&mut b, &vd);
+        let sel: Vec<BoolTarget> = allowed.iter().map(|_| b.add_virtual_bool_target_safe()).collect();
+        let one = b.one();
+        let sum = b.add_many(sel.iter().map(|s| s.target));
+        b.connect(sum, one);
+        for e in 0..4 {
+            let mut acc = b.zero();
+            for (s, a) in sel.iter().zip(allowed) {
+                acc = b.mul_const_add(a.elements[e], s.target, acc);
+            }
+            b.connect(acc, h.elements[e]);
+        }
+        b.verify_proof::<C>(&proof, &vd, wrap_common);
+        proofs.push(proof);
+        vks.push(vd);
+        selectors.push(sel);
+    }
+    let pis: Vec<&Vec<Target>> = proofs.iter().map(|p| &p.public_inputs).collect();
+    for w in pis.windows(2) {
+        for k in 0..8 {
+            b.connect(w[0][cp::POST + k], w[1][cp::PREV + k]);
+        }
+        for k in 0..2 {
+            b.connect(w[0][cp::CHAIN_ID + k], w[1][cp::CHAIN_ID + k]);
+        }
+    }
+    let first = pis[0];
+    let last = pis[n - 1];
+    let all: Vec<Target> = pis.iter().flat_map(|p| p.iter().copied()).collect();
+    let commitment = b.hash_n_to_hash_no_pad::<PoseidonHash>(all);
+    b.register_public_inputs(&first[cp::CHAIN_ID..cp::CHAIN_ID + 2]);
+    b.register_public_inputs(&first[cp::PREV..cp::PREV + 8]);
+    b.register_public_inputs(&last[cp::POST..cp::POST + 8]);
+    b.register_public_inputs(&last[cp::WITHDRAW..cp::WITHDRAW + 8]);
+    b.register_public_inputs(&commitment.elements);
+    let count = b.constant(F::from_canonical_usize(n));
+    b.register_public_input(count);
+    for p in &pis {
+        b.register_public_inputs(&p[cp::DATA_HASH..cp::DATA_HASH + 8]);
+    }
+    let data = b.build::<C>();
+    (data, BatchTargets { proofs, vks, selectors })
+}
+
+pub fn set_batch_witness(
+    t: &BatchTargets,
+    proofs: &[(Proof, VerifierOnly, usize)],
+) -> Result<PartialWitness<F>> {
+    if proofs.len() != t.proofs.len() {
+        return Err(anyhow!("batch circuit for {} chunks got {}", t.proofs.len(), proofs.len()));
+    }
+    let mut pw = PartialWitness::new();
+    for (i, (proof, vk, bucket)) in proofs.iter().enumerate() {
+        pw.set_proof_with_pis_target(&t.proofs[i], proof)?;
+        pw.set_verifier_data_target(&t.vks[i], vk)?;
+        for (j, s) in t.selectors[i].iter().enumerate() {
+            pw.set_bool_target(*s, j == *bucket)?;
+        }
+    }
+    Ok(pw)
+}
+
+/// Batch commitment recomputed natively from the chunk public inputs.
+pub fn batch_commitment(chunk_pis: &[Vec<F>]) -> HashOut<F> {
+    let all: Vec<F> = chunk_pis.iter().flatten().copied().collect();
+    PoseidonHash::hash_no_pad(&all)
+}
+
+pub fn hash_bytes(h: &HashOut<F>) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for (i, e) in h.elements.iter().enumerate() {
+        out[8 * i..8 * i + 8].copy_from_slice(&e.to_canonical_u64().to_be_bytes());
+    }
+    out
+}

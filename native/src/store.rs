@@ -1,0 +1,272 @@
+//! Circuit data cache under the params directory: built once, written atomically, reloaded.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{anyhow, bail, Context, Result};
+use log::info;
+use plonky2::hash::hash_types::HashOut;
+use plonky2::plonk::circuit_data::VerifierCircuitData;
+use plonky2::plonk::proof::ProofWithPublicInputsTarget;
+use plonky2::util::serialization::{
+    Buffer, DefaultGateSerializer, DefaultGeneratorSerializer, Read, Write,
+};
+
+use crate::circuits::{
+    build_batch, build_chunk, pad_and_build, vk_hash, wrap_builder, BatchTargets, ChunkTargets,
+    Common, Data, C, D, F, NUM_BUCKETS,
+};
+
+/// Bump when any circuit changes: old caches then live in a different folder and are ignored.
+pub const CACHE_VERSION: &str = "roller_prover_v1";
+
+pub type VerifierData = VerifierCircuitData<F, C, D>;
+
+pub struct ChunkBucket {
+    pub chunk: Data,
+    pub chunk_targets: ChunkTargets,
+    pub wrap: Data,
+    pub wrap_proof: ProofWithPublicInputsTarget<D>,
+}
+
+pub struct BatchCircuit {
+    pub data: Data,
+    pub targets: BatchTargets,
+}
+
+/// Everything loaded for one params directory.
+pub struct Store {
+    dir: PathBuf,
+    /// Wrap verifier data per bucket (identical common data, different keys).
+    pub wrap_vds: Vec<VerifierData>,
+    /// Poseidon hashes of the wrap keys: the set the batch circuit accepts.
+    pub allowed: Vec<HashOut<F>>,
+    buckets: Mutex<HashMap<usize, Arc<ChunkBucket>>>,
+    batches: Mutex<HashMap<usize, Arc<BatchCircuit>>>,
+    batch_vds: Mutex<HashMap<usize, Arc<VerifierData>>>,
+}
+
+fn io_err(what: &str) -> impl Fn(plonky2::util::serialization::IoError) -> anyhow::Error + '_ {
+    move |e| anyhow!("{what}: serialization error {e:?}")
+}
+
+fn gen_ser() -> DefaultGeneratorSerializer<C, D> {
+    DefaultGeneratorSerializer::<C, D>::default()
+}
+
+/// Writes via a temporary file and rename, so concurrent processes never read a partial file.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+/// File layout: u64 LE length of the circuit bytes, circuit bytes, then the target description.
+fn save_circuit(path: &Path, data: &Data, targets: Vec<u8>) -> Result<()> {
+    let circuit = data.to_bytes(&DefaultGateSerializer, &gen_ser()).map_err(io_err("circuit"))?;
+    let mut out = Vec::with_capacity(8 + circuit.len() + targets.len());
+    out.extend_from_slice(&(circuit.len() as u64).to_le_bytes());
+    out.extend_from_slice(&circuit);
+    out.extend_from_slice(&targets);
+    write_atomic(path, &out)
+}
+
+fn load_circuit(path: &Path) -> Result<(Data, Vec<u8>)> {
+    let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() < 8 {
+        bail!("{}: truncated", path.display());
+    }
+    let n = u64::from_le_bytes(bytes[..8].try_into()?) as usize;
+    let end = 8usize.checked_add(n).filter(|&e| e <= bytes.len());
+    let end = end.ok_or_else(|| anyhow!("{}: truncated", path.display()))?;
+    let data = Data::from_bytes(&bytes[8..end], &DefaultGateSerializer, &gen_ser())
+        .map_err(io_err("circuit"))?;
+    Ok((data, bytes[end..].to_vec()))
+}
+
+fn save_vd(path: &Path, data: &Data) -> Result<()> {
+    let vd = data.verifier_data();
+    write_atomic(path, &vd.to_bytes(&DefaultGateSerializer).map_err(io_err("verifier data"))?)
+}
+
+fn load_vd(path: &Path) -> Result<VerifierData> {
+    let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    VerifierData::from_bytes(bytes, &DefaultGateSerializer).map_err(io_err("verifier data"))
+}
+
+fn chunk_targets_bytes(t: &ChunkTargets) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    buf.write_target(t.len).map_err(io_err("targets"))?;
+    buf.write_target_vec(&t.bytes).map_err(io_err("targets"))?;
+    buf.write_target_vec(&t.data_hash).map_err(io_err("targets"))?;
+    buf.write_target_vec(&t.pi_hash).map_err(io_err("targets"))?;
+    Ok(buf)
+}
+
+fn chunk_targets_from(bytes: &[u8]) -> Result<ChunkTargets> {
+    let mut b = Buffer::new(bytes);
+    Ok(ChunkTargets {
+        len: b.read_target().map_err(io_err("targets"))?,
+        bytes: b.read_target_vec().map_err(io_err("targets"))?,
+        data_hash: b.read_target_vec().map_err(io_err("targets"))?,
+        pi_hash: b.read_target_vec().map_err(io_err("targets"))?,
+    })
+}
+
+fn batch_targets_bytes(t: &BatchTargets) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    buf.write_usize(t.proofs.len()).map_err(io_err("targets"))?;
+    for i in 0..t.proofs.len() {
+        buf.write_target_proof_with_public_inputs(&t.proofs[i]).map_err(io_err("targets"))?;
+        buf.write_target_verifier_circuit(&t.vks[i]).map_err(io_err("targets"))?;
+        buf.write_target_bool_vec(&t.selectors[i]).map_err(io_err("targets"))?;
+    }
+    Ok(buf)
+}
+
+fn batch_targets_from(bytes: &[u8]) -> Result<BatchTargets> {
+    let mut b = Buffer::new(bytes);
+    let n = b.read_usize().map_err(io_err("targets"))?;
+    let mut t = BatchTargets { proofs: vec![], vks: vec![], selectors: vec![] };
+    for _ in 0..n {
+        t.proofs.push(b.read_target_proof_with_public_inputs().map_err(io_err("targets"))?);
+        t.vks.push(b.read_target_verifier_circuit().map_err(io_err("targets"))?);
+        t.selectors.push(b.read_target_bool_vec().map_err(io_err("targets"))?);
+    }
+    Ok(t)
+}
+
+fn log2_ceil(n: usize) -> usize {
+    n.next_power_of_two().trailing_zeros() as usize
+}
+
+impl Store {
+    fn chunk_path(&self, j: usize) -> PathBuf {
+        self.dir.join(format!("chunk_{j}.bin"))
+    }
+    fn wrap_path(&self, j: usize) -> PathBuf {
+        self.dir.join(format!("wrap_{j}.bin"))
+    }
+    fn wrap_vd_path(dir: &Path, j: usize) -> PathBuf {
+        dir.join(format!("wrap_{j}.vd"))
+    }
+    fn batch_path(&self, n: usize) -> PathBuf {
+        self.dir.join(format!("batch_{n}.bin"))
+    }
+    fn batch_vd_path(&self, n: usize) -> PathBuf {
+        self.dir.join(format!("batch_{n}.vd"))
+    }
+
+    /// Opens (building on first use) the chunk and wrap circuits of every bucket under `params_dir`.
+    pub fn open(params_dir: &Path) -> Result<Store> {
+        let dir = params_dir.join(CACHE_VERSION);
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        if !(0..NUM_BUCKETS).all(|j| Self::wrap_vd_path(&dir, j).exists()) {
+            build_chunk_set(&dir)?;
+        }
+        let wrap_vds = (0..NUM_BUCKETS)
+            .map(|j| load_vd(&Self::wrap_vd_path(&dir, j)))
+            .collect::<Result<Vec<_>>>()?;
+        if wrap_vds.iter().any(|v| v.common != wrap_vds[0].common) {
+            bail!("cached wrap circuits disagree on their common data; delete {}", dir.display());
+        }
+        let allowed = wrap_vds.iter().map(|v| vk_hash(&v.verifier_only)).collect();
+        Ok(Store {
+            dir,
+            wrap_vds,
+            allowed,
+            buckets: Mutex::new(HashMap::new()),
+            batches: Mutex::new(HashMap::new()),
+            batch_vds: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn wrap_common(&self) -> &Common {
+        &self.wrap_vds[0].common
+    }
+
+    /// Chunk and wrap prover data of one bucket, loaded on first use.
+    pub fn bucket(&self, j: usize) -> Result<Arc<ChunkBucket>> {
+        let mut map = self.buckets.lock().map_err(|_| anyhow!("bucket cache poisoned"))?;
+        if let Some(b) = map.get(&j) {
+            return Ok(b.clone());
+        }
+        let (chunk, ct) = load_circuit(&self.chunk_path(j))?;
+        let (wrap, wt) = load_circuit(&self.wrap_path(j))?;
+        let wrap_proof = Buffer::new(&wt)
+            .read_target_proof_with_public_inputs()
+            .map_err(io_err("targets"))?;
+        let b = Arc::new(ChunkBucket { chunk, chunk_targets: chunk_targets_from(&ct)?, wrap, wrap_proof });
+        map.insert(j, b.clone());
+        Ok(b)
+    }
+
+    /// Batch circuit for `n` chunks, built and cached on first use.
+    pub fn batch(&self, n: usize) -> Result<Arc<BatchCircuit>> {
+        let mut map = self.batches.lock().map_err(|_| anyhow!("batch cache poisoned"))?;
+        if let Some(b) = map.get(&n) {
+            return Ok(b.clone());
+        }
+        let path = self.batch_path(n);
+        let circuit = if path.exists() {
+            let (data, t) = load_circuit(&path)?;
+            BatchCircuit { data, targets: batch_targets_from(&t)? }
+        } else {
+            info!("building batch circuit n={n}");
+            let (data, targets) = build_batch(n, self.wrap_common(), &self.allowed);
+            save_circuit(&path, &data, batch_targets_bytes(&targets)?)?;
+            save_vd(&self.batch_vd_path(n), &data)?;
+            BatchCircuit { data, targets }
+        };
+        let c = Arc::new(circuit);
+        map.insert(n, c.clone());
+        Ok(c)
+    }
+
+    /// Batch verifier data for `n` chunks (builds the batch circuit if it was never built here).
+    pub fn batch_vd(&self, n: usize) -> Result<Arc<VerifierData>> {
+        {
+            let map = self.batch_vds.lock().map_err(|_| anyhow!("batch cache poisoned"))?;
+            if let Some(v) = map.get(&n) {
+                return Ok(v.clone());
+            }
+        }
+        let path = self.batch_vd_path(n);
+        let vd = if path.exists() { load_vd(&path)? } else { self.batch(n)?.data.verifier_data() };
+        let vd = Arc::new(vd);
+        let mut map = self.batch_vds.lock().map_err(|_| anyhow!("batch cache poisoned"))?;
+        map.insert(n, vd.clone());
+        Ok(vd)
+    }
+}
+
+/// Builds every bucket's chunk circuit and its wrap, all wraps padded to one degree.
+fn build_chunk_set(dir: &Path) -> Result<()> {
+    let mut wraps = Vec::with_capacity(NUM_BUCKETS);
+    for j in 0..NUM_BUCKETS {
+        info!("building chunk circuit bucket={j}");
+        let (chunk, targets) = build_chunk(j);
+        save_circuit(&dir.join(format!("chunk_{j}.bin")), &chunk, chunk_targets_bytes(&targets)?)?;
+        wraps.push(wrap_builder(&chunk.common, &chunk.verifier_only));
+    }
+    let max_gates = wraps.iter().map(|w| w.builder.num_gates()).max().unwrap_or(1);
+    // Leave room for the gates build() adds (public-input hash, constants).
+    let degree_bits = log2_ceil(max_gates + 512);
+    let mut common: Option<Common> = None;
+    for (j, w) in wraps.into_iter().enumerate() {
+        info!("building wrap circuit bucket={j} degree_bits={degree_bits}");
+        let data = pad_and_build(w.builder, degree_bits);
+        if common.as_ref().is_some_and(|c| *c != data.common) {
+            bail!("wrap circuit of bucket {j} has a different shape from bucket 0");
+        }
+        let mut t = Vec::new();
+        t.write_target_proof_with_public_inputs(&w.proof).map_err(io_err("targets"))?;
+        save_circuit(&dir.join(format!("wrap_{j}.bin")), &data, t)?;
+        save_vd(&Store::wrap_vd_path(dir, j), &data)?;
+        common = Some(data.common);
+    }
+    Ok(())
+}

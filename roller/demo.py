@@ -1,0 +1,137 @@
+"""`roller demo`: a local devnet proving real mainnet traces end to end.
+
+Starts Redis, the devnet (coordinator + L2 node over the shipped chain-534352 blocks),
+the listener and one `celery -A roller worker -Q gpuN` per slot (two chunk slots, one
+batch slot, on CPU), waits until every chunk task and the batch task over their proofs
+are verified, and prints one row per task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from roller.errors import RollerError
+from roller.ledger import TaskLedger
+from roller.localrun import LocalCluster, demo_slots
+
+FINAL = ("verified", "failed")
+
+
+def _short(task_id: str) -> str:
+    return f"{task_id[:10]}…"
+
+
+class Progress:
+    """Prints one line per task state change, as the devnet coordinator records it."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, str] = {}
+        self.started = time.monotonic()
+
+    def __call__(self, tasks: list[dict[str, Any]]) -> None:
+        for t in tasks:
+            if self.seen.get(t["id"]) != t["state"]:
+                self.seen[t["id"]] = t["state"]
+                kind = "batch" if t["type"] == 1 else "chunk"
+                size = (f"{len(t['block_hashes'])} blocks" if t["type"] == 0
+                        else f"{t['sub_proof_count']} chunk proofs")
+                elapsed = time.monotonic() - self.started
+                print(f"[{elapsed:6.1f}s] {kind} {_short(t['id'])} ({size}): {t['state']}",
+                      flush=True)
+
+
+def _all_done(tasks: list[dict[str, Any]]) -> bool:
+    return (any(t["type"] == 1 for t in tasks)
+            and all(t["state"] in FINAL for t in tasks))
+
+
+def summary_rows(tasks: list[dict[str, Any]], ledger: TaskLedger,
+                 slots: list[dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for t in tasks:
+        record = next((rec for s in slots if (rec := ledger.get(s["name"], t["id"]))), None)
+        accepted = [s for s in t["submissions"] if s.get("outcome") in ("valid", "invalid")]
+        rows.append([
+            t["id"][:18] + "…",
+            record.slot if record else "-",
+            str(len(t["block_numbers"])) if t["type"] == 0 else f"{t['sub_proof_count']} chunks",
+            f"{record.prove_seconds:.1f}" if record and record.prove_seconds else "-",
+            "yes" if accepted else "no",
+            "yes" if t["state"] == "verified" else "no",
+        ])
+    return rows
+
+
+def print_table(header: Sequence[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))
+    print(line)
+    print("-" * len(line))
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+
+
+DESCRIPTION = ("Prove the shipped Scroll mainnet blocks (chain 534352) on a local devnet: "
+               "Redis, coordinator + L2 node, listener, two chunk workers (gpu0, gpu1) and one "
+               "batch worker (gpu2), all on CPU and loopback.")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workdir", type=Path, default=Path("run/demo"),
+                        help="logs, Redis data, config and keystores (default: %(default)s; "
+                             "wiped at start)")
+    parser.add_argument("--params-dir", type=Path, default=Path("run/params"),
+                        help="prover circuit cache, kept between runs (default: %(default)s)")
+    parser.add_argument("--chunk-size", type=int, default=8,
+                        help="blocks per chunk task (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=1800,
+                        help="give up after this many seconds (default: %(default)s)")
+
+
+def run(args: argparse.Namespace) -> int:
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    args.workdir.mkdir(parents=True)
+    args.params_dir.mkdir(parents=True, exist_ok=True)
+    slots = demo_slots(args.workdir.resolve())
+    cluster = LocalCluster(
+        args.workdir.resolve(), slots=slots, params_dir=args.params_dir.resolve(),
+        devnet_args=["--chunk-size", str(args.chunk_size), "--batch", "--verifier", "native",
+                     "--dispatch-interval", "0.5"],
+    )
+    print(f"roller demo: logs in {args.workdir}/ (listener.log, worker-gpuN.log, devnet.log)")
+    try:
+        cluster.start()
+        print(f"devnet up: coordinator {cluster.devnet.ws_url}, L2 node {cluster.devnet.l2_url}")
+        print("slots: " + ", ".join(f"{s['name']} -> {s['queue']}" for s in slots), flush=True)
+        cluster.wait_tasks(_all_done, args.timeout, on_poll=Progress())
+        tasks = cluster.tasks()
+        ledger = TaskLedger.from_url(cluster.redis.url)
+        print()
+        print_table(["task id", "slot", "blocks", "prove s", "accepted", "verified"],
+                    summary_rows(tasks, ledger, slots))
+        ok = all(t["state"] == "verified" for t in tasks)
+        print(f"\n{len(tasks)} tasks, {'all verified' if ok else 'NOT all verified'}")
+        return 0 if ok else 1
+    except RollerError as exc:
+        print(f"demo failed: {exc}\nsee the logs in {args.workdir}/", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        cluster.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="roller demo", description=DESCRIPTION)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

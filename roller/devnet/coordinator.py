@@ -1,0 +1,282 @@
+"""The devnet coordinator: roller_* methods (spec 2) over the WebSocket JSON-RPC server.
+
+`CoordinatorService` is the method table (the Go manager object, exposed under the
+`roller` and `debug` namespaces); `WsServer` owns the listening socket, the Origin check
+and the live connections so the devnet can drop or restart them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from websockets.http11 import Request, Response
+
+from roller.devnet import gojson
+from roller.devnet.pool import RollerNode, RollerPool, TokenCache
+from roller.devnet.rpc import (
+    Method,
+    Param,
+    RpcConnection,
+    SubscriptionMethod,
+    method_error,
+)
+from roller.devnet.sessions import SessionManager
+from roller.errors import SignatureError
+from roller.protocol.messages import AggProof, Identity, ProofDetail
+from roller.protocol.signing import recover_pk
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_SIZE = 157_286_400
+NAMESPACES = ("roller", "debug")
+
+
+def _decode_auth(value: Any) -> dict[str, Any] | None:
+    return gojson.decode_struct(gojson.AUTH_MSG, value)
+
+
+def _decode_proof_msg(value: Any) -> dict[str, Any] | None:
+    return gojson.decode_struct(gojson.PROOF_MSG, value)
+
+
+def _identity(auth: dict[str, Any] | None) -> tuple[Identity, str]:
+    """Identity and signature of a decoded AuthMsg; nil pointers crash like Go's handler."""
+    if auth is None or auth["message"] is None:
+        raise RuntimeError("nil AuthMsg or Identity")
+    m = auth["message"]
+    identity = Identity(m["name"], m["roller_type"], m["timestamp"], m["version"], m["token"])
+    return identity, auth["signature"]
+
+
+def _proof_detail(msg: dict[str, Any] | None) -> tuple[ProofDetail, str]:
+    if msg is None or msg["zkProof"] is None:
+        raise RuntimeError("nil ProofMsg or ProofDetail")
+    d = msg["zkProof"]
+    p = d["proof"]
+    proof = None if p is None else AggProof(
+        p["proof"] or b"", p["instance"] or b"", p["final_pair"] or b"", p["vk"] or b"",
+        p["block_count"],
+    )
+    return ProofDetail(d["id"], d["type"], d["status"], proof, d["error"]), msg["signature"]
+
+
+def _pk_or_none(digest: bytes, signature: str) -> str | None:
+    try:
+        return recover_pk(digest, signature)
+    except SignatureError as exc:
+        log.info("signature rejected reason=%s", exc)
+        return None
+
+
+class _RollerFeed:
+    """The `register` subscription: forwards the node's channel; its end frees the roller."""
+
+    def __init__(self, service: CoordinatorService, node: RollerNode) -> None:
+        self._service = service
+        self._node = node
+
+    @property
+    def pk(self) -> str:
+        return self._node.pk
+
+    async def next_result(self) -> Any:
+        return await self._node.channel.get()
+
+    def ended(self) -> None:
+        self._service.free_roller(self._node)
+
+
+class CoordinatorService:
+    def __init__(self, tokens: TokenCache, pool: RollerPool, sessions: SessionManager) -> None:
+        self.tokens = tokens
+        self.pool = pool
+        self.sessions = sessions
+        auth = [Param(_decode_auth)]
+        self._methods = {
+            "requestToken": Method(auth, self.request_token),
+            "submitProof": Method([Param(_decode_proof_msg)], self.submit_proof),
+            "listRollers": Method([], self.list_rollers),
+            "getSessionInfo": Method([Param(gojson.decode_string, pointer=False)],
+                                     self.get_session_info),
+        }
+        self._subscriptions = {"register": SubscriptionMethod(auth, self.register)}
+
+    # -- rpc.Service -----------------------------------------------------------------
+
+    def method(self, namespace: str, name: str) -> Method | None:
+        if namespace == "rpc" and name == "modules":
+            return Method([], self._modules)
+        return self._methods.get(name) if namespace in NAMESPACES else None
+
+    def subscription(self, namespace: str, name: str) -> SubscriptionMethod | None:
+        return self._subscriptions.get(name) if namespace in NAMESPACES else None
+
+    def modules(self) -> dict[str, str]:
+        return {"debug": "1.0", "roller": "1.0", "rpc": "1.0"}
+
+    async def _modules(self, conn: RpcConnection, args: list[Any]) -> Any:
+        return self.modules()
+
+    # -- methods (spec 2) ------------------------------------------------------------
+
+    async def request_token(self, conn: RpcConnection, args: list[Any]) -> str:
+        identity, signature = _identity(args[0])
+        pk = _pk_or_none(identity.hash(), signature)
+        if pk is None:
+            raise method_error("signature verification failed")
+        return self.tokens.get_or_create(pk)
+
+    async def register(self, conn: RpcConnection, args: list[Any]) -> _RollerFeed:
+        identity, signature = _identity(args[0])
+        pk = _pk_or_none(identity.hash(), signature)
+        if pk is None:
+            raise method_error("signature verification failed")
+        if not self.tokens.matches(pk, identity.token):
+            raise method_error(
+                f"failed to find corresponding token. roller name: {identity.name}. "
+                f"roller pk: {pk}"
+            )
+        self.tokens.delete(pk)
+        node = self.pool.get(pk)
+        if node is None:
+            node = RollerNode(
+                pk=pk,
+                name=identity.name,
+                roller_type=identity.roller_type,
+                version=identity.version,
+                task_ids=self.sessions.reload_task_ids(pk),
+            )
+            self.pool.add(node)
+        log.info(
+            "roller registered name=%s pk=%s type=%s version=%s reloaded=%d peer=%s",
+            identity.name, pk, identity.roller_type, identity.version, len(node.task_ids),
+            conn.peer,
+        )
+        return _RollerFeed(self, node)
+
+    def free_roller(self, node: RollerNode) -> None:
+        """Subscription ended: the pk leaves the pool at once; its sessions live on."""
+        self.pool.remove(node.pk)
+        self.sessions.metrics.inc("coordinator/rollers/disconnects/total")
+        log.info("roller unregistered name=%s pk=%s", node.name, node.pk)
+
+    async def submit_proof(self, conn: RpcConnection, args: list[Any]) -> None:
+        detail, signature = _proof_detail(args[0])
+        pk = _pk_or_none(detail.hash(), signature)
+        if pk is None:
+            raise method_error("auth signature verify fail")
+        await self.sessions.submit(pk, detail)
+        return None
+
+    async def list_rollers(self, conn: RpcConnection, args: list[Any]) -> list[dict[str, Any]]:
+        out = []
+        for node in self.pool.nodes.values():
+            active = sorted(node.task_ids)
+            session = self.sessions.sessions.get(active[0]) if active else None
+            out.append({
+                "name": node.name,
+                "type": node.roller_type,
+                "public_key": node.pk,
+                "active_session": active[0] if active else "",
+                "active_session_start_time": int(session.created_at) if session else 0,
+            })
+        return out
+
+    async def get_session_info(self, conn: RpcConnection, args: list[Any]) -> dict[str, Any]:
+        session = self.sessions.sessions.get(args[0])
+        if session is None:
+            raise method_error(f"no such session, ID: {args[0]}")
+        return session.info()
+
+
+def _origin_allowed(origin: str) -> bool:
+    """go-ethereum's default WS origins: http://localhost and http://<hostname>, any port."""
+    try:
+        parts = urlsplit(origin)
+        host = parts.hostname
+        _ = parts.port
+    except ValueError:
+        return False
+    return parts.scheme == "http" and host in ("localhost", socket.gethostname().lower())
+
+
+class WsServer:
+    """Listening socket and live connections of the coordinator."""
+
+    def __init__(self, service: CoordinatorService, ping_idle: float = 60.0,
+                 compression_level: int = 9) -> None:
+        self.service = service
+        self.ping_idle = ping_idle
+        self.compression_level = compression_level
+        self.connections: set[RpcConnection] = set()
+        self._server: Server | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        extensions = []
+        if self.compression_level != 0:
+            # gorilla/websocket negotiates permessage-deflate with no context takeover only.
+            extensions.append(ServerPerMessageDeflateFactory(
+                server_no_context_takeover=True,
+                client_no_context_takeover=True,
+                compress_settings={"level": self.compression_level},
+            ))
+        self._server = await serve(
+            self._handle,
+            host,
+            port,
+            process_request=self._check_origin,
+            compression=None,
+            extensions=extensions,
+            ping_interval=None,
+            max_size=MAX_MESSAGE_SIZE,
+            max_queue=None,
+        )
+        bound = int(self._server.sockets[0].getsockname()[1])
+        log.info("coordinator listening url=ws://%s:%d/", host, bound)
+        return bound
+
+    @staticmethod
+    def _check_origin(conn: ServerConnection, request: Request) -> Response | None:
+        headers: Headers = request.headers
+        origin = headers.get("Origin")
+        if origin is not None and not _origin_allowed(origin):
+            log.warning("websocket rejected reason=origin origin=%s", origin)
+            return conn.respond(HTTPStatus.FORBIDDEN, "Forbidden\n")
+        return None
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        peer = ws.remote_address
+        conn = RpcConnection(ws, self.service, self.ping_idle,
+                             peer=f"{peer[0]}:{peer[1]}" if peer else "")
+        self.connections.add(conn)
+        try:
+            await conn.serve()
+        finally:
+            self.connections.discard(conn)
+
+    def drop(self, pk: str | None = None) -> int:
+        """Abort connections (all, or those holding a subscription of `pk`)."""
+        dropped = 0
+        for conn in list(self.connections):
+            if pk is None or any(getattr(s.sub, "pk", None) == pk for s in conn.subs.values()):
+                conn.abort()
+                dropped += 1
+        return dropped
+
+    async def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.close(close_connections=False)
+        self.drop()
+        await self._server.wait_closed()
+        self._server = None
+        while self.connections:
+            await asyncio.sleep(0.01)

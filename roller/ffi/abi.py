@@ -1,0 +1,29 @@
+"""cffi declarations (ABI mode) of the prover libraries the roller can load."""
+
+# native/include/roller_prover.h, ABI version 1.
+ROLLER_CDEF = """
+unsigned int prover_abi_version(void);
+int init_chunk_prover(const char *params_dir);
+char *gen_chunk_proof(const char *traces_json);
+int init_batch_prover(const char *params_dir);
+char *gen_batch_proof(const char *chunk_proofs_json);
+int init_chunk_verifier(const char *params_dir);
+char verify_chunk_proof(const char *proof_json);
+int init_batch_verifier(const char *params_dir);
+char verify_batch_proof(const char *proof_json);
+char *block_traces_to_chunk_info(const char *traces_json);
+char *prover_last_error(void);
+void free_c_chars(char *ptr);
+"""
+
+ROLLER_ABI_VERSION = 1
+
+# Seed-era Scroll libzkp (coordinator-protocol.md section 7). free_c_chars exists only in later
+# libraries; it is looked up lazily and used when present.
+SEED_CDEF = """
+void init_prover(char *params_path, char *seed_path);
+char *create_agg_proof_multi(char *trace);
+void init_verifier(char *params_path, char *agg_vk_path);
+char verify_agg_proof(char *proof);
+void free_c_chars(char *ptr);
+"""

@@ -1,0 +1,212 @@
+"""The native prover through cffi: real chunk proofs over real traces, tampering, batches, errors.
+
+Needs the built library (`python -m roller.ffi.build` or cargo build --release in native/).
+Circuits are built once per session in a temporary params dir (or ROLLER_TEST_PARAMS).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from roller.errors import ProverError
+from roller.ffi import default_library_path, load_prover
+from roller.ffi.native import RollerProver
+
+DATA = Path(__file__).resolve().parents[1] / "roller" / "devnet" / "data"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "testdata"
+
+pytestmark = pytest.mark.skipif(
+    not Path(default_library_path()).exists(), reason="native prover library not built"
+)
+
+
+def mainnet(first: int, count: int) -> list[dict[str, Any]]:
+    """Blocks of the shipped chain-534352 copy (gzip)."""
+    out = []
+    for n in range(first, first + count):
+        with gzip.open(DATA / "chain-534352" / f"block_{n}.json.gz", "rt") as f:
+            out.append(json.load(f))
+    return out
+
+
+def devnet(first: int, count: int) -> list[dict[str, Any]]:
+    """Blocks of chain-222222 from the shared test data (not shipped)."""
+    out = []
+    for n in range(first, first + count):
+        folder = "chunk_10" if n <= 615 else "chunk_11"
+        out.append(json.loads((SHARED / "chain-222222" / folder / f"block_{n}.json").read_text()))
+    return out
+
+
+@pytest.fixture(scope="session")
+def prover(tmp_path_factory: pytest.TempPathFactory) -> RollerProver:
+    params = os.environ.get("ROLLER_TEST_PARAMS") or str(
+        tmp_path_factory.getbasetemp() / "prover_params"
+    )
+    p = load_prover(None, params)
+    assert isinstance(p, RollerProver)
+    return p
+
+
+@pytest.fixture(scope="session")
+def mainnet_proof(prover: RollerProver) -> str:
+    return prover.gen_chunk_proof(json.dumps(mainnet(2640, 4)))
+
+
+def flip(proof_json: str, field: str, index: int) -> str:
+    p = json.loads(proof_json)
+    raw = bytearray(base64.b64decode(p[field]))
+    raw[index % len(raw)] ^= 0x10
+    p[field] = base64.b64encode(bytes(raw)).decode()
+    return json.dumps(p)
+
+
+def decode_instance(proof_json: str) -> dict[str, Any]:
+    """The chunk instance layout of native/include/roller_prover.h."""
+    inst = base64.b64decode(json.loads(proof_json)["instance"])
+    assert len(inst) == 208
+    return {
+        "chain_id": int.from_bytes(inst[0:8], "big"),
+        "prev": "0x" + inst[8:40].hex(),
+        "post": "0x" + inst[40:72].hex(),
+        "withdraw": "0x" + inst[72:104].hex(),
+        "data_hash": "0x" + inst[104:136].hex(),
+        "pi_hash": "0x" + inst[136:168].hex(),
+    }
+
+
+def test_mainnet_chunk_proof_verifies(prover: RollerProver, mainnet_proof: str) -> None:
+    blocks = mainnet(2640, 4)
+    p = json.loads(mainnet_proof)
+    assert p["block_count"] == 4
+    for field in ("proof", "final_pair"):
+        raw = base64.b64decode(p[field], validate=True)
+        assert raw and len(raw) % 32 == 0
+    inst = decode_instance(mainnet_proof)
+    assert inst["chain_id"] == 534352
+    assert inst["prev"] == blocks[0]["storageTrace"]["rootBefore"]
+    assert inst["post"] == blocks[-1]["header"]["stateRoot"]
+    assert inst["withdraw"] == blocks[-1]["withdraw_trie_root"]
+    assert prover.verify_chunk_proof(mainnet_proof)
+
+
+@pytest.mark.parametrize(
+    ("field", "index"),
+    [("proof", 5), ("proof", 700), ("proof", 90_000), ("instance", 9), ("instance", 120),
+     ("instance", 150), ("final_pair", 1), ("vk", 3)],
+)
+def test_tampered_chunk_proof_fails(
+    prover: RollerProver, mainnet_proof: str, field: str, index: int
+) -> None:
+    assert not prover.verify_chunk_proof(flip(mainnet_proof, field, index))
+
+
+def test_bad_inputs_raise(prover: RollerProver) -> None:
+    blocks = mainnet(2640, 2)
+    with pytest.raises(ProverError, match="out of order"):
+        prover.gen_chunk_proof(json.dumps(blocks[::-1]))
+    with pytest.raises(ProverError, match="empty"):
+        prover.gen_chunk_proof("[]")
+    with pytest.raises(ProverError, match="JSON"):
+        prover.gen_chunk_proof("[{")
+    with pytest.raises(ProverError):
+        prover.gen_batch_proof("[]")
+    assert not prover.verify_chunk_proof("not json")
+    assert not prover.verify_batch_proof("{}")
+
+
+@pytest.mark.skipif(not (SHARED / "chain-222222").exists(), reason="shared test data missing")
+def test_devnet_batch_of_contiguous_chunks(prover: RollerProver) -> None:
+    a = prover.gen_chunk_proof(json.dumps(devnet(527, 3)))
+    b = prover.gen_chunk_proof(json.dumps(devnet(530, 2)))
+    c = prover.gen_chunk_proof(json.dumps(devnet(533, 1)))
+    assert decode_instance(a)["chain_id"] == 222222
+    batch = prover.gen_batch_proof(json.dumps([json.loads(a), json.loads(b)]))
+    parsed = json.loads(batch)
+    assert parsed["block_count"] == 5
+    inst = base64.b64decode(parsed["instance"])
+    assert inst[8:40] == base64.b64decode(json.loads(a)["instance"])[8:40]
+    assert inst[40:72] == base64.b64decode(json.loads(b)["instance"])[40:72]
+    assert prover.verify_batch_proof(batch)
+    assert not prover.verify_batch_proof(flip(batch, "proof", 1234))
+    assert not prover.verify_batch_proof(flip(batch, "instance", 60))
+    with pytest.raises(ProverError, match="not contiguous"):
+        prover.gen_batch_proof(json.dumps([json.loads(a), json.loads(c)]))
+    with pytest.raises(ProverError, match="chunk proof 1 invalid"):
+        prover.gen_batch_proof(json.dumps([json.loads(a), json.loads(flip(b, "proof", 999))]))
+
+
+def test_gil_is_released_while_proving(prover: RollerProver) -> None:
+    traces = json.dumps(mainnet(2644, 1))
+    ticks = 0
+    done = threading.Event()
+
+    def prove() -> None:
+        prover.gen_chunk_proof(traces)
+        done.set()
+
+    worker = threading.Thread(target=prove)
+    start = time.monotonic()
+    worker.start()
+    while not done.is_set():
+        ticks += 1
+        time.sleep(0.01)
+    worker.join()
+    elapsed = time.monotonic() - start
+    # With the GIL held for the whole proof the loop could not run at all.
+    assert elapsed > 0.3 and ticks > elapsed * 30
+
+
+def test_load_prover_is_cached_and_rejects_unknown_abi(prover: RollerProver) -> None:
+    again = load_prover(None, os.environ.get("ROLLER_TEST_PARAMS") or prover._params)
+    assert again is prover
+    with pytest.raises(ProverError, match="unknown prover ABI"):
+        load_prover(None, "/tmp", abi="bogus")
+    with pytest.raises(ProverError, match="not found"):
+        load_prover("/nonexistent/libx.so", "/tmp")
+
+
+SEED_LIB_C = r"""
+#include <stdlib.h>
+#include <string.h>
+static int inits = 0;
+void init_prover(char *params, char *seed) { inits++; }
+char *create_agg_proof_multi(char *traces) {
+    if (inits != 1 || strstr(traces, "fail")) return NULL;
+    const char *r = "{\"proof\":\"AAAA\",\"instance\":\"AAAA\",\"final_pair\":\"AAAA\","
+                    "\"vk\":\"AAAA\",\"block_count\":1}";
+    char *out = malloc(strlen(r) + 1);
+    strcpy(out, r);
+    return out;
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
+def test_seed_abi_adapter(tmp_path: Path) -> None:
+    src = tmp_path / "seed.c"
+    src.write_text(SEED_LIB_C)
+    lib = tmp_path / "libzkp.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
+    seed = load_prover(str(lib), str(tmp_path), abi="seed", seed_path=str(tmp_path / "seed"))
+    assert json.loads(seed.gen_chunk_proof("[{}]"))["block_count"] == 1
+    assert json.loads(seed.gen_chunk_proof("[{}]"))["block_count"] == 1  # init_prover ran once
+    with pytest.raises(ProverError, match="unexpected end of JSON input"):
+        seed.gen_chunk_proof('["fail"]')
+    with pytest.raises(ProverError, match="not supported"):
+        seed.gen_batch_proof("[]")
+    with pytest.raises(ProverError, match="verify_agg_proof|init_verifier"):
+        seed.verify_chunk_proof("{}")
+    with pytest.raises(ProverError, match="seed path"):
+        load_prover(str(lib), str(tmp_path / "other"), abi="seed")

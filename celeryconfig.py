@@ -37,12 +37,12 @@ task_acks_late = True
 worker_prefetch_multiplier = 1
 worker_concurrency = 1
 task_reject_on_worker_lost = True
-task_acks_on_failure_or_timeout = True
+task_acks_on_failure = True
+task_acks_on_timeout = True
 worker_cancel_long_running_tasks_on_connection_loss = False
-worker_deduplicate_successful_tasks = True
-result_expires = 7 * 86400
-result_extended = True
-task_track_started = True
+# Outcomes live in the roller's Redis ledger (which also deduplicates redelivered jobs),
+# so no Celery result is stored and the listener never waits on a result channel.
+task_ignore_result = True
 
 # Survive Redis outages instead of exiting.
 broker_connection_retry_on_startup = True

@@ -33,6 +33,8 @@ def _listener(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from roller import demo as demo_mod
+    from roller import flower as flower_mod
+    from roller import status as status_mod
     from roller.devnet.cli import add_parser as add_devnet
 
     parser = argparse.ArgumentParser(
@@ -57,6 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
                           description=demo_mod.DESCRIPTION)
     demo_mod.add_arguments(demo)
     demo.set_defaults(func=demo_mod.run)
+
+    status = sub.add_parser("status", help="one table per slot from the Redis ledger: session, "
+                                           "current task, last proof, outbox backlog")
+    status_mod.add_arguments(status)
+    status.set_defaults(func=status_mod.run)
+
+    flower = sub.add_parser("flower", help="run Flower (celery -A roller flower) from the "
+                                           "roller config, with basic auth and persistence",
+                            description=flower_mod.__doc__)
+    flower_mod.add_arguments(flower)
+    flower.set_defaults(func=flower_mod.run)
 
     add_devnet(sub)
     return parser

@@ -20,6 +20,7 @@ from pathlib import Path
 import redis
 from eth_account.signers.local import LocalAccount
 
+from roller import metrics
 from roller.config import RollerConfig
 from roller.coordinator_client import CoordinatorClient
 from roller.errors import ConnectionLost, ProverError, RollerError, TraceFetchError
@@ -106,7 +107,8 @@ def _prove(ctx: JobContext, rec: TaskRecord) -> ProofDetail:
     fields = kv(task_id=task.id, slot=rec.slot)
     if task.type == ProveType.BASIC:
         try:
-            traces_json = ctx.traces.get_traces_json(list(task.block_hashes))
+            with metrics.TRACE_FETCH_SECONDS.labels(rec.slot).time():
+                traces_json = ctx.traces.get_traces_json(list(task.block_hashes))
         except TraceFetchError as exc:
             log.error("trace fetch failed %s error=%r", fields, str(exc))
             return failure(task, TRACES_FAILED)
@@ -131,7 +133,7 @@ def _dump(dump_dir: Path, detail: ProofDetail) -> None:
         (dump_dir / detail.id).write_text(json.dumps(detail.proof.to_json()))
 
 
-def run_job(ctx: JobContext, slot: str, task_id: str) -> JobOutcome:
+def run_job(ctx: JobContext, slot: str, task_id: str, queue: str = "") -> JobOutcome:
     rec = ctx.ledger.get(slot, task_id)
     fields = kv(task_id=task_id, slot=slot)
     if rec is None:
@@ -144,6 +146,7 @@ def run_job(ctx: JobContext, slot: str, task_id: str) -> JobOutcome:
         if rec.age() > ctx.submitter.window_seconds:
             ctx.ledger.finish(slot, task_id, TaskState.EXPIRED, "session window passed")
             log.error("task not proved: session window passed %s age_s=%d", fields, rec.age())
+            metrics.proof_outcome(rec.task.type, "expired")
             return JobOutcome.EXPIRED
         owner = f"{ctx.worker}:{time.time()}"
         if not _acquire_lease(ctx, slot, task_id, owner):
@@ -152,22 +155,29 @@ def run_job(ctx: JobContext, slot: str, task_id: str) -> JobOutcome:
         with _LeaseKeeper(ctx.ledger, slot, task_id, owner):
             rec = ctx.ledger.get(slot, task_id) or rec
             if rec.proof is None:
-                _prove_and_store(ctx, rec)
+                _prove_and_store(ctx, rec, queue)
     return _submit(ctx, slot, task_id)
 
 
-def _prove_and_store(ctx: JobContext, rec: TaskRecord) -> None:
-    attempts = ctx.ledger.start_attempt(rec.slot, rec.task.id, ctx.worker)
+def _prove_and_store(ctx: JobContext, rec: TaskRecord, queue: str) -> None:
+    attempts = ctx.ledger.start_attempt(rec.slot, rec.task.id, ctx.worker, queue)
     fields = kv(task_id=rec.task.id, slot=rec.slot, attempt=attempts, worker=ctx.worker)
     started = time.monotonic()
     if attempts > ctx.cfg.retry.max_prove_attempts:
         log.error("giving up after %d started attempts %s",
                   ctx.cfg.retry.max_prove_attempts, fields)
         detail = failure(rec.task, PROVING_PANIC)
+        metrics.proof_outcome(rec.task.type, "poison")
     else:
         log.info("job started %s", fields)
-        detail = _prove(ctx, rec)
+        with metrics.proving(rec.slot):
+            detail = _prove(ctx, rec)
+        if detail.status != 0:
+            metrics.proof_outcome(rec.task.type, "prover_error")
     seconds = time.monotonic() - started
+    metrics.TASK_ATTEMPTS.labels(metrics.kind(rec.task.type)).observe(attempts)
+    if detail.status == 0:
+        metrics.PROVE_SECONDS.labels(metrics.kind(rec.task.type)).observe(seconds)
     ctx.ledger.store_proof(rec.slot, detail, seconds if detail.status == 0 else None)
     log.info("proof stored in outbox %s status=%d prove_s=%.2f", fields, detail.status, seconds)
     if ctx.cfg.prover.dump_dir is not None:

@@ -54,6 +54,7 @@ class TaskRecord:
     outcome: str
     prove_seconds: float | None
     worker: str
+    queue: str
 
     def age(self, now: float | None = None) -> float:
         return (now or time.time()) - self.received_at
@@ -97,6 +98,7 @@ class TaskLedger:
             outcome=raw.get("outcome", ""),
             prove_seconds=float(raw["prove_seconds"]) if raw.get("prove_seconds") else None,
             worker=raw.get("worker", ""),
+            queue=raw.get("queue", ""),
         )
 
     def set_state(self, slot: str, task_id: str, state: TaskState, **fields: str | float) -> None:
@@ -105,12 +107,12 @@ class TaskLedger:
             mapping={"state": state, "updated_at": time.time(), **fields},
         )
 
-    def start_attempt(self, slot: str, task_id: str, worker: str) -> int:
+    def start_attempt(self, slot: str, task_id: str, worker: str, queue: str) -> int:
         """Count a started proving attempt (before proving, so a crash still counts)."""
         key = self._key(slot, task_id)
         pipe = self.r.pipeline()
         pipe.hincrby(key, "attempts", 1)
-        pipe.hset(key, mapping={"state": TaskState.PROVING, "worker": worker,
+        pipe.hset(key, mapping={"state": TaskState.PROVING, "worker": worker, "queue": queue,
                                 "updated_at": time.time()})
         attempts, _ = pipe.execute()
         return int(attempts)

@@ -23,6 +23,7 @@ import redis
 from celery import Celery
 from eth_account.signers.local import LocalAccount
 
+from roller import metrics
 from roller.config import RollerConfig, SlotConfig, load_config
 from roller.coordinator_client import CoordinatorClient
 from roller.errors import ConnectionLost, CoordinatorError, RollerError
@@ -58,13 +59,19 @@ class Dispatcher:
         if not self.ledger.record_new(slot.name, task):
             log.info("duplicate task notification, not enqueued %s",
                      kv(task_id=task.id, slot=slot.name))
+            metrics.TASKS_DEDUPLICATED.labels(slot.name).inc()
             return False
-        self.send(slot, task.id)
+        self.send(slot, task)
         return True
 
-    def send(self, slot: SlotConfig, task_id: str) -> None:
-        self.app.send_task("roller.prove", args=(slot.name, task_id),
-                           task_id=job_id(slot.name, task_id), queue=slot.queue)
+    def send(self, slot: SlotConfig, task: TaskMsg) -> None:
+        task_id = task.id
+        kind = "batch" if task.type else "chunk"
+        size = len(task.sub_proofs) if task.type else len(task.block_hashes)
+        self.app.send_task("roller.prove", args=(slot.name, task_id, kind, size),
+                           task_id=job_id(slot.name, task_id), queue=slot.queue,
+                           ignore_result=True)
+        metrics.JOBS_QUEUED.labels(slot.queue).inc()
         self.ledger.set_state(slot.name, task_id, TaskState.QUEUED)
         log.info("job queued %s", kv(task_id=task_id, slot=slot.name, queue=slot.queue))
 
@@ -73,7 +80,7 @@ class Dispatcher:
         for rec in self.ledger.in_state(slot.name, {TaskState.RECEIVED}):
             log.warning("re-sending job recorded before a restart %s",
                         kv(task_id=rec.task.id, slot=slot.name))
-            self.send(slot, rec.task.id)
+            self.send(slot, rec.task)
 
 
 class SlotSession(threading.Thread):
@@ -97,6 +104,7 @@ class SlotSession(threading.Thread):
         log.info("task received %s", kv(task_id=task.id, slot=self.slot.name, type=task.type,
                                         blocks=len(task.block_hashes),
                                         sub_proofs=len(task.sub_proofs)))
+        metrics.TASKS_RECEIVED.labels(self.slot.name, metrics.kind(task.type)).inc()
         with self.lock:
             self.pending.append(task)
         self._flush_pending()
@@ -124,6 +132,7 @@ class SlotSession(threading.Thread):
             client.register(self.account, self.slot.name, self.slot.prove_type, VERSION,
                             self._on_task)
             self.dispatcher.ledger.set_session(self.slot.name, "registered")
+            metrics.session_state(self.slot.name, "registered")
             log.info("session registered %s", kv(slot=self.slot.name, queue=self.slot.queue))
             while client.connected and not self.stopping.is_set():
                 self._flush_pending()
@@ -146,6 +155,8 @@ class SlotSession(threading.Thread):
                 log.warning("session failed %s", kv(slot=self.slot.name, error=exc))
             if self.stopping.is_set():
                 break
+            metrics.session_state(self.slot.name, "disconnected")
+            metrics.RECONNECTS.labels(self.slot.name).inc()
             try:
                 self.dispatcher.ledger.set_session(self.slot.name, "disconnected")
             except redis.RedisError:
@@ -198,6 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = load_config(args.config)
         listener = Listener(cfg)
+        metrics.serve_listener(cfg.metrics, listener.ledger.r, cfg.slots)
     except RollerError as exc:
         log.error("cannot start %s", kv(error=exc))
         return 2

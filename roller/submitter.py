@@ -17,6 +17,7 @@ from enum import StrEnum
 
 from eth_account.signers.local import LocalAccount
 
+from roller import metrics
 from roller.config import RetryConfig
 from roller.coordinator_client import CoordinatorClient
 from roller.errors import ConnectionLost, CoordinatorError
@@ -59,6 +60,8 @@ class Submitter:
     def submit(self, slot: str, task_id: str, account: LocalAccount,
                client: CoordinatorClient) -> SubmitResult:
         result = self._submit(slot, task_id, account, client)
+        if result in (SubmitResult.DELIVERED, SubmitResult.RETRY, SubmitResult.REFUSED):
+            metrics.SUBMIT_ATTEMPTS.labels(slot, result.value).inc()
         if self.on_result is not None:
             self.on_result(slot, result)
         return result
@@ -73,6 +76,7 @@ class Submitter:
             log.error("proof dropped: session window passed %s",
                       kv(task_id=task_id, slot=slot, age_s=round(rec.age()),
                          window_s=self.window_seconds))
+            metrics.proof_outcome(rec.task.type, "expired")
             return SubmitResult.EXPIRED
         if not self.ledger.acquire_submit(slot, task_id, SUBMIT_LOCK_SECONDS):
             return SubmitResult.SKIPPED
@@ -84,6 +88,7 @@ class Submitter:
                 self.ledger.finish(slot, task_id, TaskState.REFUSED, exc.message)
                 log.error("proof refused for good %s",
                           kv(task_id=task_id, slot=slot, error=exc.message))
+                metrics.proof_outcome(rec.task.type, "refused")
                 return SubmitResult.REFUSED
             return self._retry_later(slot, task_id, attempt, exc.message)
         except ConnectionLost as exc:
@@ -92,6 +97,9 @@ class Submitter:
             self.ledger.release_submit(slot, task_id)
         outcome = "accepted" if rec.proof.status == 0 else f"reported: {rec.proof.error}"
         self.ledger.finish(slot, task_id, TaskState.DELIVERED, outcome)
+        if rec.proof.status == 0:
+            metrics.proof_outcome(rec.task.type, "accepted")
+            metrics.END_TO_END_SECONDS.labels(metrics.kind(rec.task.type)).observe(rec.age())
         log.info("proof delivered %s",
                  kv(task_id=task_id, slot=slot, status=rec.proof.status, attempt=attempt))
         return SubmitResult.DELIVERED

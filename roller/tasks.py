@@ -9,12 +9,10 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import re
 import socket
 from typing import Any
 
 import redis
-from celery import signals
 from eth_account.signers.local import LocalAccount
 
 from roller.celery_app import app
@@ -29,22 +27,6 @@ from roller.submitter import Submitter
 from roller.trace_client import TraceClient
 
 log = logging.getLogger(__name__)
-
-GPU_QUEUE = re.compile(r"^gpu(\d+)$")
-
-
-@signals.celeryd_init.connect
-def _pin_gpu(sender: Any = None, conf: Any = None, options: Any = None, **_: Any) -> None:
-    """Pin a worker of queue gpuK to GPU K before any child loads the prover."""
-    queues = (options or {}).get("queues") or []
-    if isinstance(queues, str):
-        queues = queues.split(",")
-    gpus = [m.group(1) for m in (GPU_QUEUE.match(q.strip()) for q in queues) if m]
-    if len(gpus) == 1:
-        os.environ.setdefault("CUDA_VISIBLE_DEVICES", gpus[0])
-        os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
-    log.info("worker pinned %s",
-             kv(queues=",".join(queues), cuda=os.environ.get("CUDA_VISIBLE_DEVICES", "")))
 
 
 @functools.cache
@@ -74,6 +56,8 @@ def _account(slot: str) -> LocalAccount:
 def _context() -> JobContext:
     cfg = _config()
     ledger = TaskLedger.from_url(cfg.broker_url)
+    log.info("worker process ready %s", kv(pid=os.getpid(),
+                                             cuda=os.environ.get("CUDA_VISIBLE_DEVICES", "")))
 
     def connect(slot: str) -> CoordinatorClient:
         client = CoordinatorClient(cfg.coordinator_url, slot=slot)
@@ -101,8 +85,11 @@ def _context() -> JobContext:
     retry_backoff=True,
     max_retries=5,
 )
-def prove(self: Any, slot: str, task_id: str) -> str:
-    """Prove one coordinator task for `slot` and deliver the proof."""
-    log.info("job received %s",
-             kv(task_id=task_id, slot=slot, queue=self.request.delivery_info.get("routing_key")))
-    return run_job(_context(), slot, task_id).value
+def prove(self: Any, slot: str, task_id: str, kind: str = "", size: int = 0) -> str:
+    """Prove one coordinator task for `slot` and deliver the proof.
+
+    `kind` (chunk/batch) and `size` (blocks or chunk proofs) only label the job for Flower.
+    """
+    queue = (self.request.delivery_info or {}).get("routing_key") or ""
+    log.info("job received %s", kv(task_id=task_id, slot=slot, queue=queue))
+    return run_job(_context(), slot, task_id, queue).value

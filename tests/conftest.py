@@ -27,3 +27,9 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     client.flushdb()
     yield redis_server.url
     client.flushdb()
+
+
+@pytest.fixture(scope="session")
+def params_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One prover circuit cache per test session: circuits are built once, proofs are fast."""
+    return tmp_path_factory.mktemp("params")

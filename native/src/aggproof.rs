@@ -34,8 +34,12 @@ pub struct AggBytes {
 }
 
 fn b64(field: &str, v: &Option<String>) -> Result<Vec<u8>> {
-    let s = v.as_deref().ok_or_else(|| anyhow!("AggProof: {field} missing"))?;
-    STANDARD.decode(s).map_err(|e| anyhow!("AggProof: {field} is not base64: {e}"))
+    let s = v
+        .as_deref()
+        .ok_or_else(|| anyhow!("AggProof: {field} missing"))?;
+    STANDARD
+        .decode(s)
+        .map_err(|e| anyhow!("AggProof: {field} is not base64: {e}"))
 }
 
 impl AggBytes {
@@ -79,7 +83,7 @@ pub fn frame(kind: u16, param: u16, payload: &[u8]) -> Vec<u8> {
 
 /// Returns (param, payload); rejects other kinds, bad lengths and non-zero padding.
 pub fn unframe(kind: u16, bytes: &[u8]) -> Result<(u16, &[u8])> {
-    if bytes.len() < FRAME_HEADER || bytes.len() % 32 != 0 || &bytes[..4] != MAGIC {
+    if bytes.len() < FRAME_HEADER || !bytes.len().is_multiple_of(32) || &bytes[..4] != MAGIC {
         bail!("proof bytes: bad frame");
     }
     let k = u16::from_be_bytes([bytes[4], bytes[5]]);
@@ -120,7 +124,11 @@ fn elems_to_bytes(out: &mut Vec<u8>, elems: &[F]) {
 pub fn chunk_instance(pis: &[F]) -> Result<Vec<u8>> {
     use chunk_pi as c;
     if pis.len() != c::COUNT {
-        bail!("chunk proof has {} public inputs, expected {}", pis.len(), c::COUNT);
+        bail!(
+            "chunk proof has {} public inputs, expected {}",
+            pis.len(),
+            c::COUNT
+        );
     }
     let mut out = Vec::with_capacity(208);
     limbs_to_bytes(&mut out, &pis[c::CHAIN_ID..c::COMMITMENT])?;
@@ -132,7 +140,7 @@ pub fn chunk_instance(pis: &[F]) -> Result<Vec<u8>> {
 /// Poseidon commitment over all chunk public inputs (4 x u64) | chunk count u64 | data hash per chunk.
 pub fn batch_instance(pis: &[F]) -> Result<Vec<u8>> {
     use batch_pi as b;
-    if pis.len() < b::DATA_HASHES || (pis.len() - b::DATA_HASHES) % 8 != 0 {
+    if pis.len() < b::DATA_HASHES || !(pis.len() - b::DATA_HASHES).is_multiple_of(8) {
         bail!("batch proof has a malformed public input vector");
     }
     let mut out = Vec::with_capacity(144 + 4 * (pis.len() - b::DATA_HASHES));

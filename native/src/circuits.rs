@@ -131,7 +131,15 @@ pub fn build_chunk(bucket: usize) -> (Data, ChunkTargets) {
     b.register_public_inputs(&commitment.elements);
     b.register_public_input(len);
     let data = b.build::<C>();
-    (data, ChunkTargets { len, bytes, data_hash, pi_hash })
+    (
+        data,
+        ChunkTargets {
+            len,
+            bytes,
+            data_hash,
+            pi_hash,
+        },
+    )
 }
 
 pub fn limbs_of(bytes: &[u8; 32]) -> [F; 8] {
@@ -149,7 +157,11 @@ pub fn set_chunk_witness(
     pi_hash: &[u8; 32],
 ) -> Result<PartialWitness<F>> {
     if preimage.len() > t.bytes.len() {
-        bail!("chunk preimage of {} bytes exceeds bucket capacity {}", preimage.len(), t.bytes.len());
+        bail!(
+            "chunk preimage of {} bytes exceeds bucket capacity {}",
+            preimage.len(),
+            t.bytes.len()
+        );
     }
     let mut pw = PartialWitness::new();
     pw.set_target(t.len, F::from_canonical_usize(preimage.len()))?;
@@ -200,14 +212,23 @@ pub fn pad_and_build(mut b: CircuitBuilder<F, D>, degree_bits: usize) -> Data {
 
 /// Hash identifying a verifier key inside circuits: Poseidon over its cap and digest.
 pub fn vk_hash(vk: &VerifierOnly) -> HashOut<F> {
-    let mut elems: Vec<F> = vk.constants_sigmas_cap.0.iter().flat_map(|h| h.elements).collect();
+    let mut elems: Vec<F> = vk
+        .constants_sigmas_cap
+        .0
+        .iter()
+        .flat_map(|h| h.elements)
+        .collect();
     elems.extend_from_slice(&vk.circuit_digest.elements);
     PoseidonHash::hash_no_pad(&elems)
 }
 
 fn vk_hash_target(b: &mut CircuitBuilder<F, D>, vd: &VerifierCircuitTarget) -> HashOutTarget {
-    let mut elems: Vec<Target> =
-        vd.constants_sigmas_cap.0.iter().flat_map(|h| h.elements).collect();
+    let mut elems: Vec<Target> = vd
+        .constants_sigmas_cap
+        .0
+        .iter()
+        .flat_map(|h| h.elements)
+        .collect();
     elems.extend_from_slice(&vd.circuit_digest.elements);
     b.hash_n_to_hash_no_pad::<PoseidonHash>(elems)
 }
@@ -231,7 +252,10 @@ pub fn build_batch(n: usize, wrap_common: &Common, allowed: &[HashOut<F>]) -> (D
         let proof = b.add_virtual_proof_with_pis(wrap_common);
         let vd = b.add_virtual_verifier_data(cap_height);
         let h = vk_hash_target(&mut b, &vd);
-        let sel: Vec<BoolTarget> = allowed.iter().map(|_| b.add_virtual_bool_target_safe()).collect();
+        let sel: Vec<BoolTarget> = allowed
+            .iter()
+            .map(|_| b.add_virtual_bool_target_safe())
+            .collect();
         let one = b.one();
         let sum = b.add_many(sel.iter().map(|s| s.target));
         b.connect(sum, one);
@@ -271,7 +295,14 @@ pub fn build_batch(n: usize, wrap_common: &Common, allowed: &[HashOut<F>]) -> (D
         b.register_public_inputs(&p[cp::DATA_HASH..cp::DATA_HASH + 8]);
     }
     let data = b.build::<C>();
-    (data, BatchTargets { proofs, vks, selectors })
+    (
+        data,
+        BatchTargets {
+            proofs,
+            vks,
+            selectors,
+        },
+    )
 }
 
 pub fn set_batch_witness(
@@ -279,7 +310,11 @@ pub fn set_batch_witness(
     proofs: &[(Proof, VerifierOnly, usize)],
 ) -> Result<PartialWitness<F>> {
     if proofs.len() != t.proofs.len() {
-        return Err(anyhow!("batch circuit for {} chunks got {}", t.proofs.len(), proofs.len()));
+        return Err(anyhow!(
+            "batch circuit for {} chunks got {}",
+            t.proofs.len(),
+            proofs.len()
+        ));
     }
     let mut pw = PartialWitness::new();
     for (i, (proof, vk, bucket)) in proofs.iter().enumerate() {

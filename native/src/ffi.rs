@@ -25,7 +25,9 @@ static LAST_ERROR: Mutex<String> = Mutex::new(String::new());
 static POOL: Mutex<Option<(u32, Arc<rayon::ThreadPool>)>> = Mutex::new(None);
 
 fn pool() -> Result<Arc<rayon::ThreadPool>> {
-    let mut g = POOL.lock().map_err(|_| anyhow!("thread pool registry poisoned"))?;
+    let mut g = POOL
+        .lock()
+        .map_err(|_| anyhow!("thread pool registry poisoned"))?;
     let pid = std::process::id();
     if let Some((p, pool)) = g.as_ref() {
         if *p == pid {
@@ -44,7 +46,9 @@ fn in_pool<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
 
 /// Opens (or reuses) the store of a params directory.
 pub fn open_store(params_dir: &str) -> Result<Arc<Store>> {
-    let mut stores = STORES.lock().map_err(|_| anyhow!("store registry poisoned"))?;
+    let mut stores = STORES
+        .lock()
+        .map_err(|_| anyhow!("store registry poisoned"))?;
     if let Some((_, s)) = stores.iter().find(|(d, _)| d == params_dir) {
         return Ok(s.clone());
     }
@@ -57,7 +61,9 @@ unsafe fn arg<'a>(p: *const c_char, name: &str) -> Result<&'a str> {
     if p.is_null() {
         return Err(anyhow!("{name} is NULL"));
     }
-    CStr::from_ptr(p).to_str().map_err(|_| anyhow!("{name} is not UTF-8"))
+    CStr::from_ptr(p)
+        .to_str()
+        .map_err(|_| anyhow!("{name} is not UTF-8"))
 }
 
 fn to_c(s: String) -> *mut c_char {
@@ -112,8 +118,12 @@ fn current(slot: &RwLock<Option<Arc<Store>>>, what: &str) -> Result<Arc<Store>> 
         .ok_or_else(|| anyhow!("{what} not initialised"))
 }
 
-fn run_verify(slot: &RwLock<Option<Arc<Store>>>, what: &str, proof: *const c_char,
-              f: fn(&Store, &str) -> Result<()>) -> c_char {
+fn run_verify(
+    slot: &RwLock<Option<Arc<Store>>>,
+    what: &str,
+    proof: *const c_char,
+    f: fn(&Store, &str) -> Result<()>,
+) -> c_char {
     let r = catch_unwind(AssertUnwindSafe(|| -> Result<()> {
         let store = current(slot, what)?;
         let proof = unsafe { arg(proof, "proof_json") }?;
@@ -205,14 +215,24 @@ pub unsafe extern "C" fn gen_batch_proof(chunk_proofs_json: *const c_char) -> *m
 /// `proof_json` must be NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn verify_chunk_proof(proof_json: *const c_char) -> c_char {
-    run_verify(&CHUNK_VERIFIER, "chunk verifier", proof_json, prover::verify_chunk_proof)
+    run_verify(
+        &CHUNK_VERIFIER,
+        "chunk verifier",
+        proof_json,
+        prover::verify_chunk_proof,
+    )
 }
 
 /// # Safety
 /// `proof_json` must be NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn verify_batch_proof(proof_json: *const c_char) -> c_char {
-    run_verify(&BATCH_VERIFIER, "batch verifier", proof_json, prover::verify_batch_proof)
+    run_verify(
+        &BATCH_VERIFIER,
+        "batch verifier",
+        proof_json,
+        prover::verify_batch_proof,
+    )
 }
 
 /// # Safety

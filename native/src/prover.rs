@@ -17,14 +17,14 @@ use crate::store::Store;
 use crate::trace::{check_contiguous, chunk_info, keccak, parse_traces, pi_hash, Block, ChunkInfo};
 
 /// Runs a plonky2 prover, turning its internal panics (e.g. conflicting witness) into errors.
-fn prove_guarded(
-    what: &str,
-    f: impl FnOnce() -> Result<Proof>,
-) -> Result<Proof> {
+fn prove_guarded(what: &str, f: impl FnOnce() -> Result<Proof>) -> Result<Proof> {
     // The circuit data is only read while proving, so a panic leaves nothing half-updated.
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(r) => r.with_context(|| format!("{what} proving failed")),
-        Err(p) => Err(anyhow!("{what} proving failed: {}", crate::panic_message(&p))),
+        Err(p) => Err(anyhow!(
+            "{what} proving failed: {}",
+            crate::panic_message(&p)
+        )),
     }
 }
 
@@ -37,7 +37,10 @@ fn fitting_prefix(blocks: &[Block]) -> Result<usize> {
         len += b.encoded_len();
         if len > max {
             if i == 0 {
-                bail!("block {} alone exceeds the chunk circuit capacity ({max} bytes)", b.number);
+                bail!(
+                    "block {} alone exceeds the chunk circuit capacity ({max} bytes)",
+                    b.number
+                );
             }
             return Ok(i);
         }
@@ -58,7 +61,12 @@ pub fn gen_chunk_proof(store: &Store, traces_json: &str) -> Result<String> {
     let bucket = bucket_for(info.preimage.len()).ok_or_else(|| anyhow!("chunk too large"))?;
     let b = store.bucket(bucket)?;
     let t0 = std::time::Instant::now();
-    let pw = set_chunk_witness(&b.chunk_targets, &info.preimage, &info.data_hash, &info.pi_hash)?;
+    let pw = set_chunk_witness(
+        &b.chunk_targets,
+        &info.preimage,
+        &info.data_hash,
+        &info.pi_hash,
+    )?;
     let inner = prove_guarded("chunk", || b.chunk.prove(pw))?;
     let mut pw = PartialWitness::new();
     pw.set_proof_with_pis_target(&b.wrap_proof, &inner)?;
@@ -90,7 +98,10 @@ pub fn gen_chunk_proof(store: &Store, traces_json: &str) -> Result<String> {
 fn check_chunk(store: &Store, p: &AggBytes) -> Result<(Proof, usize)> {
     let (param, payload) = unframe(KIND_CHUNK, &p.proof)?;
     let bucket = param as usize;
-    let vd = store.wrap_vds.get(bucket).ok_or_else(|| anyhow!("unknown chunk bucket {bucket}"))?;
+    let vd = store
+        .wrap_vds
+        .get(bucket)
+        .ok_or_else(|| anyhow!("unknown chunk bucket {bucket}"))?;
     let proof = Proof::from_bytes(payload.to_vec(), &vd.common)?;
     if proof.to_bytes() != payload {
         bail!("proof bytes are not canonical");
@@ -126,7 +137,13 @@ pub fn verify_chunk_proof(store: &Store, proof_json: &str) -> Result<()> {
 fn batch_pi_hash(instance: &[u8]) -> Result<[u8; 32]> {
     let r = roots_of(instance)?;
     let batch_data_hash = keccak(&instance[144..]);
-    Ok(pi_hash(r.chain_id, &r.prev, &r.post, &r.withdraw, &batch_data_hash))
+    Ok(pi_hash(
+        r.chain_id,
+        &r.prev,
+        &r.post,
+        &r.withdraw,
+        &batch_data_hash,
+    ))
 }
 
 pub fn gen_batch_proof(store: &Store, chunk_proofs_json: &str) -> Result<String> {
@@ -148,13 +165,18 @@ pub fn gen_batch_proof(store: &Store, chunk_proofs_json: &str) -> Result<String>
             other => AggBytes::from_value(other),
         }
         .with_context(|| format!("chunk proof {i}"))?;
-        let (proof, bucket) = check_chunk(store, &p).with_context(|| format!("chunk proof {i} invalid"))?;
+        let (proof, bucket) =
+            check_chunk(store, &p).with_context(|| format!("chunk proof {i} invalid"))?;
         blocks += p.block_count;
         checked.push((roots_of(&p.instance)?, proof, bucket));
     }
     for (i, w) in checked.windows(2).enumerate() {
         if w[0].0.post != w[1].0.prev {
-            bail!("chunks not contiguous: chunk {} post state root != chunk {} prev state root", i, i + 1);
+            bail!(
+                "chunks not contiguous: chunk {} post state root != chunk {} prev state root",
+                i,
+                i + 1
+            );
         }
         if w[0].0.chain_id != w[1].0.chain_id {
             bail!("chunks {} and {} have different chain ids", i, i + 1);
@@ -208,7 +230,13 @@ pub fn verify_batch_proof(store: &Store, proof_json: &str) -> Result<()> {
     if p.instance != batch_instance(pis)? {
         bail!("instance does not match the proof's public inputs");
     }
-    if p.final_pair[..] != [batch_pi_hash(&p.instance)?, p.instance[104..136].try_into()?].concat()[..] {
+    if p.final_pair[..]
+        != [
+            batch_pi_hash(&p.instance)?,
+            p.instance[104..136].try_into()?,
+        ]
+        .concat()[..]
+    {
         bail!("final_pair does not match the instance");
     }
     vd.verify(proof).context("proof does not verify")
@@ -218,8 +246,14 @@ pub fn verify_batch_proof(store: &Store, proof_json: &str) -> Result<()> {
 pub fn chunk_info_json(traces_json: &str) -> Result<String> {
     let blocks = parse_traces(traces_json)?;
     let info = chunk_info(&blocks, 0)?;
-    let hex = |b: &[u8]| format!("0x{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>());
-    let commitment = bucket_for(info.preimage.len()).map(|j| hex(&hash_bytes(&commitment_of(&info.preimage, j))));
+    let hex = |b: &[u8]| {
+        format!(
+            "0x{}",
+            b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+        )
+    };
+    let commitment = bucket_for(info.preimage.len())
+        .map(|j| hex(&hash_bytes(&commitment_of(&info.preimage, j))));
     Ok(json!({
         "chain_id": info.chain_id,
         "prev_state_root": hex(&info.prev_state_root),

@@ -66,7 +66,9 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// File layout: u64 LE length of the circuit bytes, circuit bytes, then the target description.
 fn save_circuit(path: &Path, data: &Data, targets: Vec<u8>) -> Result<()> {
-    let circuit = data.to_bytes(&DefaultGateSerializer, &gen_ser()).map_err(io_err("circuit"))?;
+    let circuit = data
+        .to_bytes(&DefaultGateSerializer, &gen_ser())
+        .map_err(io_err("circuit"))?;
     let mut out = Vec::with_capacity(8 + circuit.len() + targets.len());
     out.extend_from_slice(&(circuit.len() as u64).to_le_bytes());
     out.extend_from_slice(&circuit);
@@ -89,7 +91,11 @@ fn load_circuit(path: &Path) -> Result<(Data, Vec<u8>)> {
 
 fn save_vd(path: &Path, data: &Data) -> Result<()> {
     let vd = data.verifier_data();
-    write_atomic(path, &vd.to_bytes(&DefaultGateSerializer).map_err(io_err("verifier data"))?)
+    write_atomic(
+        path,
+        &vd.to_bytes(&DefaultGateSerializer)
+            .map_err(io_err("verifier data"))?,
+    )
 }
 
 fn load_vd(path: &Path) -> Result<VerifierData> {
@@ -101,8 +107,10 @@ fn chunk_targets_bytes(t: &ChunkTargets) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
     buf.write_target(t.len).map_err(io_err("targets"))?;
     buf.write_target_vec(&t.bytes).map_err(io_err("targets"))?;
-    buf.write_target_vec(&t.data_hash).map_err(io_err("targets"))?;
-    buf.write_target_vec(&t.pi_hash).map_err(io_err("targets"))?;
+    buf.write_target_vec(&t.data_hash)
+        .map_err(io_err("targets"))?;
+    buf.write_target_vec(&t.pi_hash)
+        .map_err(io_err("targets"))?;
     Ok(buf)
 }
 
@@ -120,9 +128,12 @@ fn batch_targets_bytes(t: &BatchTargets) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
     buf.write_usize(t.proofs.len()).map_err(io_err("targets"))?;
     for i in 0..t.proofs.len() {
-        buf.write_target_proof_with_public_inputs(&t.proofs[i]).map_err(io_err("targets"))?;
-        buf.write_target_verifier_circuit(&t.vks[i]).map_err(io_err("targets"))?;
-        buf.write_target_bool_vec(&t.selectors[i]).map_err(io_err("targets"))?;
+        buf.write_target_proof_with_public_inputs(&t.proofs[i])
+            .map_err(io_err("targets"))?;
+        buf.write_target_verifier_circuit(&t.vks[i])
+            .map_err(io_err("targets"))?;
+        buf.write_target_bool_vec(&t.selectors[i])
+            .map_err(io_err("targets"))?;
     }
     Ok(buf)
 }
@@ -130,11 +141,22 @@ fn batch_targets_bytes(t: &BatchTargets) -> Result<Vec<u8>> {
 fn batch_targets_from(bytes: &[u8]) -> Result<BatchTargets> {
     let mut b = Buffer::new(bytes);
     let n = b.read_usize().map_err(io_err("targets"))?;
-    let mut t = BatchTargets { proofs: vec![], vks: vec![], selectors: vec![] };
+    let mut t = BatchTargets {
+        proofs: vec![],
+        vks: vec![],
+        selectors: vec![],
+    };
     for _ in 0..n {
-        t.proofs.push(b.read_target_proof_with_public_inputs().map_err(io_err("targets"))?);
-        t.vks.push(b.read_target_verifier_circuit().map_err(io_err("targets"))?);
-        t.selectors.push(b.read_target_bool_vec().map_err(io_err("targets"))?);
+        t.proofs.push(
+            b.read_target_proof_with_public_inputs()
+                .map_err(io_err("targets"))?,
+        );
+        t.vks.push(
+            b.read_target_verifier_circuit()
+                .map_err(io_err("targets"))?,
+        );
+        t.selectors
+            .push(b.read_target_bool_vec().map_err(io_err("targets"))?);
     }
     Ok(t)
 }
@@ -171,7 +193,10 @@ impl Store {
             .map(|j| load_vd(&Self::wrap_vd_path(&dir, j)))
             .collect::<Result<Vec<_>>>()?;
         if wrap_vds.iter().any(|v| v.common != wrap_vds[0].common) {
-            bail!("cached wrap circuits disagree on their common data; delete {}", dir.display());
+            bail!(
+                "cached wrap circuits disagree on their common data; delete {}",
+                dir.display()
+            );
         }
         let allowed = wrap_vds.iter().map(|v| vk_hash(&v.verifier_only)).collect();
         Ok(Store {
@@ -190,7 +215,10 @@ impl Store {
 
     /// Chunk and wrap prover data of one bucket, loaded on first use.
     pub fn bucket(&self, j: usize) -> Result<Arc<ChunkBucket>> {
-        let mut map = self.buckets.lock().map_err(|_| anyhow!("bucket cache poisoned"))?;
+        let mut map = self
+            .buckets
+            .lock()
+            .map_err(|_| anyhow!("bucket cache poisoned"))?;
         if let Some(b) = map.get(&j) {
             return Ok(b.clone());
         }
@@ -199,21 +227,32 @@ impl Store {
         let wrap_proof = Buffer::new(&wt)
             .read_target_proof_with_public_inputs()
             .map_err(io_err("targets"))?;
-        let b = Arc::new(ChunkBucket { chunk, chunk_targets: chunk_targets_from(&ct)?, wrap, wrap_proof });
+        let b = Arc::new(ChunkBucket {
+            chunk,
+            chunk_targets: chunk_targets_from(&ct)?,
+            wrap,
+            wrap_proof,
+        });
         map.insert(j, b.clone());
         Ok(b)
     }
 
     /// Batch circuit for `n` chunks, built and cached on first use.
     pub fn batch(&self, n: usize) -> Result<Arc<BatchCircuit>> {
-        let mut map = self.batches.lock().map_err(|_| anyhow!("batch cache poisoned"))?;
+        let mut map = self
+            .batches
+            .lock()
+            .map_err(|_| anyhow!("batch cache poisoned"))?;
         if let Some(b) = map.get(&n) {
             return Ok(b.clone());
         }
         let path = self.batch_path(n);
         let circuit = if path.exists() {
             let (data, t) = load_circuit(&path)?;
-            BatchCircuit { data, targets: batch_targets_from(&t)? }
+            BatchCircuit {
+                data,
+                targets: batch_targets_from(&t)?,
+            }
         } else {
             info!("building batch circuit n={n}");
             let (data, targets) = build_batch(n, self.wrap_common(), &self.allowed);
@@ -229,15 +268,25 @@ impl Store {
     /// Batch verifier data for `n` chunks (builds the batch circuit if it was never built here).
     pub fn batch_vd(&self, n: usize) -> Result<Arc<VerifierData>> {
         {
-            let map = self.batch_vds.lock().map_err(|_| anyhow!("batch cache poisoned"))?;
+            let map = self
+                .batch_vds
+                .lock()
+                .map_err(|_| anyhow!("batch cache poisoned"))?;
             if let Some(v) = map.get(&n) {
                 return Ok(v.clone());
             }
         }
         let path = self.batch_vd_path(n);
-        let vd = if path.exists() { load_vd(&path)? } else { self.batch(n)?.data.verifier_data() };
+        let vd = if path.exists() {
+            load_vd(&path)?
+        } else {
+            self.batch(n)?.data.verifier_data()
+        };
         let vd = Arc::new(vd);
-        let mut map = self.batch_vds.lock().map_err(|_| anyhow!("batch cache poisoned"))?;
+        let mut map = self
+            .batch_vds
+            .lock()
+            .map_err(|_| anyhow!("batch cache poisoned"))?;
         map.insert(n, vd.clone());
         Ok(vd)
     }
@@ -249,10 +298,18 @@ fn build_chunk_set(dir: &Path) -> Result<()> {
     for j in 0..NUM_BUCKETS {
         info!("building chunk circuit bucket={j}");
         let (chunk, targets) = build_chunk(j);
-        save_circuit(&dir.join(format!("chunk_{j}.bin")), &chunk, chunk_targets_bytes(&targets)?)?;
+        save_circuit(
+            &dir.join(format!("chunk_{j}.bin")),
+            &chunk,
+            chunk_targets_bytes(&targets)?,
+        )?;
         wraps.push(wrap_builder(&chunk.common, &chunk.verifier_only));
     }
-    let max_gates = wraps.iter().map(|w| w.builder.num_gates()).max().unwrap_or(1);
+    let max_gates = wraps
+        .iter()
+        .map(|w| w.builder.num_gates())
+        .max()
+        .unwrap_or(1);
     // Leave room for the gates build() adds (public-input hash, constants).
     let degree_bits = log2_ceil(max_gates + 512);
     let mut common: Option<Common> = None;
@@ -263,7 +320,8 @@ fn build_chunk_set(dir: &Path) -> Result<()> {
             bail!("wrap circuit of bucket {j} has a different shape from bucket 0");
         }
         let mut t = Vec::new();
-        t.write_target_proof_with_public_inputs(&w.proof).map_err(io_err("targets"))?;
+        t.write_target_proof_with_public_inputs(&w.proof)
+            .map_err(io_err("targets"))?;
         save_circuit(&dir.join(format!("wrap_{j}.bin")), &data, t)?;
         save_vd(&Store::wrap_vd_path(dir, j), &data)?;
         common = Some(data.common);

@@ -95,7 +95,9 @@ fn parse_u64(v: &Value, what: &str) -> Result<u64> {
                     u64::from_str_radix(h, 16).with_context(|| format!("{what}: bad hex {s:?}"))
                 }
                 Some(_) => bail!("{what}: empty hex"),
-                None => s.parse().with_context(|| format!("{what}: bad number {s:?}")),
+                None => s
+                    .parse()
+                    .with_context(|| format!("{what}: bad number {s:?}")),
             }
         }
         _ => bail!("{what}: expected a number"),
@@ -105,7 +107,7 @@ fn parse_u64(v: &Value, what: &str) -> Result<u64> {
 /// Parses a 0x hex string of at most 32 bytes, left-padded (old traces carry 20-byte zero roots).
 pub fn parse_h256(s: &str, what: &str) -> Result<[u8; 32]> {
     let h = s.strip_prefix("0x").unwrap_or(s);
-    if h.len() > 64 || h.len() % 2 != 0 {
+    if h.len() > 64 || !h.len().is_multiple_of(2) {
         bail!("{what}: bad hash length in {s:?}");
     }
     let mut out = [0u8; 32];
@@ -138,7 +140,11 @@ impl Block {
                 None | Some(Value::Null) => 0,
                 Some(v) => parse_u64(v, &ctx(&format!("tx {t} nonce")))?,
             };
-            txs.push((ty, nonce, parse_h256(&tx.tx_hash, &ctx(&format!("tx {t} txHash")))?));
+            txs.push((
+                ty,
+                nonce,
+                parse_h256(&tx.tx_hash, &ctx(&format!("tx {t} txHash")))?,
+            ));
         }
         if txs.len() > u16::MAX as usize {
             bail!("trace {idx}: too many transactions");
@@ -168,7 +174,10 @@ pub fn parse_traces(json: &str) -> Result<Vec<Block>> {
     if raws.is_empty() {
         bail!("empty chunk: no block traces");
     }
-    raws.into_iter().enumerate().map(|(i, r)| Block::from_raw(r, i)).collect()
+    raws.into_iter()
+        .enumerate()
+        .map(|(i, r)| Block::from_raw(r, i))
+        .collect()
 }
 
 /// Rejects blocks that are not consecutive (number + 1, state roots chaining).
@@ -198,7 +207,10 @@ fn chain_id_of(blocks: &[Block]) -> Result<u64> {
     for b in blocks {
         if let Some(c) = b.chain_id {
             if found.is_some_and(|f| f != c) {
-                bail!("traces disagree on chainID ({} vs {c})", found.unwrap_or_default());
+                bail!(
+                    "traces disagree on chainID ({} vs {c})",
+                    found.unwrap_or_default()
+                );
             }
             found = Some(c);
         }
@@ -217,7 +229,13 @@ pub fn keccak(data: &[u8]) -> [u8; 32] {
 }
 
 /// Public input hash = keccak(chain id BE8 | prev | post | withdraw | data hash).
-pub fn pi_hash(chain_id: u64, prev: &[u8; 32], post: &[u8; 32], wd: &[u8; 32], dh: &[u8; 32]) -> [u8; 32] {
+pub fn pi_hash(
+    chain_id: u64,
+    prev: &[u8; 32],
+    post: &[u8; 32],
+    wd: &[u8; 32],
+    dh: &[u8; 32],
+) -> [u8; 32] {
     let mut buf = Vec::with_capacity(8 + 128);
     buf.extend_from_slice(&chain_id.to_be_bytes());
     for part in [prev, post, wd, dh] {
@@ -238,7 +256,9 @@ pub fn chunk_info(blocks: &[Block], popped_before: u64) -> Result<ChunkInfo> {
     let mut popped = popped_before;
     for b in blocks {
         let n_l1 = match b.txs.iter().rev().find(|t| t.0 == L1_MESSAGE_TX_TYPE) {
-            Some(&(_, last_queue_index, _)) => last_queue_index.wrapping_sub(popped).wrapping_add(1),
+            Some(&(_, last_queue_index, _)) => {
+                last_queue_index.wrapping_sub(popped).wrapping_add(1)
+            }
             None => 0,
         };
         popped = popped.wrapping_add(n_l1);

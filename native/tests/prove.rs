@@ -7,7 +7,9 @@ use std::sync::{Arc, OnceLock};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use roller_prover::prover::{gen_batch_proof, gen_chunk_proof, verify_batch_proof, verify_chunk_proof};
+use roller_prover::prover::{
+    gen_batch_proof, gen_chunk_proof, verify_batch_proof, verify_chunk_proof,
+};
 use roller_prover::store::Store;
 use serde_json::Value;
 
@@ -18,12 +20,18 @@ fn data_dir() -> PathBuf {
 fn read_gz(path: PathBuf) -> Value {
     let f = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut s = String::new();
-    flate2::read::GzDecoder::new(f).read_to_string(&mut s).expect("gunzip");
+    flate2::read::GzDecoder::new(f)
+        .read_to_string(&mut s)
+        .expect("gunzip");
     serde_json::from_str(&s).expect("trace JSON")
 }
 
 fn fixture(name: &str) -> Value {
-    read_gz(data_dir().join("traces").join(format!("blockTrace_{name}.json.gz")))
+    read_gz(
+        data_dir()
+            .join("traces")
+            .join(format!("blockTrace_{name}.json.gz")),
+    )
 }
 
 fn mainnet_blocks(from: u64, n: u64) -> Vec<Value> {
@@ -36,9 +44,11 @@ fn store() -> Arc<Store> {
     static STORE: OnceLock<Arc<Store>> = OnceLock::new();
     STORE
         .get_or_init(|| {
-            let dir = std::env::var("ROLLER_TEST_PARAMS").map(PathBuf::from).unwrap_or_else(|_| {
-                std::env::temp_dir().join(format!("roller_prover_test_{}", std::process::id()))
-            });
+            let dir = std::env::var("ROLLER_TEST_PARAMS")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| {
+                    std::env::temp_dir().join(format!("roller_prover_test_{}", std::process::id()))
+                });
             Arc::new(Store::open(&dir).expect("open store"))
         })
         .clone()
@@ -55,7 +65,9 @@ fn chunk_proof(blocks: &[Value]) -> String {
 /// Flips one bit of a base64 field of an AggProof JSON.
 fn tamper(proof_json: &str, field: &str, byte: usize) -> String {
     let mut v: Value = serde_json::from_str(proof_json).expect("json");
-    let mut bytes = STANDARD.decode(v[field].as_str().expect("field")).expect("b64");
+    let mut bytes = STANDARD
+        .decode(v[field].as_str().expect("field"))
+        .expect("b64");
     let i = byte % bytes.len();
     bytes[i] ^= 1;
     v[field] = Value::String(STANDARD.encode(bytes));
@@ -68,15 +80,24 @@ fn chunk_proof_verifies_and_tampering_fails() {
     let v: Value = serde_json::from_str(&p).expect("json");
     assert_eq!(v["block_count"], 2);
     for f in ["proof", "final_pair"] {
-        let n = STANDARD.decode(v[f].as_str().expect("b64")).expect("b64").len();
-        assert!(n > 0 && n % 32 == 0, "{f} length {n}");
+        let n = STANDARD
+            .decode(v[f].as_str().expect("b64"))
+            .expect("b64")
+            .len();
+        assert!(n > 0 && n.is_multiple_of(32), "{f} length {n}");
     }
     verify_chunk_proof(&store(), &p).expect("valid proof");
     for byte in [3, 20, 500, 5000, 40_000] {
-        assert!(verify_chunk_proof(&store(), &tamper(&p, "proof", byte)).is_err(), "proof byte {byte}");
+        assert!(
+            verify_chunk_proof(&store(), &tamper(&p, "proof", byte)).is_err(),
+            "proof byte {byte}"
+        );
     }
     for byte in [0, 10, 50, 110, 140, 170, 205] {
-        assert!(verify_chunk_proof(&store(), &tamper(&p, "instance", byte)).is_err(), "instance byte {byte}");
+        assert!(
+            verify_chunk_proof(&store(), &tamper(&p, "instance", byte)).is_err(),
+            "instance byte {byte}"
+        );
     }
     assert!(verify_chunk_proof(&store(), &tamper(&p, "final_pair", 7)).is_err());
     assert!(verify_chunk_proof(&store(), &tamper(&p, "vk", 7)).is_err());

@@ -29,7 +29,8 @@ def build(features: str | None = None, install_to: Path | None = None) -> Path:
         target = TARGET / ("features-" + features.replace(",", "-").replace(" ", ""))
         cmd += ["--features", features, "--target-dir", str(target)]
         built = target / "release" / LIBRARY_NAME
-    subprocess.run(cmd, check=True)
+    # Run inside native/: cargo reads native/.cargo/config.toml (RUSTC_BOOTSTRAP) from the cwd only.
+    subprocess.run(cmd, check=True, cwd=MANIFEST.parent)
     if install_to is None:
         return built
     install_to.parent.mkdir(parents=True, exist_ok=True)

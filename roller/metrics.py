@@ -1,0 +1,180 @@
+"""Prometheus metrics of the listener and the workers, and the listener's scrape endpoint.
+
+Every metric here has labels on purpose: a labelled metric creates its value store on the
+first `.labels()` call, which in a worker happens in the pool child, after
+`roller.worker_metrics` has switched prometheus_client to multiprocess mode (Celery imports
+the task modules, and so this one, before any worker signal fires). An unlabelled metric
+would bind its store at import time, in single-process mode, and never reach the worker's
+endpoint. tests/test_ops_metrics.py checks this rule.
+
+Where each family comes from:
+- listener: session state, reconnects, tasks received/deduplicated, jobs queued, and at
+  scrape time from Redis: queue depth and outbox size;
+- workers: proving and trace fetch seconds, attempts per task, slot busy gauge;
+- both (the submitter runs in both): proofs by outcome, submit attempts, end-to-end seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import redis
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import REGISTRY, Collector
+
+from roller.config import MetricsConfig, SlotConfig
+from roller.logs import kv
+
+log = logging.getLogger(__name__)
+
+# Proofs run from seconds (CPU devnet, small chunks) to hours (mainnet batches on GPU).
+PROVE_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 900, 1200, 1800, 2700, 3600, 5400, 7200,
+                 10800, 14400, 21600, float("inf"))
+END_TO_END_BUCKETS = PROVE_BUCKETS
+FETCH_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, float("inf"))
+ATTEMPT_BUCKETS = (1, 2, 3, 4, 5, 10, float("inf"))
+
+SESSION_STATES = ("registered", "disconnected")
+OUTCOMES = ("accepted", "refused", "prover_error", "poison", "expired")
+
+SESSION_STATE = Gauge("roller_session_state",
+                      "1 for the current coordinator session state of each slot",
+                      ["slot", "state"])
+RECONNECTS = Counter("roller_session_reconnects",
+                     "Coordinator sessions lost and retried, per slot", ["slot"])
+TASKS_RECEIVED = Counter("roller_tasks_received",
+                         "Task notifications received from the coordinator", ["slot", "type"])
+TASKS_DEDUPLICATED = Counter("roller_tasks_deduplicated",
+                             "Task notifications already recorded, not enqueued again", ["slot"])
+JOBS_QUEUED = Counter("roller_jobs_queued", "Proving jobs sent to a slot queue", ["queue"])
+PROOFS = Counter("roller_proofs",
+                 "Tasks finished, by proof type and outcome: accepted, refused (final "
+                 "coordinator refusal), prover_error, poison (attempt budget spent), expired",
+                 ["type", "outcome"])
+SUBMIT_ATTEMPTS = Counter("roller_submit_attempts",
+                          "Proof submissions sent, by result (delivered, retry, refused)",
+                          ["slot", "result"])
+PROVE_SECONDS = Histogram("roller_prove_seconds", "Seconds spent proving one task (successes)",
+                          ["type"], buckets=PROVE_BUCKETS)
+END_TO_END_SECONDS = Histogram("roller_end_to_end_seconds",
+                               "Seconds from task received to proof accepted",
+                               ["type"], buckets=END_TO_END_BUCKETS)
+TRACE_FETCH_SECONDS = Histogram("roller_trace_fetch_seconds",
+                                "Seconds to fetch the block traces of one chunk task",
+                                ["slot"], buckets=FETCH_BUCKETS)
+TASK_ATTEMPTS = Histogram("roller_task_attempts",
+                          "Proving attempts a task needed (observed when its proof is stored)",
+                          ["type"], buckets=ATTEMPT_BUCKETS)
+# livesum: a crashed child's file is dropped (mark_process_dead), so its 1 goes away too.
+SLOT_PROVING = Gauge("roller_slot_proving", "1 while the slot's worker is proving",
+                     ["slot"], multiprocess_mode="livesum")
+
+
+def kind(prove_type: int) -> str:
+    return "batch" if prove_type else "chunk"
+
+
+def session_state(slot: str, state: str) -> None:
+    for name in SESSION_STATES:
+        SESSION_STATE.labels(slot, name).set(1 if name == state else 0)
+
+
+def proof_outcome(prove_type: int, outcome: str) -> None:
+    PROOFS.labels(kind(prove_type), outcome).inc()
+
+
+@contextmanager
+def proving(slot: str) -> Iterator[None]:
+    """Mark the slot busy while proving (the dashboard's GPU utilisation)."""
+    gauge = SLOT_PROVING.labels(slot)
+    gauge.set(1)
+    try:
+        yield
+    finally:
+        gauge.set(0)
+
+
+def init_slots(slots: Iterable[SlotConfig]) -> None:
+    """Create every per-slot series at zero, so dashboards show idle slots, not gaps."""
+    for slot in slots:
+        TASKS_DEDUPLICATED.labels(slot.name)
+        RECONNECTS.labels(slot.name)
+        TASKS_RECEIVED.labels(slot.name, kind(slot.prove_type))
+        JOBS_QUEUED.labels(slot.queue)
+        for outcome in OUTCOMES:
+            PROOFS.labels(kind(slot.prove_type), outcome)
+
+
+class LedgerCollector(Collector):
+    """Queue depth and outbox size, read from Redis when scraped (always current)."""
+
+    # kombu's Redis transport keeps one list per priority step: queue, queue\x06\x163, ...
+    PRIORITY_SEP = "\x06\x16"
+    PRIORITY_STEPS = (0, 3, 6, 9)
+
+    def __init__(self, client: redis.Redis, slots: Iterable[SlotConfig]) -> None:
+        self.r = client
+        self.slots = list(slots)
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return list(self._families())
+
+    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        return (GaugeMetricFamily("roller_queue_depth", "Jobs waiting in each slot queue",
+                                  labels=["queue"]),
+                GaugeMetricFamily("roller_outbox_size",
+                                  "Proofs stored but not yet accepted, per slot",
+                                  labels=["slot"]))
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        depth, outbox = self._families()
+        try:
+            pipe = self.r.pipeline()
+            queues = list(dict.fromkeys(s.queue for s in self.slots))
+            for queue in queues:
+                for step in self.PRIORITY_STEPS:
+                    pipe.llen(f"{queue}{self.PRIORITY_SEP}{step}" if step else queue)
+            pipe.zrange("roller:outbox", 0, -1)
+            *lengths, members = pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("metrics: cannot read Redis %s", kv(error=exc))
+            return
+        steps = len(self.PRIORITY_STEPS)
+        for i, queue in enumerate(queues):
+            depth.add_metric([queue], sum(lengths[i * steps:(i + 1) * steps]))
+        per_slot = dict.fromkeys((s.name for s in self.slots), 0)
+        for member in members:
+            slot = (member.decode() if isinstance(member, bytes) else member).split("|", 1)[0]
+            per_slot[slot] = per_slot.get(slot, 0) + 1
+        for slot, count in per_slot.items():
+            outbox.add_metric([slot], count)
+        yield depth
+        yield outbox
+
+
+def serve(cfg: MetricsConfig, port: int, registry: CollectorRegistry | None = None,
+          what: str = "listener") -> int | None:
+    """Start a scrape endpoint in a daemon thread; returns the bound port (port 0 picks one).
+
+    A port in use is logged and skipped: metrics never stop the roller from proving.
+    """
+    try:
+        httpd, _thread = start_http_server(port, cfg.bind, registry or REGISTRY)
+    except OSError as exc:
+        log.error("metrics endpoint not started %s", kv(what=what, bind=cfg.bind, port=port,
+                                                         error=exc))
+        return None
+    bound = int(httpd.server_port)
+    log.info("metrics endpoint listening %s", kv(what=what, url=f"http://{cfg.bind}:{bound}/"))
+    return bound
+
+
+def serve_listener(cfg: MetricsConfig, client: redis.Redis,
+                   slots: Iterable[SlotConfig]) -> int | None:
+    slots = list(slots)
+    init_slots(slots)
+    REGISTRY.register(LedgerCollector(client, slots))
+    return serve(cfg, cfg.listener_port)

@@ -1,0 +1,169 @@
+"""`roller status`: one table per slot from the Redis ledger, safe while the system runs.
+
+Reads only small hash fields (never task or proof bodies) of each slot's most recent tasks,
+so it stays cheap on a ledger with months of history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+
+import redis
+
+from roller.config import RollerConfig, load_config
+from roller.errors import RollerError
+from roller.ledger import FINAL_STATES, PREFIX, TaskState
+
+RECENT = 50
+FIELDS = ("state", "received_at", "attempts", "outcome", "prove_seconds", "finished_at",
+          "updated_at")
+HEADER = ("SLOT", "QUEUE", "SESSION", "TASK", "STATE", "AGE", "ATTEMPTS", "LAST PROOF",
+          "OUTBOX")
+PROVED_STATES = {TaskState.PROVED, *FINAL_STATES}
+
+
+def duration(seconds: float) -> str:
+    s = max(int(seconds), 0)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def short_id(task_id: str) -> str:
+    return task_id if len(task_id) <= 12 else task_id[:10] + "…"
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    task_id: str
+    fields: dict[str, str]
+
+    @property
+    def state(self) -> str:
+        return self.fields.get("state") or ""
+
+    def num(self, name: str) -> float | None:
+        value = self.fields.get(name)
+        return float(value) if value else None
+
+
+@dataclass(frozen=True)
+class SlotStatus:
+    slot: str
+    queue: str
+    session: str
+    current: TaskRow | None
+    last: TaskRow | None
+    outbox: int
+
+    def cells(self, now: float) -> list[str]:
+        cur = self.current
+        received = cur.num("received_at") if cur else None
+        return [self.slot, self.queue, self.session,
+                short_id(cur.task_id) if cur else "-",
+                cur.state if cur else "idle",
+                duration(now - received) if received else "-",
+                f"{int(cur.num('attempts') or 0)}" if cur else "-",
+                self._last(now), str(self.outbox)]
+
+    def _last(self, now: float) -> str:
+        if self.last is None:
+            return "-"
+        seconds = self.last.num("prove_seconds")
+        outcome = self.last.fields.get("outcome") or "in outbox"
+        when = self.last.num("finished_at") or self.last.num("updated_at")
+        parts = [f"{seconds:.1f}s" if seconds is not None else "-", outcome]
+        if when:
+            parts.append(f"{duration(now - when)} ago")
+        return " ".join(parts)
+
+
+def collect(r: redis.Redis, cfg: RollerConfig, now: float) -> list[SlotStatus]:
+    outbox: dict[str, int] = {}
+    for member in r.zrange(f"{PREFIX}outbox", 0, -1):
+        text = member.decode() if isinstance(member, bytes) else str(member)
+        name = text.split("|", 1)[0]
+        outbox[name] = outbox.get(name, 0) + 1
+    statuses = []
+    for slot in cfg.slots:
+        session = r.hgetall(f"{PREFIX}session:{slot.name}")
+        ids = [i.decode() if isinstance(i, bytes) else str(i)
+               for i in r.zrevrange(f"{PREFIX}tasks:{slot.name}", 0, RECENT - 1)]
+        pipe = r.pipeline()
+        for task_id in ids:
+            pipe.hmget(f"{PREFIX}task:{slot.name}:{task_id}", FIELDS)
+        rows = [TaskRow(task_id, {k: (v.decode() if isinstance(v, bytes) else v)
+                                  for k, v in zip(FIELDS, values, strict=True) if v})
+                for task_id, values in zip(ids, pipe.execute(), strict=True)]
+        statuses.append(SlotStatus(
+            slot=slot.name,
+            queue=slot.queue,
+            session=_session(session, now),
+            current=next((t for t in rows if t.state not in FINAL_STATES), None),
+            last=next((t for t in rows if t.state in PROVED_STATES), None),
+            outbox=outbox.get(slot.name, 0),
+        ))
+    return statuses
+
+
+def _session(raw: dict[bytes | str, bytes | str], now: float) -> str:
+    fields = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes)
+                                                           else v) for k, v in raw.items()}
+    if not fields.get("state"):
+        return "never seen"
+    since = float(fields.get("since") or now)
+    return f"{fields['state']} {duration(now - since)}"
+
+
+def render(statuses: list[SlotStatus], now: float) -> str:
+    rows = [list(HEADER), *(s.cells(now) for s in statuses)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+             for row in rows]
+    backlog = sum(s.outbox for s in statuses)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
+    return "\n".join([f"roller status at {stamp}: {len(statuses)} slot(s), "
+                      f"outbox backlog {backlog}", *lines])
+
+
+def snapshot(cfg: RollerConfig, r: redis.Redis) -> str:
+    now = time.time()
+    return render(collect(r, cfg, now), now)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.config)
+    except RollerError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 1
+    r = redis.Redis.from_url(cfg.broker_url, socket_timeout=10)
+    try:
+        while True:
+            try:
+                text, failed = snapshot(cfg, r), False
+            except redis.RedisError as exc:
+                text, failed = f"cannot read the ledger from Redis: {exc}", True
+            if args.watch:
+                # Clear the screen and redraw in place, like `watch`.
+                sys.stdout.write("\033[H\033[2J")
+            print(text, flush=True, file=sys.stderr if failed else sys.stdout)
+            if not args.watch:
+                return 1 if failed else 0
+            time.sleep(args.watch)
+    except KeyboardInterrupt:
+        return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="roller config file (default: $ROLLER_CONFIG)")
+    parser.add_argument("--watch", type=float, metavar="N", default=0,
+                        help="redraw every N seconds until interrupted")
+

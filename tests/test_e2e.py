@@ -1,0 +1,184 @@
+"""End to end with real processes: redis-server, the devnet (coordinator + L2 node) as its own
+process, `python -m roller.listener`, one `celery -A roller worker -Q gpuN` per slot and the
+real native prover; the devnet verifies every proof with the native verifier."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from roller.celery_app import app
+from roller.config import load_config
+from roller.devnet.traces import DEFAULT_TRACE_DIR, read_trace_file
+from roller.ledger import TaskLedger
+from roller.listener import Dispatcher
+from roller.localrun import LocalCluster, demo_slots, wait_for
+from roller.protocol.messages import TaskMsg
+
+pytestmark = pytest.mark.e2e
+
+
+def verified(tasks: list[dict[str, Any]]) -> bool:
+    return bool(tasks) and all(t["state"] == "verified" for t in tasks)
+
+
+def submissions(task: dict[str, Any]) -> list[dict[str, Any]]:
+    """Submissions the coordinator processed (not refused by its checks)."""
+    return [s for s in task["submissions"] if not s.get("rejection")]
+
+
+@pytest.fixture(scope="session")
+def params_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One circuit cache for every end-to-end test: circuits are built once per session."""
+    return tmp_path_factory.mktemp("params")
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory: pytest.TempPathFactory, params_dir: Path
+             ) -> Iterator[tuple[LocalCluster, list[dict[str, Any]]]]:
+    """Every shipped mainnet block as chunk tasks, then one batch task over their proofs."""
+    workdir = tmp_path_factory.mktemp("e2e")
+    cluster = LocalCluster(workdir, slots=demo_slots(workdir), params_dir=params_dir,
+                           devnet_args=["--chunk-size", "8", "--batch", "--verifier", "native",
+                                        "--dispatch-interval", "0.3"])
+    try:
+        cluster.start()
+        cluster.wait_tasks(lambda ts: any(t["type"] == 1 for t in ts) and verified(ts), 900)
+        yield cluster, cluster.tasks()
+    except Exception:
+        print(cluster.logs()[-20000:])
+        raise
+    finally:
+        cluster.stop()
+
+
+def test_every_block_and_one_batch_verified_once(full_run: tuple[LocalCluster, list]) -> None:
+    cluster, tasks = full_run
+    chunks = [t for t in tasks if t["type"] == 0]
+    batches = [t for t in tasks if t["type"] == 1]
+    assert sum(len(t["block_numbers"]) for t in chunks) == 49
+    assert len(batches) == 1 and batches[0]["sub_proof_count"] == len(chunks)
+    for t in tasks:
+        subs = submissions(t)
+        assert len(subs) == 1, f"task {t['id']} submitted {len(subs)} times"
+        assert subs[0]["status"] == 0 and subs[0]["valid"] is True
+        assert t["dispatch_count"] == 1
+
+
+def test_jobs_ran_once_each_on_their_slot_queue(full_run: tuple[LocalCluster, list]) -> None:
+    cluster, tasks = full_run
+    ledger = TaskLedger.from_url(cluster.redis.url)
+    queues = {s["name"]: s["queue"] for s in cluster.slots}
+    seen = 0
+    for slot, queue in queues.items():
+        for task_id in ledger.task_ids(slot):
+            rec = ledger.get(slot, task_id)
+            assert rec is not None
+            assert rec.queue == queue, f"{task_id} of {slot} ran on {rec.queue}"
+            assert rec.attempts == 1 and rec.outcome == "accepted"
+            seen += 1
+    assert seen == len(tasks)
+    assert ledger.outbox_size() == 0
+    # the batch slot proved the batch and nothing else
+    batch_slot = next(s["name"] for s in cluster.slots if s["prove_type"] == 1)
+    assert [ledger.get(batch_slot, i).task.type for i in ledger.task_ids(batch_slot)] == [1]
+
+
+@pytest.fixture
+def small_cluster(tmp_path: Path, params_dir: Path) -> Iterator[LocalCluster]:
+    """One chunk slot; tasks only when the test pushes them."""
+    slots = demo_slots(tmp_path, chunk_slots=1, batch_slots=0)
+    cluster = LocalCluster(tmp_path, slots=slots, params_dir=params_dir,
+                           devnet_args=["--no-chunk-tasks", "--verifier", "native",
+                                        "--dispatch-interval", "0.2"],
+                           config_extra={"retry": {"submit_backoff_seconds": 0.5,
+                                                   "submit_backoff_max_seconds": 2,
+                                                   "reconnect_backoff_seconds": 0.2,
+                                                   "reconnect_backoff_max_seconds": 2}})
+    try:
+        yield cluster.start()
+    except Exception:
+        print(cluster.logs()[-20000:])
+        raise
+    finally:
+        cluster.stop()
+
+
+def chain_hashes(cluster: LocalCluster, start: int, count: int) -> list[str]:
+    """Block hashes of `count` shipped mainnet blocks from block number `start`."""
+    files = [DEFAULT_TRACE_DIR / f"block_{n}.json.gz" for n in range(start, start + count)]
+    return [json.loads(read_trace_file(f))["header"]["hash"] for f in files]
+
+
+def push(cluster: LocalCluster, hashes: list[str]) -> str:
+    return str(cluster.devnet.control("push_task", {"type": 0, "block_hashes": hashes})["id"])
+
+
+def task_of(cluster: LocalCluster, task_id: str) -> dict[str, Any]:
+    return next(t for t in cluster.tasks() if t["id"] == task_id)
+
+
+def slot_record(cluster: LocalCluster, task_id: str) -> Any:
+    ledger = TaskLedger.from_url(cluster.redis.url)
+    return ledger.get(cluster.slots[0]["name"], task_id)
+
+
+def test_listener_restart_mid_proof_still_delivers(small_cluster: LocalCluster) -> None:
+    """The listener stops while the worker proves: the worker's submit is refused (the key is
+    no longer registered), the proof waits in the outbox, and the restarted listener
+    re-registers and delivers it without proving again."""
+    cluster = small_cluster
+    task_id = push(cluster, chain_hashes(cluster, 2640, 4))
+    wait_for(lambda: (rec := slot_record(cluster, task_id)) is not None
+             and rec.state == "proving", 120, "the proof to start")
+    assert cluster.listener is not None
+    assert cluster.listener.stop(signal.SIGTERM) == 0
+    wait_for(lambda: slot_record(cluster, task_id).state == "proved", 300, "the proof")
+    time.sleep(1)
+    assert task_of(cluster, task_id)["state"] == "assigned"
+    cluster.start_listener()
+    wait_for(lambda: task_of(cluster, task_id)["state"] == "verified", 120, "delivery")
+    rec = slot_record(cluster, task_id)
+    assert rec.attempts == 1 and rec.outcome == "accepted"
+    task = task_of(cluster, task_id)
+    assert [(s.get("rejection") or "")[:40] for s in task["submissions"]] == [
+        "the roller or session id doesn't exist, ", ""]
+
+
+def test_coordinator_outage_holds_proof_in_outbox(small_cluster: LocalCluster) -> None:
+    cluster = small_cluster
+    task_id = push(cluster, chain_hashes(cluster, 2650, 3))
+    wait_for(lambda: (rec := slot_record(cluster, task_id)) is not None
+             and rec.state == "proving", 120, "the proof to start")
+    cluster.devnet.control("stop_for", {"seconds": 20})
+    wait_for(lambda: slot_record(cluster, task_id).state == "proved", 300, "the proof")
+    assert TaskLedger.from_url(cluster.redis.url).outbox_size() == 1
+    wait_for(lambda: task_of(cluster, task_id)["state"] == "verified", 180, "delivery")
+    rec = slot_record(cluster, task_id)
+    assert rec.attempts == 1 and rec.outcome == "accepted"
+    assert len(submissions(task_of(cluster, task_id))) == 1
+
+
+def test_duplicate_notification_proves_once(small_cluster: LocalCluster) -> None:
+    """The same task notified twice (a reconnect race) is enqueued and proved once."""
+    cluster = small_cluster
+    cfg = load_config(cluster.config)
+    slot = cfg.slots[0]
+    app.conf.broker_url = cfg.broker_url
+    dispatcher = Dispatcher(app, TaskLedger.from_url(cfg.broker_url))
+    task = TaskMsg(id="0x" + "ab" * 32, type=0,
+                   block_hashes=tuple(chain_hashes(cluster, 2660, 2)), sub_proofs=())
+    assert dispatcher.accept(slot, task) is True
+    assert dispatcher.accept(slot, task) is False
+    wait_for(lambda: slot_record(cluster, task.id).state == "proved", 300, "the proof")
+    time.sleep(2)
+    rec = slot_record(cluster, task.id)
+    assert rec.attempts == 1
+    # The devnet never assigned this task to the key: the proof waits in the outbox.
+    assert rec.state == "proved" and rec.proof is not None and rec.proof.status == 0

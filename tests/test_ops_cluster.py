@@ -1,0 +1,244 @@
+"""Operators' view against one real cluster: Prometheus endpoints, the Grafana dashboard's
+queries, `roller status` and Flower in a headless Chromium.
+
+One cluster for the module: Redis, the devnet over 16 shipped mainnet blocks (two chunk
+tasks of 8, then one batch task), the listener, a chunk and a batch worker, and Flower
+(`roller flower`, basic auth) started before the roller so it sees every job's events.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from roller.devnet.traces import DATA_DIR
+from roller.localrun import HOST, LocalCluster, Proc, demo_slots, free_port, python_env, wait_for
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[1]
+DASHBOARD = ROOT / "ops" / "grafana" / "roller-dashboard.json"
+BLOCKS = range(2640, 2656)
+FLOWER_USER = "operator"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+@dataclass
+class OpsRun:
+    cluster: LocalCluster
+    tasks: list[dict[str, Any]]
+    listener_url: str
+    worker_url: str
+    flower_url: str
+    flower_auth: tuple[str, str]
+    flower: Proc
+
+    def start_flower(self) -> Proc:
+        self.flower = flower_proc(self.cluster)
+        wait_for(lambda: _answers(self.flower_url), 60, "Flower to listen")
+        return self.flower
+
+
+def flower_proc(cluster: LocalCluster) -> Proc:
+    argv = [sys.executable, "-m", "roller.cli", "flower", "--config", str(cluster.config)]
+    return Proc("flower", argv, cluster.workdir / "flower.log", python_env()).start()
+
+
+def _answers(url: str) -> bool:
+    try:
+        requests.get(url, timeout=5)
+    except requests.RequestException:
+        return False
+    return True
+
+
+def _verified(tasks: list[dict[str, Any]]) -> bool:
+    return any(t["type"] == 1 for t in tasks) and all(t["state"] == "verified" for t in tasks)
+
+
+@pytest.fixture(scope="module")
+def ops_run(tmp_path_factory: pytest.TempPathFactory, params_dir: Path) -> Iterator[OpsRun]:
+    workdir = tmp_path_factory.mktemp("ops")
+    traces = workdir / "traces"
+    traces.mkdir()
+    for n in BLOCKS:
+        name = f"block_{n}.json.gz"
+        shutil.copy(DATA_DIR / "chain-534352" / name, traces / name)
+    ports = {"listener_port": free_port(), "worker_port": free_port()}
+    password = os.urandom(12).hex()
+    flower_port = free_port()
+    cluster = LocalCluster(
+        workdir, slots=demo_slots(workdir, chunk_slots=1, batch_slots=1), params_dir=params_dir,
+        devnet_args=["--trace-dir", str(traces), "--chunk-size", "8", "--batch",
+                     "--verifier", "native", "--dispatch-interval", "0.3"],
+        config_extra={"metrics": {"bind": HOST, **ports},
+                      "flower": {"address": HOST, "port": flower_port,
+                                 "basic_auth": f"{FLOWER_USER}:{password}",
+                                 "db_path": str(workdir / "flower.db")}})
+    run: OpsRun | None = None
+    try:
+        cluster.start(start_roller=False)
+        run = OpsRun(cluster, [], f"http://{HOST}:{ports['listener_port']}/metrics",
+                     f"http://{HOST}:{ports['worker_port']}/metrics",
+                     f"http://{HOST}:{flower_port}", (FLOWER_USER, password),
+                     flower_proc(cluster))
+        wait_for(lambda: _answers(run.flower_url), 60, "Flower to listen")
+        for queue in dict.fromkeys(s["queue"] for s in cluster.slots):
+            cluster.start_worker(queue)
+        cluster.start_listener()
+        cluster.wait_tasks(_verified, 600)
+        run.tasks = cluster.tasks()
+        yield run
+    except Exception:
+        print(cluster.logs()[-20000:])
+        raise
+    finally:
+        if run is not None:
+            run.flower.stop()
+        cluster.stop()
+
+
+def scrape(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """Sample name -> [(labels, value)] of one real scrape."""
+    text = requests.get(url, timeout=30).text
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples.setdefault(s.name, []).append((s.labels, s.value))
+    return samples
+
+
+def total(samples: dict[str, list[tuple[dict[str, str], float]]], name: str,
+          **labels: str) -> float:
+    return sum(v for lab, v in samples.get(name, [])
+               if all(lab.get(k) == want for k, want in labels.items()))
+
+
+def both(run: OpsRun) -> tuple[dict[str, Any], dict[str, Any]]:
+    wait_for(lambda: _answers(run.worker_url), 60, "the workers' metrics endpoint")
+    return scrape(run.listener_url), scrape(run.worker_url)
+
+
+def test_metrics_match_the_coordinator_ledger(ops_run: OpsRun) -> None:
+    listener, workers = both(ops_run)
+    tasks = ops_run.tasks
+    chunks = sum(t["type"] == 0 for t in tasks)
+    verified = sum(t["state"] == "verified" for t in tasks)
+    assert chunks == 2 and len(tasks) == 3 and verified == 3
+    # listener: one notification and one job per coordinator task, nothing deduplicated
+    assert total(listener, "roller_tasks_received_total") == len(tasks)
+    assert total(listener, "roller_tasks_received_total", type="batch") == 1
+    assert total(listener, "roller_jobs_queued_total") == len(tasks)
+    assert total(listener, "roller_tasks_deduplicated_total") == 0
+    for slot in ops_run.cluster.slots:
+        assert total(listener, "roller_session_state", slot=slot["name"],
+                     state="registered") == 1
+    assert total(listener, "roller_outbox_size") == 0
+    assert total(listener, "roller_queue_depth") == 0
+    # accepted proofs: the worker delivers right after proving, the listener only retries
+    accepted = sum(total(s, "roller_proofs_total", outcome="accepted")
+                   for s in (listener, workers))
+    assert accepted == verified
+    assert total(workers, "roller_proofs_total") == len(tasks)
+    # histograms have observations: one per proof, per type
+    assert total(workers, "roller_prove_seconds_count", type="chunk") == chunks
+    assert total(workers, "roller_prove_seconds_count", type="batch") == 1
+    assert total(workers, "roller_prove_seconds_sum") > 0
+    assert total(workers, "roller_prove_seconds_bucket", le="+Inf") == len(tasks)
+    assert total(workers, "roller_end_to_end_seconds_count") == verified
+    assert total(workers, "roller_trace_fetch_seconds_count") == chunks
+    assert total(workers, "roller_task_attempts_count") == len(tasks)
+    assert total(workers, "roller_task_attempts_sum") == len(tasks)
+    assert total(workers, "roller_submit_attempts_total", result="delivered") == len(tasks)
+    # nobody is proving any more: the busy gauge is back to 0 on every slot
+    assert workers["roller_slot_proving"] and total(workers, "roller_slot_proving") == 0
+
+
+def test_every_dashboard_metric_exists_in_a_real_scrape(ops_run: OpsRun) -> None:
+    listener, workers = both(ops_run)
+    scraped = set(listener) | set(workers)
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    assert len(exprs) >= 10
+    used = {name for e in exprs for name in re.findall(r"\broller_[a-z_]+", e)}
+    assert used, "the dashboard queries no roller metric"
+    missing = sorted(used - scraped)
+    assert not missing, f"dashboard panels point at metrics no endpoint exports: {missing}"
+
+
+def test_roller_status_shows_each_slot(ops_run: OpsRun) -> None:
+    cluster = ops_run.cluster
+    out = subprocess.run([sys.executable, "-m", "roller.cli", "status", "--config",
+                          str(cluster.config)], capture_output=True, text=True, timeout=60,
+                         env=python_env())
+    assert out.returncode == 0, out.stderr
+    print(out.stdout)
+    lines = out.stdout.splitlines()
+    assert "outbox backlog 0" in lines[0]
+    assert lines[1].split()[:3] == ["SLOT", "QUEUE", "SESSION"]
+    for slot in cluster.slots:
+        row = next(line for line in lines if line.startswith(slot["name"] + " "))
+        assert f" {slot['queue']} " in row and " registered " in row
+        assert " idle " in row and " accepted " in row, row
+    if os.environ.get("ROLLER_DOCS_STATUS"):
+        Path(os.environ["ROLLER_DOCS_STATUS"]).write_text(out.stdout)
+
+
+def test_flower_in_a_browser_lists_proofs_by_task_id(ops_run: OpsRun) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    batch = next(t for t in ops_run.tasks if t["type"] == 1)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60000)
+        try:
+            anonymous = browser.new_context()
+            refused = anonymous.new_page().goto(f"{ops_run.flower_url}/tasks", timeout=60000)
+            assert refused is not None and refused.status == 401
+            context = browser.new_context(
+                http_credentials={"username": ops_run.flower_auth[0],
+                                  "password": ops_run.flower_auth[1]},
+                viewport={"width": 1600, "height": 700})
+            page = context.new_page()
+            page.set_default_timeout(60000)
+            answer = page.goto(f"{ops_run.flower_url}/tasks")
+            assert answer is not None and answer.status == 200
+            row = page.locator("#tasks-table tbody tr", has_text=batch["id"])
+            row.wait_for()
+            text = row.inner_text()
+            assert "SUCCESS" in text and "batch" in text and "submitted" in text, text
+            shot = ops_run.cluster.workdir / "flower.png"
+            page.screenshot(path=str(shot))
+            if os.environ.get("ROLLER_DOCS_SCREENSHOT"):
+                shutil.copy(shot, os.environ["ROLLER_DOCS_SCREENSHOT"])
+        finally:
+            browser.close()
+
+
+def test_flower_keeps_its_state_across_a_restart(ops_run: OpsRun) -> None:
+    ops_run.flower.stop(signal.SIGTERM)
+    ops_run.start_flower()
+    answer = requests.get(f"{ops_run.flower_url}/api/tasks", auth=ops_run.flower_auth,
+                          timeout=30)
+    answer.raise_for_status()
+    jobs = answer.json()
+    ids = {t["id"] for t in ops_run.tasks}
+    listed = {job["args"] for job in jobs.values()}
+    assert all(any(task_id in args for args in listed) for task_id in ids), listed
+    assert all(job["state"] == "SUCCESS" for job in jobs.values())

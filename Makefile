@@ -40,13 +40,14 @@ demo: setup
 
 test: setup
 	cd native && $(CARGO) test --release
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not faults"
 
 test-fast: venv
 	$(BIN)/pytest -q -m "not e2e"
 
 faults: setup
-	$(BIN)/pytest -q tests/faults -s
+	$(BIN)/python -m roller.ffi.build --features fault-injection
+	$(BIN)/pytest -q tests/faults -m "faults or faults_smoke"
 
 lint: venv
 	$(BIN)/ruff check roller tests bench celeryconfig.py

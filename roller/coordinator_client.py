@@ -247,8 +247,9 @@ class CoordinatorClient:
             pending = list(conn.pending.values())
             conn.pending.clear()
             conn.subs.clear()
-        conn.ws.abort()  # wakes the reader blocked in recv
-        conn.ws.shutdown()
+        # Only shut the socket down here; the reader closes it. Closing the fd under a
+        # thread blocked in recv lets the fd number be reused and the reader hang.
+        conn.ws.abort()
         for call in pending:
             call.lost = reason
             call.done.set()
@@ -264,6 +265,12 @@ class CoordinatorClient:
     # -- reader and dispatcher ------------------------------------------------------------
 
     def _read_loop(self, conn: _Connection) -> None:
+        try:
+            self._read_until_down(conn)
+        finally:
+            conn.ws.shutdown()
+
+    def _read_until_down(self, conn: _Connection) -> None:
         while True:
             try:
                 opcode, data = conn.ws.recv_data(control_frame=True)

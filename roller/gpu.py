@@ -26,6 +26,7 @@ def pin_gpu(sender: Any = None, conf: Any = None, options: Any = None, **_: Any)
     queues = (options or {}).get("queues") or []
     if isinstance(queues, str):
         queues = queues.split(",")
+    os.environ["ROLLER_WORKER_QUEUES"] = ",".join(queues)
     gpu = gpu_of_queues(list(queues))
     if gpu is not None:
         os.environ.setdefault("CUDA_VISIBLE_DEVICES", gpu)

@@ -119,6 +119,7 @@ def _prove(ctx: JobContext, rec: TaskRecord) -> ProofDetail:
         log.info("proving batch %s chunks=%d", fields, len(task.sub_proofs))
         prove = ctx.prover.gen_batch_proof
         payload = json.dumps([p.to_json() for p in task.sub_proofs])
+    ctx.ledger.note(rec.slot, task.id, prove_started_at=time.time())
     try:
         proof = AggProof.from_json(json.loads(prove(payload)))
     except (ProverError, ValueError, RollerError) as exc:

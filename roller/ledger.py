@@ -107,6 +107,10 @@ class TaskLedger:
             mapping={"state": state, "updated_at": time.time(), **fields},
         )
 
+    def note(self, slot: str, task_id: str, **fields: str | float) -> None:
+        """Record timing facts about a task (for `roller status` and the benchmarks)."""
+        self.r.hset(self._key(slot, task_id), mapping=fields)
+
     def start_attempt(self, slot: str, task_id: str, worker: str, queue: str) -> int:
         """Count a started proving attempt (before proving, so a crash still counts)."""
         key = self._key(slot, task_id)

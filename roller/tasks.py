@@ -10,9 +10,11 @@ import functools
 import logging
 import os
 import socket
+import threading
 from typing import Any
 
 import redis
+from celery import signals
 from eth_account.signers.local import LocalAccount
 
 from roller.celery_app import app
@@ -52,8 +54,19 @@ def _account(slot: str) -> LocalAccount:
     return load_or_create_keystore(cfg.slot(slot).keystore_path, cfg.keystore_password)
 
 
-@functools.cache
+_context_lock = threading.Lock()
+_contexts: list[JobContext] = []
+
+
 def _context() -> JobContext:
+    """The process's one JobContext; the warm-up thread and the first job may race for it."""
+    with _context_lock:
+        if not _contexts:
+            _contexts.append(_build_context())
+        return _contexts[0]
+
+
+def _build_context() -> JobContext:
     cfg = _config()
     ledger = TaskLedger.from_url(cfg.broker_url)
     log.info("worker process ready %s", kv(pid=os.getpid(),
@@ -74,6 +87,24 @@ def _context() -> JobContext:
         submitter=Submitter(ledger, cfg.retry, cfg.session_window_minutes * 60),
         worker=f"{socket.gethostname()}:{os.getpid()}",
     )
+
+
+def _warm_up() -> None:
+    """Load the prover library and decrypt this worker's slot keys before the first job."""
+    queues = set(os.environ.get("ROLLER_WORKER_QUEUES", "").split(","))
+    try:
+        _context()
+        for slot in _config().slots:
+            if slot.queue in queues:
+                _account(slot.name)
+    except Exception as exc:  # the first job retries this and reports the error with its task
+        log.warning("warm-up failed %s", kv(error=exc))
+
+
+@signals.worker_process_init.connect
+def _start_warm_up(**_: Any) -> None:
+    # In a thread: this signal's handlers must return within worker_proc_alive_timeout.
+    threading.Thread(target=_warm_up, name="warm-up", daemon=True).start()
 
 
 @app.task(

@@ -1,0 +1,108 @@
+"""Dispatch latency: task notification received -> prover call starts.
+
+Measured side by side in one run on the same tasks: our path (listener -> Redis -> Celery
+worker -> trace fetch -> prover) and a seed-style loop that polls its task store every 3 s
+and then fetches traces before proving (the Go roller's prove loop, spec 6.5). The seed
+loop here observes the same ledger the listener writes, so both see each task at the same
+instant. Runs real processes: redis-server, the devnet, the listener, one Celery worker,
+the native prover.
+
+    python bench/dispatch.py [--tasks 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+from roller.devnet.traces import DEFAULT_TRACE_DIR, read_trace_file
+from roller.ledger import TaskLedger
+from roller.localrun import LocalCluster, demo_slots, wait_for
+from roller.trace_client import TraceClient
+
+SEED_POLL_SECONDS = 3.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+class SeedPoller(threading.Thread):
+    """The seed's loop: peek the store; empty -> sleep 3 s; else fetch traces, then prove."""
+
+    def __init__(self, ledger: TaskLedger, slot: str, traces: TraceClient) -> None:
+        super().__init__(daemon=True)
+        self.ledger, self.slot, self.traces = ledger, slot, traces
+        self.started: dict[str, float] = {}
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            fresh = [t for t in self.ledger.task_ids(self.slot) if t not in self.started]
+            if not fresh:
+                self.stop.wait(SEED_POLL_SECONDS)
+                continue
+            for task_id in fresh:
+                rec = self.ledger.get(self.slot, task_id)
+                if rec is not None:
+                    self.traces.get_traces_json(list(rec.task.block_hashes))
+                    self.started[task_id] = time.time()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", type=int, default=40, help="1-block tasks (max 49)")
+    parser.add_argument("--workdir", type=Path, default=Path("run/bench-dispatch"))
+    parser.add_argument("--params-dir", type=Path, default=Path("run/params"))
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    args.params_dir.mkdir(parents=True, exist_ok=True)
+    workdir = args.workdir.resolve()
+    slots = demo_slots(workdir, chunk_slots=1, batch_slots=0)
+    cluster = LocalCluster(workdir, slots=slots, params_dir=args.params_dir.resolve(),
+                           devnet_args=["--no-chunk-tasks", "--verifier", "stand-in",
+                                        "--dispatch-interval", "0.1"])
+    slot = slots[0]["name"]
+    try:
+        cluster.start()
+        ledger = TaskLedger.from_url(cluster.redis.url)
+        poller = SeedPoller(ledger, slot, TraceClient(cluster.devnet.l2_url))
+        poller.start()
+        files = sorted(DEFAULT_TRACE_DIR.glob("block_*.json.gz"))[: args.tasks]
+        ids = []
+        for f in files:
+            block_hash = json.loads(read_trace_file(f))["header"]["hash"]
+            ids.append(cluster.devnet.control("push_task", {"type": 0,
+                                                            "block_hashes": [block_hash]})["id"])
+        wait_for(lambda: all((r := ledger.get(slot, i)) is not None and r.state == "delivered"
+                             for i in ids), 60 + 30 * len(ids), "every task delivered",
+                 interval=1.0)
+        time.sleep(SEED_POLL_SECONDS + 1)
+        poller.stop.set()
+        ours, seed = [], []
+        for task_id in ids:
+            raw = ledger.r.hgetall(f"roller:task:{slot}:{task_id}")
+            received = float(raw["received_at"])
+            ours.append(float(raw["prove_started_at"]) - received)
+            seed.append(poller.started[task_id] - received)
+    finally:
+        cluster.stop()
+    ms = 1000.0
+    print(f"dispatch latency, notification received -> prover call starts ({len(ids)} tasks)")
+    print(f"{'path':<28}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}")
+    for name, values in (("roller (listener+Celery)", ours), ("seed-style 3 s poll loop", seed)):
+        print(f"{name:<28}{percentile(values, 0.5) * ms:>10.1f}"
+              f"{percentile(values, 0.99) * ms:>10.1f}{statistics.mean(values) * ms:>10.1f}")
+    print(f"ratio seed/roller: p50 {percentile(seed, 0.5) / percentile(ours, 0.5):.1f}x, "
+          f"p99 {percentile(seed, 0.99) / percentile(ours, 0.99):.1f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

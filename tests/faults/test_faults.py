@@ -1,0 +1,300 @@
+"""Faults 1-9 against the real cluster; each test checks its own tasks in both ledgers.
+
+`faults_smoke` tests (few repetitions) run in `make test`; `faults` tests run in `make faults`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from conftest import FaultCluster, start_cluster
+
+from roller.localrun import wait_for
+
+pytestmark = pytest.mark.e2e
+
+smoke = pytest.mark.faults_smoke
+full = pytest.mark.faults
+
+
+# -- 1. SIGKILL of a worker's pool process mid-proof ----------------------------------------
+
+def child_kills(fc: FaultCluster, kills: int, fault: str) -> None:
+    crashes: dict[str, int] = {}
+    ids: list[str] = []
+    recover: list[float] = []
+    done = 0
+    while done < kills:
+        batch = [fc.push() for _ in fc.queues[: min(len(fc.queues), kills - done)]]
+        ids += batch
+        recs = [fc.wait_state(t, {"proving", "proved", "delivered"}) for t in batch]
+        time.sleep(fc.rng.uniform(0.1, 0.6))
+        killed_at = time.monotonic()
+        for rec in recs:
+            if fc.state(rec.task.id) != "proving":
+                continue
+            for child in fc.children(fc.worker(rec.queue).pid):
+                os.kill(child, signal.SIGKILL)
+            crashes[rec.task.id] = 1
+            done += 1
+        recover.append(fc.wait_final(batch) - killed_at)
+    fc.check(fault, ids, repetitions=done, recover_s=recover, crashes=crashes)
+
+
+@smoke
+def test_smoke_pool_child_sigkill(fc: FaultCluster) -> None:
+    child_kills(fc, 2, "1 pool child SIGKILL mid-proof")
+
+
+@full
+def test_pool_child_sigkill(fc: FaultCluster) -> None:
+    child_kills(fc, 18, "1 pool child SIGKILL mid-proof")
+
+
+# -- 2. The prover crashes the process (poison task) ----------------------------------------
+
+def poison(fc: FaultCluster, modes: list[str]) -> None:
+    ids, recover, crashes = [], [], {}
+    try:
+        for mode in modes:
+            fc.restart_workers({"ROLLER_PROVER_FAULT": mode})
+            started = time.monotonic()
+            task_id = fc.push()
+            ids.append(task_id)
+            recover.append(fc.wait_final([task_id], 300) - started)
+            rec = fc.rec(task_id)
+            assert rec is not None and rec.attempts == 4 and rec.proof is not None
+            assert rec.proof.error == "zk proving panic"
+            crashes[task_id] = 3
+    finally:
+        fc.restart_workers({})
+    fc.check("2 prover abort/segfault (poison)", ids, repetitions=len(modes),
+             recover_s=recover, crashes=crashes)
+
+
+@smoke
+def test_smoke_prover_abort_is_poison(fc: FaultCluster) -> None:
+    poison(fc, ["abort"])
+
+
+@full
+def test_prover_crash_is_poison(fc: FaultCluster) -> None:
+    poison(fc, ["segv", "abort"])
+
+
+# -- 3. SIGKILL of the whole worker, restarted like systemd would ---------------------------
+
+@full
+def test_whole_worker_sigkill(fc: FaultCluster) -> None:
+    ids, recover, crashes = [], [], {}
+    for _ in range(2):
+        task_id = fc.push()
+        ids.append(task_id)
+        rec = fc.wait_state(task_id, {"proving"})
+        killed_at = time.monotonic()
+        fc.worker(rec.queue).kill()
+        time.sleep(1)
+        fc.c.start_worker(rec.queue)
+        crashes[task_id] = 1
+        recover.append(fc.wait_final([task_id], 240) - killed_at)
+    fc.check("3 whole worker SIGKILL + restart", ids, repetitions=2, recover_s=recover,
+             crashes=crashes)
+
+
+# -- 4. Listener killed and restarted mid-proof ---------------------------------------------
+
+def listener_kills(fc: FaultCluster, reps: int) -> None:
+    ids, recover = [], []
+    for _ in range(reps):
+        task_id = fc.push()
+        ids.append(task_id)
+        fc.wait_state(task_id, {"proving"})
+        assert fc.c.listener is not None
+        killed_at = time.monotonic()
+        fc.c.listener.kill()
+        # Leave the proof time to finish with the listener gone (its submit is refused).
+        fc.wait_state(task_id, {"proved", "delivered"})
+        time.sleep(1)
+        fc.c.start_listener()
+        recover.append(fc.wait_final([task_id]) - killed_at)
+    fc.check("4 listener SIGKILL + restart", ids, repetitions=reps, recover_s=recover)
+
+
+@smoke
+def test_smoke_listener_sigkill(fc: FaultCluster) -> None:
+    listener_kills(fc, 1)
+
+
+@full
+def test_listener_sigkill(fc: FaultCluster) -> None:
+    listener_kills(fc, 3)
+
+
+# -- 5. Coordinator down for two minutes; coordinator restart --------------------------------
+
+def reconnects(fc: FaultCluster) -> int:
+    return len(re.findall(r"reconnecting slot=", fc.c.listener.output() if fc.c.listener else ""))
+
+
+def coordinator_restarts(fc: FaultCluster, reps: int) -> None:
+    ids, recover = [], []
+    for _ in range(reps):
+        task_id = fc.push()
+        fc.wait_state(task_id, {"proving"})
+        ids.append(task_id)
+        hit = time.monotonic()
+        fc.c.devnet.control("restart", {})
+        recover.append(fc.wait_final([task_id]) - hit)
+    fc.check("5b coordinator restart", ids, repetitions=reps, recover_s=recover)
+
+
+@smoke
+def test_smoke_coordinator_restart(fc: FaultCluster) -> None:
+    coordinator_restarts(fc, 1)
+
+
+@full
+def test_coordinator_down_two_minutes(fc: FaultCluster) -> None:
+    outage = 120
+    ids = [fc.push() for _ in fc.queues]
+    for task_id in ids:
+        fc.wait_state(task_id, {"proving"})
+    before = reconnects(fc)
+    down_at = time.monotonic()
+    fc.c.devnet.control("stop_for", {"seconds": outage})
+    for task_id in ids:
+        fc.wait_state(task_id, {"proved"}, 120)
+    assert fc.ledger.outbox_size() >= len(ids)
+    wait_for(lambda: time.monotonic() - down_at > outage, outage + 5, "the outage", 1)
+    attempts = reconnects(fc) - before
+    recover = fc.wait_final(ids, 180) - (down_at + outage)
+    # Backoff with jitter, capped at 20 s: a handful of attempts per slot, not a storm.
+    assert attempts <= 20 * len(fc.queues), f"{attempts} reconnect attempts in {outage}s"
+    row = fc.check("5a coordinator down 120 s", ids, repetitions=1, recover_s=[recover])
+    row.notes.append(f"{attempts} reconnect attempts by {len(fc.queues)} slots during the outage")
+    coordinator_restarts(fc, 2)
+
+
+# -- 6. Redis restart (AOF) -------------------------------------------------------------------
+
+def redis_restarts(fc: FaultCluster, reps: int) -> None:
+    ids, recover = [], []
+    for i in range(reps):
+        task_id = fc.push()
+        ids.append(task_id)
+        # Alternate: mid-proof, and right after the task was pushed (listener/dispatch path).
+        if i % 2 == 0:
+            fc.wait_state(task_id, {"proving"})
+        hit = time.monotonic()
+        fc.c.redis.stop()
+        fc.c.redis.start()
+        recover.append(fc.wait_final([task_id]) - hit)
+    fc.check("6 redis restart", ids, repetitions=reps, recover_s=recover)
+
+
+@smoke
+def test_smoke_redis_restart(fc: FaultCluster) -> None:
+    redis_restarts(fc, 1)
+
+
+@full
+def test_redis_restart(fc: FaultCluster) -> None:
+    redis_restarts(fc, 3)
+
+
+# -- 7. L2 trace node errors, nulls, HTTP 500, hangs ------------------------------------------
+
+@full
+def test_l2_faults(fc: FaultCluster) -> None:
+    ids, recover = [], []
+    for mode in ("error", "null", "http500"):
+        fc.c.devnet.control("l2_fault", {"mode": mode})
+        bad = fc.push()
+        ids.append(bad)
+        fc.wait_final([bad])
+        rec = fc.rec(bad)
+        assert rec is not None and rec.proof is not None
+        assert rec.proof.error == "get traces failed", rec.proof.error
+        fc.c.devnet.control("l2_fault", {"mode": "none"})
+        back = time.monotonic()
+        good = fc.push()
+        ids.append(good)
+        recover.append(fc.wait_final([good]) - back)
+    # A hang that clears: the request completes and the proof is accepted.
+    fc.c.devnet.control("l2_fault", {"mode": "hang"})
+    task_id = fc.push()
+    ids.append(task_id)
+    fc.wait_state(task_id, {"proving"})
+    time.sleep(5)
+    fc.c.devnet.control("l2_fault", {"mode": "none"})
+    back = time.monotonic()
+    recover.append(fc.wait_final([task_id]) - back)
+    fc.check("7 L2 error/null/500/hang", ids, repetitions=4, recover_s=recover)
+    for task_id in ids[1::2]:
+        rec = fc.rec(task_id)
+        assert rec is not None and rec.outcome == "accepted"
+
+
+# -- 8. Slow coordinator on submit ------------------------------------------------------------
+
+@full
+def test_slow_submit(fc: FaultCluster) -> None:
+    fc.c.devnet.control("submit_delay", {"seconds": 12})
+    try:
+        started = time.monotonic()
+        ids = [fc.push() for _ in range(4)]
+        done = fc.wait_final(ids, 300)
+    finally:
+        fc.c.devnet.control("submit_delay", {"seconds": 0})
+    logs = "".join(w.output() for w in fc.c.workers.values())
+    assert "roller_submitProof timed out" not in logs
+    fc.check("8 slow submit (12 s verify)", ids, repetitions=len(ids),
+             recover_s=[(done - started) / len(ids)])
+
+
+# -- 9. Session window passed before proving / before delivery --------------------------------
+
+@full
+def test_session_window(tmp_path_factory: pytest.TempPathFactory, params_dir: Path,
+                        fault_lib: Path) -> None:
+    window_s = 15
+    cluster = start_cluster(tmp_path_factory.mktemp("window"), params_dir, fault_lib,
+                            chunk_slots=1, config_extra={"session_window_minutes": window_s / 60})
+    try:
+        wc = FaultCluster(cluster)
+        queue = wc.queues[0]
+        # a) not proved: the worker is down until the window has passed.
+        wc.worker(queue).stop()
+        stale = wc.push()
+        wc.wait_state(stale, {"queued"})
+        time.sleep(window_s + 1)
+        wc.c.start_worker(queue)
+        wc.wait_state(stale, {"expired"}, 120)
+        rec = wc.rec(stale)
+        assert rec is not None and rec.attempts == 0 and rec.proof is None
+        # b) proved, but the coordinator is away until the window has passed.
+        late = wc.push()
+        wc.wait_state(late, {"proving"})
+        cluster.devnet.control("stop_for", {"seconds": window_s + 5})
+        wc.wait_state(late, {"expired"}, 120)
+        rec = wc.rec(late)
+        assert rec is not None and rec.attempts == 1 and rec.proof is not None
+        # c) a fresh task after both is proved and accepted as usual.
+        fresh = wc.push()
+        wc.wait_final([fresh], 180)
+        logs = cluster.logs()
+        assert "task not proved: session window passed" in logs
+        assert "proof dropped: session window passed" in logs
+        assert wc.ledger.outbox_size() == 0
+        wc.check("9 session window passed", [stale, late, fresh], repetitions=2, recover_s=[],
+                 may_expire=True)
+    except Exception:
+        print(cluster.logs()[-20000:])
+        raise
+    finally:
+        cluster.stop()

@@ -14,7 +14,7 @@ setup: system venv native
 
 system:
 	@missing=""; \
-	for c in redis-server:redis-server gcc:build-essential pkg-config:pkg-config; do \
+	for c in redis-server:redis-server gcc:build-essential pkg-config:pkg-config chromium:chromium; do \
 	  command -v $${c%%:*} >/dev/null || missing="$$missing $${c##*:}"; done; \
 	$(PY) -c 'import venv, ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \

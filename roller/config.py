@@ -113,7 +113,7 @@ class _Reader:
     def raw(self, key: str) -> Any:
         return self.obj.get(key)
 
-    def str(self, key: str, default: str | None = None) -> str:
+    def text(self, key: str, default: str | None = None) -> str:
         value = self.obj.get(key, default)
         if value is None:
             raise ConfigError(f"{self._key(key)}: required")
@@ -122,9 +122,9 @@ class _Reader:
         return value
 
     def opt_str(self, key: str) -> str | None:
-        return self.str(key) if self.obj.get(key) not in (None, "") else None
+        return self.text(key) if self.obj.get(key) not in (None, "") else None
 
-    def int(self, key: str, default: int, minimum: int = 0) -> int:
+    def integer(self, key: str, default: int, minimum: int = 0) -> int:
         value = self.obj.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ConfigError(f"{self._key(key)}: expected an integer >= {minimum}, got {value!r}")
@@ -139,7 +139,7 @@ class _Reader:
     def child(self, key: str) -> _Reader:
         return _Reader(self.obj.get(key) or {}, self._key(key))
 
-    def list(self, key: str) -> list[Any]:
+    def items(self, key: str) -> list[Any]:
         value = self.obj.get(key)
         if not isinstance(value, list) or not value:
             raise ConfigError(f"{self._key(key)}: expected a non-empty list")
@@ -147,7 +147,7 @@ class _Reader:
 
 
 def _prove_type(r: _Reader, key: str) -> int:
-    value = r.int(key, 0)
+    value = r.integer(key, 0)
     if value not in PROVE_TYPES:
         raise ConfigError(f"{r._key(key)}: expected 0 (chunk) or 1 (batch), got {value}")
     return value
@@ -163,27 +163,27 @@ def _keystore_for_gpu(keystore: Path, gpu: int) -> Path:
 
 
 def _slots(r: _Reader, base: Path, name: str, default_type: int) -> tuple[SlotConfig, ...]:
-    keystore = _resolve(base, r.str("keystore_path")) if r.has("keystore_path") else None
+    keystore = _resolve(base, r.text("keystore_path")) if r.has("keystore_path") else None
     if r.has("slots"):
         slots = []
-        for i, item in enumerate(r.list("slots")):
+        for i, item in enumerate(r.items("slots")):
             s = _Reader(item, f"slots[{i}]")
-            gpu = s.int("gpu", -1, minimum=-1)
+            gpu = s.integer("gpu", -1, minimum=-1)
             slots.append(
                 SlotConfig(
-                    name=s.str("name"),
-                    queue=s.str("queue"),
+                    name=s.text("name"),
+                    queue=s.text("queue"),
                     gpu=None if gpu < 0 else gpu,
                     prove_type=(_prove_type(s, "prove_type") if s.has("prove_type")
                                 else default_type),
-                    keystore_path=_resolve(base, s.str("keystore_path")),
+                    keystore_path=_resolve(base, s.text("keystore_path")),
                 )
             )
     elif r.has("gpus"):
         if keystore is None:
             raise ConfigError("keystore_path: required with gpus")
         slots = []
-        for i, gpu in enumerate(r.list("gpus")):
+        for i, gpu in enumerate(r.items("gpus")):
             if isinstance(gpu, bool) or not isinstance(gpu, int) or gpu < 0:
                 raise ConfigError(f"gpus[{i}]: expected a GPU index >= 0, got {gpu!r}")
             slots.append(
@@ -194,7 +194,7 @@ def _slots(r: _Reader, base: Path, name: str, default_type: int) -> tuple[SlotCo
         if keystore is None:
             raise ConfigError("keystore_path: required (or give slots)")
         slots = [SlotConfig(name, "gpu0", 0, default_type, keystore)]
-    seen: set[str] = set()
+    seen: set[tuple[str, str]] = set()
     for slot in slots:
         for value, what in ((slot.name, "name"), (str(slot.keystore_path), "keystore_path")):
             if (what, value) in seen:
@@ -220,17 +220,17 @@ def parse_config(data: Any, base: Path, env: dict[str, str] | None = None) -> Ro
     env = dict(os.environ) if env is None else env
     r = _Reader(data, "")
     p = r.child("prover")
-    name = r.str("roller_name")
+    name = r.text("roller_name")
     default_type = _prove_type(p, "prove_type")
-    password = env.get(ENV_KEYSTORE_PASSWORD) or r.str("keystore_password")
-    broker = env.get(ENV_BROKER_URL) or r.str("broker_url", DEFAULT_BROKER_URL)
-    abi = p.str("abi", "roller")
+    password = env.get(ENV_KEYSTORE_PASSWORD) or r.text("keystore_password")
+    broker = env.get(ENV_BROKER_URL) or r.text("broker_url", DEFAULT_BROKER_URL)
+    abi = p.text("abi", "roller")
     if abi not in ("roller", "seed"):
         raise ConfigError(f"prover.abi: expected 'roller' or 'seed', got {abi!r}")
     m = r.child("metrics")
     fl = r.child("flower")
     rt = r.child("retry")
-    url = r.str("coordinator_url")
+    url = r.text("coordinator_url")
     if urlsplit(url).scheme not in ("ws", "wss"):
         raise ConfigError(f"coordinator_url: expected a ws:// or wss:// URL, got {url!r}")
     flower_auth = env.get(ENV_FLOWER_PASSWORD)
@@ -238,39 +238,39 @@ def parse_config(data: Any, base: Path, env: dict[str, str] | None = None) -> Ro
         roller_name=name,
         keystore_password=password,
         coordinator_url=url,
-        trace_endpoint=r.str("trace_endpoint"),
-        db_path=_resolve(base, r.str("db_path", "roller.db")),
+        trace_endpoint=r.text("trace_endpoint"),
+        db_path=_resolve(base, r.text("db_path", "roller.db")),
         broker_url=_with_password(broker, env.get(ENV_BROKER_PASSWORD)),
         prover=ProverConfig(
-            params_path=_resolve(base, p.str("params_path", "params")),
-            seed_path=_resolve(base, p.str("seed_path")) if p.opt_str("seed_path") else None,
-            dump_dir=_resolve(base, p.str("dump_dir")) if p.opt_str("dump_dir") else None,
+            params_path=_resolve(base, p.text("params_path", "params")),
+            seed_path=_resolve(base, p.text("seed_path")) if p.opt_str("seed_path") else None,
+            dump_dir=_resolve(base, p.text("dump_dir")) if p.opt_str("dump_dir") else None,
             library_path=(
-                _resolve(base, p.str("library_path")) if p.opt_str("library_path") else None
+                _resolve(base, p.text("library_path")) if p.opt_str("library_path") else None
             ),
             abi=abi,
         ),
         slots=_slots(r, base, name, default_type),
         session_window_minutes=r.num("session_window_minutes", 180.0),
-        visibility_timeout_seconds=r.int("visibility_timeout_seconds", 86400, minimum=60),
+        visibility_timeout_seconds=r.integer("visibility_timeout_seconds", 86400, minimum=60),
         retry=RetryConfig(
-            max_prove_attempts=rt.int("max_prove_attempts", 3, minimum=1),
-            trace_retries=rt.int("trace_retries", 3, minimum=1),
+            max_prove_attempts=rt.integer("max_prove_attempts", 3, minimum=1),
+            trace_retries=rt.integer("trace_retries", 3, minimum=1),
             submit_backoff_seconds=rt.num("submit_backoff_seconds", 2.0),
             submit_backoff_max_seconds=rt.num("submit_backoff_max_seconds", 120.0),
             reconnect_backoff_seconds=rt.num("reconnect_backoff_seconds", 1.0),
             reconnect_backoff_max_seconds=rt.num("reconnect_backoff_max_seconds", 60.0),
         ),
         metrics=MetricsConfig(
-            bind=m.str("bind", "127.0.0.1"),
-            listener_port=m.int("listener_port", 9464),
-            worker_port=m.int("worker_port", 9465),
+            bind=m.text("bind", "127.0.0.1"),
+            listener_port=m.integer("listener_port", 9464),
+            worker_port=m.integer("worker_port", 9465),
         ),
         flower=FlowerConfig(
-            address=fl.str("address", "127.0.0.1"),
-            port=fl.int("port", 5555),
+            address=fl.text("address", "127.0.0.1"),
+            port=fl.integer("port", 5555),
             basic_auth=(f"admin:{flower_auth}" if flower_auth else fl.opt_str("basic_auth")),
-            db_path=_resolve(base, fl.str("db_path", "flower.db")),
+            db_path=_resolve(base, fl.text("db_path", "flower.db")),
         ),
     )
 

@@ -10,7 +10,8 @@ delivered.
 Failure model: any loss of the connection (close by the server, socket error, a call timing
 out, no frame at all from the server for ``idle_timeout`` seconds) tears the connection down,
 fails every pending call with ConnectionLost and calls ``on_disconnect(reason)`` once, from
-the thread that detected it. ``close()`` does the same without calling ``on_disconnect``.
+the thread that detected it (keep it short); ``wait_disconnected`` returns after it.
+``close()`` does the same without calling ``on_disconnect``.
 ``connect()`` may be called again afterwards; subscriptions do not survive a reconnect.
 """
 
@@ -254,13 +255,14 @@ class CoordinatorClient:
             call.lost = reason
             call.done.set()
         conn.tasks.put(None)
-        conn.closed.set()
         log.warning("coordinator connection down slot=%s reason=%s", self.slot, reason)
-        if notify and self._on_disconnect is not None:
-            try:
+        try:
+            if notify and self._on_disconnect is not None:
                 self._on_disconnect(reason)
-            except Exception:
-                log.exception("on_disconnect callback failed slot=%s", self.slot)
+        except Exception:
+            log.exception("on_disconnect callback failed slot=%s", self.slot)
+        finally:
+            conn.closed.set()  # after on_disconnect, so waiters see its effects
 
     # -- reader and dispatcher ------------------------------------------------------------
 
@@ -284,15 +286,21 @@ class CoordinatorClient:
                 self._fail(conn, "closed by coordinator")
                 return
             if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
-                self._handle_message(conn, data)
+                try:
+                    self._handle_message(conn, data)
+                except Exception:  # a bad message must never stop the reader (pongs)
+                    log.exception("message handling failed slot=%s", self.slot)
 
     def _handle_message(self, conn: _Connection, data: bytes | str) -> None:
         try:
             message = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):
             log.warning("unparseable message from coordinator slot=%s", self.slot)
             return
-        for item in message if isinstance(message, list) else [message]:
+        items = message if isinstance(message, list) else [message]
+        if not items:
+            log.warning("empty batch from coordinator slot=%s", self.slot)
+        for item in items:
             if not isinstance(item, dict):
                 log.warning("non-object message from coordinator slot=%s", self.slot)
             elif "id" in item and ("result" in item or "error" in item):

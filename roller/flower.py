@@ -26,7 +26,7 @@ log = logging.getLogger("roller.flower")
 RUNTIME_BUCKETS = "10,60,300,600,1800,3600,7200,14400,28800,inf"
 STATE_SAVE_INTERVAL_MS = 60_000
 # Flower hides job arguments by default; they are what an operator knows a job by.
-TASKS_COLUMNS = "name,args,state,result,runtime,received,started,routing_key,worker,uuid"
+TASKS_COLUMNS = "name,args,state,result,runtime,received,routing_key,worker,uuid"
 
 
 def flower_argv(cfg: RollerConfig) -> list[str]:

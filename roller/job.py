@@ -113,7 +113,7 @@ def _prove(ctx: JobContext, rec: TaskRecord) -> ProofDetail:
             log.error("trace fetch failed %s error=%r", fields, str(exc))
             return failure(task, TRACES_FAILED)
         log.info("proving chunk %s blocks=%d", fields, len(task.block_hashes))
-        prove = ctx.prover.gen_chunk_proof
+        prove: Callable[[str], str] = ctx.prover.gen_chunk_proof
         payload = traces_json
     else:
         log.info("proving batch %s chunks=%d", fields, len(task.sub_proofs))

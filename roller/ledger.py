@@ -12,16 +12,31 @@ Keys (all prefixed `roller:`):
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import redis
 
 from roller.protocol.messages import ProofDetail, TaskMsg
 
 PREFIX = "roller:"
+# Compare-and-set: replace a dead owner's lock only if it still holds it.
+_TAKE_OVER = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('set', KEYS[1], ARGV[2], 'EX', ARGV[3])
+end
+return false
+"""
+_MARK_QUEUED = """
+if redis.call('hget', KEYS[1], 'state') == ARGV[1] then
+  redis.call('hset', KEYS[1], 'state', ARGV[2], 'updated_at', ARGV[3])
+end
+"""
 JOB_NAMESPACE = uuid.UUID("5f0c4d2e-8a51-4c1f-9a43-31d6f1c0b7aa")
 
 
@@ -36,6 +51,31 @@ class TaskState(StrEnum):
 
 
 FINAL_STATES = {TaskState.DELIVERED, TaskState.REFUSED, TaskState.EXPIRED}
+
+
+def process_owner() -> str:
+    """This process as a lock owner: `host:pid`."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_gone(owner: str) -> bool:
+    """True if `owner` (`host:pid[:...]`) is a process of this host that has exited."""
+    host, _, rest = owner.partition(":")
+    pid = rest.split(":", 1)[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            # A killed child its parent has not reaped yet is a zombie: gone all the same.
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def job_id(slot: str, task_id: str) -> str:
@@ -62,7 +102,8 @@ class TaskRecord:
 
 class TaskLedger:
     def __init__(self, client: redis.Redis) -> None:
-        self.r = client
+        # decode_responses=True: every value is str; redis-py's stubs cannot express that.
+        self.r: Any = client
 
     @classmethod
     def from_url(cls, url: str) -> TaskLedger:
@@ -101,11 +142,11 @@ class TaskLedger:
             queue=raw.get("queue", ""),
         )
 
-    def set_state(self, slot: str, task_id: str, state: TaskState, **fields: str | float) -> None:
-        self.r.hset(
-            self._key(slot, task_id),
-            mapping={"state": state, "updated_at": time.time(), **fields},
-        )
+    def mark_queued(self, slot: str, task_id: str) -> None:
+        """RECEIVED -> QUEUED, and only from RECEIVED: by the time the listener notes that it
+        sent the job, a worker may already be proving (or have delivered) the task."""
+        self.r.eval(_MARK_QUEUED, 1, self._key(slot, task_id), TaskState.RECEIVED,
+                    TaskState.QUEUED, time.time())
 
     def note(self, slot: str, task_id: str, **fields: str | float) -> None:
         """Record timing facts about a task (for `roller status` and the benchmarks)."""
@@ -130,7 +171,17 @@ class TaskLedger:
 
     # Leases: one live proving job per task, even if Celery delivers the job twice.
     def acquire_lease(self, slot: str, task_id: str, owner: str, ttl: int) -> bool:
-        return bool(self.r.set(f"{PREFIX}lock:{slot}:{task_id}", owner, nx=True, ex=ttl))
+        return self._acquire(f"{PREFIX}lock:{slot}:{task_id}", owner, ttl)
+
+    def _acquire(self, key: str, owner: str, ttl: int) -> bool:
+        """SET NX, or take over from an owner that is a dead process of this host: a job
+        redelivered after its worker process was killed need not wait out the TTL."""
+        if self.r.set(key, owner, nx=True, ex=ttl):
+            return True
+        held_by = self.r.get(key)
+        if held_by is None or not owner_gone(str(held_by)):
+            return False
+        return bool(self.r.eval(_TAKE_OVER, 1, key, held_by, owner, ttl))
 
     def renew_lease(self, slot: str, task_id: str, owner: str, ttl: int) -> bool:
         key = f"{PREFIX}lock:{slot}:{task_id}"
@@ -156,7 +207,7 @@ class TaskLedger:
 
     def outbox_due(self, now: float | None = None) -> list[tuple[str, str]]:
         members = self.r.zrangebyscore(f"{PREFIX}outbox", "-inf", now or time.time())
-        return [tuple(m.split("|", 1)) for m in members]  # type: ignore[misc]
+        return [(slot, task_id) for slot, task_id in (m.split("|", 1) for m in members)]
 
     def outbox_size(self) -> int:
         return int(self.r.zcard(f"{PREFIX}outbox"))
@@ -188,7 +239,9 @@ class TaskLedger:
         return dict(self.r.hgetall(f"{PREFIX}session:{slot}"))
 
     def acquire_submit(self, slot: str, task_id: str, ttl: int) -> bool:
-        return bool(self.r.set(f"{PREFIX}submitting:{slot}:{task_id}", "1", nx=True, ex=ttl))
+        return self._acquire(f"{PREFIX}submitting:{slot}:{task_id}", process_owner(), ttl)
 
     def release_submit(self, slot: str, task_id: str) -> None:
-        self.r.delete(f"{PREFIX}submitting:{slot}:{task_id}")
+        key = f"{PREFIX}submitting:{slot}:{task_id}"
+        if self.r.get(key) == process_owner():
+            self.r.delete(key)

@@ -72,7 +72,7 @@ class Dispatcher:
                            task_id=job_id(slot.name, task_id), queue=slot.queue,
                            ignore_result=True)
         metrics.JOBS_QUEUED.labels(slot.queue).inc()
-        self.ledger.set_state(slot.name, task_id, TaskState.QUEUED)
+        self.ledger.mark_queued(slot.name, task_id)
         log.info("job queued %s", kv(task_id=task_id, slot=slot.name, queue=slot.queue))
 
     def recover(self, slot: SlotConfig) -> None:

@@ -25,7 +25,8 @@ _HEX_QUANTITY_RE = re.compile(r"0x[0-9a-fA-F]+")
 
 
 class _Retryable(Exception):
-    """A transport failure worth retrying (connection error, timeout, HTTP 5xx)."""
+    """A failure worth retrying: connection error, timeout, HTTP 5xx, a JSON-RPC server error
+    or a null trace (a node that is down, overloaded or not yet synced to the block)."""
 
 
 class TraceClient:
@@ -98,7 +99,7 @@ class TraceClient:
                                   f"{', '.join(hashes)}")
         try:
             body = response.json()
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise TraceFetchError(f"L2 node answered invalid JSON: {exc}") from exc
         if not isinstance(body, list):
             # A single error object answers a batch the node refused as a whole.
@@ -111,9 +112,12 @@ class TraceClient:
                     or not 0 <= request_id < len(hashes)):
                 continue
             if item.get("error") is not None:
-                raise TraceFetchError(f"block {hashes[request_id]}: L2 node error "
-                                      f"{_describe_error(item)}")
+                text = f"block {hashes[request_id]}: L2 node error {_describe_error(item)}"
+                raise (_Retryable(text) if _server_error(item) else TraceFetchError(text))
             answers[request_id] = item.get("result")
+        for request_id, trace in answers.items():
+            if trace is None:
+                raise _Retryable(f"block {hashes[request_id]}: trace not found (null result)")
         return answers
 
     @staticmethod
@@ -128,6 +132,14 @@ class TraceClient:
         if not isinstance(number, str) or not _HEX_QUANTITY_RE.fullmatch(number):
             raise TraceFetchError(f"block {block_hash}: trace has no hex header.number")
         return int(number, 16)
+
+
+def _server_error(item: dict[str, Any]) -> bool:
+    """JSON-RPC implementation-defined server errors (-32000..-32099), e.g. geth's
+    "header not found" while the node catches up; invalid params are not retried."""
+    error = item.get("error")
+    code = error.get("code") if isinstance(error, dict) else None
+    return isinstance(code, int) and -32099 <= code <= -32000
 
 
 def _describe_error(body: Any) -> str:

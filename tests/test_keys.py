@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 from eth_account import Account
+from eth_typing import HexStr
 
 from roller.errors import KeystoreError
 from roller.keys import GETH_SCRYPT_N, load_or_create_keystore
 
 PASSWORD = "correct horse battery staple"
-KEY = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
+KEY = HexStr("0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318")
 FAST_N = 2  # scrypt work factor for tests; production files use GETH_SCRYPT_N
 
 

@@ -262,7 +262,7 @@ def test_submit_proof(coord: FakeCoordinator) -> None:
     coord.script = script
     client = make_client(coord, call_timeout=0.1, submit_timeout=5)
     msg = ProofMsg.signed(ProofDetail("0x1", 0, 1, None, "get traces failed"), ACCOUNT)
-    assert client.submit_proof(msg) is None
+    client.submit_proof(msg)
     assert received == [msg]
     with pytest.raises(CoordinatorError, match="session id doesn't exist"):
         client.submit_proof(ProofMsg.signed(ProofDetail("0x2", 0, 1, None, "e"), ACCOUNT))
@@ -336,7 +336,7 @@ def test_pings_are_answered_while_idle(coord: FakeCoordinator) -> None:
 
     def script(peer: Peer) -> None:
         for _ in range(8):
-            pongs.append(peer.ws.ping().wait(2))
+            pongs.append(peer.ws.ping().wait(0.5))
             time.sleep(0.2)
         peer.hold()
 
@@ -355,9 +355,6 @@ def test_silent_server_trips_idle_timeout(coord: FakeCoordinator) -> None:
     coord.script = Peer.hold
     client = make_client(coord, idle_timeout=0.3, on_disconnect=reasons.append)
     assert client.wait_disconnected(3)
-    deadline = time.monotonic() + 3
-    while not reasons and time.monotonic() < deadline:
-        time.sleep(0.01)  # on_disconnect runs just after the connection is marked down
     assert reasons and "no data" in reasons[0]
 
 

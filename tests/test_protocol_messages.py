@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import rlp
@@ -227,7 +228,9 @@ def test_decode_lone_surrogate_becomes_replacement_char() -> None:
     (TaskMsg, {"sub_proofs": [None]}, "sub_proofs[0]"),
     (TaskMsg, {"id": 7}, "id"),
 ])
-def test_decode_errors_name_the_field(cls: type, value: object, field: str) -> None:
+def test_decode_errors_name_the_field(
+    cls: type[AuthMsg | ProofMsg | TaskMsg], value: object, field: str
+) -> None:
     with pytest.raises(WireFormatError) as info:
         cls.from_json(value)
     assert info.value.field == field
@@ -248,5 +251,5 @@ def test_constructor_validation() -> None:
         TaskMsg(id="x", type=0, block_hashes=("0x12",), sub_proofs=())
     with pytest.raises(WireFormatError):
         AggProof(proof="AA==", instance=b"", final_pair=b"", vk=b"", block_count=0)  # type: ignore[arg-type]
-    assert TaskMsg(id="x", type=0, block_hashes=["0x" + "AB" * 32],  # type: ignore[arg-type]
-                   sub_proofs=[]).block_hashes == ("0x" + "ab" * 32,)
+    lists: dict[str, Any] = {"block_hashes": ["0x" + "AB" * 32], "sub_proofs": []}
+    assert TaskMsg(id="x", type=0, **lists).block_hashes == ("0x" + "ab" * 32,)

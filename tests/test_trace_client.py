@@ -117,14 +117,15 @@ def test_empty_list_makes_no_request(l2: L2Stub) -> None:
 def test_null_result_names_the_hash(l2: L2Stub) -> None:
     l2.traces[block_hash(1)] = trace(1)
     with pytest.raises(TraceFetchError, match=block_hash(2)):
-        TraceClient(l2.url).get_traces([block_hash(1), block_hash(2)])
+        TraceClient(l2.url, backoff=0.01).get_traces([block_hash(1), block_hash(2)])
+    assert len(l2.requests) == 4  # a node not yet synced: retried, bounded
 
 
 def test_rpc_error_names_the_hash(l2: L2Stub) -> None:
     l2.traces[block_hash(1)] = trace(1)
     l2.errors[block_hash(7)] = {"code": -32000, "message": "header not found"}
     with pytest.raises(TraceFetchError, match=f"{block_hash(7)}.*header not found"):
-        TraceClient(l2.url).get_traces([block_hash(1), block_hash(7)])
+        TraceClient(l2.url, backoff=0.01).get_traces([block_hash(1), block_hash(7)])
 
 
 @pytest.mark.parametrize("bad", [[], "x", {"header": None}, {"header": {"number": 5}},

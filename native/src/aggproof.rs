@@ -170,3 +170,23 @@ pub fn roots_of(instance: &[u8]) -> Result<Roots> {
         withdraw: arr(72),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_round_trip_and_padding_checks() {
+        let f = frame(KIND_CHUNK, 3, &[1, 2, 3]);
+        assert_eq!(f.len(), 32);
+        assert_eq!(unframe(KIND_CHUNK, &f).unwrap(), (3, &[1u8, 2, 3][..]));
+        assert!(unframe(KIND_BATCH, &f).is_err());
+        let mut bad = f.clone();
+        bad[31] = 1;
+        assert!(unframe(KIND_CHUNK, &bad).is_err());
+        let mut long = f.clone();
+        long.extend_from_slice(&[0; 32]);
+        assert!(unframe(KIND_CHUNK, &long).is_err());
+        assert!(unframe(KIND_CHUNK, &f[..16]).is_err());
+    }
+}

@@ -297,3 +297,60 @@ pub fn chunk_info(blocks: &[Block], popped_before: u64) -> Result<ChunkInfo> {
         preimage,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(number: u64, txs: Vec<(u64, u64, [u8; 32])>) -> Block {
+        Block {
+            number,
+            timestamp: 7,
+            gas_limit: 9,
+            chain_id: Some(5),
+            root_before: [1; 32],
+            state_root: [1; 32],
+            withdraw_root: [2; 32],
+            txs,
+        }
+    }
+
+    #[test]
+    fn short_hashes_are_left_padded() {
+        let h = parse_h256("0x0000000000000000000000000000000000000001", "x").unwrap();
+        assert_eq!(h[31], 1);
+        assert!(h[..31].iter().all(|&b| b == 0));
+        assert!(parse_h256("0x123", "x").is_err());
+        assert!(parse_h256("0xzz", "x").is_err());
+    }
+
+    #[test]
+    fn l1_messages_count_from_queue_indices() {
+        let l1 = |nonce| (L1_MESSAGE_TX_TYPE, nonce, [nonce as u8; 32]);
+        let blocks = vec![
+            block(1, vec![l1(3), (0, 0, [9; 32])]),
+            block(2, vec![]),
+            block(3, vec![l1(5)]),
+        ];
+        let info = chunk_info(&blocks, 0).unwrap();
+        assert_eq!(info.l1_messages, vec![4, 0, 2]); // queue index 4 skipped, still counted
+        assert_eq!(info.preimage.len(), HEADER_LEN + 3 * 58 + 3 * 32);
+        // L1 message hashes come before the block's other transactions.
+        let hashes = &info.preimage[HEADER_LEN + 3 * 58..];
+        assert_eq!(&hashes[..32], &[3; 32]);
+        assert_eq!(&hashes[32..64], &[9; 32]);
+        assert_eq!(info.chain_id, 5);
+    }
+
+    #[test]
+    fn ordering_checks() {
+        assert!(check_contiguous(&[block(1, vec![]), block(2, vec![])]).is_ok());
+        assert!(check_contiguous(&[block(2, vec![]), block(1, vec![])]).is_err());
+        assert!(check_contiguous(&[block(1, vec![]), block(3, vec![])]).is_err());
+        let mut b = block(2, vec![]);
+        b.root_before = [7; 32];
+        assert!(check_contiguous(&[block(1, vec![]), b]).is_err());
+        assert!(parse_traces("[]").is_err());
+        assert!(parse_traces("{").is_err());
+    }
+}

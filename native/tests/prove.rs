@@ -104,6 +104,26 @@ fn chunk_proof_verifies_and_tampering_fails() {
 }
 
 #[test]
+fn cached_keys_reload_identically() {
+    let s = store();
+    let dir = std::env::var("ROLLER_TEST_PARAMS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::env::temp_dir().join(format!("roller_prover_test_{}", std::process::id()))
+        });
+    let again = Store::open(&dir).expect("reopen");
+    for (a, b) in s.wrap_vds.iter().zip(&again.wrap_vds) {
+        assert_eq!(
+            a.verifier_only.circuit_digest,
+            b.verifier_only.circuit_digest
+        );
+    }
+    assert_eq!(s.allowed, again.allowed);
+    let p = chunk_proof(&[fixture("02")]);
+    verify_chunk_proof(&again, &p).expect("a reloaded verifier accepts the proof");
+}
+
+#[test]
 fn bad_inputs_are_errors() {
     let s = store();
     let e = gen_chunk_proof(&s, &json(&[fixture("03"), fixture("02")])).unwrap_err();

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROWS
 from eth_account import Account
+from faultlib import ROWS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ledger_check import Row

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FaultCluster, start_cluster
+from faultlib import FaultCluster, start_cluster
 
 from roller.localrun import wait_for
 
@@ -35,14 +35,18 @@ def child_kills(fc: FaultCluster, kills: int, fault: str) -> None:
         recs = [fc.wait_state(t, {"proving", "proved", "delivered"}) for t in batch]
         time.sleep(fc.rng.uniform(0.1, 0.6))
         killed_at = time.monotonic()
+        killed = 0
         for rec in recs:
             if fc.state(rec.task.id) != "proving":
                 continue
             for child in fc.children(fc.worker(rec.queue).pid):
                 os.kill(child, signal.SIGKILL)
             crashes[rec.task.id] = 1
-            done += 1
-        recover.append(fc.wait_final(batch) - killed_at)
+            killed += 1
+        finished = fc.wait_final(batch)
+        if killed:
+            done += killed
+            recover.append(finished - killed_at)
     fc.check(fault, ids, repetitions=done, recover_s=recover, crashes=crashes)
 
 

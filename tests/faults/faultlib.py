@@ -1,0 +1,149 @@
+"""The fault suite's cluster: a real LocalCluster (redis-server with AOF, the devnet coordinator
+and L2 node, `python -m roller.listener`, `celery -A roller worker -Q gpuN` per slot, the native
+prover built with the `fault-injection` feature) plus what the faults need, and the session's
+result rows."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from ledger_check import Row, find_record, judge
+
+from roller.devnet.traces import DEFAULT_TRACE_DIR, read_trace_file
+from roller.ledger import FINAL_STATES, TaskLedger, TaskRecord
+from roller.localrun import LocalCluster, Proc, demo_slots, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+FAULT_LIB = REPO / "native/target/features-fault-injection/release/libroller_prover.so"
+# Short proofs: tasks of 1-3 shipped mainnet blocks (ids are unique even for the same blocks).
+FIRST_BLOCK, LAST_BLOCK = 2640, 2688
+# Small on purpose: a SIGKILLed worker's message comes back after this (fault 3).
+VISIBILITY_TIMEOUT = 25
+RETRY = {"submit_backoff_seconds": 0.5, "submit_backoff_max_seconds": 4,
+         "reconnect_backoff_seconds": 1, "reconnect_backoff_max_seconds": 20}
+
+ROWS: dict[str, Row] = {}
+LOG_DIRS: list[Path] = []
+
+
+class FaultCluster:
+    """A LocalCluster plus what the faults need: pushing tasks, reading both ledgers, killing."""
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        self.c = cluster
+        self.ledger = TaskLedger.from_url(cluster.redis.url)
+        self.slot_names = [s["name"] for s in cluster.slots]
+        self.queues = [s["queue"] for s in cluster.slots]
+        self.rng = random.Random(5)
+        hashes = {}
+        for n in range(FIRST_BLOCK, LAST_BLOCK + 1):
+            trace = read_trace_file(DEFAULT_TRACE_DIR / f"block_{n}.json.gz")
+            hashes[n] = json.loads(trace)["header"]["hash"]
+        self.hashes = hashes
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    def push(self, blocks: int | None = None) -> str:
+        count = blocks or self.rng.randint(1, 3)
+        start = self.rng.randint(FIRST_BLOCK, LAST_BLOCK - count + 1)
+        chain = [self.hashes[n] for n in range(start, start + count)]
+        return str(self.c.devnet.control("push_task", {"type": 0, "block_hashes": chain})["id"])
+
+    def rec(self, task_id: str) -> TaskRecord | None:
+        return find_record(self.ledger, self.slot_names, task_id)
+
+    def state(self, task_id: str) -> str:
+        rec = self.rec(task_id)
+        return rec.state if rec is not None else ""
+
+    def wait_state(self, task_id: str, states: set[str], timeout: float = 120) -> TaskRecord:
+        wait_for(lambda: self.state(task_id) in states, timeout,
+                 f"task {task_id[:10]} to reach {sorted(states)}", interval=0.05)
+        rec = self.rec(task_id)
+        assert rec is not None
+        return rec
+
+    def devnet_tasks(self) -> dict[str, dict[str, Any]]:
+        return {t["id"]: t for t in self.c.tasks()}
+
+    def wait_final(self, task_ids: list[str], timeout: float = 240, expire_ok: bool = False
+                   ) -> float:
+        """Wait until the coordinator has a final answer (or, if allowed, we gave the task up);
+        returns the monotonic time it was seen."""
+        def done() -> bool:
+            tasks = self.devnet_tasks()
+            for task_id in task_ids:
+                rec = self.rec(task_id)
+                if rec is None or rec.state not in FINAL_STATES:
+                    return False
+                if expire_ok and rec.state == "expired":
+                    continue
+                if tasks[task_id]["state"] not in ("verified", "failed"):
+                    return False
+            return True
+
+        wait_for(done, timeout, f"tasks {[t[:10] for t in task_ids]} to finish", interval=0.25)
+        return time.monotonic()
+
+    # -- processes ------------------------------------------------------------------------
+
+    def worker(self, queue: str) -> Proc:
+        return self.c.workers[queue]
+
+    @staticmethod
+    def children(pid: int) -> list[int]:
+        path = Path(f"/proc/{pid}/task/{pid}/children")
+        return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+    def restart_workers(self, env: dict[str, str] | None = None) -> None:
+        for queue in self.queues:
+            self.worker(queue).stop()
+        for queue in self.queues:
+            self.c.start_worker(queue, env)
+
+    # -- the check --------------------------------------------------------------------------
+
+    def check(self, fault: str, task_ids: list[str], *, repetitions: int,
+              recover_s: list[float], crashes: dict[str, int] | None = None,
+              may_expire: bool = False) -> Row:
+        """Judge every task of this fault; record the row; fail on any lost or duplicate."""
+        crashes = crashes or {}
+        tasks = self.devnet_tasks()
+        row = ROWS.setdefault(fault, Row(fault))
+        row.repetitions += repetitions
+        row.recover_s += recover_s
+        for task_id in task_ids:
+            verdict = judge(tasks.get(task_id), self.rec(task_id),
+                            crashes=crashes.get(task_id, 0), may_expire=may_expire)
+            row.tasks += 1
+            row.lost += verdict.lost
+            row.duplicated += verdict.duplicated
+            if verdict.lost or verdict.duplicated:
+                row.problems.append(f"{task_id[:12]} {verdict.why} dup={verdict.duplicated}")
+        assert row.lost == 0 and row.duplicated == 0, "\n".join(row.problems)
+        return row
+
+
+def start_cluster(workdir: Path, params_dir: Path, fault_lib: Path, *, chunk_slots: int = 2,
+                  config_extra: dict[str, Any] | None = None) -> LocalCluster:
+    slots = demo_slots(workdir, chunk_slots=chunk_slots, batch_slots=0)
+    cluster = LocalCluster(
+        workdir, slots=slots, params_dir=params_dir,
+        devnet_args=["--no-chunk-tasks", "--verifier", "native", "--dispatch-interval", "0.2"],
+        config_extra={"retry": RETRY, **(config_extra or {})},
+        env={"ROLLER_PROVER_LIB": str(fault_lib),
+             "ROLLER_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT)})
+    LOG_DIRS.append(workdir)
+    try:
+        cluster.start()
+    except Exception:
+        print(cluster.logs()[-20000:])
+        cluster.stop()
+        raise
+    return cluster
+
+

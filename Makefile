@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LIB := roller/ffi/lib/libroller_prover.so
 CARGO ?= cargo
 
-.PHONY: setup system venv native demo test test-fast faults lint bench clean
+.PHONY: setup system venv native demo test test-fast faults fleet lint bench clean
 
 setup: system venv native
 
@@ -48,6 +48,13 @@ test-fast: venv
 faults: setup
 	$(BIN)/python -m roller.ffi.build --features fault-injection
 	$(BIN)/pytest -q tests/faults -m "faults or faults_smoke"
+
+# ops/ansible for real: lint, unit checks and two test hosts installed and upgraded (~6-8 min).
+# Debian packages it needs, for the lead to merge into `system`: systemd gives systemd-analyze.
+FLEET_APT := systemd redis-server python3-venv
+fleet: setup
+	$(BIN)/pip install -q -e '.[fleet]'
+	$(BIN)/pytest -q -s tests/test_ansible_lint.py tests/test_ansible_units.py tests/fleet
 
 lint: venv
 	$(BIN)/ruff check roller tests bench celeryconfig.py

@@ -22,7 +22,9 @@ _visibility = int(os.environ.get("ROLLER_VISIBILITY_TIMEOUT", _visibility))
 
 result_backend = broker_url
 _transport = {"visibility_timeout": _visibility, "socket_keepalive": True}
-broker_transport_options = dict(_transport)
+# kombu scans for unacked messages past the timeout every 10 s but, by default, acts on only
+# every 10th scan: a whole-node death would cost up to 100 s more than the timeout.
+broker_transport_options = {**_transport, "unacked_restore_throttle": 1}
 result_backend_transport_options = dict(_transport)
 visibility_timeout = _visibility
 

@@ -7,7 +7,10 @@ loop here observes the same ledger the listener writes, so both see each task at
 instant. Runs real processes: redis-server, the devnet, the listener, one Celery worker,
 the native prover.
 
-    python bench/dispatch.py [--tasks 40]
+    python bench/dispatch.py [--tasks 40] [--ops]
+
+--ops runs the operators' view too: Flower (sees every job event) and a scraper hitting the
+listener's and the workers' metrics endpoints every second (Prometheus scrapes every 15 s).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 
 from roller.devnet.traces import DEFAULT_TRACE_DIR, read_trace_file
 from roller.ledger import TaskLedger
-from roller.localrun import LocalCluster, demo_slots, wait_for
+from roller.localrun import LocalCluster, demo_slots, free_port, wait_for
 from roller.trace_client import TraceClient
 
 SEED_POLL_SECONDS = 3.0
@@ -55,22 +58,54 @@ class SeedPoller(threading.Thread):
                     self.started[task_id] = time.time()
 
 
+class Scraper(threading.Thread):
+    """Scrapes the metrics endpoints every second, as a (busy) Prometheus would."""
+
+    def __init__(self, urls: list[str]) -> None:
+        super().__init__(daemon=True)
+        self.urls = urls
+        self.scrapes = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        import requests
+
+        while not self.stop.wait(1.0):
+            for url in self.urls:
+                try:
+                    requests.get(url, timeout=5).raise_for_status()
+                    self.scrapes += 1
+                except requests.RequestException:
+                    pass
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=40, help="1-block tasks (max 49)")
     parser.add_argument("--workdir", type=Path, default=Path("run/bench-dispatch"))
     parser.add_argument("--params-dir", type=Path, default=Path("run/params"))
+    parser.add_argument("--ops", action="store_true",
+                        help="with Flower running and the metrics endpoints scraped every 1 s")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     args.params_dir.mkdir(parents=True, exist_ok=True)
     workdir = args.workdir.resolve()
     slots = demo_slots(workdir, chunk_slots=1, batch_slots=0)
+    ports = {"listener_port": free_port(), "worker_port": free_port()}
     cluster = LocalCluster(workdir, slots=slots, params_dir=args.params_dir.resolve(),
                            devnet_args=["--no-chunk-tasks", "--verifier", "stand-in",
-                                        "--dispatch-interval", "0.1"])
+                                        "--dispatch-interval", "0.1"],
+                           config_extra={"metrics": ports,
+                                         "flower": {"port": free_port(),
+                                                    "db_path": str(workdir / "flower.db")}})
     slot = slots[0]["name"]
+    scraper = Scraper([f"http://127.0.0.1:{p}/metrics" for p in ports.values()])
     try:
-        cluster.start()
+        cluster.start(start_roller=not args.ops)
+        if args.ops:
+            cluster.start_flower(no_auth=True)
+            cluster.start_roller()
+            scraper.start()
         ledger = TaskLedger.from_url(cluster.redis.url)
         poller = SeedPoller(ledger, slot, TraceClient(cluster.devnet.l2_url))
         poller.start()
@@ -92,9 +127,12 @@ def main() -> int:
             ours.append(float(raw["prove_started_at"]) - received)
             seed.append(poller.started[task_id] - received)
     finally:
+        scraper.stop.set()
         cluster.stop()
     ms = 1000.0
-    print(f"dispatch latency, notification received -> prover call starts ({len(ids)} tasks)")
+    print(f"dispatch latency, notification received -> prover call starts ({len(ids)} tasks"
+          f"{', Flower + metrics scraped every 1 s' if args.ops else ''}"
+          f"{f', {scraper.scrapes} scrapes' if args.ops else ''})")
     print(f"{'path':<28}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}")
     for name, values in (("roller (listener+Celery)", ours), ("seed-style 3 s poll loop", seed)):
         print(f"{name:<28}{percentile(values, 0.5) * ms:>10.1f}"

@@ -16,9 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from roller.config import load_config
 from roller.errors import RollerError
 from roller.ledger import TaskLedger
-from roller.localrun import LocalCluster, demo_slots
+from roller.localrun import LocalCluster, demo_slots, free_port
+from roller.status import snapshot
 
 FINAL = ("verified", "failed")
 
@@ -90,8 +92,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="prover circuit cache, kept between runs (default: %(default)s)")
     parser.add_argument("--chunk-size", type=int, default=8,
                         help="blocks per chunk task (default: %(default)s)")
+    parser.add_argument("--flower-port", type=int, default=5555,
+                        help="run Flower WITHOUT auth (devnet only) on this loopback port, "
+                             "0 for none (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=1800,
                         help="give up after this many seconds (default: %(default)s)")
+
+
+def _start_flower(cluster: LocalCluster, port: int) -> None:
+    """Flower without auth: a devnet convenience, never fatal to the demo."""
+    if not port:
+        return
+    try:
+        cluster.start_flower(no_auth=True)
+    except RollerError as exc:
+        print(f"Flower not started ({exc}); see flower.log", file=sys.stderr)
+        return
+    print(f"Flower (NO AUTH, devnet only): http://127.0.0.1:{port}/tasks", flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -103,11 +120,19 @@ def run(args: argparse.Namespace) -> int:
         args.workdir.resolve(), slots=slots, params_dir=args.params_dir.resolve(),
         devnet_args=["--chunk-size", str(args.chunk_size), "--batch", "--verifier", "native",
                      "--dispatch-interval", "0.5"],
+        config_extra={"metrics": {"listener_port": free_port(), "worker_port": free_port()},
+                      "flower": {"port": args.flower_port,
+                                 "db_path": str(args.workdir.resolve() / "flower.db")}},
     )
     print(f"roller demo: logs in {args.workdir}/ (listener.log, worker-gpuN.log, devnet.log)")
     try:
-        cluster.start()
+        cluster.start(start_roller=False)
         print(f"devnet up: coordinator {cluster.devnet.ws_url}, L2 node {cluster.devnet.l2_url}")
+        _start_flower(cluster, args.flower_port)
+        cluster.start_roller()
+        cfg = load_config(cluster.config)
+        print(f"metrics: listener http://{cfg.metrics.bind}:{cfg.metrics.listener_port}/metrics,"
+              f" workers http://{cfg.metrics.bind}:{cfg.metrics.worker_port}/metrics")
         print("slots: " + ", ".join(f"{s['name']} -> {s['queue']}" for s in slots), flush=True)
         cluster.wait_tasks(_all_done, args.timeout, on_poll=Progress())
         tasks = cluster.tasks()
@@ -117,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
                     summary_rows(tasks, ledger, slots))
         ok = all(t["state"] == "verified" for t in tasks)
         print(f"\n{len(tasks)} tasks, {'all verified' if ok else 'NOT all verified'}")
+        print(f"\n$ roller status --config {cluster.config}\n{snapshot(cfg, ledger.r)}")
         return 0 if ok else 1
     except RollerError as exc:
         print(f"demo failed: {exc}\nsee the logs in {args.workdir}/", file=sys.stderr)

@@ -59,9 +59,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     assert path is not None
     if args.no_auth:
-        log.warning("FLOWER RUNS WITHOUT AUTHENTICATION (--no-auth): anyone who reaches %s:%d "
-                    "can see every job and control the workers; devnet only",
-                    cfg.flower.address, cfg.flower.port)
+        log.warning("FLOWER RUNS WITHOUT AUTHENTICATION (--no-auth, devnet only): anyone who "
+                    "reaches it sees every job and can control the workers %s",
+                    kv(address=cfg.flower.address, port=cfg.flower.port))
     elif not cfg.flower.basic_auth or ":" not in cfg.flower.basic_auth:
         log.error("refusing to start Flower without authentication: set flower.basic_auth "
                   "(user:password) in the config or %s, or pass --no-auth on a devnet",

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 30
 LEASE_RENEW_SECONDS = 10
+# How long a finished proof waits in memory for the ledger (Redis) to come back.
+STORE_PATIENCE_SECONDS = 600
 PROVING_PANIC = "zk proving panic"
 TRACES_FAILED = "get traces failed"
 
@@ -119,7 +121,10 @@ def _prove(ctx: JobContext, rec: TaskRecord) -> ProofDetail:
         log.info("proving batch %s chunks=%d", fields, len(task.sub_proofs))
         prove = ctx.prover.gen_batch_proof
         payload = json.dumps([p.to_json() for p in task.sub_proofs])
-    ctx.ledger.note(rec.slot, task.id, prove_started_at=time.time())
+    try:
+        ctx.ledger.note(rec.slot, task.id, prove_started_at=time.time())
+    except redis.RedisError as exc:  # a status hint only: a Redis blip must not cost a proof
+        log.warning("cannot record the proof start %s error=%r", fields, str(exc))
     try:
         proof = AggProof.from_json(json.loads(prove(payload)))
     except (ProverError, ValueError, RollerError) as exc:
@@ -179,12 +184,28 @@ def _prove_and_store(ctx: JobContext, rec: TaskRecord, queue: str) -> None:
     metrics.TASK_ATTEMPTS.labels(metrics.kind(rec.task.type)).observe(attempts)
     if detail.status == 0:
         metrics.PROVE_SECONDS.labels(metrics.kind(rec.task.type)).observe(seconds)
-    ctx.ledger.store_proof(rec.slot, detail, seconds if detail.status == 0 else None)
+    _store(ctx, rec.slot, detail, seconds if detail.status == 0 else None)
     log.info("proof stored in outbox %s status=%d prove_s=%.2f", fields, detail.status, seconds)
     if ctx.cfg.prover.dump_dir is not None:
         _dump(ctx.cfg.prover.dump_dir, detail)
     if ctx.on_proved is not None:
         ctx.on_proved(rec.slot, detail, seconds)
+
+
+def _store(ctx: JobContext, slot: str, detail: ProofDetail, seconds: float | None) -> None:
+    """Store the proof, waiting out a Redis outage: failing the job here would throw the
+    proof away and prove the task again."""
+    deadline = time.monotonic() + STORE_PATIENCE_SECONDS
+    while True:
+        try:
+            ctx.ledger.store_proof(slot, detail, seconds)
+            return
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("ledger unavailable, proof kept in memory %s error=%r",
+                        kv(task_id=detail.id, slot=slot), str(exc))
+            time.sleep(2)
 
 
 def _submit(ctx: JobContext, slot: str, task_id: str) -> JobOutcome:

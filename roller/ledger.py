@@ -25,6 +25,19 @@ import redis
 from roller.protocol.messages import ProofDetail, TaskMsg
 
 PREFIX = "roller:"
+_REOPEN = """
+if redis.call('hget', KEYS[1], 'state') ~= ARGV[1] then return 0 end
+local kept = redis.call('hexists', KEYS[1], 'proof') == 1
+local state = ARGV[4]
+if kept then state = ARGV[3] end
+redis.call('hset', KEYS[1], 'received_at', ARGV[2], 'updated_at', ARGV[2], 'state', state,
+           'outcome', '')
+if kept then
+  redis.call('zadd', KEYS[2], ARGV[2], ARGV[5])
+  return 2
+end
+return 1
+"""
 # Compare-and-set: replace a dead owner's lock only if it still holds it.
 _TAKE_OVER = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
@@ -76,6 +89,10 @@ def owner_gone(owner: str) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
     except (OSError, IndexError):
         return False
+
+
+def _mine(owner: str) -> bool:
+    return owner.split(":")[:2] == process_owner().split(":")
 
 
 def job_id(slot: str, task_id: str) -> str:
@@ -174,12 +191,14 @@ class TaskLedger:
         return self._acquire(f"{PREFIX}lock:{slot}:{task_id}", owner, ttl)
 
     def _acquire(self, key: str, owner: str, ttl: int) -> bool:
-        """SET NX, or take over from an owner that is a dead process of this host: a job
-        redelivered after its worker process was killed need not wait out the TTL."""
+        """SET NX, or take over a stale lock: one of a dead process of this host (a job
+        redelivered after its worker process was killed need not wait out the TTL), or one of
+        this very process that a Redis outage kept it from releasing (every key is contended
+        by processes, never by two threads of one process)."""
         if self.r.set(key, owner, nx=True, ex=ttl):
             return True
         held_by = self.r.get(key)
-        if held_by is None or not owner_gone(str(held_by)):
+        if held_by is None or not (owner_gone(str(held_by)) or _mine(str(held_by))):
             return False
         return bool(self.r.eval(_TAKE_OVER, 1, key, held_by, owner, ttl))
 
@@ -217,6 +236,13 @@ class TaskLedger:
 
     def submit_attempt(self, slot: str, task_id: str) -> int:
         return int(self.r.hincrby(self._key(slot, task_id), "submit_attempts", 1))
+
+    def reopen_expired(self, slot: str, task_id: str, now: float | None = None) -> int:
+        """An EXPIRED task starts a new window: 1 = to prove again, 2 = its proof is back in
+        the outbox, 0 = the task was not expired (nothing changed)."""
+        return int(self.r.eval(_REOPEN, 2, self._key(slot, task_id), f"{PREFIX}outbox",
+                               TaskState.EXPIRED, now or time.time(), TaskState.PROVED,
+                               TaskState.RECEIVED, f"{slot}|{task_id}"))
 
     def finish(self, slot: str, task_id: str, state: TaskState, outcome: str) -> None:
         """Close a task for good: out of the outbox, with its outcome recorded."""

@@ -57,6 +57,15 @@ class Dispatcher:
                       kv(task_id=task.id, slot=slot.name, type=task.type, want=slot.prove_type))
             return False
         if not self.ledger.record_new(slot.name, task):
+            reopened = self.ledger.reopen_expired(slot.name, task.id)
+            if reopened:
+                # Our window passed, but the coordinator assigned the task again (a new
+                # session): prove it, or resubmit the proof we kept.
+                log.warning("task assigned again after its window passed, reopened %s",
+                            kv(task_id=task.id, slot=slot.name, proof_kept=reopened == 2))
+                if reopened == 1:
+                    self.send(slot, task)
+                return True
             log.info("duplicate task notification, not enqueued %s",
                      kv(task_id=task.id, slot=slot.name))
             metrics.TASKS_DEDUPLICATED.labels(slot.name).inc()

@@ -157,6 +157,8 @@ def write_config(path: Path, *, coordinator_url: str, trace_endpoint: str, broke
         "broker_url": broker_url,
         "prover": {"params_path": str(params_dir), "prove_type": 0},
         "slots": list(slots),
+        # Ephemeral metrics ports: parallel clusters never fight over (or serve) the defaults.
+        "metrics": {"listener_port": 0, "worker_port": 0},
     }
     cfg.update(extra or {})
     path.write_text(json.dumps(cfg, indent=2))
@@ -178,6 +180,13 @@ def worker_proc(config: Path, queue: str, logdir: Path, env: dict[str, str] | No
             "--without-gossip"]
     return Proc(f"worker-{queue}", argv, logdir / f"worker-{name or queue}.log",
                 python_env({"ROLLER_CONFIG": str(config), **(env or {})}))
+
+
+def flower_proc(config: Path, logdir: Path, no_auth: bool = False) -> Proc:
+    """`roller flower` as an operator runs it (`no_auth` for the devnet only)."""
+    argv = [sys.executable, "-m", "roller.cli", "flower", "--config", str(config)]
+    return Proc("flower", argv + (["--no-auth"] if no_auth else []), logdir / "flower.log",
+                python_env({"ROLLER_CONFIG": str(config)}))
 
 
 class DevnetProcess:
@@ -259,6 +268,7 @@ class LocalCluster:
         self.config = workdir / "config.json"
         self.listener: Proc | None = None
         self.workers: dict[str, Proc] = {}
+        self.flower: Proc | None = None
 
     def start(self, start_roller: bool = True) -> LocalCluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -269,10 +279,13 @@ class LocalCluster:
                      slots=self.slots, params_dir=self.params_dir,
                      password=os.urandom(12).hex(), extra=self.config_extra)
         if start_roller:
-            for queue in dict.fromkeys(s["queue"] for s in self.slots):
-                self.start_worker(queue)
-            self.start_listener()
+            self.start_roller()
         return self
+
+    def start_roller(self) -> None:
+        for queue in dict.fromkeys(s["queue"] for s in self.slots):
+            self.start_worker(queue)
+        self.start_listener()
 
     def start_listener(self) -> Proc:
         self.listener = listener_proc(self.config, self.workdir, self.env).start()
@@ -282,6 +295,25 @@ class LocalCluster:
         self.workers[queue] = worker_proc(self.config, queue, self.workdir,
                                           {**self.env, **(env or {})}).start()
         return self.workers[queue]
+
+    def start_flower(self, no_auth: bool = False, timeout: float = 60.0) -> Proc:
+        """Flower, up before the roller starts so it sees every job's events."""
+        import requests
+
+        cfg = json.loads(self.config.read_text()).get("flower", {})
+        url = f"http://{cfg.get('address', HOST)}:{cfg.get('port', 5555)}/healthcheck"
+        proc = self.flower = flower_proc(self.config, self.workdir, no_auth).start()
+
+        def up() -> bool:
+            if not proc.alive():
+                raise RollerError(f"Flower exited:\n{proc.output()[-3000:]}")
+            try:
+                return requests.get(url, timeout=5).ok
+            except requests.RequestException:
+                return False
+
+        wait_for(up, timeout, f"Flower at {url}", interval=0.5)
+        return proc
 
     def tasks(self) -> list[dict[str, Any]]:
         return list(self.devnet.ledger()["tasks"])
@@ -301,7 +333,7 @@ class LocalCluster:
                          for p in sorted(self.workdir.glob("*.log")))
 
     def stop(self) -> None:
-        for proc in [self.listener, *self.workers.values()]:
+        for proc in [self.listener, *self.workers.values(), self.flower]:
             if proc is not None:
                 proc.stop()
         self.devnet.stop()

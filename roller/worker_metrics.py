@@ -6,7 +6,8 @@ one directory and the endpoint merges them when scraped.
 
 - `celeryd_init` (worker parent, before the pool forks): pick the directory (the operator's
   PROMETHEUS_MULTIPROC_DIR, else `metrics/` beside the config's `db_path`), export it to the
-  children, switch prometheus_client to multiprocess values, start the endpoint thread.
+  children, switch prometheus_client to multiprocess values.
+- `worker_ready` (parent, logging set up): start the endpoint thread.
 - One endpoint per host: all workers of a host share the directory and try to bind
   `metrics.worker_port`; the first one serves them all, the others retry every
   BIND_RETRY_SECONDS, so the endpoint moves to another worker when its holder stops.
@@ -43,6 +44,7 @@ ENV_DIR = "PROMETHEUS_MULTIPROC_DIR"
 BIND_RETRY_SECONDS = 15.0
 
 _server: Any = None  # the endpoint's WSGI server, in the worker that holds the port
+_metrics_cfg: MetricsConfig | None = None  # set by celeryd_init when metrics are on
 
 
 def _alive(pid: int) -> bool:
@@ -116,9 +118,17 @@ def setup_worker_metrics(**_: Any) -> None:
     # Celery imported the task modules (and prometheus_client) before this signal: switch
     # the value store now, before any labelled metric creates its first value.
     prometheus_client.values.ValueClass = prometheus_client.values.get_value_class()
+    global _metrics_cfg
+    _metrics_cfg = cfg.metrics
+
+
+@signals.worker_ready.connect
+def start_endpoint(**_: Any) -> None:
+    if _metrics_cfg is None:
+        return
     registry = CollectorRegistry()
-    registry.register(HostCollector(path))
-    threading.Thread(target=_bind, args=(cfg.metrics, registry), daemon=True,
+    registry.register(HostCollector(Path(os.environ[ENV_DIR])))
+    threading.Thread(target=_bind, args=(_metrics_cfg, registry), daemon=True,
                      name="metrics-bind").start()
 
 

@@ -210,3 +210,17 @@ def test_seed_abi_adapter(tmp_path: Path) -> None:
         seed.verify_chunk_proof("{}")
     with pytest.raises(ProverError, match="seed path"):
         load_prover(str(lib), str(tmp_path / "other"), abi="seed")
+
+
+def test_init_twice_is_harmless_and_failures_carry_a_message(
+    prover: RollerProver, tmp_path: Path
+) -> None:
+    lib = prover._lib
+    assert lib.init_chunk_verifier(prover._params.encode()) == 0
+    assert lib.init_chunk_verifier(prover._params.encode()) == 0
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert lib.init_batch_verifier(str(blocker / "params").encode()) != 0
+    assert "creating" in prover._last_error()
+    with pytest.raises(ProverError, match="init_chunk_prover failed"):
+        load_prover(None, str(blocker / "other")).gen_chunk_proof("[]")

@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from roller.config import load_config
 from roller.devnet.traces import DATA_DIR
-from roller.localrun import HOST, LocalCluster, Proc, demo_slots, free_port, python_env, wait_for
+from roller.localrun import HOST, LocalCluster, demo_slots, free_port, python_env, wait_for
 from roller.status import snapshot
 
 pytestmark = pytest.mark.e2e
@@ -50,18 +50,7 @@ class OpsRun:
     worker_url: str
     flower_url: str
     flower_auth: tuple[str, str]
-    flower: Proc
     live_status: str = ""  # the last `roller status` seen while a slot was proving
-
-    def start_flower(self) -> Proc:
-        self.flower = flower_proc(self.cluster)
-        wait_for(lambda: _answers(self.flower_url), 60, "Flower to listen")
-        return self.flower
-
-
-def flower_proc(cluster: LocalCluster) -> Proc:
-    argv = [sys.executable, "-m", "roller.cli", "flower", "--config", str(cluster.config)]
-    return Proc("flower", argv, cluster.workdir / "flower.log", python_env()).start()
 
 
 def _answers(url: str) -> bool:
@@ -95,17 +84,13 @@ def ops_run(tmp_path_factory: pytest.TempPathFactory, params_dir: Path) -> Itera
                       "flower": {"address": HOST, "port": flower_port,
                                  "basic_auth": f"{FLOWER_USER}:{password}",
                                  "db_path": str(workdir / "flower.db")}})
-    run: OpsRun | None = None
+    run = OpsRun(cluster, [], f"http://{HOST}:{ports['listener_port']}/metrics",
+                 f"http://{HOST}:{ports['worker_port']}/metrics",
+                 f"http://{HOST}:{flower_port}", (FLOWER_USER, password))
     try:
         cluster.start(start_roller=False)
-        run = OpsRun(cluster, [], f"http://{HOST}:{ports['listener_port']}/metrics",
-                     f"http://{HOST}:{ports['worker_port']}/metrics",
-                     f"http://{HOST}:{flower_port}", (FLOWER_USER, password),
-                     flower_proc(cluster))
-        wait_for(lambda: _answers(run.flower_url), 60, "Flower to listen")
-        for queue in dict.fromkeys(s["queue"] for s in cluster.slots):
-            cluster.start_worker(queue)
-        cluster.start_listener()
+        cluster.start_flower()
+        cluster.start_roller()
         cfg = load_config(cluster.config)
         r = redis.Redis.from_url(cfg.broker_url)
 
@@ -121,8 +106,6 @@ def ops_run(tmp_path_factory: pytest.TempPathFactory, params_dir: Path) -> Itera
         print(cluster.logs()[-20000:])
         raise
     finally:
-        if run is not None:
-            run.flower.stop()
         cluster.stop()
 
 
@@ -257,8 +240,9 @@ def test_flower_in_a_browser_lists_proofs_by_task_id(ops_run: OpsRun) -> None:
 
 
 def test_flower_keeps_its_state_across_a_restart(ops_run: OpsRun) -> None:
-    ops_run.flower.stop(signal.SIGTERM)
-    ops_run.start_flower()
+    assert ops_run.cluster.flower is not None
+    ops_run.cluster.flower.stop(signal.SIGTERM)
+    ops_run.cluster.start_flower()
     answer = requests.get(f"{ops_run.flower_url}/api/tasks", auth=ops_run.flower_auth,
                           timeout=30)
     answer.raise_for_status()

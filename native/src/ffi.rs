@@ -132,7 +132,6 @@ fn run_verify(
     match r {
         Ok(Ok(())) => 1,
         Ok(Err(e)) => {
-            log::debug!("verification failed: {e:#}");
             set_last_error(format!("{e:#}"));
             0
         }

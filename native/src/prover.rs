@@ -1,7 +1,6 @@
 //! Chunk and batch proving and verification over a `Store`.
 
 use anyhow::{anyhow, bail, Context, Result};
-use log::info;
 use plonky2::field::types::{Field, PrimeField64};
 use plonky2::iop::witness::{PartialWitness, WitnessWrite};
 use serde_json::{json, Value};
@@ -60,7 +59,6 @@ pub fn gen_chunk_proof(store: &Store, traces_json: &str) -> Result<String> {
     let info = prepare_chunk(traces_json)?;
     let bucket = bucket_for(info.preimage.len()).ok_or_else(|| anyhow!("chunk too large"))?;
     let b = store.bucket(bucket)?;
-    let t0 = std::time::Instant::now();
     let pw = set_chunk_witness(
         &b.chunk_targets,
         &info.preimage,
@@ -71,13 +69,6 @@ pub fn gen_chunk_proof(store: &Store, traces_json: &str) -> Result<String> {
     let mut pw = PartialWitness::new();
     pw.set_proof_with_pis_target(&b.wrap_proof, &inner)?;
     let wrapped = prove_guarded("wrap", || b.wrap.prove(pw))?;
-    info!(
-        "chunk proved blocks={} txs={} bytes={} bucket={bucket} ms={}",
-        info.block_count,
-        info.tx_count,
-        info.preimage.len(),
-        t0.elapsed().as_millis()
-    );
     let pis = &wrapped.public_inputs;
     let instance = chunk_instance(pis)?;
     let commitment = hash_bytes(&commitment_of(&info.preimage, bucket));
@@ -190,9 +181,7 @@ pub fn gen_batch_proof(store: &Store, chunk_proofs_json: &str) -> Result<String>
         .collect();
     let chunk_pis: Vec<Vec<F>> = inputs.iter().map(|i| i.0.public_inputs.clone()).collect();
     let pw = set_batch_witness(&circuit.targets, &inputs)?;
-    let t0 = std::time::Instant::now();
     let proof = prove_guarded("batch", || circuit.data.prove(pw))?;
-    info!("batch proved chunks={n} ms={}", t0.elapsed().as_millis());
     let instance = batch_instance(&proof.public_inputs)?;
     let commitment = hash_bytes(&batch_commitment(&chunk_pis));
     if instance[104..136] != commitment {

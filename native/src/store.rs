@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Context, Result};
-use log::info;
 use plonky2::hash::hash_types::HashOut;
 use plonky2::plonk::circuit_data::VerifierCircuitData;
 use plonky2::plonk::proof::ProofWithPublicInputsTarget;
@@ -254,7 +253,6 @@ impl Store {
                 targets: batch_targets_from(&t)?,
             }
         } else {
-            info!("building batch circuit n={n}");
             let (data, targets) = build_batch(n, self.wrap_common(), &self.allowed);
             save_circuit(&path, &data, batch_targets_bytes(&targets)?)?;
             save_vd(&self.batch_vd_path(n), &data)?;
@@ -296,7 +294,6 @@ impl Store {
 fn build_chunk_set(dir: &Path) -> Result<()> {
     let mut wraps = Vec::with_capacity(NUM_BUCKETS);
     for j in 0..NUM_BUCKETS {
-        info!("building chunk circuit bucket={j}");
         let (chunk, targets) = build_chunk(j);
         save_circuit(
             &dir.join(format!("chunk_{j}.bin")),
@@ -314,7 +311,6 @@ fn build_chunk_set(dir: &Path) -> Result<()> {
     let degree_bits = log2_ceil(max_gates + 512);
     let mut common: Option<Common> = None;
     for (j, w) in wraps.into_iter().enumerate() {
-        info!("building wrap circuit bucket={j} degree_bits={degree_bits}");
         let data = pad_and_build(w.builder, degree_bits);
         if common.as_ref().is_some_and(|c| *c != data.common) {
             bail!("wrap circuit of bucket {j} has a different shape from bucket 0");

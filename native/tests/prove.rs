@@ -1,5 +1,5 @@
 //! End-to-end tests of the prover on the traces shipped in roller/devnet/data.
-//! Circuit data is built once per test process in a temporary params dir (or ROLLER_TEST_PARAMS).
+//! Circuit data is built on the first run into native/target/test-params (or ROLLER_TEST_PARAMS).
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -40,17 +40,17 @@ fn mainnet_blocks(from: u64, n: u64) -> Vec<Value> {
         .collect()
 }
 
+/// ROLLER_TEST_PARAMS, else native/target/test-params (built on the first run, reused after).
+fn params_dir() -> PathBuf {
+    std::env::var("ROLLER_TEST_PARAMS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-params"))
+}
+
 fn store() -> Arc<Store> {
     static STORE: OnceLock<Arc<Store>> = OnceLock::new();
     STORE
-        .get_or_init(|| {
-            let dir = std::env::var("ROLLER_TEST_PARAMS")
-                .map(PathBuf::from)
-                .unwrap_or_else(|_| {
-                    std::env::temp_dir().join(format!("roller_prover_test_{}", std::process::id()))
-                });
-            Arc::new(Store::open(&dir).expect("open store"))
-        })
+        .get_or_init(|| Arc::new(Store::open(&params_dir()).expect("open store")))
         .clone()
 }
 
@@ -106,12 +106,7 @@ fn chunk_proof_verifies_and_tampering_fails() {
 #[test]
 fn cached_keys_reload_identically() {
     let s = store();
-    let dir = std::env::var("ROLLER_TEST_PARAMS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            std::env::temp_dir().join(format!("roller_prover_test_{}", std::process::id()))
-        });
-    let again = Store::open(&dir).expect("reopen");
+    let again = Store::open(&params_dir()).expect("reopen");
     for (a, b) in s.wrap_vds.iter().zip(&again.wrap_vds) {
         assert_eq!(
             a.verifier_only.circuit_digest,

@@ -53,7 +53,7 @@ def fc(tmp_path_factory: pytest.TempPathFactory, params_dir: Path, fault_lib: Pa
     cluster = start_cluster(tmp_path_factory.mktemp("faults"), params_dir, fault_lib)
     failed = False
     try:
-        yield FaultCluster(cluster)
+        yield FaultCluster(cluster).wait_registered()
     except Exception:
         failed = True
         raise

@@ -45,6 +45,11 @@ class FaultCluster:
             hashes[n] = json.loads(trace)["header"]["hash"]
         self.hashes = hashes
 
+    def wait_registered(self, timeout: float = 180) -> FaultCluster:
+        wait_for(lambda: all(self.ledger.session(s).get("state") == "registered"
+                             for s in self.slot_names), timeout, "every slot to register", 0.2)
+        return self
+
     # -- tasks ----------------------------------------------------------------------------
 
     def push(self, blocks: int | None = None) -> str:
@@ -70,18 +75,15 @@ class FaultCluster:
     def devnet_tasks(self) -> dict[str, dict[str, Any]]:
         return {t["id"]: t for t in self.c.tasks()}
 
-    def wait_final(self, task_ids: list[str], timeout: float = 240, expire_ok: bool = False
-                   ) -> float:
-        """Wait until the coordinator has a final answer (or, if allowed, we gave the task up);
-        returns the monotonic time it was seen."""
+    def wait_final(self, task_ids: list[str], timeout: float = 240) -> float:
+        """Wait until the coordinator and our ledger both have a final answer; returns the
+        monotonic time it was seen."""
         def done() -> bool:
             tasks = self.devnet_tasks()
             for task_id in task_ids:
                 rec = self.rec(task_id)
                 if rec is None or rec.state not in FINAL_STATES:
                     return False
-                if expire_ok and rec.state == "expired":
-                    continue
                 if tasks[task_id]["state"] not in ("verified", "failed"):
                     return False
             return True
@@ -113,12 +115,14 @@ class FaultCluster:
         """Judge every task of this fault; record the row; fail on any lost or duplicate."""
         crashes = crashes or {}
         tasks = self.devnet_tasks()
+        logs = "".join(w.output() for w in self.c.workers.values())
         row = ROWS.setdefault(fault, Row(fault))
         row.repetitions += repetitions
         row.recover_s += recover_s
         for task_id in task_ids:
             verdict = judge(tasks.get(task_id), self.rec(task_id),
-                            crashes=crashes.get(task_id, 0), may_expire=may_expire)
+                            crashes=crashes.get(task_id, 0), may_expire=may_expire,
+                            proving_runs=logs.count(f"proving chunk task_id={task_id}"))
             row.tasks += 1
             row.lost += verdict.lost
             row.duplicated += verdict.duplicated
@@ -129,11 +133,13 @@ class FaultCluster:
 
 
 def start_cluster(workdir: Path, params_dir: Path, fault_lib: Path, *, chunk_slots: int = 2,
-                  config_extra: dict[str, Any] | None = None) -> LocalCluster:
+                  config_extra: dict[str, Any] | None = None,
+                  devnet_args: tuple[str, ...] = ()) -> LocalCluster:
     slots = demo_slots(workdir, chunk_slots=chunk_slots, batch_slots=0)
     cluster = LocalCluster(
         workdir, slots=slots, params_dir=params_dir,
-        devnet_args=["--no-chunk-tasks", "--verifier", "native", "--dispatch-interval", "0.2"],
+        devnet_args=["--no-chunk-tasks", "--verifier", "native", "--dispatch-interval", "0.2",
+                     *devnet_args],
         config_extra={"retry": RETRY, **(config_extra or {})},
         env={"ROLLER_PROVER_LIB": str(fault_lib),
              "ROLLER_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT)})

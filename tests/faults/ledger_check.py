@@ -57,7 +57,9 @@ def find_record(ledger: TaskLedger, slots: Iterable[str], task_id: str) -> TaskR
 
 
 def judge(task: dict[str, Any] | None, rec: TaskRecord | None, *, crashes: int = 0,
-          may_expire: bool = False) -> TaskVerdict:
+          may_expire: bool = False, proving_runs: int | None = None) -> TaskVerdict:
+    """`proving_runs`: how many attempts reached the prover (from the worker logs); an
+    attempt that a Redis outage stopped before it (counted in the ledger) proved nothing."""
     task_id = task["id"] if task else (rec.task.id if rec else "?")
     if task is None:
         return TaskVerdict(task_id, True, 0, "not in the coordinator's ledger")
@@ -65,6 +67,8 @@ def judge(task: dict[str, Any] | None, rec: TaskRecord | None, *, crashes: int =
     accepted = [s for s in subs if s["status"] == 0 and s["valid"] is True]
     failed = [s for s in subs if s["status"] != 0]
     attempts = rec.attempts if rec is not None else 0
+    if proving_runs is not None:
+        attempts = min(attempts, proving_runs)
     duplicated = max(0, len(subs) - 1) + max(0, attempts - 1 - crashes)
     if rec is None:
         return TaskVerdict(task_id, True, duplicated, "never recorded by the listener")

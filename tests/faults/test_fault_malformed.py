@@ -347,4 +347,4 @@ def test_smoke_bad_l2_responses() -> None:
 
 @pytest.mark.faults
 def test_bad_l2_responses() -> None:
-    run_l2_fuzz(500)
+    run_l2_fuzz(300)

@@ -191,9 +191,12 @@ def redis_restarts(fc: FaultCluster, reps: int) -> None:
     for i in range(reps):
         task_id = fc.push()
         ids.append(task_id)
-        # Alternate: mid-proof, and right after the task was pushed (listener/dispatch path).
+        # Alternate: mid-proof (the prover is running), and right after the task was pushed
+        # (the listener and dispatch path).
         if i % 2 == 0:
-            fc.wait_state(task_id, {"proving"})
+            key = f"roller:task:{fc.wait_state(task_id, {'proving'}).slot}:{task_id}"
+            wait_for(lambda k=key: fc.ledger.r.hget(k, "prove_started_at") is not None, 60,
+                     "the prover")
         hit = time.monotonic()
         fc.c.redis.stop()
         fc.c.redis.start()
@@ -248,7 +251,7 @@ def test_l2_faults(fc: FaultCluster) -> None:
 
 @full
 def test_slow_submit(fc: FaultCluster) -> None:
-    fc.c.devnet.control("submit_delay", {"seconds": 12})
+    fc.c.devnet.control("submit_delay", {"seconds": 8})
     try:
         started = time.monotonic()
         ids = [fc.push() for _ in range(4)]
@@ -257,7 +260,7 @@ def test_slow_submit(fc: FaultCluster) -> None:
         fc.c.devnet.control("submit_delay", {"seconds": 0})
     logs = "".join(w.output() for w in fc.c.workers.values())
     assert "roller_submitProof timed out" not in logs
-    fc.check("8 slow submit (12 s verify)", ids, repetitions=len(ids),
+    fc.check("8 slow submit (8 s verify)", ids, repetitions=len(ids),
              recover_s=[(done - started) / len(ids)])
 
 
@@ -266,11 +269,16 @@ def test_slow_submit(fc: FaultCluster) -> None:
 @full
 def test_session_window(tmp_path_factory: pytest.TempPathFactory, params_dir: Path,
                         fault_lib: Path) -> None:
+    """Our window equals the coordinator's collection time, as in production. A task whose
+    window passed is not proved (or its proof not submitted), logged and counted; if the
+    coordinator assigns it again (a new session), it is reopened: proved, or its kept proof
+    submitted without proving again."""
     window_s = 15
     cluster = start_cluster(tmp_path_factory.mktemp("window"), params_dir, fault_lib,
-                            chunk_slots=1, config_extra={"session_window_minutes": window_s / 60})
+                            chunk_slots=1, config_extra={"session_window_minutes": window_s / 60},
+                            devnet_args=("--collection-time", str(window_s)))
     try:
-        wc = FaultCluster(cluster)
+        wc = FaultCluster(cluster).wait_registered()
         queue = wc.queues[0]
         # a) not proved: the worker is down until the window has passed.
         wc.worker(queue).stop()
@@ -279,24 +287,24 @@ def test_session_window(tmp_path_factory: pytest.TempPathFactory, params_dir: Pa
         time.sleep(window_s + 1)
         wc.c.start_worker(queue)
         wc.wait_state(stale, {"expired"}, 120)
-        rec = wc.rec(stale)
-        assert rec is not None and rec.attempts == 0 and rec.proof is None
         # b) proved, but the coordinator is away until the window has passed.
         late = wc.push()
         wc.wait_state(late, {"proving"})
         cluster.devnet.control("stop_for", {"seconds": window_s + 5})
         wc.wait_state(late, {"expired"}, 120)
-        rec = wc.rec(late)
-        assert rec is not None and rec.attempts == 1 and rec.proof is not None
         # c) a fresh task after both is proved and accepted as usual.
         fresh = wc.push()
-        wc.wait_final([fresh], 180)
+        # Settled: accepted after a reassignment, or failed by the coordinator's timeouts.
+        wc.wait_final([fresh, stale, late], 240)
         logs = cluster.logs()
         assert "task not proved: session window passed" in logs
         assert "proof dropped: session window passed" in logs
-        assert wc.ledger.outbox_size() == 0
-        wc.check("9 session window passed", [stale, late, fresh], repetitions=2, recover_s=[],
-                 may_expire=True)
+        late_rec = wc.rec(late)
+        assert late_rec is not None and late_rec.attempts == 1  # never proved again
+        row = wc.check("9 session window passed", [stale, late, fresh], repetitions=2,
+                       recover_s=[], may_expire=True)
+        reopened = logs.count("reopened task_id=")
+        row.notes.append(f"{reopened} expired tasks reopened when the coordinator reassigned them")
     except Exception:
         print(cluster.logs()[-20000:])
         raise

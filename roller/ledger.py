@@ -50,6 +50,7 @@ if redis.call('hget', KEYS[1], 'state') == ARGV[1] then
   redis.call('hset', KEYS[1], 'state', ARGV[2], 'updated_at', ARGV[3])
 end
 """
+FIRST_SUBMIT_GRACE_SECONDS = 30.0
 JOB_NAMESPACE = uuid.UUID("5f0c4d2e-8a51-4c1f-9a43-31d6f1c0b7aa")
 
 
@@ -221,7 +222,10 @@ class TaskLedger:
         pipe = self.r.pipeline()
         pipe.hset(self._key(slot, detail.id),
                   mapping={"state": TaskState.PROVED, "updated_at": time.time(), **fields})
-        pipe.zadd(f"{PREFIX}outbox", {f"{slot}|{detail.id}": time.time()})
+        # Due only after a grace period: the worker submits right away itself, and the
+        # listener's drainer takes over only if that first attempt fails or never happens.
+        pipe.zadd(f"{PREFIX}outbox",
+                  {f"{slot}|{detail.id}": time.time() + FIRST_SUBMIT_GRACE_SECONDS})
         pipe.execute()
 
     def outbox_due(self, now: float | None = None) -> list[tuple[str, str]]:

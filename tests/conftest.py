@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +13,7 @@ import redis
 
 from roller.localrun import RedisServer
 
-SHARED_TESTDATA = Path(__file__).resolve().parents[1].parent / "shared" / "testdata"
+PARAMS_ENV = "ROLLER_TEST_PARAMS"
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +32,16 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     client.flushdb()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """One prover circuit cache for every test ($ROLLER_TEST_PARAMS, else a session temp dir):
+    the circuits (about 1 GB, 15-30 s to build) are built once, not once per test module."""
+    if not os.environ.get(PARAMS_ENV):
+        os.environ[PARAMS_ENV] = tempfile.mkdtemp(prefix="roller-params-")
+        config.add_cleanup(lambda: shutil.rmtree(os.environ.pop(PARAMS_ENV), ignore_errors=True))
+
+
 @pytest.fixture(scope="session")
-def params_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One prover circuit cache per test session: circuits are built once, proofs are fast."""
-    return tmp_path_factory.mktemp("params")
+def params_dir() -> Path:
+    path = Path(os.environ[PARAMS_ENV])
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -33,12 +33,6 @@ def submissions(task: dict[str, Any]) -> list[dict[str, Any]]:
     return [s for s in task["submissions"] if not s.get("rejection")]
 
 
-@pytest.fixture(scope="session")
-def params_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One circuit cache for every end-to-end test: circuits are built once per session."""
-    return tmp_path_factory.mktemp("params")
-
-
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory: pytest.TempPathFactory, params_dir: Path
              ) -> Iterator[tuple[LocalCluster, list[dict[str, Any]]]]:

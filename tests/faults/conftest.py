@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faultlib import FAULT_LIB, REPO, ROWS, FaultCluster, start_cluster
+from faultlib import FAULT_LIB, ROWS, FaultCluster, start_cluster
 from ledger_check import format_table
 
 
@@ -26,15 +26,6 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if out:
         notes = [f"- {r.fault}: {n}" for r in ROWS.values() for n in r.notes + r.problems]
         Path(out).write_text("\n".join([table, "", *notes]) + "\n")
-
-
-@pytest.fixture(scope="session")
-def params_dir() -> Path:
-    """A persistent circuit cache ($ROLLER_TEST_PARAMS, else run/params, shared with
-    `make demo`): circuits are built once, not on every run."""
-    path = Path(os.environ.get("ROLLER_TEST_PARAMS") or REPO / "run" / "params")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 @pytest.fixture(scope="session")

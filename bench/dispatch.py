@@ -15,17 +15,17 @@ listener's and the workers' metrics endpoints every second (Prometheus scrapes e
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
 import threading
 import time
-from pathlib import Path
+
+from common import bench_parser, one_slot_cluster
 
 from roller.devnet.traces import DEFAULT_TRACE_DIR, read_trace_file
 from roller.ledger import TaskLedger
-from roller.localrun import LocalCluster, demo_slots, free_port, wait_for
+from roller.localrun import free_port, wait_for
 from roller.trace_client import TraceClient
 
 SEED_POLL_SECONDS = 3.0
@@ -80,25 +80,15 @@ class Scraper(threading.Thread):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__, "dispatch")
     parser.add_argument("--tasks", type=int, default=40, help="1-block tasks (max 49)")
-    parser.add_argument("--workdir", type=Path, default=Path("run/bench-dispatch"))
-    parser.add_argument("--params-dir", type=Path, default=Path("run/params"))
     parser.add_argument("--ops", action="store_true",
                         help="with Flower running and the metrics endpoints scraped every 1 s")
     args = parser.parse_args()
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    args.params_dir.mkdir(parents=True, exist_ok=True)
-    workdir = args.workdir.resolve()
-    slots = demo_slots(workdir, chunk_slots=1, batch_slots=0)
     ports = {"listener_port": free_port(), "worker_port": free_port()}
-    cluster = LocalCluster(workdir, slots=slots, params_dir=args.params_dir.resolve(),
-                           devnet_args=["--no-chunk-tasks", "--verifier", "stand-in",
-                                        "--dispatch-interval", "0.1"],
-                           config_extra={"metrics": ports,
-                                         "flower": {"port": free_port(),
-                                                    "db_path": str(workdir / "flower.db")}})
-    slot = slots[0]["name"]
+    cluster, slot = one_slot_cluster(args, "stand-in", {
+        "metrics": ports,
+        "flower": {"port": free_port(), "db_path": str(args.workdir.resolve() / "flower.db")}})
     scraper = Scraper([f"http://127.0.0.1:{p}/metrics" for p in ports.values()])
     try:
         cluster.start(start_roller=not args.ops)

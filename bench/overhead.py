@@ -10,39 +10,29 @@ same traces, with the same warm circuit cache. Prints both times per chunk and t
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
 import time
-from pathlib import Path
+
+from common import bench_parser, one_slot_cluster
 
 from roller.devnet.traces import DEFAULT_TRACE_DIR, read_trace_file
 from roller.ffi import load_prover
 from roller.ledger import TaskLedger
-from roller.localrun import LocalCluster, demo_slots, wait_for
+from roller.localrun import wait_for
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__, "overhead")
     parser.add_argument("--chunks", type=int, default=4)
     parser.add_argument("--blocks", type=int, default=4, help="blocks per chunk")
-    parser.add_argument("--workdir", type=Path, default=Path("run/bench-overhead"))
-    parser.add_argument("--params-dir", type=Path, default=Path("run/params"))
     args = parser.parse_args()
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    args.params_dir.mkdir(parents=True, exist_ok=True)
-    params = args.params_dir.resolve()
     files = sorted(DEFAULT_TRACE_DIR.glob("block_*.json.gz"))
     traces = [json.loads(read_trace_file(f)) for f in files[: args.chunks * args.blocks]]
     chunks = [traces[i:i + args.blocks] for i in range(0, len(traces), args.blocks)]
 
-    workdir = args.workdir.resolve()
-    slots = demo_slots(workdir, chunk_slots=1, batch_slots=0)
-    cluster = LocalCluster(workdir, slots=slots, params_dir=params,
-                           devnet_args=["--no-chunk-tasks", "--verifier", "native",
-                                        "--dispatch-interval", "0.1"])
-    slot = slots[0]["name"]
+    cluster, slot = one_slot_cluster(args, "native")
     e2e = []
     try:
         cluster.start()
@@ -61,7 +51,7 @@ def main() -> int:
     finally:
         cluster.stop()
 
-    prover = load_prover(None, str(params))
+    prover = load_prover(None, str(args.params_dir.resolve()))
     prover.gen_chunk_proof(json.dumps(chunks[0][:1]))  # same warm-up as the roller had
     bare = []
     for chunk in chunks:

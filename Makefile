@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LIB := roller/ffi/lib/libroller_prover.so
 CARGO ?= cargo
 
-.PHONY: setup system venv native demo test test-fast faults fleet lint bench clean
+.PHONY: setup system venv native faultlib demo test test-fast faults fleet lint bench clean
 
 setup: system venv native
 
@@ -38,15 +38,17 @@ native:
 demo: setup
 	$(BIN)/roller demo
 
-test: setup
+faultlib:
+	$(BIN)/python -m roller.ffi.build --features fault-injection
+
+test: setup faultlib
 	cd native && $(CARGO) test --release
 	$(BIN)/pytest -q -m "not faults and not fleet"
 
 test-fast: venv
 	$(BIN)/pytest -q -m "not e2e"
 
-faults: setup
-	$(BIN)/python -m roller.ffi.build --features fault-injection
+faults: setup faultlib
 	$(BIN)/pytest -q tests/faults -m "faults or faults_smoke"
 
 # ops/ansible for real: two test hosts installed, proving, and upgraded mid-proof (~6 min).

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from roller.ffi import load_prover
+from roller.ffi.native import RollerProver
 from roller.localrun import RedisServer
 
 PARAMS_ENV = "ROLLER_TEST_PARAMS"
@@ -45,3 +47,11 @@ def params_dir() -> Path:
     path = Path(os.environ[PARAMS_ENV])
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.fixture(scope="session")
+def prover(params_dir: Path) -> RollerProver:
+    """The real native prover, initialised once for the session's circuit cache."""
+    prover = load_prover(None, str(params_dir))
+    assert isinstance(prover, RollerProver)
+    return prover

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 from eth_hash.auto import keccak
 
 from roller.errors import ProverError
-from roller.ffi import default_library_path, load_prover
+from roller.ffi import default_library_path
 from roller.ffi.native import RollerProver
 
 TRACES = Path(__file__).resolve().parents[1] / "roller" / "devnet" / "data" / "traces"
@@ -84,16 +83,6 @@ def pi_hash(chain_id: int, blocks: list[dict[str, Any]]) -> bytes:
             + data_hash(blocks)
         )
     )
-
-
-@pytest.fixture(scope="module")
-def prover(tmp_path_factory: pytest.TempPathFactory) -> RollerProver:
-    params = os.environ.get("ROLLER_TEST_PARAMS") or str(
-        tmp_path_factory.getbasetemp() / "prover_params"
-    )
-    p = load_prover(None, params)
-    assert isinstance(p, RollerProver)
-    return p
 
 
 # Expected values of Scroll's own chunk hash test (scroll-tech/scroll common/types/chunk_test.go,

@@ -50,16 +50,6 @@ def devnet(first: int, count: int) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="session")
-def prover(tmp_path_factory: pytest.TempPathFactory) -> RollerProver:
-    params = os.environ.get("ROLLER_TEST_PARAMS") or str(
-        tmp_path_factory.getbasetemp() / "prover_params"
-    )
-    p = load_prover(None, params)
-    assert isinstance(p, RollerProver)
-    return p
-
-
-@pytest.fixture(scope="session")
 def mainnet_proof(prover: RollerProver) -> str:
     return prover.gen_chunk_proof(json.dumps(mainnet(2640, 4)))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,9 @@ def bench_parser(doc: str, name: str) -> argparse.ArgumentParser:
 def one_slot_cluster(args: argparse.Namespace, verifier: str,
                      config_extra: dict[str, Any] | None = None) -> tuple[LocalCluster, str]:
     """Redis, devnet (tasks only when pushed), listener and one chunk worker on gpu0."""
-    args.workdir.mkdir(parents=True, exist_ok=True)
+    # A fresh workdir: each run makes new keystores with a new random password.
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    args.workdir.mkdir(parents=True)
     args.params_dir.mkdir(parents=True, exist_ok=True)
     workdir = args.workdir.resolve()
     slots = demo_slots(workdir, chunk_slots=1, batch_slots=0)

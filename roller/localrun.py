@@ -321,6 +321,8 @@ class LocalCluster:
     def wait_tasks(self, done: Callable[[list[dict[str, Any]]], bool], timeout: float,
                    on_poll: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
         def check() -> bool:
+            if self.listener is not None and not self.listener.alive():
+                raise RollerError(f"the listener exited:\n{self.listener.output()[-2000:]}")
             tasks = self.tasks()
             if on_poll is not None:
                 on_poll(tasks)

@@ -64,6 +64,7 @@ lint: venv
 bench: setup
 	$(BIN)/python bench/dispatch.py
 	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/worker_rss.py
 	$(BIN)/python bench/prover.py
 
 clean:

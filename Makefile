@@ -43,7 +43,7 @@ faultlib:
 
 test: setup faultlib
 	cd native && $(CARGO) test --release
-	$(BIN)/pytest -q -m "not faults and not fleet"
+	$(BIN)/pytest -q -m "not faults"
 
 test-fast: venv
 	$(BIN)/pytest -q -m "not e2e"
@@ -51,8 +51,8 @@ test-fast: venv
 faults: setup faultlib
 	$(BIN)/pytest -q tests/faults -m "faults or faults_smoke"
 
-# ops/ansible for real: two test hosts installed, proving, and upgraded mid-proof (~6 min).
-# ansible-lint and the unit-file checks also run in `make test`.
+# ops/ansible for real: two test hosts installed, proving, and upgraded mid-proof (~4 min).
+# All of it also runs in `make test`.
 fleet: setup
 	$(BIN)/pytest -q -s tests/test_ansible_lint.py tests/test_ansible_units.py tests/fleet
 

@@ -10,7 +10,7 @@ from roller.errors import RollerError
 
 
 def _config_check(args: argparse.Namespace) -> int:
-    from roller.config import load_config
+    from roller.config import load_config, proof_kind
 
     try:
         cfg = load_config(args.config)
@@ -19,7 +19,7 @@ def _config_check(args: argparse.Namespace) -> int:
         return 1
     print(f"ok: {len(cfg.slots)} slot(s)")
     for slot in cfg.slots:
-        kind = "batch" if slot.prove_type else "chunk"
+        kind = proof_kind(slot.prove_type)
         print(f"  {slot.name}: queue={slot.queue} gpu={slot.gpu} type={kind} "
               f"keystore={slot.keystore_path}")
     return 0

@@ -27,6 +27,11 @@ DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 PROVE_TYPES = {0: "chunk", 1: "batch"}
 
 
+def proof_kind(prove_type: int) -> str:
+    """How operators name a prove type (logs, job labels, metrics): 0 chunk, else batch."""
+    return "batch" if prove_type else "chunk"
+
+
 @dataclass(frozen=True)
 class SlotConfig:
     """One prover slot: one GPU, one identity, one coordinator session, one queue."""

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from roller.config import load_config
+from roller.config import load_config, proof_kind
 from roller.errors import RollerError
 from roller.ledger import TaskLedger
 from roller.localrun import LocalCluster, demo_slots, free_port
@@ -40,7 +40,7 @@ class Progress:
         for t in tasks:
             if self.seen.get(t["id"]) != t["state"]:
                 self.seen[t["id"]] = t["state"]
-                kind = "batch" if t["type"] == 1 else "chunk"
+                kind = proof_kind(t["type"])
                 size = (f"{len(t['block_hashes'])} blocks" if t["type"] == 0
                         else f"{t['sub_proof_count']} chunk proofs")
                 elapsed = time.monotonic() - self.started

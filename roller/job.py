@@ -21,7 +21,7 @@ import redis
 from eth_account.signers.local import LocalAccount
 
 from roller import metrics
-from roller.config import RollerConfig
+from roller.config import RollerConfig, proof_kind
 from roller.coordinator_client import CoordinatorClient
 from roller.errors import ConnectionLost, ProverError, RollerError, TraceFetchError
 from roller.ffi import Prover
@@ -181,9 +181,9 @@ def _prove_and_store(ctx: JobContext, rec: TaskRecord, queue: str) -> None:
         if detail.status != 0:
             metrics.proof_outcome(rec.task.type, "prover_error")
     seconds = time.monotonic() - started
-    metrics.TASK_ATTEMPTS.labels(metrics.kind(rec.task.type)).observe(attempts)
+    metrics.TASK_ATTEMPTS.labels(proof_kind(rec.task.type)).observe(attempts)
     if detail.status == 0:
-        metrics.PROVE_SECONDS.labels(metrics.kind(rec.task.type)).observe(seconds)
+        metrics.PROVE_SECONDS.labels(proof_kind(rec.task.type)).observe(seconds)
     _store(ctx, rec.slot, detail, seconds if detail.status == 0 else None)
     log.info("proof stored in outbox %s status=%d prove_s=%.2f", fields, detail.status, seconds)
     if ctx.cfg.prover.dump_dir is not None:

@@ -24,7 +24,7 @@ from celery import Celery
 from eth_account.signers.local import LocalAccount
 
 from roller import metrics
-from roller.config import RollerConfig, SlotConfig, load_config
+from roller.config import RollerConfig, SlotConfig, load_config, proof_kind
 from roller.coordinator_client import CoordinatorClient
 from roller.errors import ConnectionLost, CoordinatorError, RollerError
 from roller.keys import load_or_create_keystore
@@ -75,7 +75,7 @@ class Dispatcher:
 
     def send(self, slot: SlotConfig, task: TaskMsg) -> None:
         task_id = task.id
-        kind = "batch" if task.type else "chunk"
+        kind = proof_kind(task.type)
         size = len(task.sub_proofs) if task.type else len(task.block_hashes)
         self.app.send_task("roller.prove", args=(slot.name, task_id, kind, size),
                            task_id=job_id(slot.name, task_id), queue=slot.queue,
@@ -113,7 +113,7 @@ class SlotSession(threading.Thread):
         log.info("task received %s", kv(task_id=task.id, slot=self.slot.name, type=task.type,
                                         blocks=len(task.block_hashes),
                                         sub_proofs=len(task.sub_proofs)))
-        metrics.TASKS_RECEIVED.labels(self.slot.name, metrics.kind(task.type)).inc()
+        metrics.TASKS_RECEIVED.labels(self.slot.name, proof_kind(task.type)).inc()
         with self.lock:
             self.pending.append(task)
         self._flush_pending()

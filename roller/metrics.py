@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
-from roller.config import MetricsConfig, SlotConfig
+from roller.config import MetricsConfig, SlotConfig, proof_kind
 from roller.logs import kv
 
 log = logging.getLogger(__name__)
@@ -73,17 +73,13 @@ SLOT_PROVING = Gauge("roller_slot_proving", "1 while the slot's worker is provin
                      ["slot"], multiprocess_mode="livesum")
 
 
-def kind(prove_type: int) -> str:
-    return "batch" if prove_type else "chunk"
-
-
 def session_state(slot: str, state: str) -> None:
     for name in SESSION_STATES:
         SESSION_STATE.labels(slot, name).set(1 if name == state else 0)
 
 
 def proof_outcome(prove_type: int, outcome: str) -> None:
-    PROOFS.labels(kind(prove_type), outcome).inc()
+    PROOFS.labels(proof_kind(prove_type), outcome).inc()
 
 
 @contextmanager
@@ -102,10 +98,10 @@ def init_slots(slots: Iterable[SlotConfig]) -> None:
     for slot in slots:
         TASKS_DEDUPLICATED.labels(slot.name)
         RECONNECTS.labels(slot.name)
-        TASKS_RECEIVED.labels(slot.name, kind(slot.prove_type))
+        TASKS_RECEIVED.labels(slot.name, proof_kind(slot.prove_type))
         JOBS_QUEUED.labels(slot.queue)
         for outcome in OUTCOMES:
-            PROOFS.labels(kind(slot.prove_type), outcome)
+            PROOFS.labels(proof_kind(slot.prove_type), outcome)
 
 
 class LedgerCollector(Collector):

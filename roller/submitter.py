@@ -18,7 +18,7 @@ from enum import StrEnum
 from eth_account.signers.local import LocalAccount
 
 from roller import metrics
-from roller.config import RetryConfig
+from roller.config import RetryConfig, proof_kind
 from roller.coordinator_client import CoordinatorClient
 from roller.errors import ConnectionLost, CoordinatorError
 from roller.ledger import FINAL_STATES, TaskLedger, TaskState
@@ -99,7 +99,7 @@ class Submitter:
         self.ledger.finish(slot, task_id, TaskState.DELIVERED, outcome)
         if rec.proof.status == 0:
             metrics.proof_outcome(rec.task.type, "accepted")
-            metrics.END_TO_END_SECONDS.labels(metrics.kind(rec.task.type)).observe(rec.age())
+            metrics.END_TO_END_SECONDS.labels(proof_kind(rec.task.type)).observe(rec.age())
         log.info("proof delivered %s",
                  kv(task_id=task_id, slot=slot, status=rec.proof.status, attempt=attempt))
         return SubmitResult.DELIVERED

@@ -3,30 +3,37 @@
 Every client (listener, workers, Flower, `celery inspect`) loads this module, so the
 transport options, above all the visibility timeout, are the same everywhere: the
 shortest value among clients wins (see the memo in the design notes).
-Broker URL and visibility timeout come from the roller config ($ROLLER_CONFIG) when set.
+Broker URL and visibility timeout come from the roller config: the process's one config
+(`$ROLLER_CONFIG`, loaded once by `roller.config.process_config`) for processes started by
+the `celery` command, or `broker_settings(cfg)` applied by a process that was given
+`--config` (the listener, `roller flower`).
 """
 
 import os
+from typing import Any
 
-from roller.config import DEFAULT_BROKER_URL, ENV_BROKER_URL, ENV_CONFIG, load_config
+from roller.config import ENV_CONFIG, RollerConfig, process_config
 
-if os.environ.get(ENV_CONFIG):
-    _cfg = load_config()
-    broker_url = _cfg.broker_url
-    _visibility = _cfg.visibility_timeout_seconds
-else:
-    broker_url = os.environ.get(ENV_BROKER_URL, DEFAULT_BROKER_URL)
-    _visibility = 86400
-# Tests shrink it to exercise redelivery after a whole-node death.
-_visibility = int(os.environ.get("ROLLER_VISIBILITY_TIMEOUT", _visibility))
 
-result_backend = broker_url
-_transport = {"visibility_timeout": _visibility, "socket_keepalive": True}
-# kombu scans for unacked messages past the timeout every 10 s but, by default, acts on only
-# every 10th scan: a whole-node death would cost up to 100 s more than the timeout.
-broker_transport_options = {**_transport, "unacked_restore_throttle": 1}
-result_backend_transport_options = dict(_transport)
-visibility_timeout = _visibility
+def broker_settings(cfg: RollerConfig | None) -> dict[str, Any]:
+    """The settings that follow from the config: broker URL and visibility timeout."""
+    url = cfg.broker_url if cfg else "redis://127.0.0.1:6379/0"
+    visibility = cfg.visibility_timeout_seconds if cfg else 86400
+    # Tests shrink it to exercise redelivery after a whole-node death.
+    visibility = int(os.environ.get("ROLLER_VISIBILITY_TIMEOUT", visibility))
+    transport = {"visibility_timeout": visibility, "socket_keepalive": True}
+    return {
+        "broker_url": url,
+        "result_backend": url,
+        # kombu scans for unacked messages past the timeout every 10 s but, by default, acts
+        # on only every 10th scan: a whole-node death would cost up to 100 s more.
+        "broker_transport_options": {**transport, "unacked_restore_throttle": 1},
+        "result_backend_transport_options": dict(transport),
+        "visibility_timeout": visibility,
+    }
+
+
+globals().update(broker_settings(process_config() if os.environ.get(ENV_CONFIG) else None))
 
 # JSON only: a pickled message is refused.
 task_serializer = "json"
@@ -39,6 +46,8 @@ task_acks_late = True
 worker_prefetch_multiplier = 1
 worker_concurrency = 1
 task_reject_on_worker_lost = True
+# A job that raises is acked: its record stays in `proving` without a lease, and the
+# listener's reconciliation sends it again within its attempt budget.
 task_acks_on_failure = True
 task_acks_on_timeout = True
 worker_cancel_long_running_tasks_on_connection_loss = False

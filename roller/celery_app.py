@@ -4,6 +4,16 @@ from celery import Celery
 
 import roller.gpu  # noqa: F401  (connects GPU pinning before the worker forks)
 import roller.worker_metrics  # noqa: F401  (the host's metrics endpoint)
+from roller.config import RollerConfig
 
 app = Celery("roller", include=["roller.tasks"])
 app.config_from_object("celeryconfig")
+
+
+def configure(cfg: RollerConfig) -> Celery:
+    """Point the app at `cfg`'s broker: for a process given `--config` rather than
+    $ROLLER_CONFIG (the listener, `roller flower`)."""
+    import celeryconfig
+
+    app.conf.update(celeryconfig.broker_settings(cfg))
+    return app

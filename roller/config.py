@@ -2,6 +2,7 @@
 
 A seed config (one `keystore_path`, `prover.prove_type`) means one slot on queue `gpu0`.
 Extensions: `broker_url`, `slots` (or the `gpus` shorthand), `session_window_minutes`,
+`retention_hours`, `reconcile_interval_seconds`,
 `retry`, `prover.library_path`/`prover.abi`, `metrics`, `flower`. Secrets come from the
 environment when set. Every error names the key path.
 """
@@ -54,7 +55,8 @@ class ProverConfig:
 
 @dataclass(frozen=True)
 class RetryConfig:
-    max_prove_attempts: int = 3
+    max_prove_attempts: int = 3  # started attempts per assignment
+    max_task_attempts: int = 9  # started attempts per task id, across re-assignments
     trace_retries: int = 3
     submit_backoff_seconds: float = 2.0
     submit_backoff_max_seconds: float = 120.0
@@ -88,10 +90,20 @@ class RollerConfig:
     prover: ProverConfig
     slots: tuple[SlotConfig, ...]
     session_window_minutes: float = 180.0
+    retention_hours: float = 72.0
+    reconcile_interval_seconds: float = 30.0
     visibility_timeout_seconds: int = 86400
     retry: RetryConfig = RetryConfig()
     metrics: MetricsConfig = MetricsConfig()
     flower: FlowerConfig = FlowerConfig()
+
+    @property
+    def window_seconds(self) -> float:
+        return self.session_window_minutes * 60
+
+    @property
+    def retention_seconds(self) -> float:
+        return self.retention_hours * 3600
 
     def slot(self, name: str) -> SlotConfig:
         for slot in self.slots:
@@ -239,6 +251,14 @@ def parse_config(data: Any, base: Path, env: dict[str, str] | None = None) -> Ro
     if urlsplit(url).scheme not in ("ws", "wss"):
         raise ConfigError(f"coordinator_url: expected a ws:// or wss:// URL, got {url!r}")
     flower_auth = env.get(ENV_FLOWER_PASSWORD)
+    window = r.num("session_window_minutes", 180.0)
+    retention = r.num("retention_hours", 72.0)
+    if retention * 60 < window:
+        # A final record is what tells a duplicate notification from a new assignment, and
+        # what a re-assignment resubmits: it must outlive the window it answered in.
+        raise ConfigError(f"retention_hours: {retention:g} h is shorter than "
+                          f"session_window_minutes ({window:g} min)")
+    per_assignment = rt.integer("max_prove_attempts", 3, minimum=1)
     return RollerConfig(
         roller_name=name,
         keystore_password=password,
@@ -256,10 +276,14 @@ def parse_config(data: Any, base: Path, env: dict[str, str] | None = None) -> Ro
             abi=abi,
         ),
         slots=_slots(r, base, name, default_type),
-        session_window_minutes=r.num("session_window_minutes", 180.0),
+        session_window_minutes=window,
+        retention_hours=retention,
+        reconcile_interval_seconds=r.num("reconcile_interval_seconds", 30.0),
         visibility_timeout_seconds=r.integer("visibility_timeout_seconds", 86400, minimum=60),
         retry=RetryConfig(
-            max_prove_attempts=rt.integer("max_prove_attempts", 3, minimum=1),
+            max_prove_attempts=per_assignment,
+            max_task_attempts=rt.integer("max_task_attempts", max(9, per_assignment),
+                                         minimum=per_assignment),
             trace_retries=rt.integer("trace_retries", 3, minimum=1),
             submit_backoff_seconds=rt.num("submit_backoff_seconds", 2.0),
             submit_backoff_max_seconds=rt.num("submit_backoff_max_seconds", 120.0),
@@ -278,6 +302,17 @@ def parse_config(data: Any, base: Path, env: dict[str, str] | None = None) -> Ro
             db_path=_resolve(base, fl.text("db_path", "flower.db")),
         ),
     )
+
+
+_process_config: list[RollerConfig] = []
+
+
+def process_config(path: str | Path | None = None) -> RollerConfig:
+    """The process's one config: loaded on first use (from `path`, else $ROLLER_CONFIG) and
+    shared by every module of the process after that."""
+    if not _process_config:
+        _process_config.append(load_config(path))
+    return _process_config[0]
 
 
 def load_config(path: str | Path | None = None) -> RollerConfig:

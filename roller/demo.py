@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
                     summary_rows(tasks, ledger, slots))
         ok = all(t["state"] == "verified" for t in tasks)
         print(f"\n{len(tasks)} tasks, {'all verified' if ok else 'NOT all verified'}")
-        print(f"\n$ roller status --config {cluster.config}\n{snapshot(cfg, ledger.r)}")
+        print(f"\n$ roller status --config {cluster.config}\n{snapshot(cfg, ledger)}")
         return 0 if ok else 1
     except RollerError as exc:
         print(f"demo failed: {exc}\nsee the logs in {args.workdir}/", file=sys.stderr)

@@ -46,3 +46,9 @@ class TraceFetchError(RollerError):
 
 class ProverError(RollerError):
     """The native prover returned an error (or NULL) for a task."""
+
+
+class BrokerUnavailable(RollerError):
+    """Redis (the ledger and Celery's broker) refused or dropped a call; the message names
+    the task and slot. Raised where a job is enqueued or the ledger is written, in place of
+    the redis, kombu and celery errors behind it."""

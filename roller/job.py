@@ -1,9 +1,13 @@
-"""One proving job: task record -> traces or sub-proofs -> prover -> outbox -> submit.
+"""One proving job: task record -> traces or sub-proofs -> prover -> outbox.
 
 The Celery binding lives in roller.tasks; this module holds the logic with its
 collaborators passed in, so the orchestration can be unit-tested with a mock prover.
-Order matters: attempts are counted before proving (a crash still counts), the proof is
-written to the outbox before anything else, and submission never re-runs proving.
+A job ends at "answer stored": the listener, which holds the keys and the coordinator
+session, delivers it. Failure model: attempts are counted under the task's lease before
+proving, so a crash still counts and a poison task ends as a failure report after the
+attempt budget; a proof finished during a Redis outage waits in memory for the ledger; a
+job that raises leaves its record in `proving` without a lease, which the listener's
+reconciliation re-drives.
 """
 
 from __future__ import annotations
@@ -18,17 +22,14 @@ from enum import StrEnum
 from pathlib import Path
 
 import redis
-from eth_account.signers.local import LocalAccount
 
 from roller import metrics
 from roller.config import RollerConfig, proof_kind
-from roller.coordinator_client import CoordinatorClient
-from roller.errors import ConnectionLost, ProverError, RollerError, TraceFetchError
+from roller.errors import ProverError, RollerError, TraceFetchError
 from roller.ffi import Prover
-from roller.ledger import FINAL_STATES, TaskLedger, TaskRecord, TaskState
+from roller.ledger import Attempt, Moved, TaskLedger, TaskRecord, TaskState
 from roller.logs import kv
 from roller.protocol.messages import AggProof, ProofDetail, ProveType, RespStatus, TaskMsg
-from roller.submitter import SubmitResult, Submitter
 from roller.trace_client import TraceClient
 
 log = logging.getLogger(__name__)
@@ -39,12 +40,11 @@ LEASE_RENEW_SECONDS = 10
 STORE_PATIENCE_SECONDS = 600
 PROVING_PANIC = "zk proving panic"
 TRACES_FAILED = "get traces failed"
+PROVABLE = frozenset({TaskState.RECEIVED, TaskState.QUEUED, TaskState.PROVING})
 
 
 class JobOutcome(StrEnum):
-    SUBMITTED = "submitted"
-    HELD = "held in outbox"
-    REFUSED = "refused"
+    STORED = "stored"  # the answer (proof or failure report) is in the outbox
     EXPIRED = "expired"
     ALREADY_DONE = "already done"
     DUPLICATE = "duplicate delivery"
@@ -57,9 +57,6 @@ class JobContext:
     ledger: TaskLedger
     prover: Prover
     traces: TraceClient
-    account_for: Callable[[str], LocalAccount]
-    connect: Callable[[str], CoordinatorClient]
-    submitter: Submitter
     worker: str
     on_proved: Callable[[str, ProofDetail, float], None] | None = None
 
@@ -91,7 +88,10 @@ class _LeaseKeeper:
 
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
-        self.ledger.release_lease(*self.args)
+        try:
+            self.ledger.release_lease(*self.args)
+        except redis.RedisError as err:  # the lease expires on its own within LEASE_SECONDS
+            log.warning("lease release failed %s", kv(task_id=self.args[1], error=err))
 
 
 def _acquire_lease(ctx: JobContext, slot: str, task_id: str, owner: str) -> bool:
@@ -143,35 +143,43 @@ def run_job(ctx: JobContext, slot: str, task_id: str, queue: str = "") -> JobOut
     rec = ctx.ledger.get(slot, task_id)
     fields = kv(task_id=task_id, slot=slot)
     if rec is None:
+        # Retention removed it, or the job outlived its record: nothing is left to answer.
         log.error("job for a task with no record, dropped %s", fields)
         return JobOutcome.UNKNOWN_TASK
-    if rec.state in FINAL_STATES:
-        log.info("task already final, nothing to do %s state=%s", fields, rec.state)
+    if rec.state not in PROVABLE:
+        log.info("task already answered, nothing to do %s state=%s", fields, rec.state)
         return JobOutcome.ALREADY_DONE
-    if rec.proof is None:
-        if rec.age() > ctx.submitter.window_seconds:
-            ctx.ledger.finish(slot, task_id, TaskState.EXPIRED, "session window passed")
+    if rec.age() > ctx.cfg.window_seconds:
+        if ctx.ledger.expire(slot, task_id, "session window passed").ok:
             log.error("task not proved: session window passed %s age_s=%d", fields, rec.age())
             metrics.proof_outcome(rec.task.type, "expired")
-            return JobOutcome.EXPIRED
-        owner = f"{ctx.worker}:{time.time()}"
-        if not _acquire_lease(ctx, slot, task_id, owner):
-            log.warning("another job is proving this task, duplicate delivery ignored %s", fields)
-            return JobOutcome.DUPLICATE
-        with _LeaseKeeper(ctx.ledger, slot, task_id, owner):
-            rec = ctx.ledger.get(slot, task_id) or rec
-            if rec.proof is None:
-                _prove_and_store(ctx, rec, queue)
-    return _submit(ctx, slot, task_id)
+        return JobOutcome.EXPIRED
+    owner = f"{ctx.worker}:{time.time()}"
+    if not _acquire_lease(ctx, slot, task_id, owner):
+        log.warning("another job is proving this task, duplicate delivery ignored %s", fields)
+        return JobOutcome.DUPLICATE
+    with _LeaseKeeper(ctx.ledger, slot, task_id, owner):
+        attempt = ctx.ledger.start_attempt(slot, task_id, owner, ctx.worker, queue)
+        if not attempt.started:
+            # Between our read and the lease another job stored the answer (or the window
+            # closed the record): this copy has nothing left to do.
+            log.info("task already answered, nothing to do %s state=%s", fields, attempt.state)
+            return JobOutcome.ALREADY_DONE
+        _prove_and_store(ctx, rec, queue, attempt)
+    return JobOutcome.STORED
 
 
-def _prove_and_store(ctx: JobContext, rec: TaskRecord, queue: str) -> None:
-    attempts = ctx.ledger.start_attempt(rec.slot, rec.task.id, ctx.worker, queue)
-    fields = kv(task_id=rec.task.id, slot=rec.slot, attempt=attempts, worker=ctx.worker)
+def _prove_and_store(ctx: JobContext, rec: TaskRecord, queue: str, attempt: Attempt) -> None:
+    retry = ctx.cfg.retry
+    fields = kv(task_id=rec.task.id, slot=rec.slot, attempt=attempt.attempts,
+                assignment=rec.assignment, worker=ctx.worker)
     started = time.monotonic()
-    if attempts > ctx.cfg.retry.max_prove_attempts:
-        log.error("giving up after %d started attempts %s",
-                  ctx.cfg.retry.max_prove_attempts, fields)
+    if (attempt.attempts > retry.max_prove_attempts
+            or attempt.total_attempts > retry.max_task_attempts):
+        # Every earlier attempt of this task died with its process (a prover crash takes the
+        # worker down): answer with a failure instead of crashing the next worker too.
+        log.error("giving up after %d started attempts (%d for this task id) %s",
+                  attempt.attempts - 1, attempt.total_attempts - 1, fields)
         detail = failure(rec.task, PROVING_PANIC)
         metrics.proof_outcome(rec.task.type, "poison")
     else:
@@ -181,10 +189,13 @@ def _prove_and_store(ctx: JobContext, rec: TaskRecord, queue: str) -> None:
         if detail.status != 0:
             metrics.proof_outcome(rec.task.type, "prover_error")
     seconds = time.monotonic() - started
-    metrics.TASK_ATTEMPTS.labels(proof_kind(rec.task.type)).observe(attempts)
+    metrics.TASK_ATTEMPTS.labels(proof_kind(rec.task.type)).observe(attempt.attempts)
     if detail.status == 0:
         metrics.PROVE_SECONDS.labels(proof_kind(rec.task.type)).observe(seconds)
-    _store(ctx, rec.slot, detail, seconds if detail.status == 0 else None)
+    stored = _store(ctx, rec.slot, detail, seconds if detail.status == 0 else None)
+    if not stored.ok:
+        log.error("answer not stored: the record moved on %s state=%s", fields, stored.state)
+        return
     log.info("proof stored in outbox %s status=%d prove_s=%.2f", fields, detail.status, seconds)
     if ctx.cfg.prover.dump_dir is not None:
         _dump(ctx.cfg.prover.dump_dir, detail)
@@ -192,36 +203,16 @@ def _prove_and_store(ctx: JobContext, rec: TaskRecord, queue: str) -> None:
         ctx.on_proved(rec.slot, detail, seconds)
 
 
-def _store(ctx: JobContext, slot: str, detail: ProofDetail, seconds: float | None) -> None:
-    """Store the proof, waiting out a Redis outage: failing the job here would throw the
+def _store(ctx: JobContext, slot: str, detail: ProofDetail, seconds: float | None) -> Moved:
+    """Store the answer, waiting out a Redis outage: failing the job here would throw the
     proof away and prove the task again."""
     deadline = time.monotonic() + STORE_PATIENCE_SECONDS
     while True:
         try:
-            ctx.ledger.store_proof(slot, detail, seconds)
-            return
+            return ctx.ledger.store_proof(slot, detail, seconds)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             if time.monotonic() > deadline:
                 raise
             log.warning("ledger unavailable, proof kept in memory %s error=%r",
                         kv(task_id=detail.id, slot=slot), str(exc))
             time.sleep(2)
-
-
-def _submit(ctx: JobContext, slot: str, task_id: str) -> JobOutcome:
-    try:
-        client = ctx.connect(slot)
-    except ConnectionLost as exc:
-        ctx.ledger.postpone(slot, task_id, ctx.cfg.retry.submit_backoff_seconds)
-        log.warning("coordinator unreachable, proof held in outbox %s error=%r",
-                    kv(task_id=task_id, slot=slot), str(exc))
-        return JobOutcome.HELD
-    try:
-        result = ctx.submitter.submit(slot, task_id, ctx.account_for(slot), client)
-    finally:
-        client.close()
-    return {
-        SubmitResult.DELIVERED: JobOutcome.SUBMITTED,
-        SubmitResult.REFUSED: JobOutcome.REFUSED,
-        SubmitResult.EXPIRED: JobOutcome.EXPIRED,
-    }.get(result, JobOutcome.HELD)

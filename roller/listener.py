@@ -1,11 +1,17 @@
 """The listener: one coordinator session per slot, tasks recorded in Redis and sent to Celery.
 
-`python -m roller.listener --config config.json`. It never proves. For each slot it
+`python -m roller.listener --config config.json`. It never proves, and it is the one
+process that speaks to the coordinator and holds the slots' keys. For each slot it
 requests a token, registers and subscribes, and reconnects with capped exponential
-backoff plus jitter. A task is recorded in the ledger first (dedupe by slot + task id)
-and then sent as one Celery job with a deterministic id to the slot's queue. While a
-slot is registered, its session also drains that slot's outbox (proofs whose first
-submission failed). SIGTERM: unsubscribe, close, exit 0.
+backoff plus jitter. A notification is recorded in the ledger first (which tells a new
+assignment from a duplicate) and then sent as one Celery job with a deterministic id to
+the slot's queue. Workers store their answers in the outbox and wake the listener, which
+signs and submits them over the slot's registered session.
+
+Failure model: a broker outage keeps notifications in memory and retries them every tick;
+a record left in flight with nothing working on it is re-driven by the reconciliation
+(roller.reconcile); a session that fails for any reason, a bug included, is logged and
+reconnected, so no slot thread ever dies. SIGTERM: unsubscribe, close, exit 0.
 """
 
 from __future__ import annotations
@@ -17,26 +23,30 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-import redis
 from celery import Celery
 from eth_account.signers.local import LocalAccount
 
 from roller import metrics
-from roller.config import RollerConfig, SlotConfig, load_config, proof_kind
+from roller.broker import BROKER_ERRORS, waiting_messages
+from roller.config import RollerConfig, SlotConfig, process_config, proof_kind
 from roller.coordinator_client import CoordinatorClient
-from roller.errors import ConnectionLost, CoordinatorError, RollerError
+from roller.errors import BrokerUnavailable, ConnectionLost, CoordinatorError, RollerError
 from roller.keys import load_or_create_keystore
-from roller.ledger import TaskLedger, TaskState, job_id
+from roller.ledger import AssignResult, TaskLedger, TaskState, job_id
 from roller.logs import kv, setup_logging
 from roller.protocol.messages import TaskMsg
+from roller.reconcile import Reconciler
 from roller.submitter import Submitter
 
 log = logging.getLogger("roller.listener")
 
 VERSION = "v4.0.2-roller-0.1.0"
 DRAIN_INTERVAL_SECONDS = 1.0
+# A tick's work fails on these, never the session: the next tick retries.
+TICK_ERRORS: tuple[type[Exception], ...] = (BrokerUnavailable, *BROKER_ERRORS)
+SESSION_ERRORS: tuple[type[Exception], ...] = (ConnectionLost, CoordinatorError, *BROKER_ERRORS)
 
 
 def reconnect_delay(failures: int, base: float, cap: float) -> float:
@@ -45,92 +55,139 @@ def reconnect_delay(failures: int, base: float, cap: float) -> float:
 
 
 class Dispatcher:
-    """Records a task durably, then enqueues its one Celery job on the slot's queue."""
+    """Records each notification durably, then enqueues its one Celery job on the slot's
+    queue. Every Redis, kombu or Celery error is mapped to BrokerUnavailable here."""
 
-    def __init__(self, app: Celery, ledger: TaskLedger) -> None:
+    def __init__(self, app: Celery, ledger: TaskLedger, wake: Callable[[str], None]) -> None:
         self.app = app
         self.ledger = ledger
+        self.wake = wake
+        self.reconciler: Reconciler | None = None
 
-    def accept(self, slot: SlotConfig, task: TaskMsg) -> bool:
+    def accept(self, slot: SlotConfig, task: TaskMsg, epoch: int) -> AssignResult | None:
+        """Act on one notification (the rule is in roller.ledger); None if ignored."""
+        fields = kv(task_id=task.id, slot=slot.name)
         if task.type != slot.prove_type:
-            log.error("task of the wrong type ignored %s",
-                      kv(task_id=task.id, slot=slot.name, type=task.type, want=slot.prove_type))
-            return False
-        if not self.ledger.record_new(slot.name, task):
-            reopened = self.ledger.reopen_expired(slot.name, task.id)
-            if reopened:
-                # Our window passed, but the coordinator assigned the task again (a new
-                # session): prove it, or resubmit the proof we kept.
-                log.warning("task assigned again after its window passed, reopened %s",
-                            kv(task_id=task.id, slot=slot.name, proof_kept=reopened == 2))
-                if reopened == 1:
-                    self.send(slot, task)
-                return True
-            log.info("duplicate task notification, not enqueued %s",
-                     kv(task_id=task.id, slot=slot.name))
+            log.error("task of the wrong type ignored %s type=%s want=%s", fields, task.type,
+                      slot.prove_type)
+            return None
+        try:
+            assigned = self.ledger.assign(slot.name, task, epoch)
+        except BROKER_ERRORS as exc:
+            raise BrokerUnavailable(f"cannot record task {task.id} of slot {slot.name}: "
+                                    f"{exc}") from exc
+        result, state = assigned.result, assigned.state
+        if result in (AssignResult.REPROVE, AssignResult.RESUBMIT, AssignResult.CARRIED):
+            log.info("task assigned again %s assignment=%d result=%s state=%s", fields,
+                     assigned.assignment, result, state)
+        if result is AssignResult.IN_FLIGHT:
+            log.info("duplicate task notification, not enqueued %s state=%s", fields, state)
             metrics.TASKS_DEDUPLICATED.labels(slot.name).inc()
-            return False
-        self.send(slot, task)
-        return True
+        if state == TaskState.RECEIVED:
+            self.send(slot, task.id)
+        elif state == TaskState.PROVED:
+            self.wake(slot.name)  # its answer is due in the outbox now
+        elif self.reconciler is not None:
+            # In flight: a re-notification of a task nothing works on any more re-drives it.
+            self._redrive_if_stranded(slot, task.id)
+        return result
 
-    def send(self, slot: SlotConfig, task: TaskMsg) -> None:
-        task_id = task.id
-        kind = proof_kind(task.type)
-        size = len(task.sub_proofs) if task.type else len(task.block_hashes)
-        self.app.send_task("roller.prove", args=(slot.name, task_id, kind, size),
-                           task_id=job_id(slot.name, task_id), queue=slot.queue,
-                           ignore_result=True)
+    def _redrive_if_stranded(self, slot: SlotConfig, task_id: str) -> None:
+        assert self.reconciler is not None
+        try:
+            row = next((r for r in self.ledger.live_rows(slot.name) if r.task_id == task_id),
+                       None)
+            waiting = waiting_messages(self.ledger.r, slot.queue)
+        except BROKER_ERRORS as exc:
+            raise BrokerUnavailable(f"cannot check task {task_id} of slot {slot.name}: "
+                                    f"{exc}") from exc
+        if row is not None and self.reconciler.stranded(slot, row, waiting, time.time()) \
+                and self.ledger.requeue(slot.name, task_id).ok:
+            log.warning("stranded task re-driven on re-notification %s",
+                        kv(task_id=task_id, slot=slot.name))
+            self.send(slot, task_id)
+
+    def send(self, slot: SlotConfig, task_id: str) -> None:
+        """Enqueue the task's job and mark it queued; BrokerUnavailable leaves the record in
+        `received`, which the sender's retry or the reconciliation sends again."""
+        try:
+            rec = self.ledger.get(slot.name, task_id)
+            if rec is None:
+                return
+            task = rec.task
+            size = len(task.sub_proofs) if task.type else len(task.block_hashes)
+            self.app.send_task("roller.prove",
+                               args=(slot.name, task_id, proof_kind(task.type), size),
+                               task_id=job_id(slot.name, task_id), queue=slot.queue,
+                               ignore_result=True)
+            self.ledger.mark_queued(slot.name, task_id)
+        except BROKER_ERRORS as exc:
+            raise BrokerUnavailable(f"cannot enqueue task {task_id} of slot {slot.name}: "
+                                    f"{exc}") from exc
         metrics.JOBS_QUEUED.labels(slot.queue).inc()
-        self.ledger.mark_queued(slot.name, task_id)
         log.info("job queued %s", kv(task_id=task_id, slot=slot.name, queue=slot.queue))
-
-    def recover(self, slot: SlotConfig) -> None:
-        """Send the jobs a crash left unsent (recorded, never enqueued)."""
-        for rec in self.ledger.in_state(slot.name, {TaskState.RECEIVED}):
-            log.warning("re-sending job recorded before a restart %s",
-                        kv(task_id=rec.task.id, slot=slot.name))
-            self.send(slot, rec.task)
 
 
 class SlotSession(threading.Thread):
-    """Keeps one slot registered with the coordinator for as long as the listener runs."""
+    """Keeps one slot registered with the coordinator for as long as the listener runs: it
+    dispatches the slot's notifications, delivers its answers and reconciles its records.
+    Nothing ends this thread but the listener's stop."""
 
     def __init__(self, cfg: RollerConfig, slot: SlotConfig, account: LocalAccount,
-                 dispatcher: Dispatcher, submitter: Submitter, stopping: threading.Event) -> None:
+                 dispatcher: Dispatcher, submitter: Submitter, reconciler: Reconciler,
+                 stopping: threading.Event) -> None:
         super().__init__(name=f"session-{slot.name}", daemon=True)
         self.cfg = cfg
         self.slot = slot
         self.account = account
         self.dispatcher = dispatcher
         self.submitter = submitter
+        self.reconciler = reconciler
         self.stopping = stopping
-        self.pending: list[TaskMsg] = []
+        self.wake = threading.Event()
+        self.pending: list[tuple[TaskMsg, int]] = []
         self.lock = threading.Lock()
         self.client: CoordinatorClient | None = None
+        self.epoch = 0
         self.connect_attempts = 0
+        self._next_sweep = 0.0
 
     def _on_task(self, task: TaskMsg) -> None:
+        """On the client's reader thread: note the task and hand it to the session thread,
+        so a slow broker never holds up the coordinator connection."""
         log.info("task received %s", kv(task_id=task.id, slot=self.slot.name, type=task.type,
                                         blocks=len(task.block_hashes),
                                         sub_proofs=len(task.sub_proofs)))
         metrics.TASKS_RECEIVED.labels(self.slot.name, proof_kind(task.type)).inc()
         with self.lock:
-            self.pending.append(task)
-        self._flush_pending()
+            self.pending.append((task, self.epoch))
+        self.wake.set()
 
     def _flush_pending(self) -> None:
-        """Dispatch received tasks; on a Redis outage keep them and try again next tick."""
+        """Dispatch received tasks; on a broker outage keep them and try again next tick."""
         with self.lock:
             tasks, self.pending = self.pending, []
-        for i, task in enumerate(tasks):
+        for i, (task, epoch) in enumerate(tasks):
             try:
-                self.dispatcher.accept(self.slot, task)
-            except (redis.RedisError, OSError) as exc:
+                self.dispatcher.accept(self.slot, task, epoch)
+            except BrokerUnavailable as exc:
                 log.error("broker unavailable, task kept in memory %s",
                           kv(task_id=task.id, slot=self.slot.name, error=exc))
                 with self.lock:
                     self.pending = tasks[i:] + self.pending
                 return
+
+    def _tick(self, client: CoordinatorClient) -> None:
+        self._flush_pending()
+        try:
+            self.dispatcher.ledger.touch_session(self.slot.name)
+            self.submitter.drain(self.slot.name, self.account, client)
+            if time.monotonic() >= self._next_sweep:
+                self._next_sweep = time.monotonic() + self.cfg.reconcile_interval_seconds
+                self.reconciler.sweep(self.slot)
+        except TICK_ERRORS as exc:
+            log.error("broker unavailable, outbox and reconciliation wait %s",
+                      kv(slot=self.slot.name, error=exc))
 
     def _session(self) -> None:
         client = CoordinatorClient(self.cfg.coordinator_url, slot=self.slot.name)
@@ -138,15 +195,18 @@ class SlotSession(threading.Thread):
         self.connect_attempts += 1
         try:
             client.connect()
+            # A new registration: what the coordinator sends from now on is a new assignment.
+            self.epoch = self.dispatcher.ledger.next_epoch(self.slot.name)
             client.register(self.account, self.slot.name, self.slot.prove_type, VERSION,
                             self._on_task)
             self.dispatcher.ledger.set_session(self.slot.name, "registered")
             metrics.session_state(self.slot.name, "registered")
-            log.info("session registered %s", kv(slot=self.slot.name, queue=self.slot.queue))
+            log.info("session registered %s", kv(slot=self.slot.name, queue=self.slot.queue,
+                                                  epoch=self.epoch))
             while client.connected and not self.stopping.is_set():
-                self._flush_pending()
-                self.submitter.drain(self.slot.name, self.account, client)
-                self.stopping.wait(DRAIN_INTERVAL_SECONDS)
+                self._tick(client)
+                self.wake.wait(DRAIN_INTERVAL_SECONDS)
+                self.wake.clear()
             if self.stopping.is_set():
                 client.unsubscribe()
         finally:
@@ -160,15 +220,17 @@ class SlotSession(threading.Thread):
             started = time.monotonic()
             try:
                 self._session()
-            except (ConnectionLost, CoordinatorError, redis.RedisError, OSError) as exc:
+            except SESSION_ERRORS as exc:
                 log.warning("session failed %s", kv(slot=self.slot.name, error=exc))
+            except Exception:  # noqa: BLE001 (last resort: the slot must outlive any bug)
+                log.exception("session crashed, reconnecting %s", kv(slot=self.slot.name))
             if self.stopping.is_set():
                 break
             metrics.session_state(self.slot.name, "disconnected")
             metrics.RECONNECTS.labels(self.slot.name).inc()
             try:
                 self.dispatcher.ledger.set_session(self.slot.name, "disconnected")
-            except redis.RedisError:
+            except BROKER_ERRORS:
                 log.warning("cannot record session state %s", kv(slot=self.slot.name))
             # A session that lasted a while resets the backoff.
             failures = 0 if time.monotonic() - started > 60 else failures + 1
@@ -183,26 +245,67 @@ class Listener:
         from roller.celery_app import app as default_app
 
         self.cfg = cfg
-        self.ledger = TaskLedger.from_url(cfg.broker_url)
-        self.dispatcher = Dispatcher(app or default_app, self.ledger)
-        self.submitter = Submitter(self.ledger, cfg.retry, cfg.session_window_minutes * 60)
+        self.ledger = TaskLedger.from_url(cfg.broker_url, cfg.retention_seconds)
+        self.dispatcher = Dispatcher(app or default_app, self.ledger, self._wake)
+        self.reconciler = Reconciler(self.ledger, self._send, cfg.window_seconds)
+        self.dispatcher.reconciler = self.reconciler
+        self.submitter = Submitter(self.ledger, cfg.retry, cfg.window_seconds)
         self.stopping = threading.Event()
-        self.sessions = [
-            SlotSession(cfg, slot, load_or_create_keystore(slot.keystore_path,
-                                                           cfg.keystore_password),
-                        self.dispatcher, self.submitter, self.stopping)
+        self.sessions = {
+            slot.name: SlotSession(cfg, slot, load_or_create_keystore(slot.keystore_path,
+                                                                      cfg.keystore_password),
+                                   self.dispatcher, self.submitter, self.reconciler,
+                                   self.stopping)
             for slot in cfg.slots
-        ]
+        }
+        self._waker = threading.Thread(target=self._wake_on_proofs, name="proof-waker",
+                                       daemon=True)
+
+    def _wake(self, slot: str) -> None:
+        session = self.sessions.get(slot)
+        if session is not None:
+            session.wake.set()
+
+    def _send(self, slot: SlotConfig, task_id: str) -> None:
+        self.dispatcher.send(slot, task_id)
+
+    def _wake_on_proofs(self) -> None:
+        """Wake a slot the moment a worker stores its answer (the outbox is the truth; this
+        list only saves the wait for the next tick)."""
+        while not self.stopping.is_set():
+            try:
+                item = self.ledger.wait_proved(1.0)
+            except BROKER_ERRORS as exc:
+                log.warning("proof notifications unavailable %s", kv(error=exc))
+                self.stopping.wait(1.0)
+                continue
+            if item is not None:
+                self._wake(item[0])
 
     def start(self) -> None:
-        for session in self.sessions:
-            self.dispatcher.recover(session.slot)
+        """Recover first (index an older ledger, send what a crash left unsent), then
+        start every slot's session."""
+        for session in self.sessions.values():
+            try:
+                self.ledger.migrate([session.slot.name])
+                self.reconciler.sweep(session.slot, confirm=False)
+            except TICK_ERRORS as exc:
+                log.error("recovery postponed to the first sweep %s",
+                          kv(slot=session.slot.name, error=exc))
+        self._waker.start()
+        for session in self.sessions.values():
             session.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         self.stopping.set()
-        for session in self.sessions:
+        for session in self.sessions.values():
+            session.wake.set()
             session.join(timeout)
+        for session in self.sessions.values():
+            try:
+                self.ledger.set_session(session.slot.name, "disconnected")
+            except BROKER_ERRORS:
+                log.warning("cannot record session state %s", kv(slot=session.slot.name))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -216,9 +319,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
     try:
-        cfg = load_config(args.config)
-        listener = Listener(cfg)
-        metrics.serve_listener(cfg.metrics, listener.ledger.r, cfg.slots)
+        cfg = process_config(args.config)
+        from roller.celery_app import configure
+
+        listener = Listener(cfg, configure(cfg))
+        metrics.serve_listener(cfg.metrics, listener.ledger, cfg.slots)
     except RollerError as exc:
         log.error("cannot start %s", kv(error=exc))
         return 2

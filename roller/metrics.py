@@ -8,10 +8,11 @@ would bind its store at import time, in single-process mode, and never reach the
 endpoint. tests/test_ops_metrics.py checks this rule.
 
 Where each family comes from:
-- listener: session state, reconnects, tasks received/deduplicated, jobs queued, and at
-  scrape time from Redis: queue depth and outbox size;
-- workers: proving and trace fetch seconds, attempts per task, slot busy gauge;
-- both (the submitter runs in both): proofs by outcome, submit attempts, end-to-end seconds.
+- listener: session state, reconnects, tasks received/deduplicated/re-driven, jobs queued,
+  proofs by outcome, submit attempts, end-to-end seconds, and at scrape time from Redis:
+  queue depth and outbox size;
+- workers: proving and trace fetch seconds, attempts per task, slot busy gauge, proofs by
+  outcome (prover errors, poison, expired before proving).
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
+from roller.broker import queue_keys
 from roller.config import MetricsConfig, SlotConfig, proof_kind
+from roller.ledger import TaskLedger
 from roller.logs import kv
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,9 @@ TASKS_RECEIVED = Counter("roller_tasks_received",
 TASKS_DEDUPLICATED = Counter("roller_tasks_deduplicated",
                              "Task notifications already recorded, not enqueued again", ["slot"])
 JOBS_QUEUED = Counter("roller_jobs_queued", "Proving jobs sent to a slot queue", ["queue"])
+REDRIVES = Counter("roller_tasks_redriven",
+                   "Tasks found stranded in flight (no lease, no job, no answer) and sent "
+                   "again", ["slot"])
 PROOFS = Counter("roller_proofs",
                  "Tasks finished, by proof type and outcome: accepted, refused (final "
                  "coordinator refusal), prover_error, poison (attempt budget spent), expired",
@@ -97,6 +103,7 @@ def init_slots(slots: Iterable[SlotConfig]) -> None:
     """Create every per-slot series at zero, so dashboards show idle slots, not gaps."""
     for slot in slots:
         TASKS_DEDUPLICATED.labels(slot.name)
+        REDRIVES.labels(slot.name)
         RECONNECTS.labels(slot.name)
         TASKS_RECEIVED.labels(slot.name, proof_kind(slot.prove_type))
         JOBS_QUEUED.labels(slot.queue)
@@ -107,12 +114,8 @@ def init_slots(slots: Iterable[SlotConfig]) -> None:
 class LedgerCollector(Collector):
     """Queue depth and outbox size, read from Redis when scraped (always current)."""
 
-    # kombu's Redis transport keeps one list per priority step: queue, queue\x06\x163, ...
-    PRIORITY_SEP = "\x06\x16"
-    PRIORITY_STEPS = (0, 3, 6, 9)
-
-    def __init__(self, client: redis.Redis, slots: Iterable[SlotConfig]) -> None:
-        self.r = client
+    def __init__(self, ledger: TaskLedger, slots: Iterable[SlotConfig]) -> None:
+        self.ledger = ledger
         self.slots = list(slots)
 
     def describe(self) -> list[GaugeMetricFamily]:
@@ -122,30 +125,26 @@ class LedgerCollector(Collector):
         return (GaugeMetricFamily("roller_queue_depth", "Jobs waiting in each slot queue",
                                   labels=["queue"]),
                 GaugeMetricFamily("roller_outbox_size",
-                                  "Proofs stored but not yet accepted, per slot",
+                                  "Answers stored but not yet accepted, per slot",
                                   labels=["slot"]))
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         depth, outbox = self._families()
+        queues = list(dict.fromkeys(s.queue for s in self.slots))
         try:
-            pipe = self.r.pipeline()
-            queues = list(dict.fromkeys(s.queue for s in self.slots))
+            pipe = self.ledger.r.pipeline(transaction=False)
             for queue in queues:
-                for step in self.PRIORITY_STEPS:
-                    pipe.llen(f"{queue}{self.PRIORITY_SEP}{step}" if step else queue)
-            pipe.zrange("roller:outbox", 0, -1)
-            *lengths, members = pipe.execute()
+                for key in queue_keys(queue):
+                    pipe.llen(key)
+            lengths = pipe.execute()
+            sizes = {s.name: self.ledger.outbox_size(s.name) for s in self.slots}
         except redis.RedisError as exc:
             log.warning("metrics: cannot read Redis %s", kv(error=exc))
             return
-        steps = len(self.PRIORITY_STEPS)
+        steps = len(queue_keys(""))
         for i, queue in enumerate(queues):
             depth.add_metric([queue], sum(lengths[i * steps:(i + 1) * steps]))
-        per_slot = dict.fromkeys((s.name for s in self.slots), 0)
-        for member in members:
-            slot = (member.decode() if isinstance(member, bytes) else member).split("|", 1)[0]
-            per_slot[slot] = per_slot.get(slot, 0) + 1
-        for slot, count in per_slot.items():
+        for slot, count in sizes.items():
             outbox.add_metric([slot], count)
         yield depth
         yield outbox
@@ -168,9 +167,9 @@ def serve(cfg: MetricsConfig, port: int, registry: CollectorRegistry | None = No
     return bound
 
 
-def serve_listener(cfg: MetricsConfig, client: redis.Redis,
+def serve_listener(cfg: MetricsConfig, ledger: TaskLedger,
                    slots: Iterable[SlotConfig]) -> int | None:
     slots = list(slots)
     init_slots(slots)
-    REGISTRY.register(LedgerCollector(client, slots))
+    REGISTRY.register(LedgerCollector(ledger, slots))
     return serve(cfg, cfg.listener_port)

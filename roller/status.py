@@ -15,7 +15,7 @@ import redis
 
 from roller.config import RollerConfig, load_config
 from roller.errors import RollerError
-from roller.ledger import FINAL_STATES, PREFIX, TaskState
+from roller.ledger import FINAL_STATES, TaskLedger, TaskState
 
 RECENT = 50
 FIELDS = ("state", "received_at", "attempts", "outcome", "prove_seconds", "finished_at",
@@ -23,6 +23,9 @@ FIELDS = ("state", "received_at", "attempts", "outcome", "prove_seconds", "finis
 HEADER = ("SLOT", "QUEUE", "SESSION", "TASK", "STATE", "AGE", "ATTEMPTS", "LAST PROOF",
           "OUTBOX")
 PROVED_STATES = {TaskState.PROVED, *FINAL_STATES}
+# The listener touches each registered slot every second or so; silence this long means
+# the listener is gone, whatever state it last wrote.
+STALE_SESSION_SECONDS = 15.0
 
 
 def duration(seconds: float) -> str:
@@ -85,41 +88,32 @@ class SlotStatus:
         return " ".join(parts)
 
 
-def collect(r: redis.Redis, cfg: RollerConfig, now: float) -> list[SlotStatus]:
-    outbox: dict[str, int] = {}
-    for member in r.zrange(f"{PREFIX}outbox", 0, -1):
-        text = member.decode() if isinstance(member, bytes) else str(member)
-        name = text.split("|", 1)[0]
-        outbox[name] = outbox.get(name, 0) + 1
+def collect(ledger: TaskLedger, cfg: RollerConfig, now: float) -> list[SlotStatus]:
     statuses = []
     for slot in cfg.slots:
-        session = r.hgetall(f"{PREFIX}session:{slot.name}")
-        ids = [i.decode() if isinstance(i, bytes) else str(i)
-               for i in r.zrevrange(f"{PREFIX}tasks:{slot.name}", 0, RECENT - 1)]
-        pipe = r.pipeline()
-        for task_id in ids:
-            pipe.hmget(f"{PREFIX}task:{slot.name}:{task_id}", FIELDS)
-        rows = [TaskRow(task_id, {k: (v.decode() if isinstance(v, bytes) else v)
-                                  for k, v in zip(FIELDS, values, strict=True) if v})
-                for task_id, values in zip(ids, pipe.execute(), strict=True)]
+        rows = [TaskRow(task_id, fields)
+                for task_id, fields in ledger.recent(slot.name, FIELDS, RECENT)]
         statuses.append(SlotStatus(
             slot=slot.name,
             queue=slot.queue,
-            session=_session(session, now),
+            session=_session(ledger.session(slot.name), now),
             current=next((t for t in rows if t.state not in FINAL_STATES), None),
-            last=next((t for t in rows if t.state in PROVED_STATES), None),
-            outbox=outbox.get(slot.name, 0),
+            last=max((t for t in rows if t.state in PROVED_STATES),
+                     key=lambda t: t.num("updated_at") or 0, default=None),
+            outbox=ledger.outbox_size(slot.name),
         ))
     return statuses
 
 
-def _session(raw: dict[bytes | str, bytes | str], now: float) -> str:
-    fields = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes)
-                                                           else v) for k, v in raw.items()}
+def _session(fields: dict[str, str], now: float) -> str:
     if not fields.get("state"):
         return "never seen"
+    state = fields["state"]
     since = float(fields.get("since") or now)
-    return f"{fields['state']} {duration(now - since)}"
+    seen = float(fields.get("seen") or since)
+    if state == "registered" and now - seen > STALE_SESSION_SECONDS:
+        return f"disconnected {duration(now - seen)} (listener silent)"
+    return f"{state} {duration(now - since)}"
 
 
 def render(statuses: list[SlotStatus], now: float) -> str:
@@ -133,9 +127,9 @@ def render(statuses: list[SlotStatus], now: float) -> str:
                       f"outbox backlog {backlog}", *lines])
 
 
-def snapshot(cfg: RollerConfig, r: redis.Redis) -> str:
+def snapshot(cfg: RollerConfig, ledger: TaskLedger) -> str:
     now = time.time()
-    return render(collect(r, cfg, now), now)
+    return render(collect(ledger, cfg, now), now)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -144,11 +138,12 @@ def run(args: argparse.Namespace) -> int:
     except RollerError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 1
-    r = redis.Redis.from_url(cfg.broker_url, socket_timeout=10)
+    ledger = TaskLedger(redis.Redis.from_url(cfg.broker_url, socket_timeout=10,
+                                            decode_responses=True))
     try:
         while True:
             try:
-                text, failed = snapshot(cfg, r), False
+                text, failed = snapshot(cfg, ledger), False
             except redis.RedisError as exc:
                 text, failed = f"cannot read the ledger from Redis: {exc}", True
             if args.watch:

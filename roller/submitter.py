@@ -1,10 +1,11 @@
-"""Delivering stored proofs from the outbox to the coordinator.
+"""Delivering stored answers from the outbox to the coordinator.
 
-Used twice: by the worker right after proving (the fast path) and by the listener's outbox
-drainer (retries after a refusal, a disconnection or a restart). A submission never proves:
-it signs the stored ProofDetail and sends it. A proof is retried with capped exponential
-backoff and jitter until the coordinator accepts it, refuses it for good, or the task's
-session window has passed.
+Only the listener submits, on the slot's registered session, woken the moment a worker
+stores an answer; one thread per slot, so an answer is never sent twice at once. A
+submission never proves: it signs the stored ProofDetail and sends it. An answer is
+retried with capped exponential backoff and jitter until the coordinator accepts it,
+refuses it for good, or the task's session window has passed; its record stays in the
+outbox (Redis) the whole time, so a listener crash loses nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from roller import metrics
 from roller.config import RetryConfig, proof_kind
 from roller.coordinator_client import CoordinatorClient
 from roller.errors import ConnectionLost, CoordinatorError
-from roller.ledger import FINAL_STATES, TaskLedger, TaskState
+from roller.ledger import TaskLedger, TaskState
 from roller.logs import kv
 from roller.protocol.messages import ProofMsg
 
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 PERMANENT_REFUSALS = (
     "does not existID", "is not eligible to partake", "auth signature verify fail",
 )
-SUBMIT_LOCK_SECONDS = 3600
 
 
 class SubmitResult(StrEnum):
@@ -39,7 +39,7 @@ class SubmitResult(StrEnum):
     RETRY = "retry"
     REFUSED = "refused"
     EXPIRED = "expired"
-    SKIPPED = "skipped"  # already final, or another process is submitting it
+    SKIPPED = "skipped"  # no answer to submit (already final, or no record)
 
 
 def backoff_delay(attempt: int, retry: RetryConfig) -> float:
@@ -69,39 +69,34 @@ class Submitter:
     def _submit(self, slot: str, task_id: str, account: LocalAccount,
                 client: CoordinatorClient) -> SubmitResult:
         rec = self.ledger.get(slot, task_id)
-        if rec is None or rec.proof is None or rec.state in FINAL_STATES:
+        if rec is None or rec.proof is None or rec.state != TaskState.PROVED:
             return SubmitResult.SKIPPED
+        fields = kv(task_id=task_id, slot=slot, assignment=rec.assignment)
         if rec.age() > self.window_seconds:
-            self.ledger.finish(slot, task_id, TaskState.EXPIRED, "session window passed")
-            log.error("proof dropped: session window passed %s",
-                      kv(task_id=task_id, slot=slot, age_s=round(rec.age()),
-                         window_s=self.window_seconds))
-            metrics.proof_outcome(rec.task.type, "expired")
+            if self.ledger.expire(slot, task_id, "session window passed").ok:
+                log.error("proof dropped: session window passed %s age_s=%d window_s=%d",
+                          fields, rec.age(), self.window_seconds)
+                metrics.proof_outcome(rec.task.type, "expired")
             return SubmitResult.EXPIRED
-        if not self.ledger.acquire_submit(slot, task_id, SUBMIT_LOCK_SECONDS):
-            return SubmitResult.SKIPPED
         attempt = self.ledger.submit_attempt(slot, task_id)
         try:
             client.submit_proof(ProofMsg.signed(rec.proof, account))
         except CoordinatorError as exc:
             if any(text in exc.message for text in PERMANENT_REFUSALS):
                 self.ledger.finish(slot, task_id, TaskState.REFUSED, exc.message)
-                log.error("proof refused for good %s",
-                          kv(task_id=task_id, slot=slot, error=exc.message))
+                log.error("proof refused for good %s error=%r", fields, exc.message)
                 metrics.proof_outcome(rec.task.type, "refused")
                 return SubmitResult.REFUSED
             return self._retry_later(slot, task_id, attempt, exc.message)
         except ConnectionLost as exc:
             return self._retry_later(slot, task_id, attempt, str(exc))
-        finally:
-            self.ledger.release_submit(slot, task_id)
-        outcome = "accepted" if rec.proof.status == 0 else f"reported: {rec.proof.error}"
-        self.ledger.finish(slot, task_id, TaskState.DELIVERED, outcome)
         if rec.proof.status == 0:
+            self.ledger.finish(slot, task_id, TaskState.DELIVERED, "accepted")
             metrics.proof_outcome(rec.task.type, "accepted")
             metrics.END_TO_END_SECONDS.labels(proof_kind(rec.task.type)).observe(rec.age())
-        log.info("proof delivered %s",
-                 kv(task_id=task_id, slot=slot, status=rec.proof.status, attempt=attempt))
+        else:
+            self.ledger.finish(slot, task_id, TaskState.FAILED, f"reported: {rec.proof.error}")
+        log.info("proof delivered %s status=%d attempt=%d", fields, rec.proof.status, attempt)
         return SubmitResult.DELIVERED
 
     def _retry_later(self, slot: str, task_id: str, attempt: int, reason: str) -> SubmitResult:
@@ -116,7 +111,8 @@ class Submitter:
               now: float | None = None) -> int:
         """Submit every due proof of `slot`; returns how many were delivered."""
         delivered = 0
-        for due_slot, task_id in self.ledger.outbox_due(now or time.time()):
-            if due_slot == slot and client.connected:
-                delivered += self.submit(slot, task_id, account, client) is SubmitResult.DELIVERED
+        for task_id in self.ledger.outbox_due(slot, now or time.time()):
+            if not client.connected:
+                break
+            delivered += self.submit(slot, task_id, account, client) is SubmitResult.DELIVERED
         return delivered

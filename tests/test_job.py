@@ -1,6 +1,6 @@
 """Orchestration of one job (roller.job) against a real Redis, the in-process devnet over
 loopback and the mock prover: fast checks of the ordering rules (attempts before proving,
-outbox before submit, submit never re-proves)."""
+outbox before submit, the worker never submits, submit never re-proves)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from roller.devnet.devnet import Devnet
 from roller.devnet.traces import DATA_DIR
 from roller.ffi.mock import MockProver
 from roller.job import PROVING_PANIC, TRACES_FAILED, JobContext, JobOutcome, run_job
-from roller.ledger import TaskLedger, TaskState
+from roller.ledger import AssignResult, TaskLedger, TaskState
 from roller.protocol.messages import TaskMsg
 from roller.submitter import Submitter
 from roller.trace_client import TraceClient
@@ -57,19 +57,10 @@ def make_cfg(tmp_path: Path, devnet: Devnet, redis_url: str) -> RollerConfig:
     }, tmp_path, env={})
 
 
-def make_ctx(cfg: RollerConfig, account: LocalAccount, prover: MockProver,
-             window: float = 3600) -> JobContext:
-    ledger = TaskLedger.from_url(cfg.broker_url)
-
-    def connect(slot: str) -> CoordinatorClient:
-        client = CoordinatorClient(cfg.coordinator_url, slot=slot)
-        client.connect()
-        return client
-
-    return JobContext(cfg=cfg, ledger=ledger, prover=prover,
+def make_ctx(cfg: RollerConfig, prover: MockProver) -> JobContext:
+    return JobContext(cfg=cfg, ledger=TaskLedger.from_url(cfg.broker_url), prover=prover,
                       traces=TraceClient(cfg.trace_endpoint, retries=1, backoff=0.01),
-                      account_for=lambda _slot: account, connect=connect,
-                      submitter=Submitter(ledger, cfg.retry, window), worker="test")
+                      worker="test")
 
 
 @pytest.fixture
@@ -82,8 +73,15 @@ def receive(devnet: Devnet, ctx: JobContext, account: LocalAccount,
     session = Registered(devnet, account)
     devnet.push_task(0, hashes)
     task = session.next_task()
-    assert ctx.ledger.record_new(SLOT, task)
+    assert ctx.ledger.assign(SLOT, task, epoch=1).result is AssignResult.NEW
     return session, task
+
+
+def deliver(ctx: JobContext, account: LocalAccount, session: Registered,
+            window: float = 3600) -> int:
+    """What the listener does when a worker wakes it: submit the slot's due answers."""
+    assert ctx.ledger.wait_proved(1) is not None
+    return Submitter(ctx.ledger, ctx.cfg.retry, window).drain(SLOT, account, session.client)
 
 
 BLOCKS = ["0xc7b6c7022c8386cdaf6fcd3d4f8d03dce257ae3664a072fdce511ecefce73ad0",
@@ -95,16 +93,20 @@ def submissions(devnet: Devnet, task_id: str) -> list[dict]:
     return list(task["submissions"])
 
 
-def test_job_proves_stores_and_submits(tmp_path: Path, devnet: Devnet, redis_url: str,
-                                       account: LocalAccount) -> None:
+def test_job_proves_and_stores_then_the_listener_delivers(
+        tmp_path: Path, devnet: Devnet, redis_url: str, account: LocalAccount) -> None:
     prover = MockProver()
-    ctx = make_ctx(make_cfg(tmp_path, devnet, redis_url), account, prover)
-    _, task = receive(devnet, ctx, account, BLOCKS)
-    assert run_job(ctx, SLOT, task.id) is JobOutcome.SUBMITTED
+    ctx = make_ctx(make_cfg(tmp_path, devnet, redis_url), prover)
+    session, task = receive(devnet, ctx, account, BLOCKS)
+    assert run_job(ctx, SLOT, task.id) is JobOutcome.STORED
     rec = ctx.ledger.get(SLOT, task.id)
-    assert rec is not None and rec.state is TaskState.DELIVERED and rec.attempts == 1
+    assert rec is not None and rec.state is TaskState.PROVED and rec.attempts == 1
+    assert submissions(devnet, task.id) == []  # the worker never speaks to the coordinator
+    assert deliver(ctx, account, session) == 1
+    rec = ctx.ledger.get(SLOT, task.id)
+    assert rec is not None and rec.state is TaskState.DELIVERED
     assert [s["outcome"] for s in submissions(devnet, task.id)] == ["valid"]
-    # a redelivered job finds the task final and does nothing
+    # a redelivered job finds the task answered and does nothing
     assert run_job(ctx, SLOT, task.id) is JobOutcome.ALREADY_DONE
     assert len(prover.calls) == 1
 
@@ -112,16 +114,18 @@ def test_job_proves_stores_and_submits(tmp_path: Path, devnet: Devnet, redis_url
 def test_refused_submit_is_retried_from_outbox_without_reproving(
         tmp_path: Path, devnet: Devnet, redis_url: str, account: LocalAccount) -> None:
     prover = MockProver()
-    ctx = make_ctx(make_cfg(tmp_path, devnet, redis_url), account, prover)
+    ctx = make_ctx(make_cfg(tmp_path, devnet, redis_url), prover)
     session, task = receive(devnet, ctx, account, BLOCKS)
-    session.client.close()  # the key is no longer registered: submit is refused
-    time.sleep(0.3)
-    assert run_job(ctx, SLOT, task.id) is JobOutcome.HELD
-    assert ctx.ledger.outbox_size() == 1
+    session.client.close()  # the key is no longer registered: submit fails
+    assert run_job(ctx, SLOT, task.id) is JobOutcome.STORED
+    assert ctx.ledger.wait_proved(1) == (SLOT, task.id)
+    submitter = Submitter(ctx.ledger, ctx.cfg.retry, 3600)
+    assert submitter.drain(SLOT, account, session.client) == 0
+    assert ctx.ledger.outbox_size(SLOT) == 1
     again = Registered(devnet, account)  # re-register restores the right to submit
     time.sleep(0.3)
-    assert ctx.submitter.drain(SLOT, account, again.client, now=time.time() + 60) == 1
-    assert ctx.ledger.outbox_size() == 0
+    assert submitter.drain(SLOT, account, again.client, now=time.time() + 60) == 1
+    assert ctx.ledger.outbox_size(SLOT) == 0
     assert len(prover.calls) == 1
     outcomes = [s.get("outcome") for s in submissions(devnet, task.id)]
     assert outcomes[-1] == "valid"
@@ -130,23 +134,30 @@ def test_refused_submit_is_retried_from_outbox_without_reproving(
 def test_poison_task_reported_after_three_started_attempts(
         tmp_path: Path, devnet: Devnet, redis_url: str, account: LocalAccount) -> None:
     prover = MockProver()
-    ctx = make_ctx(make_cfg(tmp_path, devnet, redis_url), account, prover)
-    _, task = receive(devnet, ctx, account, BLOCKS)
-    for _ in range(3):  # three attempts that died mid-proof
-        ctx.ledger.start_attempt(SLOT, task.id, "dead-worker", "gpu0")
-    assert run_job(ctx, SLOT, task.id) is JobOutcome.SUBMITTED
+    ctx = make_ctx(make_cfg(tmp_path, devnet, redis_url), prover)
+    session, task = receive(devnet, ctx, account, BLOCKS)
+    for i in range(3):  # three attempts that died mid-proof
+        owner = f"dead-worker:{i}"
+        assert ctx.ledger.acquire_lease(SLOT, task.id, owner, 30)
+        assert ctx.ledger.start_attempt(SLOT, task.id, owner, "dead-worker", "gpu0").started
+        assert ctx.ledger.release_lease(SLOT, task.id, owner)
+    assert run_job(ctx, SLOT, task.id) is JobOutcome.STORED
     assert prover.calls == []
+    assert deliver(ctx, account, session) == 1
     [sub] = submissions(devnet, task.id)
     assert (sub["status"], sub["error"]) == (1, PROVING_PANIC)
+    rec = ctx.ledger.get(SLOT, task.id)
+    assert rec is not None and rec.state is TaskState.FAILED
 
 
 def test_trace_failure_reports_get_traces_failed(tmp_path: Path, devnet: Devnet, redis_url: str,
                                                  account: LocalAccount) -> None:
     prover = MockProver()
-    ctx = make_ctx(make_cfg(tmp_path, devnet, redis_url), account, prover)
-    _, task = receive(devnet, ctx, account, BLOCKS)
+    ctx = make_ctx(make_cfg(tmp_path, devnet, redis_url), prover)
+    session, task = receive(devnet, ctx, account, BLOCKS)
     devnet.set_l2_fault("null")
-    assert run_job(ctx, SLOT, task.id) is JobOutcome.SUBMITTED
+    assert run_job(ctx, SLOT, task.id) is JobOutcome.STORED
+    deliver(ctx, account, session)
     [sub] = submissions(devnet, task.id)
     assert (sub["status"], sub["error"]) == (1, TRACES_FAILED)
     assert prover.calls == []
@@ -154,10 +165,11 @@ def test_trace_failure_reports_get_traces_failed(tmp_path: Path, devnet: Devnet,
 
 def test_prover_error_text_is_reported(tmp_path: Path, devnet: Devnet, redis_url: str,
                                        account: LocalAccount) -> None:
-    ctx = make_ctx(make_cfg(tmp_path, devnet, redis_url), account,
+    ctx = make_ctx(make_cfg(tmp_path, devnet, redis_url),
                    MockProver(fail_with="chunk exceeds circuit capacity"))
-    _, task = receive(devnet, ctx, account, BLOCKS)
-    assert run_job(ctx, SLOT, task.id) is JobOutcome.SUBMITTED
+    session, task = receive(devnet, ctx, account, BLOCKS)
+    assert run_job(ctx, SLOT, task.id) is JobOutcome.STORED
+    deliver(ctx, account, session)
     [sub] = submissions(devnet, task.id)
     assert (sub["status"], sub["error"]) == (1, "chunk exceeds circuit capacity")
 
@@ -165,9 +177,10 @@ def test_prover_error_text_is_reported(tmp_path: Path, devnet: Devnet, redis_url
 def test_task_past_its_session_window_is_not_proved(
         tmp_path: Path, devnet: Devnet, redis_url: str, account: LocalAccount) -> None:
     prover = MockProver()
-    ctx = make_ctx(make_cfg(tmp_path, devnet, redis_url), account, prover, window=0.5)
+    cfg = replace(make_cfg(tmp_path, devnet, redis_url), session_window_minutes=0.5 / 60)
+    ctx = make_ctx(cfg, prover)
     _, task = receive(devnet, ctx, account, BLOCKS)
-    time.sleep(0.6)
+    ctx.ledger.note(SLOT, task.id, received_at=time.time() - 1)  # half a second too old
     assert run_job(ctx, SLOT, task.id) is JobOutcome.EXPIRED
     assert prover.calls == []
     rec = ctx.ledger.get(SLOT, task.id)
@@ -178,7 +191,7 @@ def test_dump_dir_gets_the_proof(tmp_path: Path, devnet: Devnet, redis_url: str,
                                  account: LocalAccount) -> None:
     cfg = make_cfg(tmp_path, devnet, redis_url)
     cfg = replace(cfg, prover=replace(cfg.prover, dump_dir=tmp_path / "dump"))
-    ctx = make_ctx(cfg, account, MockProver())
+    ctx = make_ctx(cfg, MockProver())
     _, task = receive(devnet, ctx, account, BLOCKS)
     run_job(ctx, SLOT, task.id)
     assert (tmp_path / "dump" / task.id).read_text().startswith('{"proof"')

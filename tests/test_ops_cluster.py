@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from roller.config import load_config
 from roller.devnet.traces import DATA_DIR
+from roller.ledger import TaskLedger
 from roller.localrun import HOST, LocalCluster, demo_slots, free_port, python_env, wait_for
 from roller.status import snapshot
 
@@ -92,10 +92,10 @@ def ops_run(tmp_path_factory: pytest.TempPathFactory, params_dir: Path) -> Itera
         cluster.start_flower()
         cluster.start_roller()
         cfg = load_config(cluster.config)
-        r = redis.Redis.from_url(cfg.broker_url)
+        ledger = TaskLedger.from_url(cfg.broker_url)
 
         def watch_status(_tasks: list[dict[str, Any]]) -> None:
-            text = snapshot(cfg, r)
+            text = snapshot(cfg, ledger)
             if " proving " in text:
                 run.live_status = text
 

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-import redis
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -51,12 +50,12 @@ def test_every_metric_is_labelled() -> None:
 
 def test_ledger_collector_reads_queue_depth_and_outbox(redis_url: str, tmp_path: Path) -> None:
     cfg = parse_config(config(tmp_path), tmp_path, env={})
-    r = redis.Redis.from_url(redis_url)
-    r.rpush("gpu0", "a", "b")
-    r.rpush("gpu0\x06\x163", "c")
-    r.zadd("roller:outbox", {"batch-gpu1|0x01": 1.0})
+    ledger = TaskLedger.from_url(redis_url)
+    ledger.r.rpush("gpu0", "a", "b")
+    ledger.r.rpush("gpu0\x06\x163", "c")
+    ledger.r.zadd("roller:outbox:batch-gpu1", {"0x01": 1.0})
     registry = CollectorRegistry()
-    registry.register(metrics.LedgerCollector(r, cfg.slots))
+    registry.register(metrics.LedgerCollector(ledger, cfg.slots))
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for f in text_string_to_metric_families(generate_latest(registry).decode())
                for s in f.samples}
@@ -72,15 +71,19 @@ def test_status_table_from_the_ledger(redis_url: str, tmp_path: Path) -> None:
     now = time.time()
     done = TaskMsg(id="0x" + "11" * 32, type=0, block_hashes=("0x" + "aa" * 32,), sub_proofs=())
     running = TaskMsg(id="0x" + "22" * 32, type=0, block_hashes=("0x" + "bb" * 32,), sub_proofs=())
-    ledger.record_new("chunk-gpu0", done, now=now - 600)
+    ledger.assign("chunk-gpu0", done, epoch=1, now=now - 600)
+    ledger.acquire_lease("chunk-gpu0", done.id, "w:1", 30)
+    ledger.start_attempt("chunk-gpu0", done.id, "w:1", "w", "gpu0")
     ledger.store_proof("chunk-gpu0", ProofDetail(id=done.id, type=0, status=RespStatus.ERROR,
                                                  proof=None, error="x"), 42.0)
     ledger.finish("chunk-gpu0", done.id, TaskState.DELIVERED, "accepted")
-    ledger.record_new("chunk-gpu0", running, now=now - 95)
-    ledger.start_attempt("chunk-gpu0", running.id, "w", "gpu0")
-    ledger.start_attempt("chunk-gpu0", running.id, "w", "gpu0")
+    ledger.assign("chunk-gpu0", running, epoch=1, now=now - 95)
+    ledger.acquire_lease("chunk-gpu0", running.id, "w:2", 30)
+    ledger.start_attempt("chunk-gpu0", running.id, "w:2", "w", "gpu0")
+    ledger.start_attempt("chunk-gpu0", running.id, "w:2", "w", "gpu0")
     ledger.set_session("chunk-gpu0", "registered")
-    text = render(collect(ledger.r, cfg, now), now)
+    ledger.touch_session("chunk-gpu0", now)
+    text = render(collect(ledger, cfg, now), now)
     lines = text.splitlines()
     assert "2 slot(s), outbox backlog 0" in lines[0]
     chunk = next(line for line in lines if line.startswith("chunk-gpu0"))
@@ -89,6 +92,12 @@ def test_status_table_from_the_ledger(redis_url: str, tmp_path: Path) -> None:
     assert "accepted" in chunk
     batch = next(line for line in lines if line.startswith("batch-gpu1"))
     assert batch.split()[2:6] == ["never", "seen", "-", "idle"]
+    # A listener that stopped touching its sessions shows them disconnected, whatever it
+    # last wrote.
+    later = now + 60
+    chunk = next(line for line in render(collect(ledger, cfg, later), later).splitlines()
+                 if line.startswith("chunk-gpu0"))
+    assert chunk.split()[2:4] == ["disconnected", "1m00s"]
 
 
 def test_duration_format() -> None:

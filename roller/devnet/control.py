@@ -4,6 +4,7 @@ GET  /ledger            tasks with dispatches and submissions, rollers, sessions
 GET  /metrics           Prometheus text (spec 5.8 names)     GET /metrics.json  same as JSON
 GET  /health            {"ok": true, ports}
 POST /push_task         {"type":0,"block_hashes":[...]} | {"type":1,"sub_proofs":[...]}, "id"?
+POST /requeue           {"id": task id, "pk": optional} assign a finished task id again
 POST /dispatch_now      run one dispatch round now
 POST /drop_connections  {"pk": optional} abort WS connections (network failure)
 POST /restart           coordinator restart: pool and tokens empty, sessions kept, new timers
@@ -90,6 +91,10 @@ class ControlServer:
                     body.get("sub_proofs") or (), body.get("id"),
                 )
                 return {"id": task_id}, "json"
+            if path == "/requeue":
+                pk = body.get("pk")
+                net.requeue(str(body.get("id", "")), str(pk) if pk else None)
+                return {}, "json"
             if path == "/dispatch_now":
                 net.dispatch_now()
                 return {}, "json"

@@ -28,7 +28,7 @@ from roller.devnet.l2node import L2Node
 from roller.devnet.metrics import Metrics
 from roller.devnet.pool import RollerPool, TokenCache
 from roller.devnet.sessions import SessionConfig, SessionManager
-from roller.devnet.tasksource import TaskBook, TaskRecord, chunk_tasks
+from roller.devnet.tasksource import UNASSIGNED, TaskBook, TaskRecord, chunk_tasks
 from roller.devnet.traces import DEFAULT_TRACE_DIR, load_trace_dir
 from roller.devnet.verifier import make_verifier
 from roller.protocol.encoding import parse_hash
@@ -265,6 +265,26 @@ class Devnet:
             return record.id
 
         return self._call(add)
+
+    def requeue(self, task_id: str, pk: str | None = None) -> None:
+        """An operator's re-queue on the real coordinator (proving_status back to
+        unassigned): the same task id is assigned again, to `pk` when given (the same key
+        that had it, as the real coordinator may do), else to any idle roller of its type."""
+        assert self.sessions is not None
+        sessions = self.sessions
+
+        def requeue() -> None:
+            task = self.book.get(task_id)
+            if task is None:
+                raise ValueError(f"no task {task_id}")
+            if task_id in sessions.sessions:
+                raise ValueError(f"task {task_id} is in a live session; it is never "
+                                 "re-sent inside one")
+            task.state = UNASSIGNED
+            task.pinned_pk = pk
+            log.info("task re-queued task_id=%s pk=%s", task_id, pk or "any")
+
+        self._call(requeue)
 
     def dispatch_now(self) -> None:
         assert self.sessions is not None

@@ -116,7 +116,8 @@ class SessionManager:
         sent = []
         msg = task.task_msg()
         for _ in range(self.config.rollers_per_session):
-            idle = [n for n in self.pool.idle(task.type) if n not in sent]
+            idle = [n for n in self.pool.idle(task.type) if n not in sent
+                    and task.pinned_pk in (None, n.pk)]
             if not idle:
                 break
             node = self.rng.choice(idle)

@@ -40,6 +40,7 @@ class TaskRecord:
     chain: int | None = None
     block_numbers: tuple[int, ...] = ()
     state: str = UNASSIGNED
+    pinned_pk: str | None = None  # a re-queue aimed at one roller (Devnet.requeue)
     proof: AggProof | None = None
     dispatches: list[dict[str, Any]] = field(default_factory=list)
     submissions: list[dict[str, Any]] = field(default_factory=list)

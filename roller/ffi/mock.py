@@ -32,6 +32,9 @@ class MockProver:
         self.fail_with = fail_with
         self.calls: list[str] = []
 
+    def warm_up(self, prove_type: int) -> None:
+        """Nothing to initialise."""
+
     def _proof(self, instance: bytes, block_count: int) -> str:
         if self.delay:
             time.sleep(self.delay)

@@ -42,6 +42,9 @@ _seed_inits: dict[tuple[int, str, str], bool] = {}
 class Prover(Protocol):
     """What the worker needs from a prover; every method may raise ProverError."""
 
+    def warm_up(self, prove_type: int) -> None:
+        """Initialise what proving `prove_type` (0 chunk, 1 batch) needs, before a job."""
+
     def gen_chunk_proof(self, traces_json: str) -> str: ...
 
     def gen_batch_proof(self, chunk_proofs_json: str) -> str: ...
@@ -128,6 +131,9 @@ class RollerProver:
             log.info("proof rejected func=%s reason=%s", func, self._last_error())
         return ok
 
+    def warm_up(self, prove_type: int) -> None:
+        self._ensure("batch_prover" if prove_type else "chunk_prover")
+
     def gen_chunk_proof(self, traces_json: str) -> str:
         return self._call_json("chunk_prover", "gen_chunk_proof", traces_json)
 
@@ -185,6 +191,9 @@ class SeedProver:
         except AttributeError:
             pass
         return text
+
+    def warm_up(self, prove_type: int) -> None:
+        self._init_once("prover", "init_prover", self._seed)
 
     def gen_chunk_proof(self, traces_json: str) -> str:
         self._init_once("prover", "init_prover", self._seed)

@@ -32,6 +32,7 @@ from roller.errors import TraceFetchError
 from roller.ledger import TaskLedger
 from roller.listener import Dispatcher, SlotSession
 from roller.localrun import write_config
+from roller.reconcile import Reconciler
 from roller.submitter import Submitter
 from roller.trace_client import TraceClient
 
@@ -143,8 +144,10 @@ def session(tmp_path: Path, redis_url: str) -> Iterator[tuple[HostileCoordinator
     roller_log.setLevel(logging.INFO)
     roller_log.addHandler(records)
     stopping = threading.Event()
-    sess = SlotSession(cfg, cfg.slots[0], Account.create(), Dispatcher(app, ledger),
-                       Submitter(ledger, cfg.retry, 3600), stopping)
+    dispatcher = Dispatcher(app, ledger, lambda _slot: None)
+    sess = SlotSession(cfg, cfg.slots[0], Account.create(), dispatcher,
+                       Submitter(ledger, cfg.retry, 3600),
+                       Reconciler(ledger, dispatcher.send, 3600), stopping)
     sess.start()
     yield hostile, app, records, sess
     stopping.set()

@@ -108,7 +108,9 @@ def python_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 class RedisServer:
-    """A private redis-server with AOF persistence, as our setup configures production."""
+    """A private redis-server with AOF persistence, as our setup configures production: every
+    write fsynced, because a task record lost with a crashed Redis is a task the coordinator
+    never sends again."""
 
     def __init__(self, workdir: Path, port: int | None = None) -> None:
         self.workdir = workdir
@@ -125,7 +127,7 @@ class RedisServer:
             raise RollerError("redis-server not found: install it (apt-get install redis-server)")
         self.workdir.mkdir(parents=True, exist_ok=True)
         argv = [exe, "--port", str(self.port), "--bind", HOST, "--dir", str(self.workdir),
-                "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+                "--appendonly", "yes", "--appendfsync", "always", "--save", "",
                 "--maxmemory-policy", "noeviction", "--protected-mode", "yes"]
         self.proc = Proc("redis", argv, self.workdir / "redis.log", python_env()).start()
         client = redis.Redis(host=HOST, port=self.port)
@@ -167,15 +169,20 @@ def write_config(path: Path, *, coordinator_url: str, trace_endpoint: str, broke
 
 
 def listener_proc(config: Path, logdir: Path, env: dict[str, str] | None = None) -> Proc:
+    """`python -m roller.listener --config <file>` exactly as the README shows it: the
+    config comes from the command line only, never from $ROLLER_CONFIG."""
+    child_env = python_env(env)
+    child_env.pop("ROLLER_CONFIG", None)
     return Proc("listener", [sys.executable, "-m", "roller.listener", "--config", str(config)],
-                logdir / "listener.log", python_env({"ROLLER_CONFIG": str(config), **(env or {})}))
+                logdir / "listener.log", child_env)
 
 
 def worker_proc(config: Path, queue: str, logdir: Path, env: dict[str, str] | None = None,
-                name: str | None = None) -> Proc:
-    """`celery -A roller worker -Q <queue>` exactly as an operator runs it."""
+                name: str | None = None, app: str = "roller") -> Proc:
+    """`celery -A roller worker -Q <queue>` exactly as an operator runs it (`app`: a test
+    module that wraps the roller app, for fault injection)."""
     celery = Path(sys.executable).with_name("celery")
-    argv = [str(celery), "-A", "roller", "worker", "-Q", queue, "-n", f"{name or queue}@%h",
+    argv = [str(celery), "-A", app, "worker", "-Q", queue, "-n", f"{name or queue}@%h",
             "-P", "prefork", "-c", "1", "-E", "--loglevel", "INFO", "--without-mingle",
             "--without-gossip"]
     return Proc(f"worker-{queue}", argv, logdir / f"worker-{name or queue}.log",
@@ -291,9 +298,10 @@ class LocalCluster:
         self.listener = listener_proc(self.config, self.workdir, self.env).start()
         return self.listener
 
-    def start_worker(self, queue: str, env: dict[str, str] | None = None) -> Proc:
+    def start_worker(self, queue: str, env: dict[str, str] | None = None, app: str = "roller"
+                     ) -> Proc:
         self.workers[queue] = worker_proc(self.config, queue, self.workdir,
-                                          {**self.env, **(env or {})}).start()
+                                          {**self.env, **(env or {})}, app=app).start()
         return self.workers[queue]
 
     def start_flower(self, no_auth: bool = False, timeout: float = 60.0) -> Proc:

@@ -40,8 +40,9 @@ class Reconciler:
         self.window_seconds = window_seconds
         self._suspects: dict[str, set[str]] = {}
 
-    def stranded(self, slot: SlotConfig, row: LiveRow, waiting: str, now: float) -> bool:
-        if row.leased or row.due or now - row.updated_at < GRACE_SECONDS:
+    def stranded(self, slot: SlotConfig, row: LiveRow, waiting: str, now: float,
+                 grace: float = GRACE_SECONDS) -> bool:
+        if row.leased or row.due or now - row.updated_at < grace:
             return False
         if row.state == TaskState.RECEIVED:
             return True
@@ -51,8 +52,8 @@ class Reconciler:
     def sweep(self, slot: SlotConfig, now: float | None = None, confirm: bool = True) -> int:
         """Re-drive the slot's stranded records; returns how many jobs were sent.
 
-        `confirm=False` (at start-up, when no job of this listener can be in flight) acts
-        on the first sighting."""
+        `confirm=False` (at start-up, when no send of this listener can be in flight) acts
+        on the first sighting, without a grace period."""
         now = now or time.time()
         rows = self.ledger.live_rows(slot.name)
         waiting = waiting_messages(self.ledger.r, slot.queue) if rows else ""
@@ -60,7 +61,7 @@ class Reconciler:
         suspects = set()
         sent = 0
         for row in rows:
-            if not self.stranded(slot, row, waiting, now):
+            if not self.stranded(slot, row, waiting, now, GRACE_SECONDS if confirm else 0):
                 continue
             fields = kv(task_id=row.task_id, slot=slot.name, state=row.state)
             if self._expired(slot, row, now):

@@ -28,7 +28,14 @@ from roller.devnet.l2node import L2Node
 from roller.devnet.metrics import Metrics
 from roller.devnet.pool import RollerPool, TokenCache
 from roller.devnet.sessions import SessionConfig, SessionManager
-from roller.devnet.tasksource import UNASSIGNED, TaskBook, TaskRecord, chunk_tasks
+from roller.devnet.tasksource import (
+    FAILED,
+    UNASSIGNED,
+    VERIFIED,
+    TaskBook,
+    TaskRecord,
+    chunk_tasks,
+)
 from roller.devnet.traces import DEFAULT_TRACE_DIR, load_trace_dir
 from roller.devnet.verifier import make_verifier
 from roller.protocol.encoding import parse_hash
@@ -277,9 +284,10 @@ class Devnet:
             task = self.book.get(task_id)
             if task is None:
                 raise ValueError(f"no task {task_id}")
-            if task_id in sessions.sessions:
-                raise ValueError(f"task {task_id} is in a live session; it is never "
-                                 "re-sent inside one")
+            if task.state not in (FAILED, VERIFIED):
+                raise ValueError(f"task {task_id} is {task.state}; only a failed or verified "
+                                 "task is re-queued (none is re-sent inside a live session)")
+            sessions.close(task_id)
             task.state = UNASSIGNED
             task.pinned_pk = pk
             log.info("task re-queued task_id=%s pk=%s", task_id, pk or "any")

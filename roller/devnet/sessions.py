@@ -182,6 +182,17 @@ class SessionManager:
         log.info("session timed out task_id=%s attempts=%s final=failed", task.id,
                  session.attempts)
 
+    def close(self, task_id: str) -> None:
+        """Drop a finished task's lingering session (its timer and its rollers' claims)."""
+        session = self.sessions.pop(task_id, None)
+        if session is None:
+            return
+        if session.timer is not None:
+            session.timer.cancel()
+        for pk in session.rollers:
+            self.pool.free_task(pk, task_id)
+        self._update_active()
+
     def suspend(self) -> None:
         """Coordinator down: no timers run, no dispatch."""
         self.running = False

@@ -111,7 +111,7 @@ class FaultCluster:
 
     def check(self, fault: str, task_ids: list[str], *, repetitions: int,
               recover_s: list[float], crashes: dict[str, int] | None = None,
-              may_expire: bool = False) -> Row:
+              may_expire: bool = False, proofs: dict[str, int] | None = None) -> Row:
         """Judge every task of this fault; record the row; fail on any lost or duplicate."""
         crashes = crashes or {}
         tasks = self.devnet_tasks()
@@ -122,7 +122,8 @@ class FaultCluster:
         for task_id in task_ids:
             verdict = judge(tasks.get(task_id), self.rec(task_id),
                             crashes=crashes.get(task_id, 0), may_expire=may_expire,
-                            proving_runs=logs.count(f"proving chunk task_id={task_id}"))
+                            proving_runs=logs.count(f"proving chunk task_id={task_id}"),
+                            proofs=(proofs or {}).get(task_id, 1))
             row.tasks += 1
             row.lost += verdict.lost
             row.duplicated += verdict.duplicated
@@ -140,7 +141,8 @@ def start_cluster(workdir: Path, params_dir: Path, fault_lib: Path, *, chunk_slo
         workdir, slots=slots, params_dir=params_dir,
         devnet_args=["--no-chunk-tasks", "--verifier", "native", "--dispatch-interval", "0.2",
                      *devnet_args],
-        config_extra={"retry": RETRY, **(config_extra or {})},
+        config_extra={"retry": RETRY, "reconcile_interval_seconds": 2,
+                      **(config_extra or {})},
         env={"ROLLER_PROVER_LIB": str(fault_lib),
              "ROLLER_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT)})
     LOG_DIRS.append(workdir)

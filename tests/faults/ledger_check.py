@@ -2,10 +2,11 @@
 
 A task's fate is read from both ledgers: the devnet coordinator's (what was dispatched and
 every submission it processed) and ours in Redis (started proving attempts, final state).
-Every dispatched task must end as exactly one accepted proof or one reported failure (or,
-where the fault is a passed session window, expired in our ledger and never submitted); a
-proof may be generated again only after a crash interrupted the first attempt; no
-submission may be accepted twice.
+Every assignment (dispatch) of a task must end as exactly one accepted proof or one
+reported failure (or, where the fault is a passed session window, expired in our ledger
+and never submitted); a proof may be generated again only after a crash interrupted an
+attempt, or for a new assignment that had no valid proof to resubmit (`proofs`); no
+assignment may be answered twice.
 """
 
 from __future__ import annotations
@@ -57,26 +58,33 @@ def find_record(ledger: TaskLedger, slots: Iterable[str], task_id: str) -> TaskR
 
 
 def judge(task: dict[str, Any] | None, rec: TaskRecord | None, *, crashes: int = 0,
-          may_expire: bool = False, proving_runs: int | None = None) -> TaskVerdict:
+          may_expire: bool = False, proving_runs: int | None = None, proofs: int = 1
+          ) -> TaskVerdict:
     """`proving_runs`: how many attempts reached the prover (from the worker logs); an
-    attempt that a Redis outage stopped before it (counted in the ledger) proved nothing."""
+    attempt that a Redis outage stopped before it (counted in the ledger) proved nothing.
+    `proofs`: how many proving runs the task's assignments needed."""
     task_id = task["id"] if task else (rec.task.id if rec else "?")
     if task is None:
         return TaskVerdict(task_id, True, 0, "not in the coordinator's ledger")
     subs = processed(task)
+    assignments = max(1, len(task["dispatches"]))
     accepted = [s for s in subs if s["status"] == 0 and s["valid"] is True]
     failed = [s for s in subs if s["status"] != 0]
-    attempts = rec.attempts if rec is not None else 0
+    attempts = rec.total_attempts if rec is not None else 0
     if proving_runs is not None:
         attempts = min(attempts, proving_runs)
-    duplicated = max(0, len(subs) - 1) + max(0, attempts - 1 - crashes)
+    duplicated = max(0, len(subs) - assignments) + max(0, attempts - proofs - crashes)
     if rec is None:
         return TaskVerdict(task_id, True, duplicated, "never recorded by the listener")
     if may_expire and rec.state == TaskState.EXPIRED and not subs:
         return TaskVerdict(task_id, False, duplicated, "expired (counted)")
-    if len(subs) == 1 and (accepted or failed):
-        why = "accepted" if accepted else f"reported failure: {failed[0]['error']}"
-        return TaskVerdict(task_id, False, duplicated, why)
+    # Where the window may pass, an assignment may end expired on our side, unanswered.
+    answered = len(subs) == assignments or (may_expire and 0 < len(subs) < assignments)
+    if answered and (accepted or failed):
+        last = subs[-1]
+        why = "accepted" if last in accepted else f"reported failure: {last['error']}"
+        return TaskVerdict(task_id, False, duplicated,
+                           why + (f" ({assignments} assignments)" if assignments > 1 else ""))
     return TaskVerdict(task_id, True, duplicated,
                        f"coordinator state={task['state']} submissions={len(subs)} "
                        f"ours={rec.state} attempts={attempts}")

@@ -1,0 +1,175 @@
+"""Faults 20-25: the task lifecycle (issue "every assigned task is answered").
+
+Each row judges both ledgers per assignment: 0 lost, 0 proved twice. All run in `make test`
+(`faults_smoke`): each is one or two tasks on the shared fault cluster.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from faultlib import FaultCluster
+
+from roller.localrun import wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.faults_smoke]
+
+FAULTS_DIR = Path(__file__).resolve().parent
+
+
+def holder_pk(fc: FaultCluster, task_id: str) -> str:
+    """The key the coordinator last assigned `task_id` to."""
+    return str(fc.devnet_tasks()[task_id]["dispatches"][-1]["to"][0]["pk"])
+
+
+def requeue_and_wait(fc: FaultCluster, task_id: str) -> float:
+    """An operator's re-queue of a finished task to the same key; seconds until both
+    ledgers show the new assignment answered."""
+    pk = holder_pk(fc, task_id)
+    before = fc.rec(task_id)
+    assert before is not None
+    hit = time.monotonic()
+    fc.c.devnet.control("requeue", {"id": task_id, "pk": pk})
+
+    def answered() -> bool:
+        task = fc.devnet_tasks()[task_id]
+        rec = fc.rec(task_id)
+        return (rec is not None and rec.assignment == before.assignment + 1
+                and rec.state in ("delivered", "failed", "refused")
+                and len(task["submissions"]) == len(task["dispatches"])
+                and task["state"] in ("verified", "failed"))
+
+    wait_for(answered, 120, f"task {task_id[:10]} answered again", interval=0.1)
+    return time.monotonic() - hit
+
+
+# -- 20. Re-assignment of the same task id to the same key -------------------------------------
+
+def test_reassignment_after_a_failure_report_is_proved_again(fc: FaultCluster) -> None:
+    fc.c.devnet.control("l2_fault", {"mode": "null"})
+    try:
+        task_id = fc.push()
+        fc.wait_final([task_id])
+    finally:
+        fc.c.devnet.control("l2_fault", {"mode": "none"})
+    rec = fc.rec(task_id)
+    assert rec is not None and rec.state == "failed" and rec.outcome.startswith("reported")
+    seconds = requeue_and_wait(fc, task_id)
+    rec = fc.rec(task_id)
+    assert rec is not None and rec.state == "delivered" and rec.outcome == "accepted"
+    fc.check("20a re-assigned after a failure report", [task_id], repetitions=1,
+             recover_s=[seconds])
+
+
+def test_reassignment_after_an_accepted_proof_resubmits_it(fc: FaultCluster) -> None:
+    task_id = fc.push()
+    fc.wait_final([task_id])
+    seconds = requeue_and_wait(fc, task_id)
+    rec = fc.rec(task_id)
+    assert rec is not None and rec.state == "delivered" and rec.total_attempts == 1
+    subs = fc.devnet_tasks()[task_id]["submissions"]
+    assert [s["outcome"] for s in subs] == ["valid", "valid"]
+    fc.check("20b re-assigned after an accepted proof (kept proof resubmitted)", [task_id],
+             repetitions=1, recover_s=[seconds])
+
+
+# -- 21. Broker down when a notification arrives ---------------------------------------------
+
+def test_broker_down_during_send(fc: FaultCluster) -> None:
+    assert fc.c.listener is not None
+    fc.c.redis.stop()
+    try:
+        task_id = fc.push()
+        wait_for(lambda: f"task kept in memory task_id={task_id}" in fc.c.listener.output(),
+                 60, "the listener to keep the task")
+    finally:
+        fc.c.redis.start()
+    back = time.monotonic()
+    fc.wait_final([task_id])
+    recover = time.monotonic() - back
+    later = fc.push()  # the slot thread lived through it
+    fc.wait_final([later])
+    assert fc.c.listener.alive()
+    fc.check("21 broker down during send", [task_id, later], repetitions=1, recover_s=[recover])
+
+
+# -- 22. A job that raises -------------------------------------------------------------------
+
+def test_job_that_raises_is_redriven(fc: FaultCluster, tmp_path: Path) -> None:
+    env = {"PYTHONPATH": str(FAULTS_DIR), "ROLLER_TEST_RAISE_DIR": str(tmp_path)}
+    for queue in fc.queues:
+        fc.worker(queue).stop()
+    for queue in fc.queues:
+        fc.c.start_worker(queue, env, app="raising_worker")
+    try:
+        started = time.monotonic()
+        task_id = fc.push()
+        fc.wait_final([task_id], 180)
+        recover = time.monotonic() - started
+    finally:
+        fc.restart_workers({})
+    rec = fc.rec(task_id)
+    assert rec is not None and rec.outcome == "accepted" and rec.total_attempts == 2
+    assert "stranded task re-driven task_id=" + task_id in fc.c.listener.output()  # type: ignore[union-attr]
+    fc.check("22 job raises (re-driven)", [task_id], repetitions=1, recover_s=[recover])
+
+
+# -- 23. A worker whose prover library is missing ----------------------------------------------
+
+def test_worker_without_prover_consumes_nothing(fc: FaultCluster) -> None:
+    for queue in fc.queues:
+        fc.worker(queue).stop()
+    broken = [fc.c.start_worker(q, {"ROLLER_PROVER_LIB": "/nonexistent/libroller_prover.so"})
+              for q in fc.queues]
+    try:
+        for proc in broken:
+            assert proc.popen is not None
+            assert proc.popen.wait(120) == 3, proc.output()[-2000:]
+            assert "roller worker: prover unusable:" in proc.output()
+        ids = [fc.push() for _ in fc.queues]
+        for task_id in ids:
+            fc.wait_state(task_id, {"queued"})
+        time.sleep(2)
+        assert all(fc.state(t) == "queued" for t in ids)
+    finally:
+        fc.restart_workers({})
+    back = time.monotonic()
+    fc.wait_final(ids)
+    for task_id in ids:
+        rec = fc.rec(task_id)
+        assert rec is not None and rec.outcome == "accepted" and rec.total_attempts == 1
+    fc.check("23 worker with a missing prover library", ids, repetitions=1,
+             recover_s=[time.monotonic() - back])
+
+
+# -- 24. Redis killed between record and send --------------------------------------------------
+
+def test_redis_killed_right_after_the_record(fc: FaultCluster) -> None:
+    task_id = fc.push()
+    fc.wait_state(task_id, {"received", "queued", "proving"}, 60)
+    hit = time.monotonic()
+    assert fc.c.redis.proc is not None
+    fc.c.redis.proc.send_signal(signal.SIGKILL)
+    fc.c.redis.proc.stop()
+    fc.c.redis.start()
+    fc.wait_final([task_id])
+    fc.check("24 redis SIGKILL right after the record", [task_id], repetitions=1,
+             recover_s=[time.monotonic() - hit], crashes={task_id: 1})
+
+
+# -- 25. The README's listener command: --config only, broker on a non-default port ------------
+
+def test_listener_with_config_only(fc: FaultCluster) -> None:
+    listener = fc.c.listener
+    assert listener is not None
+    environ = Path(f"/proc/{listener.pid}/environ").read_bytes().split(b"\0")
+    assert not any(v.startswith(b"ROLLER_CONFIG=") for v in environ)
+    assert fc.c.redis.port != 6379
+    task_id = fc.push()
+    started = time.monotonic()
+    fc.wait_final([task_id])
+    fc.check("25 listener with --config only, broker on another port", [task_id],
+             repetitions=1, recover_s=[time.monotonic() - started])

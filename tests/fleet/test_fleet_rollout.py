@@ -130,9 +130,10 @@ def test_upgrade_during_a_long_proof(fleet: Fleet) -> None:
     assert rec is not None and rec.attempts == 1 and rec.outcome == "accepted"
     worker_logs = "".join(host.log(f"roller-worker-{g}") for g in host.gpus)
     assert worker_logs.count(f"job received task_id={task_id}") == 1, "job redelivered"
-    # The proof was submitted before the worker that proved it was stopped.
-    submitted = worker_logs.index(f"proof delivered task_id={task_id}")
-    assert worker_logs.index("Warm shutdown", submitted) > submitted
+    # The proof was stored before the worker that proved it was stopped (the listener
+    # delivers it).
+    stored = worker_logs.index(f"proof stored in outbox task_id={task_id}")
+    assert worker_logs.index("Warm shutdown", stored) > stored
 
     upgrade_log = log.read_text()
     assert KEYSTORE_PASSWORD not in upgrade_log and BROKER_PASSWORD not in upgrade_log

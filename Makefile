@@ -8,26 +8,41 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LIB := roller/ffi/lib/libroller_prover.so
 CARGO ?= cargo
 
-.PHONY: setup system venv native faultlib demo test test-fast faults fleet lint bench clean
+.PHONY: setup setup-dev system system-dev venv venv-dev native faultlib demo test test-fast faults fleet lint bench clean
 
+# What the demo needs: Redis, a C toolchain, Python's venv, the Rust build, the runtime
+# package. `make test` adds the dev and fleet extras, Chromium and systemd-analyze.
 setup: system venv native
+setup-dev: setup system-dev venv-dev
+
+RUNTIME_CMDS := redis-server:redis-server gcc:build-essential pkg-config:pkg-config
+DEV_CMDS := chromium:chromium systemd-analyze:systemd
 
 system:
+	@$(MAKE) --no-print-directory _apt CMDS="$(RUNTIME_CMDS)"
+	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found; install Rust (https://rustup.rs) first"; exit 1; }
+
+system-dev:
+	@$(MAKE) --no-print-directory _apt CMDS="$(DEV_CMDS)"
+
+_apt:
 	@missing=""; \
-	for c in redis-server:redis-server gcc:build-essential pkg-config:pkg-config chromium:chromium systemd-analyze:systemd; do \
+	for c in $(CMDS); do \
 	  command -v $${c%%:*} >/dev/null || missing="$$missing $${c##*:}"; done; \
 	$(PY) -c 'import venv, ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
-	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found; install Rust (https://rustup.rs) first"; exit 1; }
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
 venv: $(BIN)/python
+	$(BIN)/pip install -q -e .
+
+venv-dev: $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev,fleet]'
 
 native:
@@ -41,22 +56,22 @@ demo: setup
 faultlib:
 	$(BIN)/python -m roller.ffi.build --features fault-injection
 
-test: setup faultlib
+test: setup-dev faultlib
 	cd native && $(CARGO) test --release
 	$(BIN)/pytest -q -m "not faults"
 
-test-fast: venv
+test-fast: venv-dev
 	$(BIN)/pytest -q -m "not e2e"
 
-faults: setup faultlib
+faults: setup-dev faultlib
 	$(BIN)/pytest -q tests/faults -m "faults or faults_smoke"
 
 # ops/ansible for real: two test hosts installed, proving, and upgraded mid-proof (~4 min).
 # All of it also runs in `make test`.
-fleet: setup
+fleet: setup-dev
 	$(BIN)/pytest -q -s tests/test_ansible_lint.py tests/test_ansible_units.py tests/fleet
 
-lint: venv
+lint: venv-dev
 	$(BIN)/ruff check roller tests bench celeryconfig.py
 	$(BIN)/mypy
 	cd native && $(CARGO) clippy --release --all-targets -- -D warnings

@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 from roller.config import ENV_CONFIG, RollerConfig, process_config
+from roller.errors import RollerError
 
 
 def broker_settings(cfg: RollerConfig | None) -> dict[str, Any]:
@@ -33,7 +34,16 @@ def broker_settings(cfg: RollerConfig | None) -> dict[str, Any]:
     }
 
 
-globals().update(broker_settings(process_config() if os.environ.get(ENV_CONFIG) else None))
+def _config() -> RollerConfig | None:
+    if not os.environ.get(ENV_CONFIG):
+        return None
+    try:
+        return process_config()
+    except RollerError:
+        return None  # a worker's start check (roller.tasks) reports it in one line and exits
+
+
+globals().update(broker_settings(_config()))
 
 # JSON only: a pickled message is refused.
 task_serializer = "json"

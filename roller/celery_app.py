@@ -2,7 +2,7 @@
 
 from celery import Celery
 
-import roller.gpu  # noqa: F401  (connects GPU pinning before the worker forks)
+import roller.worker_boot  # noqa: F401  (the worker's start: config, GPU pinning, prover check)
 import roller.worker_metrics  # noqa: F401  (the host's metrics endpoint)
 from roller.config import RollerConfig
 

@@ -6,24 +6,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from roller.errors import RollerError
-
-
-def _config_check(args: argparse.Namespace) -> int:
-    from roller.config import load_config, proof_kind
-
-    try:
-        cfg = load_config(args.config)
-    except RollerError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return 1
-    print(f"ok: {len(cfg.slots)} slot(s)")
-    for slot in cfg.slots:
-        kind = proof_kind(slot.prove_type)
-        print(f"  {slot.name}: queue={slot.queue} gpu={slot.gpu} type={kind} "
-              f"keystore={slot.keystore_path}")
-    return 0
-
 
 def _listener(args: argparse.Namespace) -> int:
     from roller.listener import main
@@ -32,6 +14,7 @@ def _listener(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from roller import config_check
     from roller import demo as demo_mod
     from roller import flower as flower_mod
     from roller import status as status_mod
@@ -46,9 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = sub.add_parser("config", help="validate a roller config file")
     config_sub = config.add_subparsers(dest="config_command", required=True)
-    check = config_sub.add_parser("check", help="load a config file and print its slots")
-    check.add_argument("config", nargs="?", help="config file (default: $ROLLER_CONFIG)")
-    check.set_defaults(func=_config_check)
+    check = config_sub.add_parser("check", help="run every check the processes run at start",
+                                  description=config_check.__doc__)
+    config_check.add_arguments(check)
+    check.set_defaults(func=config_check.run)
 
     listener = sub.add_parser("listener",
                               help="run the listener (same as python -m roller.listener)")

@@ -9,8 +9,10 @@ environment when set. Every error names the key path.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,6 +158,17 @@ class _Reader:
     def child(self, key: str) -> _Reader:
         return _Reader(self.obj.get(key) or {}, self._key(key))
 
+    def only(self, known: Iterable[str]) -> _Reader:
+        """Refuse keys the roller does not read: a misspelled optional key would otherwise
+        be ignored in silence, its default used."""
+        known = set(known)
+        for key in self.obj:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.6)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ConfigError(f"{self._key(str(key))}: unknown key{hint}")
+        return self
+
     def items(self, key: str) -> list[Any]:
         value = self.obj.get(key)
         if not isinstance(value, list) or not value:
@@ -184,7 +197,8 @@ def _slots(r: _Reader, base: Path, name: str, default_type: int) -> tuple[SlotCo
     if r.has("slots"):
         slots = []
         for i, item in enumerate(r.items("slots")):
-            s = _Reader(item, f"slots[{i}]")
+            s = _Reader(item, f"slots[{i}]").only(
+                ("name", "queue", "gpu", "prove_type", "keystore_path"))
             gpu = s.integer("gpu", -1, minimum=-1)
             slots.append(
                 SlotConfig(
@@ -232,11 +246,29 @@ def _with_password(url: str, password: str | None) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+# The seed roller's keys (spec 6.1) and ours.
+ROOT_KEYS = ("roller_name", "keystore_path", "keystore_password", "coordinator_url",
+             "trace_endpoint", "db_path", "prover", "broker_url", "slots", "gpus",
+             "session_window_minutes", "retention_hours", "reconcile_interval_seconds",
+             "visibility_timeout_seconds", "retry", "metrics", "flower")
+
+
+def _basic_auth(r: _Reader, env: dict[str, str]) -> str | None:
+    password = env.get(ENV_FLOWER_PASSWORD)
+    if password:
+        return f"admin:{password}"
+    value = r.opt_str("basic_auth")
+    if value is not None and (":" not in value or value.startswith(":") or value.endswith(":")):
+        raise ConfigError("flower.basic_auth: expected user:password (both non-empty)")
+    return value
+
+
 def parse_config(data: Any, base: Path, env: dict[str, str] | None = None) -> RollerConfig:
     """Build a RollerConfig from decoded JSON; relative paths resolve against `base`."""
     env = dict(os.environ) if env is None else env
-    r = _Reader(data, "")
-    p = r.child("prover")
+    r = _Reader(data, "").only(ROOT_KEYS)
+    p = r.child("prover").only(("params_path", "seed_path", "prove_type", "dump_dir",
+                                "library_path", "abi"))
     name = r.text("roller_name")
     default_type = _prove_type(p, "prove_type")
     password = env.get(ENV_KEYSTORE_PASSWORD) or r.text("keystore_password")
@@ -244,13 +276,14 @@ def parse_config(data: Any, base: Path, env: dict[str, str] | None = None) -> Ro
     abi = p.text("abi", "roller")
     if abi not in ("roller", "seed"):
         raise ConfigError(f"prover.abi: expected 'roller' or 'seed', got {abi!r}")
-    m = r.child("metrics")
-    fl = r.child("flower")
-    rt = r.child("retry")
+    m = r.child("metrics").only(("bind", "listener_port", "worker_port"))
+    fl = r.child("flower").only(("address", "port", "basic_auth", "db_path"))
+    rt = r.child("retry").only(("max_prove_attempts", "max_task_attempts", "trace_retries",
+                                "submit_backoff_seconds", "submit_backoff_max_seconds",
+                                "reconnect_backoff_seconds", "reconnect_backoff_max_seconds"))
     url = r.text("coordinator_url")
     if urlsplit(url).scheme not in ("ws", "wss"):
         raise ConfigError(f"coordinator_url: expected a ws:// or wss:// URL, got {url!r}")
-    flower_auth = env.get(ENV_FLOWER_PASSWORD)
     window = r.num("session_window_minutes", 180.0)
     retention = r.num("retention_hours", 72.0)
     if retention * 60 < window:
@@ -298,7 +331,7 @@ def parse_config(data: Any, base: Path, env: dict[str, str] | None = None) -> Ro
         flower=FlowerConfig(
             address=fl.text("address", "127.0.0.1"),
             port=fl.integer("port", 5555),
-            basic_auth=(f"admin:{flower_auth}" if flower_auth else fl.opt_str("basic_auth")),
+            basic_auth=_basic_auth(fl, env),
             db_path=_resolve(base, fl.text("db_path", "flower.db")),
         ),
     )

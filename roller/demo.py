@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from roller.config import load_config, proof_kind
+from roller.config import RollerConfig, load_config, proof_kind
 from roller.errors import RollerError
 from roller.ledger import TaskLedger
 from roller.localrun import LocalCluster, demo_slots, free_port
@@ -97,6 +97,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "0 for none (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=1800,
                         help="give up after this many seconds (default: %(default)s)")
+    parser.add_argument("--keep", action="store_true",
+                        help="leave the cluster up after the table, to explore `roller "
+                             "status`, Flower and the metrics; Ctrl-C stops it")
+
+
+def build_circuits(params_dir: Path) -> None:
+    """The prover's circuits, built (first run, ~15-40 s on 2 cores) or reloaded, as a
+    visible step: otherwise the first job of each worker would build them in silence."""
+    import subprocess
+
+    code = ("import sys; from roller.ffi import load_prover; "
+            "p = load_prover(None, sys.argv[1]); p.warm_up(0); p.warm_up(1)")
+    started = time.monotonic()
+    print(f"prover circuits: building or loading under {params_dir}/ "
+          "(first run only: ~15-40 s on 2 cores)", flush=True)
+    proc = subprocess.Popen([sys.executable, "-c", code, str(params_dir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while True:
+        try:
+            proc.wait(timeout=5)
+            break
+        except subprocess.TimeoutExpired:
+            print(f"  ... {time.monotonic() - started:.0f} s", flush=True)
+    if proc.returncode != 0:
+        lines = (proc.stderr.read() if proc.stderr else "").strip().splitlines()
+        raise RollerError(f"prover circuits: {lines[-1] if lines else proc.returncode}")
+    print(f"prover circuits ready in {time.monotonic() - started:.1f} s", flush=True)
 
 
 def _start_flower(cluster: LocalCluster, port: int) -> None:
@@ -112,6 +139,10 @@ def _start_flower(cluster: LocalCluster, port: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.chunk_size < 1:
+        print("roller demo: --chunk-size: expected at least 1 block per chunk",
+              file=sys.stderr)
+        return 2
     shutil.rmtree(args.workdir, ignore_errors=True)
     args.workdir.mkdir(parents=True)
     args.params_dir.mkdir(parents=True, exist_ok=True)
@@ -126,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"roller demo: logs in {args.workdir}/ (listener.log, worker-gpuN.log, devnet.log)")
     try:
+        build_circuits(args.params_dir.resolve())
         cluster.start(start_roller=False)
         print(f"devnet up: coordinator {cluster.devnet.ws_url}, L2 node {cluster.devnet.l2_url}")
         _start_flower(cluster, args.flower_port)
@@ -143,6 +175,8 @@ def run(args: argparse.Namespace) -> int:
         ok = all(t["state"] == "verified" for t in tasks)
         print(f"\n{len(tasks)} tasks, {'all verified' if ok else 'NOT all verified'}")
         print(f"\n$ roller status --config {cluster.config}\n{snapshot(cfg, ledger)}")
+        if args.keep:
+            _keep(cluster, cfg)
         return 0 if ok else 1
     except RollerError as exc:
         print(f"demo failed: {exc}\nsee the logs in {args.workdir}/", file=sys.stderr)
@@ -150,7 +184,19 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 130
     finally:
+        print("stopping the demo: listener, workers, Flower, devnet, Redis (a few seconds)",
+              flush=True)
         cluster.stop()
+
+
+def _keep(cluster: LocalCluster, cfg: RollerConfig) -> None:
+    print(f"\nthe cluster stays up; in another shell (from this directory):\n"
+          f"  .venv/bin/roller status --config {cluster.config} --watch 5\n"
+          f"  curl -s http://{cfg.metrics.bind}:{cfg.metrics.listener_port}/metrics\n"
+          f"  Flower: http://{cfg.flower.address}:{cfg.flower.port}/tasks (if it started)\n"
+          "Ctrl-C stops it.", flush=True)
+    while True:
+        time.sleep(3600)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -35,6 +35,12 @@ def load_or_create_keystore(
     return _load(target, password)
 
 
+def load_keystore(path: str | Path, password: str) -> LocalAccount:
+    """Decrypt an existing keystore (never create one): mode, type, format and password
+    are checked as at start."""
+    return _load(Path(path), password)
+
+
 def _load(target: Path, password: str) -> LocalAccount:
     try:
         st = target.stat()
@@ -49,11 +55,24 @@ def _load(target: Path, password: str) -> LocalAccount:
         )
     try:
         keyfile = json.loads(target.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise KeystoreError(f"cannot read keystore path={target}: {exc}") from exc
+    except OSError as exc:
+        raise KeystoreError(f"cannot read keystore path={target}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise KeystoreError(f"keystore path={target} is not a geth v3 keystore "
+                            f"(not JSON: {exc})") from exc
+    if not isinstance(keyfile, dict) or not isinstance(
+            keyfile.get("crypto") or keyfile.get("Crypto"), dict):
+        raise KeystoreError(f"keystore path={target} is not a geth v3 keystore "
+                            "(no 'crypto' object)")
     try:
         key = Account.decrypt(keyfile, password)
-    except Exception as exc:  # eth-keyfile raises ValueError/KeyError/TypeError variants
+    except ValueError as exc:
+        if "MAC mismatch" in str(exc):
+            raise KeystoreError(
+                f"wrong password for keystore path={target} (keystore_password or "
+                "$ROLLER_KEYSTORE_PASSWORD)") from exc
+        raise KeystoreError(f"cannot decrypt keystore path={target}: {exc}") from exc
+    except Exception as exc:  # eth-keyfile raises KeyError/TypeError variants on bad shapes
         # The library's text never contains the password; keep only its type and message.
         raise KeystoreError(
             f"cannot decrypt keystore path={target}: {type(exc).__name__}: {exc}"

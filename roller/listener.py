@@ -31,6 +31,7 @@ from eth_account.signers.local import LocalAccount
 from roller import metrics
 from roller.broker import BROKER_ERRORS, waiting_messages
 from roller.config import RollerConfig, SlotConfig, process_config, proof_kind
+from roller.config_check import orphan_keystores
 from roller.coordinator_client import CoordinatorClient
 from roller.errors import BrokerUnavailable, ConnectionLost, CoordinatorError, RollerError
 from roller.keys import load_or_create_keystore
@@ -317,9 +318,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", help="roller config file (default: $ROLLER_CONFIG)")
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING")
     args = parser.parse_args(argv)
-    setup_logging(args.log_level)
+    try:
+        setup_logging(args.log_level)
+    except RollerError as exc:
+        print(f"roller listener: {exc}", file=sys.stderr)
+        return 2
     try:
         cfg = process_config(args.config)
+        for name, path, others in orphan_keystores(cfg):
+            log.warning("slot has no key and gets a new identity while other keystores "
+                        "belong to no slot %s", kv(slot=name, keystore=path,
+                                                   unclaimed=",".join(map(str, others))))
         from roller.celery_app import configure
 
         listener = Listener(cfg, configure(cfg))

@@ -3,13 +3,23 @@
 import logging
 import os
 
+from roller.errors import ConfigError
+
 FORMAT = "ts=%(asctime)s level=%(levelname)s proc=%(processName)s logger=%(name)s %(message)s"
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def log_level(level: str | None) -> str:
+    """The level to use: `level`, else $ROLLER_LOG_LEVEL, else INFO; ConfigError if unknown."""
+    name = (level or os.environ.get("ROLLER_LOG_LEVEL") or "INFO").upper()
+    if name not in LEVELS:
+        raise ConfigError(f"log level {name!r}: expected one of {', '.join(LEVELS)}")
+    return name
 
 
 def setup_logging(level: str | None = None) -> None:
     """Configure the root logger once (the Celery worker keeps its own handlers)."""
-    logging.basicConfig(level=(level or os.environ.get("ROLLER_LOG_LEVEL", "INFO")).upper(),
-                        format=FORMAT)
+    logging.basicConfig(level=log_level(level), format=FORMAT)
     # websocket-client logs whole frames at DEBUG: they carry tokens and signatures.
     logging.getLogger("websocket").setLevel(logging.WARNING)
 

@@ -1,17 +1,13 @@
-"""Celery tasks run by `celery -A roller worker -Q gpuK`, and the worker's process setup.
+"""The Celery task run by `celery -A roller worker -Q gpuK`, and its per-process context.
 
 A job message carries only (slot, task id): the task itself, and later its proof, live in
 the Redis ledger, so messages stay small and Flower shows what an operator knows. A worker
 ends at "proof stored": it holds no keys and never speaks to the coordinator.
 
 Failure model. Faults of the worker, not of the task, must never burn a task's attempts or
-reach the coordinator as a task failure:
-- at process start (`celeryd_init`, before any job is consumed) the config must load and
-  the prover library must load and initialise, in a throwaway child process so the parent
-  never holds a prover; otherwise the worker exits with one line and status 3, so the
-  process manager shows it and another worker takes the queue;
-- a pool process whose prover still fails to load puts the job back on its queue
-  (unacknowledged, uncounted) and stops the worker.
+reach the coordinator as a task failure: the worker's start checks (roller.worker_boot)
+refuse to start a worker without a usable prover; a pool process whose prover still fails
+to load puts the job back on its queue (unacknowledged, uncounted) and stops the worker.
 """
 
 from __future__ import annotations
@@ -21,8 +17,6 @@ import logging
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 from typing import Any
 
@@ -41,8 +35,6 @@ from roller.trace_client import TraceClient
 
 log = logging.getLogger(__name__)
 
-EXIT_WORKER_FAULT = 3
-PREFLIGHT_TIMEOUT_SECONDS = 900
 
 
 @functools.cache
@@ -73,7 +65,7 @@ def _build_context() -> JobContext:
     cfg = process_config()
     prover = _prover()
     queues = set(os.environ.get("ROLLER_WORKER_QUEUES", "").split(","))
-    for prove_type in _prove_types(cfg, queues):
+    for prove_type in prove_types(cfg, queues):
         prover.warm_up(prove_type)
     log.info("worker process ready %s", kv(pid=os.getpid(),
                                              cuda=os.environ.get("CUDA_VISIBLE_DEVICES", "")))
@@ -86,7 +78,8 @@ def _build_context() -> JobContext:
     )
 
 
-def _prove_types(cfg: RollerConfig, queues: set[str]) -> list[int]:
+def prove_types(cfg: RollerConfig, queues: set[str]) -> list[int]:
+    """The prove types of the slots whose queue is in `queues`."""
     return sorted({s.prove_type for s in cfg.slots if s.queue in queues})
 
 
@@ -96,43 +89,6 @@ def preflight(prove_types: list[int]) -> None:
     prover = _prover()
     for prove_type in prove_types:
         prover.warm_up(prove_type)
-
-
-@signals.celeryd_init.connect
-def _check_worker(options: Any = None, **_: Any) -> None:
-    """Refuse to start a worker that could only swallow tasks (see the module docstring)."""
-    queues = (options or {}).get("queues") or []
-    if isinstance(queues, str):
-        queues = queues.split(",")
-    try:
-        cfg = process_config()
-    except RollerError as exc:
-        _fatal(f"config: {exc}")
-    wanted = set(queues)
-    known = {s.queue for s in cfg.slots}
-    if wanted and not wanted & known:
-        _fatal(f"queues {sorted(wanted)} serve no slot of the config (slots use "
-               f"{sorted(known)})")
-    types = _prove_types(cfg, wanted or known)
-    log.info("checking the prover %s", kv(library=cfg.prover.library_path or "default",
-                                          abi=cfg.prover.abi, types=types))
-    argv = [sys.executable, "-c",
-            "import sys; from roller.tasks import preflight; "
-            f"preflight({types!r})"]
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True,
-                              timeout=PREFLIGHT_TIMEOUT_SECONDS, env=os.environ.copy())
-    except subprocess.TimeoutExpired:
-        _fatal(f"prover check did not finish within {PREFLIGHT_TIMEOUT_SECONDS} s")
-    if done.returncode != 0:
-        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
-        _fatal(f"prover unusable: {lines[-1] if lines else f'exit {done.returncode}'}")
-
-
-def _fatal(message: str) -> None:
-    log.critical("worker not started %s", kv(error=message))
-    print(f"roller worker: {message}", file=sys.stderr, flush=True)
-    raise SystemExit(EXIT_WORKER_FAULT)
 
 
 def _warm_up() -> None:

@@ -34,7 +34,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
-from roller.config import MetricsConfig, load_config
+from roller.config import MetricsConfig, process_config
 from roller.errors import RollerError
 from roller.logs import kv
 
@@ -108,10 +108,9 @@ def multiproc_dir(db_path: Path) -> Path:
 @signals.celeryd_init.connect
 def setup_worker_metrics(**_: Any) -> None:
     try:
-        cfg = load_config()
-    except RollerError as exc:
-        log.warning("worker metrics disabled: no roller config %s", kv(error=exc))
-        return
+        cfg = process_config()
+    except RollerError:
+        return  # the worker's start check (roller.tasks) reports it and exits
     path = multiproc_dir(cfg.db_path)
     path.mkdir(parents=True, exist_ok=True)
     os.environ[ENV_DIR] = str(path)

@@ -17,8 +17,9 @@ from eth_account import Account
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
 
-from roller.coordinator_client import CoordinatorClient, redact_url
+from roller.coordinator_client import PONG_DELAY_SECONDS, CoordinatorClient, redact_url
 from roller.errors import ConnectionLost, CoordinatorError
+from roller.localrun import wait_for
 from roller.protocol import AuthMsg, ProofDetail, ProofMsg, TaskMsg
 
 ACCOUNT = Account.from_key("0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318")
@@ -347,6 +348,25 @@ def test_pings_are_answered_while_idle(coord: FakeCoordinator) -> None:
     time.sleep(1.2)
     assert len(pongs) >= 4 and all(pongs)
     assert reasons == []
+    client.close()
+
+
+def test_pongs_are_sent_after_the_coordinators_ping_race(coord: FakeCoordinator) -> None:
+    """go-ethereum's ping loop (the coordinator's) drops the connection on a pong that
+    arrives before it waits for one: every pong goes out PONG_DELAY_SECONDS later."""
+    latencies: list[float] = []
+
+    def script(peer: Peer) -> None:
+        for _ in range(3):
+            sent = time.monotonic()
+            if peer.ws.ping().wait(2):
+                latencies.append(time.monotonic() - sent)
+        peer.hold()
+
+    coord.script = script
+    client = make_client(coord)
+    wait_for(lambda: len(latencies) == 3, 10, "three pongs", 0.02)
+    assert all(PONG_DELAY_SECONDS * 0.8 <= t < 1.0 for t in latencies), latencies
     client.close()
 
 

@@ -182,8 +182,12 @@ class L2Node:
     @staticmethod
     def _send(req: BaseHTTPRequestHandler, code: int, body: bytes,
               ctype: str = "application/json") -> None:
-        req.send_response(code)
-        req.send_header("Content-Type", ctype)
-        req.send_header("Content-Length", str(len(body)))
-        req.end_headers()
-        req.wfile.write(body)
+        try:
+            req.send_response(code)
+            req.send_header("Content-Type", ctype)
+            req.send_header("Content-Length", str(len(body)))
+            req.end_headers()
+            req.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client gave up (its timeout, during a `hang` fault): nothing to answer.
+            log.info("l2 client went away before the answer peer=%s", req.client_address)

@@ -13,6 +13,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from roller.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 DATA_DIR = Path(__file__).with_name("data")
@@ -63,6 +65,8 @@ _cache_lock = threading.Lock()
 def load_trace_dir(root: Path | str) -> TraceIndex:
     """Index a trace directory (cached per directory content: tests start many devnets)."""
     root = Path(root)
+    if not root.is_dir():
+        raise ConfigError(f"trace dir {root}: not a directory")
     files = _trace_files(root)
     key = (str(root.resolve()), tuple((str(p), p.stat().st_mtime) for p in files))
     with _cache_lock:

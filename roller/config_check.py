@@ -1,0 +1,170 @@
+"""`roller config check`: every check the processes run at start, run before they start.
+
+A config that passes here starts: the same reader (unknown keys refused, every error naming
+its key path), the keystores as the listener opens them (mode, type, format, decryption
+with the configured password), Flower's credentials, the prover library as a worker loads
+it, and whether the keys on disk still match the slots (a renamed slot or a switch to the
+`gpus` shorthand would otherwise create a new identity in silence). With `--connect` it
+also asks the broker, the coordinator and the L2 node whether they answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from roller.config import RollerConfig, load_config, proof_kind
+from roller.errors import RollerError
+
+
+@dataclass(frozen=True)
+class Finding:
+    ok: bool
+    what: str
+    detail: str
+
+    def line(self) -> str:
+        return f"{'ok' if self.ok else 'error'}: {self.what}: {self.detail}"
+
+
+def orphan_keystores(cfg: RollerConfig) -> list[tuple[str, Path, list[Path]]]:
+    """Slots whose keystore is absent (a new key would be created) while keystores beside
+    it belong to no slot: (slot, its keystore path, the unclaimed files)."""
+    claimed = {s.keystore_path.resolve() for s in cfg.slots}
+    found = []
+    for slot in cfg.slots:
+        path = slot.keystore_path
+        if path.exists() or not path.parent.is_dir():
+            continue
+        others = sorted(p for p in path.parent.glob("*.json")
+                        if p.resolve() not in claimed and _looks_like_keystore(p))
+        if others:
+            found.append((slot.name, path, others))
+    return found
+
+
+def _looks_like_keystore(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and isinstance(data.get("crypto") or data.get("Crypto"), dict)
+
+
+def _keystores(cfg: RollerConfig) -> list[Finding]:
+    from roller.keys import load_keystore
+
+    out = []
+    for slot in cfg.slots:
+        what = f"slots {slot.name} keystore"
+        if not slot.keystore_path.exists():
+            out.append(Finding(True, what, f"{slot.keystore_path} absent: a new key is "
+                                           "created at first start"))
+            continue
+        try:
+            account = load_keystore(slot.keystore_path, cfg.keystore_password)
+        except RollerError as exc:
+            out.append(Finding(False, what, str(exc)))
+        else:
+            out.append(Finding(True, what, f"{slot.keystore_path} address={account.address}"))
+    for name, path, others in orphan_keystores(cfg):
+        listed = ", ".join(str(p) for p in others)
+        out.append(Finding(False, f"slots {name} identity",
+                           f"{path} does not exist and would get a NEW key, while {listed} "
+                           "belongs to no slot: did the slot's name, the gpus list or "
+                           "keystore_path change? Rename the file to keep the identity"))
+    return out
+
+
+def _flower(cfg: RollerConfig) -> Finding:
+    if cfg.flower.basic_auth:
+        user = cfg.flower.basic_auth.split(":", 1)[0]
+        return Finding(True, "flower", f"basic auth for user {user!r}")
+    return Finding(True, "flower", "no basic_auth: `roller flower` refuses to start "
+                                   "(set flower.basic_auth or $ROLLER_FLOWER_PASSWORD)")
+
+
+def _prover(cfg: RollerConfig) -> Finding:
+    from roller.ffi import load_prover
+
+    library = cfg.prover.library_path
+    try:
+        load_prover(str(library) if library else None, str(cfg.prover.params_path),
+                    abi=cfg.prover.abi,
+                    seed_path=str(cfg.prover.seed_path) if cfg.prover.seed_path else None)
+    except (RollerError, OSError) as exc:
+        return Finding(False, "prover library", str(exc))
+    return Finding(True, "prover library", f"{library or 'the built library'} loads "
+                                           f"(abi={cfg.prover.abi})")
+
+
+def _connect(cfg: RollerConfig) -> list[Finding]:
+    import redis
+    import requests
+
+    from roller.coordinator_client import CoordinatorClient, redact_url
+
+    out = []
+    try:
+        redis.Redis.from_url(cfg.broker_url, socket_timeout=5, socket_connect_timeout=5).ping()
+        out.append(Finding(True, "broker", "answers"))
+    except redis.RedisError as exc:
+        out.append(Finding(False, "broker", f"does not answer: {exc}"))
+    client = CoordinatorClient(cfg.coordinator_url, slot="config-check", call_timeout=5)
+    try:
+        client.connect()
+        out.append(Finding(True, "coordinator", f"{redact_url(cfg.coordinator_url)} accepts "
+                                                "a WebSocket"))
+    except RollerError as exc:
+        out.append(Finding(False, "coordinator", str(exc)))
+    finally:
+        client.close()
+    try:
+        resp = requests.post(cfg.trace_endpoint, timeout=5, json={
+            "jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []})
+        resp.json()
+        out.append(Finding(True, "L2 node", f"{redact_url(cfg.trace_endpoint)} answers "
+                                            "JSON-RPC"))
+    except (requests.RequestException, ValueError) as exc:
+        out.append(Finding(False, "L2 node", f"does not answer JSON-RPC: {exc}"))
+    return out
+
+
+def findings(cfg: RollerConfig, connect: bool = False) -> list[Finding]:
+    checks: list[Callable[[], list[Finding]]] = [
+        lambda: _keystores(cfg), lambda: [_flower(cfg)], lambda: [_prover(cfg)]]
+    if connect:
+        checks.append(lambda: _connect(cfg))
+    return [f for check in checks for f in check()]
+
+
+def run(args: argparse.Namespace) -> int:
+    path = args.config_option or args.config
+    try:
+        cfg = load_config(path)
+    except RollerError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 1
+    print(f"config {path or '$ROLLER_CONFIG'}: {len(cfg.slots)} slot(s)")
+    for slot in cfg.slots:
+        print(f"  {slot.name}: queue={slot.queue} gpu={slot.gpu} "
+              f"type={proof_kind(slot.prove_type)} keystore={slot.keystore_path}")
+    results = findings(cfg, connect=args.connect)
+    for finding in results:
+        print(finding.line(), file=sys.stdout if finding.ok else sys.stderr)
+    failed = sum(not f.ok for f in results)
+    print(f"{'ok' if not failed else f'{failed} problem(s)'}")
+    return 1 if failed else 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", nargs="?", help="config file (default: $ROLLER_CONFIG)")
+    parser.add_argument("--config", dest="config_option", metavar="FILE",
+                        help="the same, as the other commands take it")
+    parser.add_argument("--connect", action="store_true",
+                        help="also check that the broker, the coordinator and the L2 node "
+                             "answer")

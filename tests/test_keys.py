@@ -89,5 +89,5 @@ def test_directory_and_garbage_are_refused(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.json"
     garbage.write_text("{not json")
     garbage.chmod(0o600)
-    with pytest.raises(KeystoreError, match="cannot read"):
+    with pytest.raises(KeystoreError, match="is not a geth v3 keystore"):
         load_or_create_keystore(garbage, PASSWORD)

@@ -60,8 +60,9 @@ test: setup-dev faultlib
 	cd native && $(CARGO) test --release
 	$(BIN)/pytest -q -m "not faults"
 
+# The unit tier: no Redis, no subprocess, no circuit build (~20 s on 2 cores).
 test-fast: venv-dev
-	$(BIN)/pytest -q -m "not e2e"
+	$(BIN)/pytest -q -m unit
 
 faults: setup-dev faultlib
 	$(BIN)/pytest -q tests/faults -m "faults or faults_smoke"

@@ -1,4 +1,12 @@
-"""Shared fixtures: a real redis-server per test session, on loopback."""
+"""Shared fixtures (a real redis-server per test session, on loopback; the native prover's
+circuit cache) and the test tiers.
+
+Tiers (markers): `unit` runs nothing but the test's own process (no Redis, no subprocess,
+no circuit build; `make test-fast`, under a minute); `integration` starts processes or
+servers (Redis, a devnet process, commands run the way operators run them); `e2e` runs the
+whole system; `faults`/`faults_smoke` break it; `fleet` installs test hosts. A test is
+`unit` unless it is marked otherwise or uses a fixture that starts something
+(HEAVY_FIXTURES)."""
 
 from __future__ import annotations
 
@@ -16,6 +24,18 @@ from roller.ffi.native import RollerProver
 from roller.localrun import RedisServer
 
 PARAMS_ENV = "ROLLER_TEST_PARAMS"
+HEAVY_FIXTURES = frozenset({"redis_server", "redis_url", "params_dir", "prover", "fault_lib",
+                            "fc"})
+NOT_UNIT = ("integration", "e2e", "faults", "faults_smoke", "fleet")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        heavy = HEAVY_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        if heavy and not any(item.get_closest_marker(m) for m in NOT_UNIT):
+            item.add_marker(pytest.mark.integration)
+        elif not any(item.get_closest_marker(m) for m in NOT_UNIT):
+            item.add_marker(pytest.mark.unit)
 
 
 @pytest.fixture(scope="session")

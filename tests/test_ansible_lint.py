@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.integration
+
 ANSIBLE_DIR = Path(__file__).resolve().parents[1] / "ops" / "ansible"
 LINT = Path(sys.executable).with_name("ansible-lint")
 

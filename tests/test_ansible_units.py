@@ -16,8 +16,8 @@ import pytest
 ANSIBLE_DIR = Path(__file__).resolve().parents[1] / "ops" / "ansible"
 PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 
-pytestmark = pytest.mark.skipif(not PLAYBOOK.exists(),
-                                reason="ansible not installed: pip install -e '.[fleet]'")
+pytestmark = [pytest.mark.integration, pytest.mark.skipif(not PLAYBOOK.exists(),
+                                reason="ansible not installed: pip install -e '.[fleet]'")]
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,8 @@ from roller.coordinator_client import CoordinatorClient
 from roller.protocol.messages import TaskMsg
 from roller.trace_client import TraceClient
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.mark.e2e
 def test_process_token_register_task_submit(tmp_path: Path) -> None:

@@ -40,6 +40,16 @@ def ledger(redis_url: str) -> TaskLedger:
     return TaskLedger.from_url(redis_url)
 
 
+class Rig:
+    """A dispatcher over a flaky broker and a reconciler sending through it."""
+
+    def __init__(self, ledger: TaskLedger, fail: int = 0, window: float = 3600) -> None:
+        self.app = FlakyCelery(fail)
+        self.dispatcher = Dispatcher(self.app, ledger,  # type: ignore[arg-type]
+                                     lambda _slot: None)
+        self.reconciler = Reconciler(ledger, self.dispatcher.send, window)
+
+
 def state(ledger: TaskLedger) -> TaskState:
     rec = ledger.get(SLOT.name, TASK.id)
     assert rec is not None
@@ -52,8 +62,8 @@ def age(ledger: TaskLedger) -> None:
 
 
 def test_send_failing_after_the_record_is_retried(ledger: TaskLedger) -> None:
-    app = FlakyCelery(fail=1)
-    dispatcher = Dispatcher(app, ledger, lambda _slot: None)  # type: ignore[arg-type]
+    rig = Rig(ledger, fail=1)
+    app, dispatcher = rig.app, rig.dispatcher
     with pytest.raises(BrokerUnavailable, match=f"task {TASK.id} of slot chunk-gpu0"):
         dispatcher.accept(SLOT, TASK, epoch=1)
     assert state(ledger) == TaskState.RECEIVED
@@ -72,17 +82,16 @@ def test_ledger_down_when_recording_is_a_broker_error(ledger: TaskLedger) -> Non
 
 
 def test_reconcile_sends_what_a_crash_left_unsent(ledger: TaskLedger) -> None:
-    app = FlakyCelery()
-    dispatcher = Dispatcher(app, ledger, lambda _slot: None)  # type: ignore[arg-type]
+    rig = Rig(ledger)
     ledger.assign(SLOT.name, TASK, epoch=1)  # the listener died before sending
-    assert Reconciler(ledger, dispatcher.send, 3600).sweep(SLOT, confirm=False) == 1
+    assert rig.reconciler.sweep(SLOT, confirm=False) == 1
+    app = rig.app
     assert app.sent == [TASK.id] and state(ledger) == TaskState.QUEUED
 
 
 def test_reconcile_redrives_a_job_that_raised_after_two_sightings(ledger: TaskLedger) -> None:
-    app = FlakyCelery()
-    dispatcher = Dispatcher(app, ledger, lambda _slot: None)  # type: ignore[arg-type]
-    reconciler = Reconciler(ledger, dispatcher.send, 3600)
+    rig = Rig(ledger)
+    app, reconciler = rig.app, rig.reconciler
     ledger.assign(SLOT.name, TASK, epoch=1)
     ledger.mark_queued(SLOT.name, TASK.id)
     assert ledger.acquire_lease(SLOT.name, TASK.id, "w:1", 30)
@@ -96,9 +105,8 @@ def test_reconcile_redrives_a_job_that_raised_after_two_sightings(ledger: TaskLe
 
 
 def test_reconcile_leaves_a_waiting_job_alone(ledger: TaskLedger) -> None:
-    app = FlakyCelery()
-    dispatcher = Dispatcher(app, ledger, lambda _slot: None)  # type: ignore[arg-type]
-    reconciler = Reconciler(ledger, dispatcher.send, 3600)
+    rig = Rig(ledger)
+    app, reconciler = rig.app, rig.reconciler
     ledger.assign(SLOT.name, TASK, epoch=1)
     ledger.mark_queued(SLOT.name, TASK.id)
     age(ledger)
@@ -112,18 +120,18 @@ def test_reconcile_leaves_a_waiting_job_alone(ledger: TaskLedger) -> None:
 
 
 def test_reconcile_expires_a_task_whose_window_passed(ledger: TaskLedger) -> None:
-    app = FlakyCelery()
-    dispatcher = Dispatcher(app, ledger, lambda _slot: None)  # type: ignore[arg-type]
+    rig = Rig(ledger, window=60)
     ledger.assign(SLOT.name, TASK, epoch=1, now=time.time() - 120)
     age(ledger)
-    assert Reconciler(ledger, dispatcher.send, 60).sweep(SLOT, confirm=False) == 0
+    assert rig.reconciler.sweep(SLOT, confirm=False) == 0
+    app = rig.app
     assert state(ledger) == TaskState.EXPIRED and app.sent == []
 
 
 def test_renotified_stranded_task_is_redriven(ledger: TaskLedger) -> None:
-    app = FlakyCelery()
-    dispatcher = Dispatcher(app, ledger, lambda _slot: None)  # type: ignore[arg-type]
-    dispatcher.reconciler = Reconciler(ledger, dispatcher.send, 3600)
+    rig = Rig(ledger)
+    app, dispatcher = rig.app, rig.dispatcher
+    dispatcher.reconciler = rig.reconciler
     assert dispatcher.accept(SLOT, TASK, epoch=1) is AssignResult.NEW
     age(ledger)  # its job message is gone: nothing works on it
     assert dispatcher.accept(SLOT, TASK, epoch=1) is AssignResult.IN_FLIGHT

@@ -19,7 +19,8 @@ FAULT_LIB = (
     / "native/target/features-fault-injection/release/libroller_prover.so"
 )
 
-pytestmark = pytest.mark.skipif(not FAULT_LIB.exists(), reason="fault-injection build missing")
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(not FAULT_LIB.exists(), reason="fault-injection build missing")]
 
 CHILD = """
 import sys

@@ -26,9 +26,9 @@ from roller.ffi.native import RollerProver
 DATA = Path(__file__).resolve().parents[1] / "roller" / "devnet" / "data"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "testdata"
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.integration, pytest.mark.skipif(
     not Path(default_library_path()).exists(), reason="native prover library not built"
-)
+)]
 
 
 def mainnet(first: int, count: int) -> list[dict[str, Any]]:

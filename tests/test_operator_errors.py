@@ -21,6 +21,8 @@ import pytest
 from roller.keys import load_or_create_keystore
 from roller.localrun import free_port, python_env
 
+pytestmark = pytest.mark.integration
+
 PASSWORD = "operator-password"
 
 

@@ -51,7 +51,7 @@ from roller.protocol.encoding import (
     parse_hash,
 )
 from roller.protocol.http_errors import ErrCode, error_for
-from roller.protocol.messages import AggProof
+from roller.protocol.messages import AggProof, ProveType, TaskMsg
 
 _ROOT = "$"
 INT64_MAX = 0x7FFF_FFFF_FFFF_FFFF
@@ -646,3 +646,29 @@ def agg_proof_from_json(text: str, path: str = "proof") -> AggProof:
         vk=decode_bytes(m.get("vk"), join(path, "vk")),
         block_count=decode_uint(m.get("block_count"), join(path, "block_count"), UINT64_MAX),
     )
+
+
+# -- what the listener and ledger see ---------------------------------------------------------
+
+_PROVE_TYPE = {TaskType.CHUNK: ProveType.BASIC, TaskType.BATCH: ProveType.AGGREGATOR,
+               TaskType.BUNDLE: ProveType.BUNDLE}
+
+
+def to_task_msg(task: GetTaskResponse) -> TaskMsg:
+    """The listener's TaskMsg for an HTTP task: id = the assignment key (uuid, else task_id),
+    type 0 chunk / 1 batch / 2 bundle, the chunk's block hashes, and the whole get_task
+    answer in ``http_task`` (batch/bundle sub-proofs stay inside its opaque task_data)."""
+    hashes = task.block_hashes() if task.task_type == TaskType.CHUNK else ()
+    payload = {"generation": task.generation.value, **task.to_json()}
+    return TaskMsg(id=task.key, type=_PROVE_TYPE[TaskType(task.task_type)],
+                   block_hashes=hashes, sub_proofs=(), http_task=go_dumps(payload))
+
+
+def from_task_msg(task: TaskMsg) -> GetTaskResponse:
+    """The get_task answer a TaskMsg was made from (``to_task_msg``)."""
+    if not task.http_task:
+        raise WireFormatError("http_task", "not an HTTP-generation task (empty)")
+    value = _loads(task.http_task)
+    m = object_members(value, "http_task", ("generation",))
+    gen = _generation(m.get("generation"), "http_task.generation")
+    return GetTaskResponse.from_json(value, "http_task", generation=gen)

@@ -118,8 +118,10 @@ class HttpCoordinatorClient:
         h2_always_four: bool = False,
         session: requests.Session | None = None,
         timeouts: Timeouts | None = None,
+        relogin_margin: float = RELOGIN_MARGIN_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self.relogin_margin = relogin_margin
         self.base_url = url.rstrip("/")
         self.generation = Generation(generation)
         self._account = account
@@ -200,7 +202,7 @@ class HttpCoordinatorClient:
         with self._lock:
             if self._token is None or (self._token_exp
                                        and self._clock() > self._token_exp
-                                       - RELOGIN_MARGIN_SECONDS):
+                                       - self.relogin_margin):
                 self._login_locked()
             assert self._token is not None
             return self._token

@@ -164,6 +164,10 @@ class HttpCoordinator:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # One segment per answer (headers and body buffered, flushed after the handler)
+            # and no Nagle: otherwise every loopback call waits ~40 ms for a delayed ACK.
+            wbufsize = -1
+            disable_nagle_algorithm = True
 
             def do_GET(self) -> None:  # noqa: N802 (http.server naming)
                 coordinator._serve(self, "GET")
@@ -177,8 +181,9 @@ class HttpCoordinator:
         server = ThreadingHTTPServer((host, port), Handler)
         server.daemon_threads = True
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, daemon=True,
-                                        name="devnet-http-coordinator")
+        # A short poll interval so stop() (and a devnet restart) returns quickly.
+        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,),
+                                        daemon=True, name="devnet-http-coordinator")
         self._thread.start()
         bound = int(server.server_address[1])
         log.info("http coordinator listening host=%s port=%d generation=%s", host, bound,

@@ -51,7 +51,13 @@ from roller.protocol.encoding import (
     parse_hash,
 )
 from roller.protocol.http_errors import ErrCode, error_for
-from roller.protocol.messages import AggProof, ProveType, TaskMsg
+from roller.protocol.messages import (  # the same rules as the WS messages
+    AggProof,
+    ProveType,
+    TaskMsg,
+    _check_str,
+    _loads,
+)
 
 _ROOT = "$"
 INT64_MAX = 0x7FFF_FFFF_FFFF_FFFF
@@ -102,15 +108,6 @@ class FailureType(IntEnum):
     NO_PANIC = 2
 
 
-def _check_str(value: Any, path: str) -> None:
-    if not isinstance(value, str):
-        raise WireFormatError(path, f"expected str, got {type(value).__name__}")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise WireFormatError(path, "string is not valid UTF-8 (lone surrogate)") from exc
-
-
 def _check_strs(values: Any, path: str) -> tuple[str, ...]:
     if isinstance(values, str) or not isinstance(values, tuple | list):
         raise WireFormatError(path, f"expected a sequence of str, got {type(values).__name__}")
@@ -132,13 +129,6 @@ def _generation(value: Any, path: str = "generation") -> Generation:
         return Generation(value)
     except ValueError as exc:
         raise WireFormatError(path, f"unknown generation {value!r}") from exc
-
-
-def _loads(text: str | bytes) -> Any:
-    try:
-        return json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise WireFormatError(_ROOT, f"invalid JSON: {exc}") from exc
 
 
 def _decode_strs(value: Any, path: str) -> tuple[str, ...]:

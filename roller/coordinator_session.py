@@ -11,8 +11,8 @@ delivery), ``submit``, ``poke``, ``close``. Two implementations:
 
 Failure model (HTTP): ``open`` logs in synchronously and raises ConnectionLost,
 WrongGeneration or the mapped CoordinatorError; afterwards the poll thread never raises.
-A transport failure marks the session disconnected (``connected`` False) and the thread
-ends; the listener reopens. 20004 waits ``poll_interval``; 20002 and other refusals wait
+A transport failure (or a re-login under a foreign key) marks the session disconnected
+(``connected`` False) and the thread ends; the listener reopens. 20004 waits ``poll_interval``; 20002 and other refusals wait
 ``refused_interval`` and are logged as warnings. ``submit`` raises ConnectionLost (retry
 later) or a CoordinatorError whose ``permanent`` flag says whether the submission is final.
 """
@@ -27,7 +27,13 @@ from typing import Protocol
 from eth_account.signers.local import LocalAccount
 
 from roller.coordinator_client import CoordinatorClient
-from roller.errors import ConnectionLost, CoordinatorError, RollerError, WireFormatError
+from roller.errors import (
+    ConnectionLost,
+    CoordinatorError,
+    RollerError,
+    WireFormatError,
+    WrongGeneration,
+)
 from roller.http_coordinator_client import HttpCoordinatorClient
 from roller.protocol.http_messages import (
     FailureType,
@@ -199,8 +205,10 @@ class HttpCoordinatorSession:
             if idle():
                 try:
                     wait = self._poll_once(on_task)
-                except ConnectionLost as exc:
-                    log.warning("coordinator unreachable slot=%s error=%s", self.slot, exc)
+                except (ConnectionLost, WrongGeneration) as exc:
+                    # Down until the listener reopens; a re-login that now lands on another
+                    # identity surfaces from open() as WrongGeneration.
+                    log.warning("coordinator session down slot=%s error=%s", self.slot, exc)
                     self._connected = False
                     return
                 except CoordinatorError as exc:

@@ -70,6 +70,10 @@ DEFAULT_READ_TIMEOUT = 60.0
 H4_READ_TIMEOUT = 1800.0
 
 
+class NotACoordinator(ConnectionLost):
+    """HTTP 200 but not a JSON envelope (a proxy page, a JSON-RPC server...)."""
+
+
 @dataclass(frozen=True)
 class Timeouts:
     connect: float = DEFAULT_CONNECT_TIMEOUT
@@ -99,7 +103,8 @@ def _call(session: requests.Session, method: str, url: str, endpoint: str,
     try:
         return Envelope.loads(resp.content)
     except WireFormatError as exc:
-        raise ConnectionLost(f"{endpoint}: answer is not a coordinator envelope: {exc}") from exc
+        raise NotACoordinator(f"{endpoint}: answer is not a coordinator envelope: {exc}"
+                              ) from exc
 
 
 class HttpCoordinatorClient:
@@ -294,11 +299,9 @@ def detect_generation(url: str, account: LocalAccount, *, prover_name: str,
     try:
         env = _call(session, "GET", url.rstrip("/") + API_PREFIX + "/challenge", "challenge",
                     timeouts)
-    except (WrongGeneration, ConnectionLost) as exc:
-        # No HTTP at all is indistinguishable from an outage; only a clear non-envelope
-        # answer (404, a JSON-RPC error page) means the WS era.
-        if isinstance(exc, ConnectionLost) and "not a coordinator envelope" not in str(exc):
-            raise
+    except (WrongGeneration, NotACoordinator):
+        # No HTTP at all (ConnectionLost, propagated) is indistinguishable from an outage;
+        # only a clear non-envelope answer (404, a JSON-RPC error page) means the WS era.
         log.info("detect url=%s no HTTP coordinator API: WS era", redact_url(url))
         return Detection(None)
     if not env.ok:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import requests
+from devnet_helpers import BLOCK_02, BLOCK_03, TRACES
 from eth_account import Account
 
 from roller.coordinator_session import HttpCoordinatorSession, WsCoordinatorSession
@@ -29,7 +30,6 @@ from roller.protocol.http_messages import (
     compressed_pk,
 )
 from roller.protocol.messages import AggProof, ProofDetail, TaskMsg
-from tests.devnet_helpers import BLOCK_02, BLOCK_03, TRACES
 
 GENS = [Generation.H1, Generation.H2, Generation.H3]
 VERSION = "v4.4.45-000000-000000-000000"

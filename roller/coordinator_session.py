@@ -12,8 +12,9 @@ delivery), ``submit``, ``poke``, ``close``. Two implementations:
 Failure model (HTTP): ``open`` logs in synchronously and raises ConnectionLost,
 WrongGeneration or the mapped CoordinatorError; afterwards the poll thread never raises.
 A transport failure (or a re-login under a foreign key) marks the session disconnected
-(``connected`` False) and the thread ends; the listener reopens. 20004 waits ``poll_interval``; 20002 and other refusals wait
-``refused_interval`` and are logged as warnings. ``submit`` raises ConnectionLost (retry
+(``connected`` False) and the thread ends; the listener reopens. 20004 waits
+``poll_interval``; 20002 and other refusals wait ``refused_interval`` and are logged as
+warnings. ``submit`` raises ConnectionLost (retry
 later) or a CoordinatorError whose ``permanent`` flag says whether the submission is final.
 """
 

@@ -239,6 +239,9 @@ class HttpCoordinatorClient:
     def get_task_request(self, task_types: Sequence[int], prover_height: int) -> GetTaskRequest:
         gen = self.generation
         types = tuple(int(t) for t in task_types)
+        for i, t in enumerate(types):
+            if t not in (TaskType.CHUNK, TaskType.BATCH, TaskType.BUNDLE):
+                raise WireFormatError(f"task_types[{i}]", f"unknown task type {t}")
         if gen.rank >= 3:
             return GetTaskRequest(gen, prover_height, task_types=types,
                                   universal=gen == Generation.H4)

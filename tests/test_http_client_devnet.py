@@ -387,3 +387,51 @@ def test_devnet_protocol_http(gen: str) -> None:
         assert verified and verified[0]["submissions"][0]["verdict"] == "valid"
         net.restart()  # same port, same secret: the token survives
         assert client.get_task((1,), 10**9) is not None
+
+
+def raw(c: HttpCoordinator, endpoint: str, body: Any, token: str | None = None,
+        json_header: bool = True) -> dict[str, Any]:
+    headers = {"Content-Type": "application/json"} if json_header else {}
+    if token:
+        headers["Authorization"] = "Bearer " + token
+    resp = requests.post(f"{url_of(c)}/coordinator/v1/{endpoint}", data=json.dumps(body),
+                         headers=headers, timeout=5)
+    assert resp.status_code == 200  # every envelope, errors included
+    answer: dict[str, Any] = resp.json()
+    return answer
+
+
+def test_wire_details_of_the_devnet(clock: Clock) -> None:
+    c = make_coordinator(Generation.H3, clock)
+    c.start()
+    try:
+        client = client_for(c)
+        client.login()
+        token = client._token
+        # Without Content-Type the body is ignored: default parameters, random type, height 0.
+        answer = raw(c, "get_task", {"prover_height": 10**6, "task_types": [1]}, token,
+                     json_header=False)
+        assert (answer["errcode"], answer["errmsg"]) == (20004, "get empty prover task")
+        answer = raw(c, "get_task", {"prover_height": -1}, token)
+        assert answer["errcode"] == 20001
+        answer = raw(c, "get_task", {"prover_height": 1, "task_types": [9]}, token)
+        assert answer["errmsg"] == "parameter wrong proof type:illegal proof type: 9"
+        task = client.get_task((1,), 10**6)
+        assert task is not None
+        body = {"uuid": task.uuid, "task_id": task.task_id, "task_type": 1, "status": 0,
+                "proof": "hello"}
+        answer = raw(c, "submit_proof", body, token)
+        assert he.error_class(answer["errcode"], answer["errmsg"]) is he.ProofUnparsable
+        assert c.state.rows[-1].status == "assigned"  # stays assigned until the timeout
+        answer = raw(c, "submit_proof", {**body, "task_type": 0, "proof": "{}"}, token)
+        assert answer["errcode"] == 20001 and "'TaskType' failed on the 'required'" in \
+            answer["errmsg"]
+        challenge = client.challenge().token
+        answer = raw(c, "get_task", {"prover_height": 1}, challenge)
+        assert he.error_class(answer["errcode"], answer["errmsg"]) is he.NoPublicKey
+        clock.now += 400  # past the collection time: the row times out, a late proof is refused
+        answer = raw(c, "submit_proof", {**body, "proof": "{}"}, token)
+        assert he.error_class(answer["errcode"], answer["errmsg"]) is he.AlreadySubmitted
+        assert c.state.rows[-1].failure_type == 1
+    finally:
+        c.stop()

@@ -207,6 +207,10 @@ class HttpCoordinator:
         parts = urlsplit(req.path)
         length = int(req.headers.get("Content-Length") or 0)
         body = req.rfile.read(length) if length else b""
+        if "application/json" not in (req.headers.get("Content-Type") or ""):
+            # gin picks form binding without this header: the JSON body is silently ignored
+            # and an H2/H3 get_task runs with default parameters (spec 1, R v4.4.23).
+            body = b"{}"
         routes: dict[tuple[str, str],
                      Callable[[BaseHTTPRequestHandler, bytes, str | None], Any]] = {
             ("GET", "challenge"): self._challenge,
@@ -342,6 +346,9 @@ class HttpCoordinator:
                 raise _Refusal(ErrCode.PARAMETER_INVALID,
                                f"parameter wrong proof type:illegal proof type: {bad}")
         else:
+            if params.task_type not in (0, 1, 2):
+                raise _Refusal(ErrCode.PARAMETER_INVALID, "parameter wrong proof type:"
+                               f"illegal proof type: {params.task_type}")
             types = [params.task_type] if params.task_type else [1, 2]
         return self._run(lambda: self._dispatch(claims, pk, types, params.prover_height))
 
@@ -435,6 +442,10 @@ class HttpCoordinator:
                 raise _Refusal(ErrCode.PARAMETER_INVALID,
                                f"unmarshal parameter {kind} proof invalid, err:{exc.reason}"
                                ) from exc
+            if exc.field == "task_type" and exc.reason.startswith("required"):
+                raise _Refusal(ErrCode.PARAMETER_INVALID, (
+                    "parameter invalid, err:Key: 'SubmitProofParameter.TaskType' Error:Field "
+                    "validation for 'TaskType' failed on the 'required' tag")) from exc
             if exc.field != "proof":
                 raise _Refusal(ErrCode.PARAMETER_INVALID, f"parameter invalid, err:{exc}"
                                ) from exc

@@ -376,9 +376,10 @@ class GetTaskRequest(_Wire):
         object.__setattr__(self, "generation", gen)
         # H1's prover_height is a Go int; later ones are uint64 (spec 1, JSON decoding).
         check_uint(self.prover_height, "prover_height", INT64_MAX if gen.rank == 1 else UINT64_MAX)
-        check_uint(self.task_type, "task_type", int(TaskType.BATCH))
+        # Go ints: an unknown type is the coordinator's 20001 `wrong proof type`, not ours.
+        check_uint(self.task_type, "task_type", UINT8_MAX)
         object.__setattr__(self, "task_types",
-                           _check_uints(self.task_types, "task_types", int(TaskType.BUNDLE)))
+                           _check_uints(self.task_types, "task_types", UINT8_MAX))
         object.__setattr__(self, "vks", _check_strs(self.vks, "vks"))
         for name in ("vk", "hard_fork_name", "task_id"):
             _check_str(getattr(self, name), name)

@@ -228,8 +228,9 @@ class TaskMsg(_Wire):
 
     ``http_task`` is empty for the WS protocol and then never written, so WS JSON round
     trips are unchanged. For an HTTP-generation task it holds the coordinator's get_task
-    answer as JSON text (roller.protocol.http_messages.HttpTask: generation, uuid, task_id,
-    task_type, task_data, hard_fork_name), opaque here, needed again to submit."""
+    answer as JSON text (generation, uuid, task_id, task_type, task_data, hard_fork_name;
+    see roller.protocol.http_messages.to_task_msg / from_task_msg), opaque here, needed
+    again to submit."""
 
     id: str
     type: int

@@ -27,7 +27,12 @@ class ConfigError(RollerError):
 
 
 class CoordinatorError(RollerError):
-    """The coordinator answered a call with a JSON-RPC error."""
+    """The coordinator answered a call with a JSON-RPC error (WS) or an error envelope (HTTP).
+
+    ``permanent`` tells a caller whether repeating the same call can succeed: False (the
+    default) means retry later, True means the answer is final for this task/request."""
+
+    permanent: bool = False
 
     def __init__(self, method: str, code: int, message: str) -> None:
         super().__init__(f"{method}: coordinator error {code}: {message}")
@@ -52,3 +57,8 @@ class BrokerUnavailable(RollerError):
     """Redis (the ledger and Celery's broker) refused or dropped a call; the message names
     the task and slot. Raised where a job is enqueued or the ledger is written, in place of
     the redis, kombu and celery errors behind it."""
+
+
+class WrongGeneration(RollerError):
+    """The coordinator does not speak the configured protocol generation, e.g. a login
+    succeeded but the JWT names another public key (spec coordinator-http-protocol 2.5)."""

@@ -47,6 +47,12 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                      help="address every server binds to (default: %(default)s)")
     net.add_argument("--ws-port", type=int, default=8391,
                      help="coordinator WebSocket port, any path (default: %(default)s)")
+    net.add_argument("--protocol", default="ws",
+                     choices=("ws", "http-h1", "http-h2", "http-h3"),
+                     help="coordinator protocol: the 2023 WS one (default) or an HTTP+JWT "
+                     "generation (shared/spec/coordinator-http-protocol.md)")
+    net.add_argument("--http-port", type=int, default=8390,
+                     help="HTTP coordinator port for --protocol http-* (default 8390)")
     net.add_argument("--l2-port", type=int, default=8545,
                      help="L2 node HTTP JSON-RPC port (default: %(default)s)")
     net.add_argument("--control-port", type=int, default=8392,
@@ -77,6 +83,12 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     coord.add_argument("--token-ttl", type=float, default=60.0, metavar="SECONDS",
                        help="token_time_to_live: a token is valid this long from creation "
                             "and returned again while valid (default: %(default)s)")
+    coord.add_argument("--challenge-ttl", type=float, default=10.0, metavar="SECONDS",
+                       help="HTTP: challenge JWT lifetime (default 10)")
+    coord.add_argument("--login-ttl", type=float, default=3600.0, metavar="SECONDS",
+                       help="HTTP: login JWT lifetime (default 3600)")
+    coord.add_argument("--min-prover-version", default=None, metavar="VERSION",
+                       help="http-h3: the version prefix a login must carry (v4.4.47+ rule)")
     coord.add_argument("--collection-time", type=float, default=180 * 60.0, metavar="SECONDS",
                        help="session timeout, re-armed after every result; the real config "
                             "gives minutes, the devnet takes seconds (default: %(default)s "
@@ -152,6 +164,8 @@ def run(args: argparse.Namespace) -> int:
         params_dir=args.params_dir, ping_idle=args.ping_idle,
         compression_level=args.compression_level,
         max_verifier_workers=args.max_verifier_workers, seed=args.seed,
+        protocol=args.protocol, http_port=args.http_port, challenge_ttl=args.challenge_ttl,
+        login_ttl=args.login_ttl, min_prover_version=args.min_prover_version,
     )
     try:
         devnet = Devnet(config)
@@ -167,12 +181,17 @@ def run(args: argparse.Namespace) -> int:
         "ports": {"ws": ports.ws, "l2": ports.l2, "control": ports.control},
         "pid": os.getpid(), "verifier": devnet.verifier.name,
     }
+    if devnet.http is not None:
+        info.update(protocol=args.protocol, coordinator_url=devnet.coordinator_url)
+        info["ports"]["http"] = ports.http
     if args.ready_file:
         tmp = args.ready_file.with_name(args.ready_file.name + ".tmp")
         tmp.write_text(json.dumps(info))
         tmp.replace(args.ready_file)
     print(f"devnet ready ws_url={devnet.ws_url} l2_url={devnet.l2_url} "
-          f"control_url={devnet.control_url} verifier={devnet.verifier.name}", flush=True)
+          f"control_url={devnet.control_url} verifier={devnet.verifier.name}"
+          + (f" coordinator_url={devnet.coordinator_url} protocol={args.protocol}"
+             if devnet.http is not None else ""), flush=True)
     try:
         stop.wait()
     finally:

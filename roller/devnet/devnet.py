@@ -24,6 +24,7 @@ from eth_utils import keccak
 
 from roller.devnet.control import ControlServer
 from roller.devnet.coordinator import CoordinatorService, WsServer
+from roller.devnet.http_coordinator import HttpCoordinator, HttpCoordinatorConfig
 from roller.devnet.l2node import L2Node
 from roller.devnet.metrics import Metrics
 from roller.devnet.pool import RollerPool, TokenCache
@@ -39,6 +40,7 @@ from roller.devnet.tasksource import (
 from roller.devnet.traces import DEFAULT_TRACE_DIR, load_trace_dir
 from roller.devnet.verifier import make_verifier
 from roller.protocol.encoding import parse_hash
+from roller.protocol.http_messages import Generation
 from roller.protocol.messages import AggProof
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,12 @@ class DevnetConfig:
     compression_level: int = 9
     max_verifier_workers: int = 10
     seed: int | None = None
+    # "ws" (default, the 2023 WS coordinator) or an HTTP generation: http-h1/-h2/-h3.
+    protocol: str = "ws"
+    http_port: int = 8390
+    challenge_ttl: float = 10.0
+    login_ttl: float = 3600.0
+    min_prover_version: str | None = None
 
 
 @dataclass
@@ -76,6 +84,7 @@ class DevnetPorts:
     ws: int
     l2: int
     control: int
+    http: int = 0
 
 
 @dataclass
@@ -105,6 +114,7 @@ class Devnet:
         self.sessions: SessionManager | None = None
         self.ws: WsServer | None = None
         self.ports: DevnetPorts | None = None
+        self.http: HttpCoordinator | None = None
         self._up = False
 
     # -- lifecycle -------------------------------------------------------------------
@@ -128,8 +138,21 @@ class Devnet:
         )
         self.ws = WsServer(CoordinatorService(self.tokens, self.pool, self.sessions),
                            cfg.ping_idle, cfg.compression_level)
+        http_port = 0
+        if cfg.protocol != "ws":
+            # HTTP generations: the WS server stays down; state changes run on the loop.
+            self.http = HttpCoordinator(
+                self.book, self.verifier,
+                HttpCoordinatorConfig(
+                    generation=Generation(cfg.protocol), challenge_ttl=cfg.challenge_ttl,
+                    login_ttl=cfg.login_ttl, collection_time=cfg.collection_time,
+                    session_attempts=cfg.session_attempts or 2,
+                    min_prover_version=cfg.min_prover_version),
+                run=self._call, rng=random.Random(cfg.seed))
+            http_port = self.http.start(cfg.host, cfg.http_port)
         ws_port = self._run(self._astart(cfg.ws_port))
-        self.ports = DevnetPorts(ws=ws_port, l2=self.l2.start(), control=self.control.start())
+        self.ports = DevnetPorts(ws=ws_port, l2=self.l2.start(), control=self.control.start(),
+                                 http=http_port)
         log.info(
             "devnet started ws=%s l2=%s control=%s verifier=%s tasks=%d",
             self.ws_url, self.l2_url, self.control_url, self.verifier.name, len(self.book.tasks),
@@ -138,7 +161,7 @@ class Devnet:
 
     async def _astart(self, port: int) -> int:
         assert self.ws is not None and self._rt is not None
-        bound = await self.ws.start(self.config.host, port)
+        bound = await self.ws.start(self.config.host, port) if self.http is None else 0
         self._up = True
         self._rt.tasks.append(asyncio.create_task(self._dispatch_loop()))
         return bound
@@ -183,6 +206,14 @@ class Devnet:
         return f"ws://{self.config.host}:{self.ports.ws}/"
 
     @property
+    def coordinator_url(self) -> str:
+        """The coordinator's URL for the configured protocol (ws:// or http://)."""
+        assert self.ports is not None
+        if self.http is not None:
+            return f"http://{self.config.host}:{self.ports.http}"
+        return self.ws_url
+
+    @property
     def l2_url(self) -> str:
         assert self.ports is not None
         return f"http://{self.config.host}:{self.ports.l2}/"
@@ -210,13 +241,20 @@ class Devnet:
         assert self.ws is not None and self.sessions is not None
         self._up = False
         self.sessions.suspend()
-        await self.ws.stop()
+        if self.http is not None:
+            self.http.stop()
+        else:
+            await self.ws.stop()
         self.pool.clear()
         self.tokens.clear()
 
     async def _coordinator_up(self) -> None:
         assert self.ws is not None and self.sessions is not None and self.ports is not None
-        await self.ws.start(self.config.host, self.ports.ws)
+        if self.http is not None:
+            # Same port, same JWT secret: tokens survive like on a real coordinator.
+            self.http.start(self.config.host, self.ports.http)
+        else:
+            await self.ws.start(self.config.host, self.ports.ws)
         self.sessions.resume()
         self._up = True
         log.info("coordinator restarted sessions=%d", len(self.sessions.sessions))
@@ -301,6 +339,8 @@ class Devnet:
     def drop_connections(self, pk: str | None = None) -> int:
         assert self.ws is not None
         ws = self.ws
+        if self.http is not None:
+            return 0  # HTTP has no connections to drop
         return self._call(lambda: ws.drop(pk))
 
     def set_submit_delay(self, seconds: float) -> None:
@@ -311,6 +351,8 @@ class Devnet:
         """Applies to timers armed from now on."""
         assert self.sessions is not None
         self.sessions.config.collection_time = float(seconds)
+        if self.http is not None:
+            self.http.config.collection_time = float(seconds)
 
     def set_l2_fault(self, mode: str, count: int | None = None) -> None:
         self.l2.fault.set(mode, count)
@@ -328,6 +370,8 @@ class Devnet:
                 "coordinator_up": self._up,
                 "l2_fault": self.l2.fault.info(),
                 "verifier": self.verifier.name,
+                "protocol": self.config.protocol,
+                **({"http": self.http.info()} if self.http is not None else {}),
             }
 
         return self._call(snap)

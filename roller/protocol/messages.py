@@ -51,6 +51,8 @@ class ProveType(IntEnum):
 
     BASIC = 0
     AGGREGATOR = 1
+    # Never on the WS wire: an HTTP-generation bundle task (H3+) as the listener sees it.
+    BUNDLE = 2
 
 
 class RespStatus(IntEnum):
@@ -222,14 +224,21 @@ class AggProof(_Wire):
 
 @dataclass(frozen=True)
 class TaskMsg(_Wire):
-    """A task notification. ``block_hashes`` are canonical lowercase ``0x`` hashes."""
+    """A task notification. ``block_hashes`` are canonical lowercase ``0x`` hashes.
+
+    ``http_task`` is empty for the WS protocol and then never written, so WS JSON round
+    trips are unchanged. For an HTTP-generation task it holds the coordinator's get_task
+    answer as JSON text (generation, uuid, task_id, task_type, task_data, hard_fork_name;
+    see roller.protocol.http_messages.to_task_msg / from_task_msg), opaque here, needed
+    again to submit."""
 
     id: str
     type: int
     block_hashes: tuple[str, ...]
     sub_proofs: tuple[AggProof, ...]
+    http_task: str = ""
 
-    _FIELDS = ("id", "type", "block_hashes", "sub_proofs")
+    _FIELDS = ("id", "type", "block_hashes", "sub_proofs", "http_task")
 
     def __post_init__(self) -> None:
         _check_str(self.id, "id")
@@ -243,6 +252,7 @@ class TaskMsg(_Wire):
             if not isinstance(p, AggProof):
                 raise WireFormatError(f"sub_proofs[{i}]", "expected AggProof")
         object.__setattr__(self, "sub_proofs", proofs)
+        _check_str(self.http_task, "http_task")
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id}
@@ -252,6 +262,8 @@ class TaskMsg(_Wire):
             out["block_hashes"] = list(self.block_hashes)
         if self.sub_proofs:
             out["sub_proofs"] = [p.to_json() for p in self.sub_proofs]
+        if self.http_task:
+            out["http_task"] = self.http_task
         return out
 
     @classmethod
@@ -271,6 +283,7 @@ class TaskMsg(_Wire):
             block_hashes=tuple(parse_hash(h, h_path)
                                for h_path, h in decode_list(m.get("block_hashes"), hashes_path)),
             sub_proofs=tuple(sub_proofs),
+            http_task=decode_str(m.get("http_task"), join(path, "http_task")),
         )
 
 

@@ -1,0 +1,234 @@
+"""One interface over every coordinator generation, as the listener drives it.
+
+`CoordinatorSession` is what a slot's listener holds: ``open`` (register/login, start task
+delivery), ``submit``, ``poke``, ``close``. Two implementations:
+
+- `WsCoordinatorSession`: a thin adapter over the unchanged WS `CoordinatorClient`
+  (token request + subscribe; tasks are pushed; ``poke`` does nothing).
+- `HttpCoordinatorSession`: `HttpCoordinatorClient` plus a poll thread. It asks for a task
+  only when ``idle()`` says the slot has nothing in flight, because the coordinator keeps
+  one assigned task per key (and v4.1.1..32 would hand out one more on every call).
+
+Failure model (HTTP): ``open`` logs in synchronously and raises ConnectionLost,
+WrongGeneration or the mapped CoordinatorError; afterwards the poll thread never raises.
+A transport failure (or a re-login under a foreign key) marks the session disconnected
+(``connected`` False) and the thread ends; the listener reopens. 20004 waits
+``poll_interval``; 20002 and other refusals wait ``refused_interval`` and are logged as
+warnings. ``submit`` raises ConnectionLost (retry
+later) or a CoordinatorError whose ``permanent`` flag says whether the submission is final.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from eth_account.signers.local import LocalAccount
+
+from roller.coordinator_client import CoordinatorClient
+from roller.errors import (
+    ConnectionLost,
+    CoordinatorError,
+    RollerError,
+    WireFormatError,
+    WrongGeneration,
+)
+from roller.http_coordinator_client import HttpCoordinatorClient
+from roller.protocol.http_messages import (
+    FailureType,
+    SubmitProofRequest,
+    TaskType,
+    agg_proof_to_json,
+    from_task_msg,
+    to_task_msg,
+)
+from roller.protocol.messages import ProofDetail, ProofMsg, RespStatus, TaskMsg
+
+log = logging.getLogger(__name__)
+
+WS_GENERATION = "ws-2023-06"
+# Spec 8.4: sleep 10-20 s on "no task", longer on refusals (already assigned, blocked).
+DEFAULT_POLL_INTERVAL = 15.0
+DEFAULT_REFUSED_INTERVAL = 60.0
+
+
+class CoordinatorSession(Protocol):
+    generation: str
+
+    def open(self, on_task: Callable[[TaskMsg], None], idle: Callable[[], bool]) -> None: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+    def submit(self, detail: ProofDetail, account: LocalAccount) -> None: ...
+
+    def poke(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class WsCoordinatorSession:
+    """The 2023 WS protocol behind the session interface; `client` is used as is."""
+
+    generation = WS_GENERATION
+
+    def __init__(self, client: CoordinatorClient, account: LocalAccount, name: str,
+                 roller_type: int, version: str) -> None:
+        self.client = client
+        self._account = account
+        self.name = name
+        self.roller_type = roller_type
+        self.version = version
+
+    def open(self, on_task: Callable[[TaskMsg], None], idle: Callable[[], bool]) -> None:
+        # The coordinator pushes tasks itself; `idle` matters only to polling generations.
+        self.client.connect()
+        self.client.register(self._account, self.name, self.roller_type, self.version, on_task)
+
+    @property
+    def connected(self) -> bool:
+        return self.client.connected
+
+    def submit(self, detail: ProofDetail, account: LocalAccount) -> None:
+        self.client.submit_proof(ProofMsg.signed(detail, account))
+
+    def poke(self) -> None:
+        pass
+
+    def close(self) -> None:
+        try:
+            self.client.unsubscribe()
+        except RollerError as exc:
+            log.info("unsubscribe failed slot=%s error=%s", self.client.slot, exc)
+        self.client.close()
+
+
+def submit_request(detail: ProofDetail, task: TaskMsg) -> SubmitProofRequest:
+    """The submit_proof body for a listener-side ProofDetail of an HTTP task."""
+    answer = from_task_msg(task)
+    if detail.id != task.id:
+        raise WireFormatError("id", f"proof for {detail.id!r} does not belong to {task.id!r}")
+    if detail.status == RespStatus.OK:
+        if detail.proof is None:
+            raise WireFormatError("proof", "a successful proof detail carries no proof")
+        return SubmitProofRequest.success(answer, agg_proof_to_json(detail.proof))
+    # A roller-side error is not a prover panic (the SDK always says panic, spec 9).
+    return SubmitProofRequest.failure(answer, detail.error or "proving failed",
+                                      FailureType.NO_PANIC)
+
+
+class HttpCoordinatorSession:
+    """A polling session; tasks must be submitted through the same session, which keeps the
+    TaskMsg (with its ``http_task``) of every task it delivered. ``remember`` puts back a task
+    reloaded from the ledger after a restart."""
+
+    def __init__(
+        self,
+        client: HttpCoordinatorClient,
+        *,
+        slot: str = "",
+        task_types: Sequence[int] = (TaskType.CHUNK,),
+        prover_height: Callable[[], int],
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        refused_interval: float = DEFAULT_REFUSED_INTERVAL,
+    ) -> None:
+        self.client = client
+        self.generation = client.generation.value
+        self.slot = slot
+        self.task_types = tuple(task_types)
+        self._height = prover_height
+        self.poll_interval = poll_interval
+        self.refused_interval = refused_interval
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._connected = False
+        self._tasks: dict[str, TaskMsg] = {}
+        self._tasks_lock = threading.Lock()
+
+    def remember(self, task: TaskMsg) -> None:
+        with self._tasks_lock:
+            self._tasks[task.id] = task
+
+    def open(self, on_task: Callable[[TaskMsg], None], idle: Callable[[], bool]) -> None:
+        self.close()
+        self._stop.clear()
+        self.client.login()
+        self._connected = True
+        self._thread = threading.Thread(target=self._poll_loop, args=(on_task, idle),
+                                        daemon=True, name=f"coordinator-poll-{self.slot}")
+        self._thread.start()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+        self._connected = False
+
+    def submit(self, detail: ProofDetail, account: LocalAccount) -> None:
+        # `account` signs nothing in the HTTP era: identity is the login JWT (spec 6.1).
+        with self._tasks_lock:
+            task = self._tasks.get(detail.id)
+        if task is None:
+            raise WireFormatError("id", f"task {detail.id!r} was not delivered by this session")
+        try:
+            self.client.submit_proof(submit_request(detail, task))
+        except ConnectionLost:
+            raise
+        except CoordinatorError as exc:
+            log.warning("submit refused slot=%s task_id=%s permanent=%s error=%s",
+                        self.slot, detail.id, exc.permanent, exc)
+            if exc.permanent:
+                self._forget(detail.id)
+            raise
+        log.info("proof submitted slot=%s task_id=%s status=%d", self.slot, detail.id,
+                 detail.status)
+        self._forget(detail.id)
+
+    def _forget(self, task_id: str) -> None:
+        with self._tasks_lock:
+            self._tasks.pop(task_id, None)
+
+    def _poll_loop(self, on_task: Callable[[TaskMsg], None], idle: Callable[[], bool]) -> None:
+        while not self._stop.is_set():
+            wait = self.poll_interval
+            if idle():
+                try:
+                    wait = self._poll_once(on_task)
+                except (ConnectionLost, WrongGeneration) as exc:
+                    # Down until the listener reopens; a re-login that now lands on another
+                    # identity surfaces from open() as WrongGeneration.
+                    log.warning("coordinator session down slot=%s error=%s", self.slot, exc)
+                    self._connected = False
+                    return
+                except CoordinatorError as exc:
+                    log.warning("get_task refused slot=%s permanent=%s error=%s",
+                                self.slot, exc.permanent, exc)
+                    wait = self.refused_interval
+                except RollerError as exc:  # a malformed answer or wrong generation
+                    log.error("get_task failed slot=%s error=%s", self.slot, exc)
+                    wait = self.refused_interval
+            self._wake.wait(wait)
+            self._wake.clear()
+
+    def _poll_once(self, on_task: Callable[[TaskMsg], None]) -> float:
+        answer = self.client.get_task(self.task_types, self._height())
+        if answer is None:
+            return self.poll_interval
+        task = to_task_msg(answer)
+        self.remember(task)
+        log.info("task received slot=%s task_id=%s coordinator_task_id=%s type=%s", self.slot,
+                 task.id, answer.task_id, answer.task_type)
+        on_task(task)
+        return self.poll_interval  # the slot is busy now; poke() wakes us after the submit

@@ -26,7 +26,7 @@ from common import bench_parser, one_slot_cluster
 from roller.devnet.traces import DEFAULT_TRACE_DIR, read_trace_file
 from roller.ledger import TaskLedger
 from roller.localrun import free_port, wait_for
-from roller.trace_client import TraceClient
+from roller.worker.trace_client import TraceClient
 
 SEED_POLL_SECONDS = 3.0
 

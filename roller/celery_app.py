@@ -2,8 +2,8 @@
 
 from celery import Celery
 
-import roller.worker_boot  # noqa: F401  (the worker's start: config, GPU pinning, prover check)
-import roller.worker_metrics  # noqa: F401  (the host's metrics endpoint)
+import roller.operator.worker_metrics  # noqa: F401  (the host's metrics endpoint)
+import roller.worker.boot  # noqa: F401  (the worker's start: config, GPU pinning, prover check)
 from roller.config import RollerConfig
 
 app = Celery("roller", include=["roller.tasks"])

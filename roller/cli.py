@@ -14,11 +14,11 @@ def _listener(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from roller import config_check
     from roller import demo as demo_mod
-    from roller import flower as flower_mod
-    from roller import status as status_mod
     from roller.devnet.cli import add_parser as add_devnet
+    from roller.operator import config_check
+    from roller.operator import flower as flower_mod
+    from roller.operator import status as status_mod
 
     parser = argparse.ArgumentParser(
         prog="roller",

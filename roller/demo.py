@@ -20,7 +20,7 @@ from roller.config import RollerConfig, load_config, proof_kind
 from roller.errors import RollerError
 from roller.ledger import TaskLedger
 from roller.localrun import LocalCluster, demo_slots, free_port
-from roller.status import snapshot
+from roller.operator.status import snapshot
 
 FINAL = ("verified", "failed")
 

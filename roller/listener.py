@@ -28,15 +28,15 @@ from collections.abc import Callable, Sequence
 from celery import Celery
 from eth_account.signers.local import LocalAccount
 
-from roller import metrics
 from roller.broker import BROKER_ERRORS, waiting_messages
 from roller.config import RollerConfig, SlotConfig, process_config, proof_kind
-from roller.config_check import orphan_keystores
-from roller.coordinator_client import CoordinatorClient
 from roller.errors import BrokerUnavailable, ConnectionLost, CoordinatorError, RollerError
 from roller.keys import load_or_create_keystore
 from roller.ledger import AssignResult, TaskLedger, TaskState, job_id
 from roller.logs import kv, setup_logging
+from roller.operator import metrics
+from roller.operator.config_check import orphan_keystores
+from roller.protocol.coordinator_client import CoordinatorClient
 from roller.protocol.messages import TaskMsg
 from roller.reconcile import Reconciler
 from roller.submitter import Submitter

@@ -19,11 +19,11 @@ import logging
 import time
 from collections.abc import Callable
 
-from roller import metrics
 from roller.broker import waiting_messages
 from roller.config import SlotConfig
 from roller.ledger import LiveRow, TaskLedger, TaskState, job_id
 from roller.logs import kv
+from roller.operator import metrics
 
 log = logging.getLogger(__name__)
 

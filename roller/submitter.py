@@ -18,12 +18,12 @@ from enum import StrEnum
 
 from eth_account.signers.local import LocalAccount
 
-from roller import metrics
 from roller.config import RetryConfig, proof_kind
-from roller.coordinator_client import CoordinatorClient
 from roller.errors import ConnectionLost, CoordinatorError
 from roller.ledger import TaskLedger, TaskState
 from roller.logs import kv
+from roller.operator import metrics
+from roller.protocol.coordinator_client import CoordinatorClient
 from roller.protocol.messages import ProofMsg
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ the Redis ledger, so messages stay small and Flower shows what an operator knows
 ends at "proof stored": it holds no keys and never speaks to the coordinator.
 
 Failure model. Faults of the worker, not of the task, must never burn a task's attempts or
-reach the coordinator as a task failure: the worker's start checks (roller.worker_boot)
+reach the coordinator as a task failure: the worker's start checks (roller.worker.boot)
 refuse to start a worker without a usable prover; a pool process whose prover still fails
 to load puts the job back on its queue (unacknowledged, uncounted) and stops the worker.
 """
@@ -28,10 +28,10 @@ from roller.celery_app import app
 from roller.config import RollerConfig, process_config
 from roller.errors import RollerError
 from roller.ffi import Prover, load_prover
-from roller.job import JobContext, run_job
 from roller.ledger import TaskLedger
 from roller.logs import kv
-from roller.trace_client import TraceClient
+from roller.worker.job import JobContext, run_job
+from roller.worker.trace_client import TraceClient
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ from devnet_helpers import (
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from roller.coordinator_client import CoordinatorClient
 from roller.devnet import Devnet
 from roller.errors import CoordinatorError
+from roller.protocol.coordinator_client import CoordinatorClient
 from roller.protocol.messages import AuthMsg, ProofMsg, TaskMsg
 
 NO_TASK = "the roller or session id doesn't exist, pubkey: {pk}, ID: {id}"

@@ -11,7 +11,7 @@ from devnet_helpers import BLOCK_02, BLOCK_03, TRACES
 from roller.devnet import Devnet
 from roller.devnet.traces import DEFAULT_TRACE_DIR, load_trace_dir
 from roller.errors import TraceFetchError
-from roller.trace_client import TraceClient
+from roller.worker.trace_client import TraceClient
 
 UNKNOWN = "0x" + "ab" * 32
 

@@ -14,9 +14,9 @@ import requests
 from devnet_helpers import TRACES, proof_msg, wait_until
 from eth_account import Account
 
-from roller.coordinator_client import CoordinatorClient
+from roller.protocol.coordinator_client import CoordinatorClient
 from roller.protocol.messages import TaskMsg
-from roller.trace_client import TraceClient
+from roller.worker.trace_client import TraceClient
 
 pytestmark = pytest.mark.integration
 

@@ -14,15 +14,14 @@ import requests
 from devnet_helpers import BLOCK_02, BLOCK_03, TRACES
 from eth_account import Account
 
-from roller.coordinator_session import HttpCoordinatorSession, WsCoordinatorSession
 from roller.devnet.devnet import Devnet
 from roller.devnet.http_coordinator import HttpCoordinator, HttpCoordinatorConfig
 from roller.devnet.tasksource import FAILED, VERIFIED, TaskBook, TaskRecord
 from roller.devnet.verifier import MOCK_INVALID_PROOF, StandInVerifier
 from roller.errors import ConnectionLost, WrongGeneration
-from roller.http_coordinator_client import HttpCoordinatorClient, detect_generation
 from roller.protocol import http_errors as he
 from roller.protocol import http_jwt
+from roller.protocol.http_client import HttpCoordinatorClient, detect_generation
 from roller.protocol.http_messages import (
     Generation,
     SubmitProofRequest,
@@ -30,6 +29,7 @@ from roller.protocol.http_messages import (
     compressed_pk,
 )
 from roller.protocol.messages import AggProof, ProofDetail, TaskMsg
+from roller.protocol.session import HttpCoordinatorSession, WsCoordinatorSession
 
 GENS = [Generation.H1, Generation.H2, Generation.H3]
 VERSION = "v4.4.45-000000-000000-000000"

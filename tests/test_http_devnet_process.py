@@ -14,7 +14,7 @@ import requests
 from devnet_helpers import TRACES, wait_until
 from eth_account import Account
 
-from roller.http_coordinator_client import HttpCoordinatorClient
+from roller.protocol.http_client import HttpCoordinatorClient
 from roller.protocol.http_messages import SubmitProofRequest
 
 

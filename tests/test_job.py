@@ -1,4 +1,4 @@
-"""Orchestration of one job (roller.job) against a real Redis, the in-process devnet over
+"""Orchestration of one job (roller.worker.job) against a real Redis, the in-process devnet over
 loopback and the mock prover: fast checks of the ordering rules (attempts before proving,
 outbox before submit, the worker never submits, submit never re-proves)."""
 
@@ -15,15 +15,15 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from roller.config import RollerConfig, parse_config
-from roller.coordinator_client import CoordinatorClient
 from roller.devnet.devnet import Devnet
 from roller.devnet.traces import DATA_DIR
 from roller.ffi.mock import MockProver
-from roller.job import PROVING_PANIC, TRACES_FAILED, JobContext, JobOutcome, run_job
 from roller.ledger import AssignResult, TaskLedger, TaskState
+from roller.protocol.coordinator_client import CoordinatorClient
 from roller.protocol.messages import TaskMsg
 from roller.submitter import Submitter
-from roller.trace_client import TraceClient
+from roller.worker.job import PROVING_PANIC, TRACES_FAILED, JobContext, JobOutcome, run_job
+from roller.worker.trace_client import TraceClient
 
 SLOT = "slot0"
 

@@ -219,7 +219,7 @@ def test_demo_with_a_bad_chunk_size(tmp_path: Path) -> None:
 def test_worker_pins_the_gpu_its_slots_name(tmp_path: Path) -> None:
     from roller.config import parse_config
     from roller.errors import RollerError
-    from roller.worker_boot import gpu_for
+    from roller.worker.boot import gpu_for
 
     cfg = parse_config(config(tmp_path, slots=[
         {"name": "a", "queue": "fast", "gpu": 3, "keystore_path": "a.json"},

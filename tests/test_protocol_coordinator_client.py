@@ -17,10 +17,10 @@ from eth_account import Account
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
 
-from roller.coordinator_client import PONG_DELAY_SECONDS, CoordinatorClient, redact_url
 from roller.errors import ConnectionLost, CoordinatorError
 from roller.localrun import wait_for
 from roller.protocol import AuthMsg, ProofDetail, ProofMsg, TaskMsg
+from roller.protocol.coordinator_client import PONG_DELAY_SECONDS, CoordinatorClient, redact_url
 
 ACCOUNT = Account.from_key("0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318")
 H1 = "0x" + "aa" * 32

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from roller.errors import ConfigError, TraceFetchError
-from roller.trace_client import TRACE_METHOD, TraceClient
+from roller.worker.trace_client import TRACE_METHOD, TraceClient
 
 
 def block_hash(n: int) -> str:

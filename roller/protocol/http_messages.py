@@ -30,8 +30,8 @@ from typing import Any, Self
 
 import rlp
 from eth_account.signers.local import LocalAccount
-from eth_keys import keys
-from eth_utils import keccak
+from eth_keys.main import lazy_key_api as keys
+from eth_utils.crypto import keccak
 
 from roller.errors import WireFormatError
 from roller.protocol import signing

@@ -23,7 +23,7 @@ from typing import Any, Self
 
 import rlp
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from roller.errors import WireFormatError
 from roller.protocol import signing

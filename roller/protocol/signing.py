@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from eth_account.signers.local import LocalAccount
-from eth_keys import keys
+from eth_keys.main import lazy_key_api as keys
 from eth_typing import Hash32
 
 from roller.errors import SignatureError

@@ -7,15 +7,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import roller.job
+import roller.worker.job
 from roller import app
-from roller.job import JobContext
 from roller.ledger import TaskRecord
 from roller.protocol.messages import ProofDetail
+from roller.worker.job import JobContext
 
 __all__ = ["app"]
 
-_real_prove = roller.job._prove
+_real_prove = roller.worker.job._prove
 MARKS = Path(os.environ["ROLLER_TEST_RAISE_DIR"])
 
 
@@ -27,4 +27,4 @@ def _prove(ctx: JobContext, rec: TaskRecord) -> ProofDetail:
     return _real_prove(ctx, rec)
 
 
-roller.job._prove = _prove
+roller.worker.job._prove = _prove

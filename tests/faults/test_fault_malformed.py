@@ -34,7 +34,7 @@ from roller.listener import Dispatcher, SlotSession
 from roller.localrun import write_config
 from roller.reconcile import Reconciler
 from roller.submitter import Submitter
-from roller.trace_client import TraceClient
+from roller.worker.trace_client import TraceClient
 
 pytestmark = pytest.mark.e2e
 

@@ -2,7 +2,7 @@
 
 Every metric here has labels on purpose: a labelled metric creates its value store on the
 first `.labels()` call, which in a worker happens in the pool child, after
-`roller.worker_metrics` has switched prometheus_client to multiprocess mode (Celery imports
+`roller.operator.worker_metrics` has switched prometheus_client to multiprocess mode (Celery imports
 the task modules, and so this one, before any worker signal fires). An unlabelled metric
 would bind its store at import time, in single-process mode, and never reach the worker's
 endpoint. tests/test_ops_metrics.py checks this rule.

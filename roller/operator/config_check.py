@@ -106,7 +106,7 @@ def _connect(cfg: RollerConfig) -> list[Finding]:
     import redis
     import requests
 
-    from roller.coordinator_client import CoordinatorClient, redact_url
+    from roller.protocol.coordinator_client import CoordinatorClient, redact_url
 
     out = []
     try:

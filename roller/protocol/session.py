@@ -27,7 +27,6 @@ from typing import Protocol
 
 from eth_account.signers.local import LocalAccount
 
-from roller.coordinator_client import CoordinatorClient
 from roller.errors import (
     ConnectionLost,
     CoordinatorError,
@@ -35,7 +34,8 @@ from roller.errors import (
     WireFormatError,
     WrongGeneration,
 )
-from roller.http_coordinator_client import HttpCoordinatorClient
+from roller.protocol.coordinator_client import CoordinatorClient
+from roller.protocol.http_client import HttpCoordinatorClient
 from roller.protocol.http_messages import (
     FailureType,
     SubmitProofRequest,

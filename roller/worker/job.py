@@ -23,14 +23,14 @@ from pathlib import Path
 
 import redis
 
-from roller import metrics
 from roller.config import RollerConfig, proof_kind
 from roller.errors import ProverError, RollerError, TraceFetchError
 from roller.ffi import Prover
 from roller.ledger import Attempt, Moved, TaskLedger, TaskRecord, TaskState
 from roller.logs import kv
+from roller.operator import metrics
 from roller.protocol.messages import AggProof, ProofDetail, ProveType, RespStatus, TaskMsg
-from roller.trace_client import TraceClient
+from roller.worker.trace_client import TraceClient
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from roller.config import ENV_CONFIG, ENV_FLOWER_PASSWORD, RollerConfig, load_co
 from roller.errors import RollerError
 from roller.logs import kv, setup_logging
 
-log = logging.getLogger("roller.flower")
+log = logging.getLogger("roller.operator.flower")
 
 # Flower's default runtime buckets stop at 10 s; proofs take minutes to hours.
 RUNTIME_BUCKETS = "10,60,300,600,1800,3600,7200,14400,28800,inf"

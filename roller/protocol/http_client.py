@@ -34,9 +34,9 @@ from typing import Any
 import requests
 from eth_account.signers.local import LocalAccount
 
-from roller.coordinator_client import redact_url
 from roller.errors import ConnectionLost, WireFormatError, WrongGeneration
 from roller.protocol import http_jwt
+from roller.protocol.coordinator_client import redact_url
 from roller.protocol.encoding import go_dumps
 from roller.protocol.http_errors import (
     FailureReportAcknowledged,

@@ -1,0 +1,1 @@
+"""Operators' tools: `roller status`, Flower, the metrics endpoints, `roller config check`."""

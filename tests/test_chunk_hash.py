@@ -16,7 +16,8 @@ from roller.errors import ProverError
 from roller.ffi import default_library_path
 from roller.ffi.native import RollerProver
 
-TRACES = Path(__file__).resolve().parents[1] / "roller" / "devnet" / "data" / "traces"
+DATA = Path(__file__).resolve().parents[1] / "roller" / "devnet" / "data"
+TRACES = DATA / "traces"
 L1_MESSAGE = 126
 
 pytestmark = pytest.mark.skipif(
@@ -153,3 +154,20 @@ def test_04_twice_is_not_provable(prover: RollerProver) -> None:
     with pytest.raises(ProverError, match="out of order"):
         RollerProver(prover._path, prover._params, 534352).gen_chunk_proof(
             json.dumps([trace("04"), trace("04")]))
+
+
+def test_l1_messages_popped_carry_across_a_batch_of_mainnet_chunks(prover: RollerProver) -> None:
+    """Shipped mainnet blocks 2640-2688 in chunks of 8: the carried count equals each chunk's own
+    startL1QueueIndex, and the 5 L1 messages are each counted once."""
+    chain = DATA / "chain-534352"
+    blocks = []
+    for n in range(2640, 2689):
+        with gzip.open(chain / f"block_{n}.json.gz", "rt") as f:
+            blocks.append(json.load(f))
+    chunks = [blocks[i : i + 8] for i in range(0, len(blocks), 8)]
+    infos = prover.batch_chunk_infos([json.dumps(c) for c in chunks])
+    for chunk, info in zip(chunks, infos, strict=True):
+        assert info["l1_messages_popped_before"] == chunk[0]["startL1QueueIndex"]
+    assert infos[0]["l1_messages_popped_before"] == 208
+    assert sum(sum(i["num_l1_messages"]) for i in infos) == 5
+    assert infos[-1]["l1_messages_popped_after"] == 213

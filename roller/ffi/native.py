@@ -191,6 +191,17 @@ class RollerProver:
     def verify_batch_proof(self, proof_json: str, chunk_infos_json: str) -> bool:
         return self.batch_proof_rejection(proof_json, chunk_infos_json) is None
 
+    def batch_chunk_infos(self, chunk_traces: list[str]) -> list[dict[str, Any]]:
+        """Chunk infos of a batch's chunks (traces JSON each, in chain order), with the L1
+        messages popped carried from each chunk to the next, as Scroll's codec does."""
+        infos: list[dict[str, Any]] = []
+        popped: int | None = None
+        for traces in chunk_traces:
+            info = self.chunk_info(traces, l1_messages_popped_before=popped)
+            popped = int(info["l1_messages_popped_after"])
+            infos.append(info)
+        return infos
+
     def chunk_info(
         self,
         traces_json: str,

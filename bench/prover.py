@@ -68,14 +68,15 @@ def cpu_s() -> float:
 
 
 def one(params: str, chain: str, size: int) -> dict[str, Any]:
-    prover = load_prover(None, params)
+    prover: Any = load_prover(None, params)
     traces = json.dumps(blocks(chain, size))
     txs = sum(len(b["transactions"]) for b in json.loads(traces))
-    prover.verify_chunk_proof("{}")  # initialise the verifier outside the timing
+    prover.verify_chunk_proof("{}", "{}")  # initialise the verifier outside the timing
+    task = json.dumps(prover.chunk_info(traces))  # what the coordinator recomputes
     c0, t0 = cpu_s(), time.perf_counter()
     proof = prover.gen_chunk_proof(traces)
     c1, t1 = cpu_s(), time.perf_counter()
-    ok = prover.verify_chunk_proof(proof)
+    ok = prover.verify_chunk_proof(proof, task)
     t2 = time.perf_counter()
     p = json.loads(proof)
     inst = base64.b64decode(p["instance"])
@@ -94,12 +95,11 @@ def one(params: str, chain: str, size: int) -> dict[str, Any]:
 
 
 def batches(params: str, sizes: list[int]) -> None:
-    prover = load_prover(None, params)
+    prover: Any = load_prover(None, params)
     n_max = max(sizes)
-    chunks = [
-        json.loads(prover.gen_chunk_proof(json.dumps(blocks("222222", 4, 527 + 4 * i))))
-        for i in range(n_max)
-    ]
+    traces = [json.dumps(blocks("222222", 4, 527 + 4 * i)) for i in range(n_max)]
+    chunks = [json.loads(prover.gen_chunk_proof(t)) for t in traces]
+    infos = [prover.chunk_info(t) for t in traces]
     print(f"\nbatch over chunks of 4 chain-222222 blocks ({n_max} chunk proofs made)")
     head = ["chunks", "first_s", "prove_s", "cpu_s", "verify_ms", "proof_kb", "valid"]
     print(" ".join(f"{h:>9}" for h in head))
@@ -109,7 +109,7 @@ def batches(params: str, sizes: list[int]) -> None:
         c1, t1 = cpu_s(), time.perf_counter()
         proof = prover.gen_batch_proof(json.dumps(chunks[:n]))
         c2, t2 = cpu_s(), time.perf_counter()
-        ok = prover.verify_batch_proof(proof)
+        ok = prover.verify_batch_proof(proof, json.dumps(infos[:n]))
         t3 = time.perf_counter()
         kb = len(base64.b64decode(json.loads(proof)["proof"])) / 1024
         cells = [n, f"{t1 - t0:.2f}", f"{t2 - t1:.2f}", f"{c2 - c1:.2f}",
@@ -140,7 +140,7 @@ def main() -> int:
         print(json.dumps(one(args.params, args.one[0], int(args.one[1]))))
         return 0
     t0 = time.perf_counter()
-    load_prover(None, args.params).verify_chunk_proof("{}")  # builds circuits on first use
+    load_prover(None, args.params).verify_chunk_proof("{}", "{}")  # builds circuits on first use
     print(f"params ready in {time.perf_counter() - t0:.1f} s ({args.params})")
     chains = ["534352"] + (["222222"] if SHARED_DEVNET.exists() else [])
     cols = ["chain", "blocks", "txs", "bytes", "prove_s", "cpu_s", "verify_ms", "proof_kb",

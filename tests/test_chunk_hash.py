@@ -16,7 +16,8 @@ from roller.errors import ProverError
 from roller.ffi import default_library_path
 from roller.ffi.native import RollerProver
 
-TRACES = Path(__file__).resolve().parents[1] / "roller" / "devnet" / "data" / "traces"
+DATA = Path(__file__).resolve().parents[1] / "roller" / "devnet" / "data"
+TRACES = DATA / "traces"
 L1_MESSAGE = 126
 
 pytestmark = pytest.mark.skipif(
@@ -39,28 +40,35 @@ def num(value: Any) -> int:
 
 
 def l1_messages(block: dict[str, Any], popped: int) -> int:
-    """Section 10: last L1 queue index - popped + 1 (uint64 wrapping), 0 without L1 messages."""
+    """Scroll's NumL1Messages: last L1 queue index - popped + 1, 0 without L1 messages; an error
+    (never a wrap-around) below 0 or over u16."""
     l1 = [tx for tx in block["transactions"] if tx["type"] == L1_MESSAGE]
-    return 0 if not l1 else (num(l1[-1]["nonce"]) - popped + 1) % 2**64
+    if not l1:
+        return 0
+    n = num(l1[-1]["nonce"]) - popped + 1
+    assert 0 < n <= 0xFFFF
+    return n
 
 
-def block_context(block: dict[str, Any], popped: int) -> bytes:
+def block_context(block: dict[str, Any], popped: int, base_fee: bool = True) -> bytes:
     h = block["header"]
+    fee = num(h["baseFeePerGas"]) if base_fee and h.get("baseFeePerGas") else 0
     return (
         num(h["number"]).to_bytes(8, "big")
         + num(h["timestamp"]).to_bytes(8, "big")
-        + bytes(32)  # base fee: EIP-1559 is off
+        + fee.to_bytes(32, "big")  # da-codec: the header's base fee, 0 when it has none
         + num(h["gasLimit"]).to_bytes(8, "big")
         + len(block["transactions"]).to_bytes(2, "big")
         + l1_messages(block, popped).to_bytes(2, "big")
     )
 
 
-def data_hash(blocks: list[dict[str, Any]], popped_before: int = 0) -> bytes:
+def data_hash(blocks: list[dict[str, Any]], popped_before: int = 0, base_fee: bool = True
+              ) -> bytes:
     data = b""
     popped = popped_before
     for b in blocks:
-        data += block_context(b, popped)[:58]
+        data += block_context(b, popped, base_fee)[:58]
         popped += l1_messages(b, popped)
     for b in blocks:
         txs = b["transactions"]
@@ -85,38 +93,56 @@ def pi_hash(chain_id: int, blocks: list[dict[str, Any]]) -> bytes:
     )
 
 
-# Expected values of Scroll's own chunk hash test (scroll-tech/scroll common/types/chunk_test.go,
-# TestChunkHash, rollup v2) for these trace files.
-UPSTREAM = {
+# Scroll's own 2023 chunk hash test (scroll-tech/scroll common/types/chunk_test.go, TestChunkHash,
+# rollup v2) for these trace files: that code wrote a zero base fee into every block context.
+SCROLL_2023 = {
     ("02",): "0x78c839dfc494396c16b40946f32b3f4c3e8c2d4bfd04aefcf235edec474482f8",
     ("02", "03"): "0xaa9e494f72bc6965857856f0fae6916f27b2a6591c714a573b2fab46df03b8ae",
-    ("04", "04"): "0x42967825696a129e7a83f082097aca982747480956dcaa448c9296e795c9a91a",
+    ("04",): None,
 }
+# da-codec (encoding/codecv0_test.go, TestCodecV0ChunkHash): the header's base fee (0x1de9 here).
+DA_CODEC = {("02",): "0xde642c68122634b33fa1e6e4243b17be3bfd0dc6f996f204ef6d7522516bd840"}
 
 
-@pytest.mark.parametrize("names", list(UPSTREAM), ids=["+".join(c) for c in UPSTREAM])
+@pytest.mark.parametrize("names", list(SCROLL_2023), ids=["+".join(c) for c in SCROLL_2023])
 def test_chunk_info_matches_independent_hash(prover: RollerProver, names: tuple[str, ...]) -> None:
     blocks = [trace(n) for n in names]
-    info = prover.chunk_info(json.dumps(blocks))
-    assert "0x" + data_hash(blocks).hex() == UPSTREAM[names]
-    assert info["data_hash"] == UPSTREAM[names]
-    assert info["chain_id"] == 534352  # no chainID in these traces: the documented default
+    info = prover.chunk_info(json.dumps(blocks), chain_id=534352, l1_messages_popped_before=0)
+    if SCROLL_2023[names]:
+        assert "0x" + data_hash(blocks, base_fee=False).hex() == SCROLL_2023[names]
+    if names in DA_CODEC:
+        assert "0x" + data_hash(blocks).hex() == DA_CODEC[names]
+    assert info["data_hash"] == "0x" + data_hash(blocks).hex()
+    assert info["chain_id"] == 534352  # no chainID in these traces: the caller's
     assert info["public_input_hash"] == "0x" + pi_hash(534352, blocks).hex()
     assert info["block_count"] == len(blocks)
 
 
-def test_l1_message_counts_of_04_twice(prover: RollerProver) -> None:
-    blocks = [trace("04"), trace("04")]
-    nonce = blocks[0]["transactions"][0]["nonce"]
-    info = prover.chunk_info(json.dumps(blocks))
-    # First copy pops queue indices 0..nonce; the second copy pops nothing new.
-    assert info["num_l1_messages"] == [nonce + 1, 0]
+def test_chain_id_is_required_without_chain_id_in_traces(prover: RollerProver) -> None:
+    with pytest.raises(ProverError, match="chain_id"):
+        prover.chunk_info(json.dumps([trace("02")]))
+
+
+def test_l1_message_counts_do_not_wrap(prover: RollerProver) -> None:
+    block = trace("04")
+    nonce = block["transactions"][0]["nonce"]
+    # Popped before given: the count is relative to it (da-codec's 0x000b for this block).
+    info = prover.chunk_info(json.dumps([block]), chain_id=1, l1_messages_popped_before=0)
+    assert info["num_l1_messages"] == [nonce + 1]
+    assert info["l1_messages_popped_after"] == nonce + 1
+    # Not given: the chunk starts popping at its first L1 message.
+    info = prover.chunk_info(json.dumps([block]), chain_id=1)
+    assert info["num_l1_messages"] == [1]
+    # The same block twice pops below what was popped: an error (Go wrapped to 2^64-1 here).
+    with pytest.raises(ProverError, match="below"):
+        prover.chunk_info(json.dumps([block, block]), chain_id=1, l1_messages_popped_before=0)
 
 
 @pytest.mark.parametrize("names", [["02"], ["02", "03"]], ids=["02", "02+03"])
 def test_proof_instance_matches_independent_hash(prover: RollerProver, names: list[str]) -> None:
     blocks = [trace(n) for n in names]
-    proof = json.loads(prover.gen_chunk_proof(json.dumps(blocks)))
+    proof = json.loads(RollerProver(prover._path, prover._params, chain_id=534352)
+                       .gen_chunk_proof(json.dumps(blocks)))
     inst = base64.b64decode(proof["instance"])
     assert inst[104:136] == data_hash(blocks)
     assert inst[136:168] == pi_hash(534352, blocks)
@@ -126,4 +152,22 @@ def test_proof_instance_matches_independent_hash(prover: RollerProver, names: li
 def test_04_twice_is_not_provable(prover: RollerProver) -> None:
     # Same block number twice: a chunk info exists (Scroll's encoding test) but no valid chunk.
     with pytest.raises(ProverError, match="out of order"):
-        prover.gen_chunk_proof(json.dumps([trace("04"), trace("04")]))
+        RollerProver(prover._path, prover._params, 534352).gen_chunk_proof(
+            json.dumps([trace("04"), trace("04")]))
+
+
+def test_l1_messages_popped_carry_across_a_batch_of_mainnet_chunks(prover: RollerProver) -> None:
+    """Shipped mainnet blocks 2640-2688 in chunks of 8: the carried count equals each chunk's own
+    startL1QueueIndex, and the 5 L1 messages are each counted once."""
+    chain = DATA / "chain-534352"
+    blocks = []
+    for n in range(2640, 2689):
+        with gzip.open(chain / f"block_{n}.json.gz", "rt") as f:
+            blocks.append(json.load(f))
+    chunks = [blocks[i : i + 8] for i in range(0, len(blocks), 8)]
+    infos = prover.batch_chunk_infos([json.dumps(c) for c in chunks])
+    for chunk, info in zip(chunks, infos, strict=True):
+        assert info["l1_messages_popped_before"] == chunk[0]["startL1QueueIndex"]
+    assert infos[0]["l1_messages_popped_before"] == 208
+    assert sum(sum(i["num_l1_messages"]) for i in infos) == 5
+    assert infos[-1]["l1_messages_popped_after"] == 213

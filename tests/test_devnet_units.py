@@ -74,9 +74,18 @@ def test_verifier_choice() -> None:
     assert isinstance(make_verifier("auto"), StandInVerifier)  # no params dir
     with pytest.raises(ConfigError):
         make_verifier("native")
+    from roller.devnet.tasksource import TaskRecord
+
     v = StandInVerifier()
     z = bytes(32)
-    assert v.verify(0, AggProof(z, z, z, b"", 1))
-    assert not v.verify(0, AggProof(b"this is a invalid proof", z, z, b"", 1))
-    assert not v.verify(0, AggProof(b"", z, z, b"", 1))
-    assert not v.verify(0, AggProof(z[:31], z, z, b"", 1))
+    chunk = TaskRecord(id="0x01", type=0, block_hashes=("0xaa",))
+    assert v.verify(chunk, AggProof(z, z, z, b"", 1)).valid
+    assert not v.verify(chunk, AggProof(b"this is a invalid proof", z, z, b"", 1)).valid
+    assert not v.verify(chunk, AggProof(b"", z, z, b"", 1)).valid
+    assert not v.verify(chunk, AggProof(z[:31], z, z, b"", 1)).valid
+    # The one task field the stand-in checks: the block count, named when it differs.
+    verdict = v.verify(chunk, AggProof(z, z, z, b"", 7))
+    assert not verdict.valid and "block_count" in verdict.reason
+    batch = TaskRecord(id="0x02", type=1, sub_proofs=(AggProof(z, z, z, b"", 2),) * 2)
+    assert v.verify(batch, AggProof(z, z, z, b"", 4)).valid
+    assert not v.verify(batch, AggProof(z, z, z, b"", 2)).valid

@@ -175,3 +175,35 @@ def test_duplicate_notification_proves_once(small_cluster: LocalCluster) -> None
     assert rec.attempts == 1
     # The devnet never assigned this task to the key: the proof waits in the outbox.
     assert rec.state == "proved" and rec.proof is not None and rec.proof.status == 0
+
+
+FAULT_LIB = (Path(__file__).resolve().parents[1]
+             / "native/target/features-fault-injection/release/libroller_prover.so")
+
+
+@pytest.mark.skipif(not FAULT_LIB.exists(), reason="no fault-injection library (make faultlib)")
+def test_valid_proof_of_other_blocks_is_refused_naming_the_field(tmp_path: Path,
+                                                                  params_dir: Path) -> None:
+    """A roller whose prover returns a valid proof of other blocks (all of the task's but the
+    last: ROLLER_PROVER_FAULT=other-blocks): the devnet recomputes the task's chunk info from the
+    traces it served and refuses the proof, naming the field. The honest runs above verify."""
+    slots = demo_slots(tmp_path, chunk_slots=1, batch_slots=0)
+    cluster = LocalCluster(tmp_path, slots=slots, params_dir=params_dir,
+                           devnet_args=["--no-chunk-tasks", "--verifier", "native",
+                                        "--dispatch-interval", "0.2"],
+                           env={"ROLLER_PROVER_LIB": str(FAULT_LIB),
+                                "ROLLER_PROVER_FAULT": "other-blocks"})
+    try:
+        cluster.start()
+        task_id = push(cluster, chain_hashes(cluster, 2670, 3))
+        wait_for(lambda: bool(submissions(task_of(cluster, task_id))), 300, "the submission")
+        sub = submissions(task_of(cluster, task_id))[0]
+        assert sub["status"] == 0 and sub["valid"] is False, sub
+        # A proof of blocks 2670-2671 for the task 2670-2672: the post state root differs.
+        assert "instance field post_state_root differs from the task" in sub["reason"], sub
+        assert task_of(cluster, task_id)["state"] != "verified"
+    except Exception:
+        print(cluster.logs()[-20000:])
+        raise
+    finally:
+        cluster.stop()

@@ -10,6 +10,7 @@ import base64
 import gzip
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -21,6 +22,7 @@ import pytest
 
 from roller.errors import ProverError
 from roller.ffi import default_library_path, load_prover
+from roller.ffi.abi import ROLLER_ABI_VERSION, ROLLER_CDEF
 from roller.ffi.native import RollerProver
 
 DATA = Path(__file__).resolve().parents[1] / "roller" / "devnet" / "data"
@@ -65,7 +67,7 @@ def flip(proof_json: str, field: str, index: int) -> str:
 def decode_instance(proof_json: str) -> dict[str, Any]:
     """The chunk instance layout of native/include/roller_prover.h."""
     inst = base64.b64decode(json.loads(proof_json)["instance"])
-    assert len(inst) == 208
+    assert len(inst) == 216
     return {
         "chain_id": int.from_bytes(inst[0:8], "big"),
         "prev": "0x" + inst[8:40].hex(),
@@ -73,7 +75,24 @@ def decode_instance(proof_json: str) -> dict[str, Any]:
         "withdraw": "0x" + inst[72:104].hex(),
         "data_hash": "0x" + inst[104:136].hex(),
         "pi_hash": "0x" + inst[136:168].hex(),
+        "block_count": int.from_bytes(inst[208:216], "big"),
     }
+
+
+def info(prover: RollerProver, blocks: list[dict[str, Any]]) -> str:
+    """The chunk info a task over these blocks determines."""
+    return json.dumps(prover.chunk_info(json.dumps(blocks)))
+
+
+def test_header_and_cdef_agree() -> None:
+    """native/include/roller_prover.h declares exactly what roller/ffi/abi.py's cdef does."""
+    header = (Path(__file__).resolve().parents[1] / "native" / "include" /
+              "roller_prover.h").read_text()
+    body = header[header.index('extern "C" {\n#endif') + 19:header.index("#ifdef __cplusplus\n}")]
+    body = re.sub(r"/\*.*?\*/", "", body, flags=re.S)
+    norm = lambda text: sorted(" ".join(d.split()) for d in text.split(";") if d.strip())  # noqa: E731
+    assert norm(body) == norm(ROLLER_CDEF)
+    assert f"ABI version {ROLLER_ABI_VERSION} " in header
 
 
 def test_mainnet_chunk_proof_verifies(prover: RollerProver, mainnet_proof: str) -> None:
@@ -88,7 +107,17 @@ def test_mainnet_chunk_proof_verifies(prover: RollerProver, mainnet_proof: str) 
     assert inst["prev"] == blocks[0]["storageTrace"]["rootBefore"]
     assert inst["post"] == blocks[-1]["header"]["stateRoot"]
     assert inst["withdraw"] == blocks[-1]["withdraw_trie_root"]
-    assert prover.verify_chunk_proof(mainnet_proof)
+    assert inst["block_count"] == 4
+    assert prover.verify_chunk_proof(mainnet_proof, info(prover, blocks))
+
+
+def test_valid_proof_of_other_blocks_is_refused_naming_the_field(
+    prover: RollerProver, mainnet_proof: str
+) -> None:
+    reason = prover.chunk_proof_rejection(mainnet_proof, info(prover, mainnet(2641, 4)))
+    assert reason is not None and "prev_state_root" in reason
+    reason = prover.chunk_proof_rejection(mainnet_proof, info(prover, mainnet(2640, 3)))
+    assert reason is not None and "post_state_root" in reason
 
 
 @pytest.mark.parametrize(
@@ -99,7 +128,8 @@ def test_mainnet_chunk_proof_verifies(prover: RollerProver, mainnet_proof: str) 
 def test_tampered_chunk_proof_fails(
     prover: RollerProver, mainnet_proof: str, field: str, index: int
 ) -> None:
-    assert not prover.verify_chunk_proof(flip(mainnet_proof, field, index))
+    assert not prover.verify_chunk_proof(flip(mainnet_proof, field, index),
+                                         info(prover, mainnet(2640, 4)))
 
 
 def test_bad_inputs_raise(prover: RollerProver) -> None:
@@ -112,8 +142,11 @@ def test_bad_inputs_raise(prover: RollerProver) -> None:
         prover.gen_chunk_proof("[{")
     with pytest.raises(ProverError):
         prover.gen_batch_proof("[]")
-    assert not prover.verify_chunk_proof("not json")
-    assert not prover.verify_batch_proof("{}")
+    with pytest.raises(ProverError, match="chain_id"):
+        prover.chunk_info(json.dumps(blocks), chain_id=222222)
+    assert not prover.verify_chunk_proof("not json", info(prover, blocks))
+    assert not prover.verify_chunk_proof("{}", "not json")
+    assert not prover.verify_batch_proof("{}", "[]")
 
 
 @pytest.mark.skipif(not (SHARED / "chain-222222").exists(), reason="shared test data missing")
@@ -128,10 +161,15 @@ def test_devnet_batch_of_contiguous_chunks(prover: RollerProver) -> None:
     inst = base64.b64decode(parsed["instance"])
     assert inst[8:40] == base64.b64decode(json.loads(a)["instance"])[8:40]
     assert inst[40:72] == base64.b64decode(json.loads(b)["instance"])[40:72]
-    assert prover.verify_batch_proof(batch)
-    assert not prover.verify_batch_proof(flip(batch, "proof", 1234))
-    assert not prover.verify_batch_proof(flip(batch, "instance", 60))
-    with pytest.raises(ProverError, match="not contiguous"):
+    task = json.dumps([prover.chunk_info(json.dumps(devnet(527, 3))),
+                       prover.chunk_info(json.dumps(devnet(530, 2)))])
+    assert prover.verify_batch_proof(batch, task)
+    assert not prover.verify_batch_proof(flip(batch, "proof", 1234), task)
+    assert not prover.verify_batch_proof(flip(batch, "instance", 60), task)
+    # Sub-proofs out of chain order (no ORDER BY upstream): proved in chain order.
+    swapped = prover.gen_batch_proof(json.dumps([json.loads(b), json.loads(a)]))
+    assert prover.verify_batch_proof(swapped, task)
+    with pytest.raises(ProverError, match="not in chain order"):
         prover.gen_batch_proof(json.dumps([json.loads(a), json.loads(c)]))
     with pytest.raises(ProverError, match="chunk proof 1 invalid"):
         prover.gen_batch_proof(json.dumps([json.loads(a), json.loads(flip(b, "proof", 999))]))
@@ -197,7 +235,7 @@ def test_seed_abi_adapter(tmp_path: Path) -> None:
     with pytest.raises(ProverError, match="not supported"):
         seed.gen_batch_proof("[]")
     with pytest.raises(ProverError, match="verify_agg_proof|init_verifier"):
-        seed.verify_chunk_proof("{}")
+        seed.verify_chunk_proof("{}", "{}")
     with pytest.raises(ProverError, match="seed path"):
         load_prover(str(lib), str(tmp_path / "other"), abi="seed")
 

@@ -1,19 +1,46 @@
 /*
  * roller_prover: chunk and batch proofs for the roller (plonky2, Poseidon over Goldilocks).
- * ABI version 1 (prover_abi_version()). All strings are NUL-terminated UTF-8.
+ * ABI version 2 (prover_abi_version()). All strings are NUL-terminated UTF-8.
  *
  * Conventions
- * - Every function catches Rust panics; none unwinds into the caller.
+ * - Every function catches Rust panics; none unwinds into the caller. A panic while a registry
+ *   lock is held does not poison later calls (the registries are recovered).
  * - Functions returning char* return a newly allocated string that the caller must release with
  *   free_c_chars(): either an AggProof JSON object (below) or {"error": "<message>"}. They never
  *   return NULL.
  * - init_* return 0 on success, non-zero on failure; prover_last_error() then gives the message.
  *   Calling an init again (same or another params dir) is harmless: the last call wins.
- *   The first init over a params dir builds the circuits (~15 s on 2 cores, ~1 GB of files under
- *   <params_dir>/roller_prover_v1/); later inits and other processes reload them.
- * - verify_* return 1 for a valid proof and 0 otherwise (invalid, malformed, or not initialised);
- *   prover_last_error() says why.
+ *   The first init over a params dir builds the circuits (~20 s on 2 cores, ~1 GB of files under
+ *   <params_dir>/roller_prover_v2/); later inits and other processes reload them.
+ * - verify_* return 1 for a valid proof OF THE GIVEN TASK and 0 otherwise (invalid, another
+ *   task's, malformed, or not initialised); prover_last_error() (per thread) says why, naming
+ *   the first instance field that differs from the task ("instance field data_hash differs from
+ *   the task: proof 0x.., task 0x..").
  * - Functions are thread-safe; proving uses all cores (rayon).
+ * - chain_id arguments: 0 = not given. The chain id is the traces' chainID and/or the caller's
+ *   (task or configuration); they must agree, one must exist. The environment is never read.
+ *
+ * What a proof attests (and what it does not)
+ * - EVM execution is NOT proved. A chunk proof attests knowledge of committed bytes b (header |
+ *   Scroll codec v0 data-hash preimage) with the public inputs below; nothing about whether the
+ *   blocks' transactions lead from prev to post state root.
+ * - Bound by the chunk circuit: chain id and the three roots are b[0..104]; the Poseidon
+ *   commitment is over [len, b, zero padding] with every byte range-checked; len <= capacity and
+ *   every byte at or after len is zero; block_count >= 1 and len = 104 + 58 block_count + 32 T,
+ *   T = tx counts read from the first block_count block contexts in b.
+ * - NOT bound by the circuit: data hash and public input hash are free witnesses (32-bit limbs);
+ *   nothing in-circuit ties the data hash to b (no keccak in-circuit).
+ * - Bound by the verifier against the task (verify_chunk_proof's chunk_info_json, from
+ *   block_traces_to_chunk_info of the task's traces): chain id, prev/post/withdraw roots, data
+ *   hash, block count (instance and AggProof), and when given commitment and len - so a proof
+ *   only verifies for a task whose recomputed bytes are exactly b. It also checks the pi hash is
+ *   keccak of the instance fields and the proof verifies against the bucket's wrap key.
+ * - Batch circuit: every chunk proof verifies recursively under one of the wrap keys; chunks chain
+ *   (post root i = prev root i+1) on one chain id; the total block count is summed in-circuit;
+ *   the commitment is Poseidon over all chunk public inputs. Batch verifier: chunk count, chain
+ *   id, first prev root, last post and withdraw roots, total block count, each chunk's data hash
+ *   in order, and (when the infos carry commitment and len) the batch commitment recomputed from
+ *   the task's chunk infos, which binds every chunk field including its block count.
  *
  * AggProof JSON (coordinator-protocol.md 3.4): {"proof": b64, "instance": b64, "final_pair": b64,
  * "vk": b64, "block_count": n}, padded standard base64.
@@ -22,33 +49,48 @@
  *   count) | payload length u64 BE | plonky2 ProofWithPublicInputs bytes | zero padding to a
  *   multiple of 32 bytes.
  *
- * Chunk instance (208 bytes, big-endian; Scroll chunk info, coordinator-protocol.md section 10):
+ * Chunk instance (216 bytes, big-endian; Scroll chunk info, coordinator-protocol.md section 10):
  *     0  chain id (u64)
  *     8  prev state root       (storageTrace.rootBefore of the first block)
  *    40  post state root       (header.stateRoot of the last block)
  *    72  withdraw root         (withdraw_trie_root / withdrawTrieRoot of the last block)
- *   104  data hash             (keccak256, 0 L1 messages popped before the chunk)
+ *   104  data hash             (keccak256 of Scroll's codec v0 chunk data: per block number u64 |
+ *                              timestamp u64 | base fee u256 (header.baseFeePerGas, 0 if absent) |
+ *                              gas limit u64 | tx count u16, then per block its L1 message hashes
+ *                              and its other tx hashes)
  *   136  public input hash     (keccak256(chain id u64 | prev | post | withdraw | data hash))
  *   168  Poseidon commitment   (4 Goldilocks elements as u64) computed in-circuit over
  *                              [len, b_0, ..., b_{len-1}, 0, ..., 0] (one element per byte, zero
  *                              padded to the bucket capacity 768 << bucket, smallest bucket that
  *                              fits), b = chain id u64 | prev | post | withdraw | data-hash preimage
  *   200  len (u64)             byte length of b
+ *   208  block count (u64)     = AggProof block_count
  *   final_pair (64 bytes) = public input hash | Poseidon commitment.
  *   vk (32 bytes) = circuit digest of the bucket's wrap circuit (4 x u64 BE).
- *   Chain id = the traces' chainID, else env ROLLER_CHAIN_ID, else 534352.
- *   Traces must be consecutive (number + 1, rootBefore = previous stateRoot). Trailing blocks that
- *   exceed the largest bucket (24576 bytes) are dropped; block_count says how many were proved.
+ *   Traces must be consecutive (number + 1, rootBefore = previous stateRoot). Blocks that exceed
+ *   the largest bucket (24576 bytes) are an error naming the counts and bytes, never a proof of
+ *   a prefix.
  *
- * Batch instance (144 + 32 n bytes, big-endian):
+ * Batch instance (152 + 32 n bytes, big-endian):
  *     0  chain id (u64)        8 prev state root of chunk 0     40 post state root of chunk n-1
  *    72  withdraw root of chunk n-1
  *   104  Poseidon commitment over the public inputs of all n chunk proofs (4 x u64)
  *   136  n (u64)
- *   144  data hash of chunk i at 144 + 32 i
+ *   144  total block count (u64, summed in-circuit) = AggProof block_count
+ *   152  data hash of chunk i at 152 + 32 i
  *   final_pair (64 bytes) = keccak256(chain id | prev | post | withdraw | keccak256(data hashes))
  *                           | Poseidon commitment.
  *   vk (32 bytes) = circuit digest of the batch circuit for n chunks.
+ *
+ * Chunk info JSON (block_traces_to_chunk_info; the verifiers' task input): {chain_id,
+ *   prev_state_root, post_state_root, withdraw_root, data_hash, public_input_hash, commitment,
+ *   len, block_count, tx_count, num_l1_messages, l1_messages_popped_before,
+ *   l1_messages_popped_after} (hashes as 0x hex; commitment null when over every bucket).
+ *   The verifiers need chain_id, the three roots, data_hash and block_count; commitment and len
+ *   are compared when present. num_l1_messages: per block, last L1 queue index - popped + 1
+ *   (Scroll's NumL1Messages, an error below 0 or over u16, never wrapped); popped before the
+ *   chunk = the argument (>= 0; in a batch the previous chunk's l1_messages_popped_after), else
+ *   the first trace's startL1QueueIndex, else the chunk's first L1 queue index.
  */
 #ifndef ROLLER_PROVER_H
 #define ROLLER_PROVER_H
@@ -60,25 +102,29 @@ extern "C" {
 unsigned int prover_abi_version(void);
 
 int init_chunk_prover(const char *params_dir);
-/* traces_json: JSON array of BlockTrace, sorted by header.number. */
-char *gen_chunk_proof(const char *traces_json);
+/* traces_json: JSON array of BlockTrace, sorted by header.number. chain_id: 0 = the traces'. */
+char *gen_chunk_proof(const char *traces_json, unsigned long long chain_id);
 
 int init_batch_prover(const char *params_dir);
-/* chunk_proofs_json: JSON array of chunk AggProof objects, in chain order. */
+/* chunk_proofs_json: JSON array of chunk AggProof objects. Put in chain order by their roots
+ * when given in another order; an error naming the break when no unique chain order exists. */
 char *gen_batch_proof(const char *chunk_proofs_json);
 
 int init_chunk_verifier(const char *params_dir);
-char verify_chunk_proof(const char *proof_json);
+/* chunk_info_json: the task's chunk info (block_traces_to_chunk_info of the task's traces). */
+char verify_chunk_proof(const char *proof_json, const char *chunk_info_json);
 
 int init_batch_verifier(const char *params_dir);
-char verify_batch_proof(const char *proof_json);
+/* chunk_infos_json: JSON array of the task's chunk infos, in chain order. */
+char verify_batch_proof(const char *proof_json, const char *chunk_infos_json);
 
-/* Chunk info without proving (Scroll's libzkp name); no ordering checks. Returns JSON
- * {chain_id, prev_state_root, post_state_root, withdraw_root, data_hash, public_input_hash,
- *  commitment, block_count, tx_count, num_l1_messages} (hashes as 0x hex) or {"error": ...}. */
-char *block_traces_to_chunk_info(const char *traces_json);
+/* Chunk info without proving (Scroll's libzkp name); no ordering checks. chain_id: 0 = the
+ * traces'; l1_messages_popped_before: < 0 = derived (above). Returns the chunk info JSON or
+ * {"error": ...}. */
+char *block_traces_to_chunk_info(const char *traces_json, unsigned long long chain_id,
+                                 long long l1_messages_popped_before);
 
-/* Message of the last failed init_* or verify_* call in this process. */
+/* Message of the last failed init_* or verify_* call on the calling thread. */
 char *prover_last_error(void);
 
 void free_c_chars(char *ptr);

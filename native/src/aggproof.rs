@@ -119,8 +119,13 @@ fn elems_to_bytes(out: &mut Vec<u8>, elems: &[F]) {
     }
 }
 
-/// Chunk instance (208 bytes): chain id u64 | prev root | post root | withdraw root | data hash |
-/// pi hash | Poseidon commitment (4 x u64) | preimage length u64; all big-endian.
+/// Bytes of a chunk instance.
+pub const CHUNK_INSTANCE_LEN: usize = 216;
+/// Offset of the per-chunk data hashes in a batch instance.
+pub const BATCH_DATA_HASHES: usize = 152;
+
+/// Chunk instance (216 bytes): chain id u64 | prev root | post root | withdraw root | data hash |
+/// pi hash | Poseidon commitment (4 x u64) | preimage length u64 | block count u64; big-endian.
 pub fn chunk_instance(pis: &[F]) -> Result<Vec<u8>> {
     use chunk_pi as c;
     if pis.len() != c::COUNT {
@@ -130,20 +135,21 @@ pub fn chunk_instance(pis: &[F]) -> Result<Vec<u8>> {
             c::COUNT
         );
     }
-    let mut out = Vec::with_capacity(208);
+    let mut out = Vec::with_capacity(CHUNK_INSTANCE_LEN);
     limbs_to_bytes(&mut out, &pis[c::CHAIN_ID..c::COMMITMENT])?;
     elems_to_bytes(&mut out, &pis[c::COMMITMENT..c::COUNT]);
     Ok(out)
 }
 
 /// Batch instance: chain id u64 | prev root (first chunk) | post root (last) | withdraw root (last) |
-/// Poseidon commitment over all chunk public inputs (4 x u64) | chunk count u64 | data hash per chunk.
+/// Poseidon commitment over all chunk public inputs (4 x u64) | chunk count u64 | block count u64 |
+/// data hash per chunk.
 pub fn batch_instance(pis: &[F]) -> Result<Vec<u8>> {
     use batch_pi as b;
     if pis.len() < b::DATA_HASHES || !(pis.len() - b::DATA_HASHES).is_multiple_of(8) {
         bail!("batch proof has a malformed public input vector");
     }
-    let mut out = Vec::with_capacity(144 + 4 * (pis.len() - b::DATA_HASHES));
+    let mut out = Vec::with_capacity(BATCH_DATA_HASHES + 4 * (pis.len() - b::DATA_HASHES));
     limbs_to_bytes(&mut out, &pis[b::CHAIN_ID..b::COMMITMENT])?;
     elems_to_bytes(&mut out, &pis[b::COMMITMENT..b::DATA_HASHES]);
     limbs_to_bytes(&mut out, &pis[b::DATA_HASHES..])?;

@@ -1,4 +1,15 @@
 //! The three circuit kinds: chunk (per capacity bucket), wrap (fixed shape) and batch (per chunk count).
+//!
+//! What the chunk circuit binds (everything else a verifier must check against the task itself):
+//! - chain id and the three roots in the public inputs are the first 104 committed bytes;
+//! - the Poseidon commitment is over [len, bytes, zero padding], every byte range-checked;
+//! - len <= capacity, and every byte at or after len is zero;
+//! - block_count >= 1 and len = 104 + 58 * block_count + 32 * (sum of the tx counts read from the
+//!   first block_count block contexts), so block_count is tied to the committed layout.
+//!
+//! Not bound in-circuit: data hash and pi hash are free 32-bit-limbed witnesses (no keccak here);
+//! a verifier recomputes them (and the commitment) from the task's traces. EVM execution is not
+//! proved at all.
 
 use anyhow::{anyhow, bail, Result};
 use plonky2::field::types::{Field, PrimeField64};
@@ -14,7 +25,7 @@ use plonky2::plonk::circuit_data::{
 use plonky2::plonk::config::{GenericConfig, Hasher, PoseidonGoldilocksConfig};
 use plonky2::plonk::proof::{ProofWithPublicInputs, ProofWithPublicInputsTarget};
 
-use crate::trace::HEADER_LEN;
+use crate::trace::{CONTEXT_HASHED_LEN, HEADER_LEN};
 
 pub const D: usize = 2;
 pub type C = PoseidonGoldilocksConfig;
@@ -31,7 +42,8 @@ pub const NUM_BUCKETS: usize = 6;
 
 /// Chunk public inputs (Goldilocks elements), in order:
 /// chain id (2 u32 limbs, BE), prev root (8), post root (8), withdraw root (8), data hash (8),
-/// pi hash (8) - all as big-endian u32 limbs - then the Poseidon commitment (4) and the preimage length (1).
+/// pi hash (8) - all as big-endian u32 limbs - then the Poseidon commitment (4), the preimage
+/// length (1) and the block count (1).
 pub mod chunk_pi {
     pub const CHAIN_ID: usize = 0;
     pub const PREV: usize = 2;
@@ -41,12 +53,13 @@ pub mod chunk_pi {
     pub const PI_HASH: usize = 34;
     pub const COMMITMENT: usize = 42;
     pub const LEN: usize = 46;
-    pub const COUNT: usize = 47;
+    pub const BLOCK_COUNT: usize = 47;
+    pub const COUNT: usize = 48;
 }
 
 /// Batch public inputs: chain id (2), prev root of the first chunk (8), post root of the last (8),
 /// withdraw root of the last (8), Poseidon commitment over every chunk's public inputs (4),
-/// chunk count (1), then each chunk's data hash (8 each).
+/// chunk count (1), total block count (1, summed in-circuit), then each chunk's data hash (8 each).
 pub mod batch_pi {
     pub const CHAIN_ID: usize = 0;
     pub const PREV: usize = 2;
@@ -54,7 +67,8 @@ pub mod batch_pi {
     pub const WITHDRAW: usize = 18;
     pub const COMMITMENT: usize = 26;
     pub const COUNT: usize = 30;
-    pub const DATA_HASHES: usize = 31;
+    pub const BLOCKS: usize = 31;
+    pub const DATA_HASHES: usize = 32;
     pub fn len(n: usize) -> usize {
         DATA_HASHES + 8 * n
     }
@@ -73,12 +87,36 @@ pub fn config() -> CircuitConfig {
     CircuitConfig::standard_recursion_config()
 }
 
+/// Most block contexts a bucket's preimage can hold.
+pub fn max_blocks(bucket: usize) -> usize {
+    (bucket_capacity(bucket) - HEADER_LEN) / CONTEXT_HASHED_LEN
+}
+
 /// Targets of a chunk circuit the prover fills in.
 pub struct ChunkTargets {
     pub len: Target,
     pub bytes: Vec<Target>,
     pub data_hash: Vec<Target>,
     pub pi_hash: Vec<Target>,
+    pub block_count: Target,
+    /// in_len[i] = (i < len), one per byte.
+    pub in_len: Vec<BoolTarget>,
+    /// in_blocks[j] = (j < block_count), one per possible block context.
+    pub in_blocks: Vec<BoolTarget>,
+}
+
+/// Booleans s_0..s_{n-1} with s_i = 1 exactly for i < count: non-increasing, summing to count
+/// (so count <= n as well).
+fn prefix_selector(b: &mut CircuitBuilder<F, D>, n: usize, count: Target) -> Vec<BoolTarget> {
+    let s: Vec<BoolTarget> = (0..n).map(|_| b.add_virtual_bool_target_safe()).collect();
+    for w in s.windows(2) {
+        // s_{i+1} * (1 - s_i) == 0: once a selector is 0, all later ones are.
+        let t = b.arithmetic(F::NEG_ONE, F::ONE, w[1].target, w[0].target, w[1].target);
+        b.assert_zero(t);
+    }
+    let sum = b.add_many(s.iter().map(|x| x.target));
+    b.connect(sum, count);
+    s
 }
 
 /// Packs big-endian bytes into big-endian u32 limbs.
@@ -106,19 +144,56 @@ fn u32_limbs(builder: &mut CircuitBuilder<F, D>, n: usize) -> Vec<Target> {
 }
 
 /// Chunk circuit for bucket `bucket`: every preimage byte is range-checked to 8 bits and hashed with
-/// Poseidon in-circuit; chain id and roots in the public inputs are packed from the hashed bytes.
+/// Poseidon in-circuit; chain id and roots in the public inputs are packed from the hashed bytes;
+/// len, padding and block count are constrained as the module docs say.
 pub fn build_chunk(bucket: usize) -> (Data, ChunkTargets) {
     let cap = bucket_capacity(bucket);
     let mut b = CircuitBuilder::<F, D>::new(config());
     let len = b.add_virtual_target();
     b.range_check(len, 32);
+    // len <= cap (also implied by the selector sum; explicit because the witness generator's check
+    // was the only one before).
+    let cap_t = b.constant(F::from_canonical_usize(cap));
+    let slack = b.sub(cap_t, len);
+    b.range_check(slack, 32);
+    // Bytes are range-checked through a 256-entry lookup table (about 40 lookups per row) rather
+    // than a bit decomposition per byte (one row each): that saving pays for the padding and
+    // block-count constraints below, which would otherwise double the smaller buckets' degree.
+    let byte_table =
+        b.add_lookup_table_from_pairs(std::sync::Arc::new((0..256u16).map(|i| (i, i)).collect()));
     let bytes: Vec<Target> = (0..cap)
         .map(|_| {
             let t = b.add_virtual_target();
-            b.range_check(t, 8);
+            let same = b.add_lookup_from_index(t, byte_table);
+            b.connect(same, t);
             t
         })
         .collect();
+    // Zero padding: byte_i * (1 - [i < len]) == 0, so nothing after len can vary the commitment.
+    let in_len = prefix_selector(&mut b, cap, len);
+    for (&byte, s) in bytes.iter().zip(&in_len) {
+        let outside = b.arithmetic(F::NEG_ONE, F::ONE, byte, s.target, byte);
+        b.assert_zero(outside);
+    }
+    // Block count: at least one block, and len = header + 58 n + 32 * (tx counts of blocks < n).
+    let block_count = b.add_virtual_target();
+    let in_blocks = prefix_selector(&mut b, max_blocks(bucket), block_count);
+    let one = b.one();
+    b.connect(in_blocks[0].target, one);
+    let mut txs = b.zero();
+    for (j, s) in in_blocks.iter().enumerate() {
+        let at = HEADER_LEN + CONTEXT_HASHED_LEN * j + CONTEXT_HASHED_LEN - 2;
+        let n_tx = b.mul_const_add(F::from_canonical_u32(256), bytes[at], bytes[at + 1]);
+        txs = b.mul_add(s.target, n_tx, txs);
+    }
+    let header = b.constant(F::from_canonical_usize(HEADER_LEN));
+    let with_contexts = b.mul_const_add(
+        F::from_canonical_usize(CONTEXT_HASHED_LEN),
+        block_count,
+        header,
+    );
+    let expected_len = b.mul_const_add(F::from_canonical_u32(32), txs, with_contexts);
+    b.connect(expected_len, len);
     let header = pack_be(&mut b, &bytes[..HEADER_LEN]);
     let data_hash = u32_limbs(&mut b, 8);
     let pi_hash = u32_limbs(&mut b, 8);
@@ -130,6 +205,7 @@ pub fn build_chunk(bucket: usize) -> (Data, ChunkTargets) {
     b.register_public_inputs(&pi_hash);
     b.register_public_inputs(&commitment.elements);
     b.register_public_input(len);
+    b.register_public_input(block_count);
     let data = b.build::<C>();
     (
         data,
@@ -138,6 +214,9 @@ pub fn build_chunk(bucket: usize) -> (Data, ChunkTargets) {
             bytes,
             data_hash,
             pi_hash,
+            block_count,
+            in_len,
+            in_blocks,
         },
     )
 }
@@ -150,12 +229,18 @@ pub fn limbs_of(bytes: &[u8; 32]) -> [F; 8] {
     out
 }
 
-pub fn set_chunk_witness(
-    t: &ChunkTargets,
-    preimage: &[u8],
-    data_hash: &[u8; 32],
-    pi_hash: &[u8; 32],
-) -> Result<PartialWitness<F>> {
+/// What a chunk proof claims; the honest prover takes it from `ChunkInfo`, tests forge it.
+pub struct ChunkWitness<'a> {
+    pub preimage: &'a [u8],
+    pub data_hash: &'a [u8; 32],
+    pub pi_hash: &'a [u8; 32],
+    pub block_count: usize,
+    /// Bytes after the preimage; all zero for an honest prover (tests set others).
+    pub padding: u8,
+}
+
+pub fn set_chunk_witness(t: &ChunkTargets, w: &ChunkWitness) -> Result<PartialWitness<F>> {
+    let (preimage, data_hash, pi_hash) = (w.preimage, w.data_hash, w.pi_hash);
     if preimage.len() > t.bytes.len() {
         bail!(
             "chunk preimage of {} bytes exceeds bucket capacity {}",
@@ -166,8 +251,13 @@ pub fn set_chunk_witness(
     let mut pw = PartialWitness::new();
     pw.set_target(t.len, F::from_canonical_usize(preimage.len()))?;
     for (i, &tb) in t.bytes.iter().enumerate() {
-        let v = preimage.get(i).copied().unwrap_or(0);
+        let v = preimage.get(i).copied().unwrap_or(w.padding);
         pw.set_target(tb, F::from_canonical_u8(v))?;
+        pw.set_bool_target(t.in_len[i], i < preimage.len())?;
+    }
+    pw.set_target(t.block_count, F::from_canonical_usize(w.block_count))?;
+    for (j, s) in t.in_blocks.iter().enumerate() {
+        pw.set_bool_target(*s, j < w.block_count)?;
     }
     for (ts, v) in [(&t.data_hash, data_hash), (&t.pi_hash, pi_hash)] {
         for (&tt, val) in ts.iter().zip(limbs_of(v)) {
@@ -240,7 +330,8 @@ pub struct BatchTargets {
 }
 
 /// Batch circuit over `n` wrapped chunk proofs: each verified recursively with a key proven to be one
-/// of the wrap keys in `allowed`; chunks must chain (post root i == prev root i+1, same chain id).
+/// of the wrap keys in `allowed`; chunks must chain (post root i == prev root i+1, same chain id);
+/// the total block count is summed from the chunks' public inputs.
 pub fn build_batch(n: usize, wrap_common: &Common, allowed: &[HashOut<F>]) -> (Data, BatchTargets) {
     use chunk_pi as cp;
     let mut b = CircuitBuilder::<F, D>::new(config());
@@ -291,6 +382,8 @@ pub fn build_batch(n: usize, wrap_common: &Common, allowed: &[HashOut<F>]) -> (D
     b.register_public_inputs(&commitment.elements);
     let count = b.constant(F::from_canonical_usize(n));
     b.register_public_input(count);
+    let blocks = b.add_many(pis.iter().map(|p| p[cp::BLOCK_COUNT]));
+    b.register_public_input(blocks);
     for p in &pis {
         b.register_public_inputs(&p[cp::DATA_HASH..cp::DATA_HASH + 8]);
     }

@@ -1,7 +1,7 @@
 //! C entry points. Every one catches unwinds; errors come back as `{"error": "..."}` JSON or as a
 //! non-zero status whose message `prover_last_error()` returns.
 
-use std::ffi::{c_char, c_int, c_uint, CStr, CString};
+use std::ffi::{c_char, c_int, c_longlong, c_uint, c_ulonglong, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
@@ -11,7 +11,9 @@ use anyhow::{anyhow, Result};
 use crate::store::Store;
 use crate::{panic_message, prover};
 
-pub const ABI_VERSION: c_uint = 1;
+/// 2: verifiers take the task's chunk info; gen_chunk_proof and block_traces_to_chunk_info take
+/// the chain id (never the environment's); block counts in chunk and batch instances.
+pub const ABI_VERSION: c_uint = 2;
 
 /// Stores by params directory, so chunk/batch provers and verifiers over one directory share one.
 static STORES: Mutex<Vec<(String, Arc<Store>)>> = Mutex::new(Vec::new());
@@ -19,15 +21,24 @@ static CHUNK_PROVER: RwLock<Option<Arc<Store>>> = RwLock::new(None);
 static BATCH_PROVER: RwLock<Option<Arc<Store>>> = RwLock::new(None);
 static CHUNK_VERIFIER: RwLock<Option<Arc<Store>>> = RwLock::new(None);
 static BATCH_VERIFIER: RwLock<Option<Arc<Store>>> = RwLock::new(None);
-static LAST_ERROR: Mutex<String> = Mutex::new(String::new());
+thread_local! {
+    /// Per thread, so a verifier called from several threads at once (the devnet's verifier pool)
+    /// reads the reason for its own call.
+    static LAST_ERROR: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
 /// Worker threads of the current process. rayon's global pool does not survive fork() (Celery
 /// prefork children would hang), so each process builds its own on first use.
 static POOL: Mutex<Option<(u32, Arc<rayon::ThreadPool>)>> = Mutex::new(None);
 
+/// Locks a registry even if a panic poisoned it: every registry here is a map or slot of `Arc`s
+/// replaced in one assignment, so it is consistent whenever the lock is free, and a poisoned lock
+/// must not fail every later call of the process.
+pub fn relock<T>(r: std::sync::LockResult<T>) -> T {
+    r.unwrap_or_else(|e| e.into_inner())
+}
+
 fn pool() -> Result<Arc<rayon::ThreadPool>> {
-    let mut g = POOL
-        .lock()
-        .map_err(|_| anyhow!("thread pool registry poisoned"))?;
+    let mut g = relock(POOL.lock());
     let pid = std::process::id();
     if let Some((p, pool)) = g.as_ref() {
         if *p == pid {
@@ -46,9 +57,7 @@ fn in_pool<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
 
 /// Opens (or reuses) the store of a params directory.
 pub fn open_store(params_dir: &str) -> Result<Arc<Store>> {
-    let mut stores = STORES
-        .lock()
-        .map_err(|_| anyhow!("store registry poisoned"))?;
+    let mut stores = relock(STORES.lock());
     if let Some((_, s)) = stores.iter().find(|(d, _)| d == params_dir) {
         return Ok(s.clone());
     }
@@ -86,16 +95,14 @@ fn run_json(f: impl FnOnce() -> Result<String>) -> *mut c_char {
 }
 
 fn set_last_error(msg: String) {
-    if let Ok(mut g) = LAST_ERROR.lock() {
-        *g = msg;
-    }
+    LAST_ERROR.with(|e| *e.borrow_mut() = msg);
 }
 
 fn run_init(slot: &RwLock<Option<Arc<Store>>>, params_dir: *const c_char) -> c_int {
     let r = catch_unwind(AssertUnwindSafe(|| -> Result<()> {
         let dir = unsafe { arg(params_dir, "params_dir") }?;
         let store = in_pool(|| open_store(dir))?;
-        *slot.write().map_err(|_| anyhow!("prover slot poisoned"))? = Some(store);
+        *relock(slot.write()) = Some(store);
         Ok(())
     }));
     match r {
@@ -112,8 +119,7 @@ fn run_init(slot: &RwLock<Option<Arc<Store>>>, params_dir: *const c_char) -> c_i
 }
 
 fn current(slot: &RwLock<Option<Arc<Store>>>, what: &str) -> Result<Arc<Store>> {
-    slot.read()
-        .map_err(|_| anyhow!("prover slot poisoned"))?
+    relock(slot.read())
         .clone()
         .ok_or_else(|| anyhow!("{what} not initialised"))
 }
@@ -122,12 +128,14 @@ fn run_verify(
     slot: &RwLock<Option<Arc<Store>>>,
     what: &str,
     proof: *const c_char,
-    f: fn(&Store, &str) -> Result<()>,
+    task: (*const c_char, &str),
+    f: fn(&Store, &str, &str) -> Result<()>,
 ) -> c_char {
     let r = catch_unwind(AssertUnwindSafe(|| -> Result<()> {
         let store = current(slot, what)?;
         let proof = unsafe { arg(proof, "proof_json") }?;
-        in_pool(|| f(&store, proof))
+        let task = unsafe { arg(task.0, task.1) }?;
+        in_pool(|| f(&store, proof, task))
     }));
     match r {
         Ok(Ok(())) => 1,
@@ -158,6 +166,20 @@ fn inject_fault() {
     }
 }
 
+/// ROLLER_PROVER_FAULT=other-blocks: a dishonest roller proving all but the task's last block (a
+/// valid proof of other blocks, the prefix the old overflow rule produced); verifiers must refuse.
+#[cfg(feature = "fault-injection")]
+fn other_blocks_fault(traces: &str) -> Result<String> {
+    if std::env::var("ROLLER_PROVER_FAULT").as_deref() != Ok("other-blocks") {
+        return Ok(traces.to_string());
+    }
+    let mut blocks: Vec<serde_json::Value> = serde_json::from_str(traces)?;
+    if blocks.len() > 1 {
+        blocks.pop();
+    }
+    Ok(serde_json::to_string(&blocks)?)
+}
+
 /// # Safety
 /// `params_dir` must be NULL or a NUL-terminated string.
 #[no_mangle]
@@ -186,16 +208,26 @@ pub unsafe extern "C" fn init_batch_verifier(params_dir: *const c_char) -> c_int
     run_init(&BATCH_VERIFIER, params_dir)
 }
 
+/// 0 means "not given".
+fn given(chain_id: c_ulonglong) -> Option<u64> {
+    (chain_id != 0).then_some(chain_id)
+}
+
 /// # Safety
 /// `traces_json` must be NULL or a NUL-terminated string; free the result with `free_c_chars`.
 #[no_mangle]
-pub unsafe extern "C" fn gen_chunk_proof(traces_json: *const c_char) -> *mut c_char {
+pub unsafe extern "C" fn gen_chunk_proof(
+    traces_json: *const c_char,
+    chain_id: c_ulonglong,
+) -> *mut c_char {
     run_json(|| {
         #[cfg(feature = "fault-injection")]
         inject_fault();
         let store = current(&CHUNK_PROVER, "chunk prover")?;
         let traces = arg(traces_json, "traces_json")?;
-        in_pool(|| prover::gen_chunk_proof(&store, traces))
+        #[cfg(feature = "fault-injection")]
+        let traces = &other_blocks_fault(traces)?;
+        in_pool(|| prover::gen_chunk_proof(&store, traces, given(chain_id)))
     })
 }
 
@@ -211,25 +243,33 @@ pub unsafe extern "C" fn gen_batch_proof(chunk_proofs_json: *const c_char) -> *m
 }
 
 /// # Safety
-/// `proof_json` must be NULL or a NUL-terminated string.
+/// `proof_json` and `chunk_info_json` must be NULL or NUL-terminated strings.
 #[no_mangle]
-pub unsafe extern "C" fn verify_chunk_proof(proof_json: *const c_char) -> c_char {
+pub unsafe extern "C" fn verify_chunk_proof(
+    proof_json: *const c_char,
+    chunk_info_json: *const c_char,
+) -> c_char {
     run_verify(
         &CHUNK_VERIFIER,
         "chunk verifier",
         proof_json,
+        (chunk_info_json, "chunk_info_json"),
         prover::verify_chunk_proof,
     )
 }
 
 /// # Safety
-/// `proof_json` must be NULL or a NUL-terminated string.
+/// `proof_json` and `chunk_infos_json` must be NULL or NUL-terminated strings.
 #[no_mangle]
-pub unsafe extern "C" fn verify_batch_proof(proof_json: *const c_char) -> c_char {
+pub unsafe extern "C" fn verify_batch_proof(
+    proof_json: *const c_char,
+    chunk_infos_json: *const c_char,
+) -> c_char {
     run_verify(
         &BATCH_VERIFIER,
         "batch verifier",
         proof_json,
+        (chunk_infos_json, "chunk_infos_json"),
         prover::verify_batch_proof,
     )
 }
@@ -237,14 +277,21 @@ pub unsafe extern "C" fn verify_batch_proof(proof_json: *const c_char) -> c_char
 /// # Safety
 /// `traces_json` must be NULL or a NUL-terminated string; free the result with `free_c_chars`.
 #[no_mangle]
-pub unsafe extern "C" fn block_traces_to_chunk_info(traces_json: *const c_char) -> *mut c_char {
-    run_json(|| prover::chunk_info_json(arg(traces_json, "traces_json")?))
+pub unsafe extern "C" fn block_traces_to_chunk_info(
+    traces_json: *const c_char,
+    chain_id: c_ulonglong,
+    l1_messages_popped_before: c_longlong,
+) -> *mut c_char {
+    run_json(|| {
+        let popped = u64::try_from(l1_messages_popped_before).ok();
+        prover::chunk_info_json(arg(traces_json, "traces_json")?, given(chain_id), popped)
+    })
 }
 
-/// Message of the last failed init or verification (this process); free with `free_c_chars`.
+/// Message of the last failed init or verification on this thread; free with `free_c_chars`.
 #[no_mangle]
 pub extern "C" fn prover_last_error() -> *mut c_char {
-    let msg = LAST_ERROR.lock().map(|g| g.clone()).unwrap_or_default();
+    let msg = LAST_ERROR.with(|e| e.borrow().clone());
     to_c(msg)
 }
 
@@ -260,4 +307,23 @@ pub unsafe extern "C" fn free_c_chars(p: *mut c_char) {
 #[no_mangle]
 pub extern "C" fn prover_abi_version() -> c_uint {
     ABI_VERSION
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_poisoned_registry_still_locks() {
+        let m = Arc::new(Mutex::new(vec![1]));
+        let m2 = m.clone();
+        let _ = std::thread::spawn(move || {
+            let _g = m2.lock();
+            panic!("poison it");
+        })
+        .join();
+        assert!(m.is_poisoned());
+        relock(m.lock()).push(2);
+        assert_eq!(*relock(m.lock()), vec![1, 2]);
+    }
 }

@@ -1,19 +1,30 @@
 //! Chunk and batch proving and verification over a `Store`.
+//!
+//! Failure model: a proof is valid only as a proof of the task it answers. Provers refuse inputs
+//! they cannot prove whole (blocks over the largest bucket, chunk proofs that do not form one
+//! chain) instead of proving a prefix or a wrong order; verifiers take what the task determines
+//! (chunk info recomputed from the task's traces) and name the first instance field that differs.
 
 use anyhow::{anyhow, bail, Context, Result};
 use plonky2::field::types::{Field, PrimeField64};
 use plonky2::iop::witness::{PartialWitness, WitnessWrite};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::aggproof::{
-    batch_instance, chunk_instance, frame, roots_of, unframe, AggBytes, KIND_BATCH, KIND_CHUNK,
+    batch_instance, chunk_instance, frame, roots_of, unframe, AggBytes, Roots, BATCH_DATA_HASHES,
+    KIND_BATCH, KIND_CHUNK,
 };
 use crate::circuits::{
     batch_commitment, batch_pi, bucket_capacity, bucket_for, chunk_pi, commitment_of, hash_bytes,
-    set_batch_witness, set_chunk_witness, Proof, VerifierOnly, F, NUM_BUCKETS,
+    limbs_of, set_batch_witness, set_chunk_witness, ChunkWitness, Proof, VerifierOnly, F,
+    NUM_BUCKETS,
 };
 use crate::store::Store;
-use crate::trace::{check_contiguous, chunk_info, keccak, parse_traces, pi_hash, Block, ChunkInfo};
+use crate::trace::{
+    check_contiguous, chunk_info, keccak, parse_h256, parse_traces, pi_hash, Block, ChunkInfo,
+    HEADER_LEN,
+};
 
 /// Runs a plonky2 prover, turning its internal panics (e.g. conflicting witness) into errors.
 fn prove_guarded(what: &str, f: impl FnOnce() -> Result<Proof>) -> Result<Proof> {
@@ -27,66 +38,222 @@ fn prove_guarded(what: &str, f: impl FnOnce() -> Result<Proof>) -> Result<Proof>
     }
 }
 
-/// Longest prefix of blocks whose preimage fits the largest bucket (trailing blocks are dropped,
-/// as block_count in AggProof allows).
-fn fitting_prefix(blocks: &[Block]) -> Result<usize> {
+/// Refuses blocks whose preimage exceeds the largest bucket: a proof of a prefix would answer
+/// another task than the one given.
+fn check_capacity(blocks: &[Block]) -> Result<()> {
     let max = bucket_capacity(NUM_BUCKETS - 1);
-    let mut len = crate::trace::HEADER_LEN;
-    for (i, b) in blocks.iter().enumerate() {
-        len += b.encoded_len();
-        if len > max {
-            if i == 0 {
-                bail!(
-                    "block {} alone exceeds the chunk circuit capacity ({max} bytes)",
-                    b.number
-                );
-            }
-            return Ok(i);
-        }
+    let len = HEADER_LEN + blocks.iter().map(Block::encoded_len).sum::<usize>();
+    if len > max {
+        let mut fit = HEADER_LEN;
+        let fitting = blocks
+            .iter()
+            .take_while(|b| {
+                fit += b.encoded_len();
+                fit <= max
+            })
+            .count();
+        bail!(
+            "chunk too large: {} blocks ({}..={}) encode to {len} bytes, over the largest chunk \
+             circuit capacity of {max} bytes (only the first {fitting} blocks would fit); split \
+             the chunk",
+            blocks.len(),
+            blocks.first().map_or(0, |b| b.number),
+            blocks.last().map_or(0, |b| b.number),
+        );
     }
-    Ok(blocks.len())
+    Ok(())
 }
 
-/// Chunk info of the traces as the prover will prove them (ordering checked, capacity applied).
-pub fn prepare_chunk(traces_json: &str) -> Result<ChunkInfo> {
+/// Chunk info of the traces as the prover will prove them (ordering and capacity checked).
+pub fn prepare_chunk(traces_json: &str, chain_id: Option<u64>) -> Result<ChunkInfo> {
     let blocks = parse_traces(traces_json)?;
     check_contiguous(&blocks)?;
-    let n = fitting_prefix(&blocks)?;
-    chunk_info(&blocks[..n], 0)
+    check_capacity(&blocks)?;
+    chunk_info(&blocks, chain_id, None)
 }
 
-pub fn gen_chunk_proof(store: &Store, traces_json: &str) -> Result<String> {
-    let info = prepare_chunk(traces_json)?;
-    let bucket = bucket_for(info.preimage.len()).ok_or_else(|| anyhow!("chunk too large"))?;
+/// Proves one chunk witness (chunk circuit, then wrap) in the smallest bucket holding its
+/// preimage. Public so tests can try forged witnesses; `gen_chunk_proof` is the honest caller.
+pub fn prove_chunk_witness(store: &Store, w: &ChunkWitness) -> Result<(Proof, usize)> {
+    let bucket = bucket_for(w.preimage.len()).ok_or_else(|| {
+        anyhow!(
+            "chunk preimage of {} bytes exceeds every bucket",
+            w.preimage.len()
+        )
+    })?;
     let b = store.bucket(bucket)?;
-    let pw = set_chunk_witness(
-        &b.chunk_targets,
-        &info.preimage,
-        &info.data_hash,
-        &info.pi_hash,
-    )?;
+    let pw = set_chunk_witness(&b.chunk_targets, w)?;
     let inner = prove_guarded("chunk", || b.chunk.prove(pw))?;
     let mut pw = PartialWitness::new();
     pw.set_proof_with_pis_target(&b.wrap_proof, &inner)?;
-    let wrapped = prove_guarded("wrap", || b.wrap.prove(pw))?;
+    Ok((prove_guarded("wrap", || b.wrap.prove(pw))?, bucket))
+}
+
+/// AggProof JSON of a wrapped chunk proof.
+pub fn chunk_aggproof(store: &Store, wrapped: &Proof, bucket: usize) -> Result<String> {
+    let instance = chunk_instance(&wrapped.public_inputs)?;
     let pis = &wrapped.public_inputs;
-    let instance = chunk_instance(pis)?;
-    let commitment = hash_bytes(&commitment_of(&info.preimage, bucket));
-    if instance[136..168] != info.pi_hash || instance[168..200] != commitment {
-        bail!("internal error: proof public inputs differ from the chunk info");
-    }
     Ok(AggBytes {
         proof: frame(KIND_CHUNK, bucket as u16, &wrapped.to_bytes()),
-        final_pair: [info.pi_hash, commitment].concat(),
-        instance,
+        final_pair: instance[136..200].to_vec(),
         vk: hash_bytes(&store.wrap_vds[bucket].verifier_only.circuit_digest).to_vec(),
-        block_count: info.block_count as u64,
+        block_count: pis[chunk_pi::BLOCK_COUNT].to_canonical_u64(),
+        instance,
     }
     .to_json())
 }
 
-/// Checks every byte of a chunk AggProof; returns the wrapped proof and its bucket.
-fn check_chunk(store: &Store, p: &AggBytes) -> Result<(Proof, usize)> {
+/// Proves the chunk of `traces_json`. `chain_id`: the task's/configuration's (None: the traces
+/// must carry chainID); it must agree with the traces'.
+pub fn gen_chunk_proof(store: &Store, traces_json: &str, chain_id: Option<u64>) -> Result<String> {
+    let info = prepare_chunk(traces_json, chain_id)?;
+    let (wrapped, bucket) = prove_chunk_witness(
+        store,
+        &ChunkWitness {
+            preimage: &info.preimage,
+            data_hash: &info.data_hash,
+            pi_hash: &info.pi_hash,
+            block_count: info.block_count,
+            padding: 0,
+        },
+    )?;
+    let instance = chunk_instance(&wrapped.public_inputs)?;
+    let commitment = hash_bytes(&commitment_of(&info.preimage, bucket));
+    if instance[136..168] != info.pi_hash || instance[168..200] != commitment {
+        bail!("internal error: proof public inputs differ from the chunk info");
+    }
+    chunk_aggproof(store, &wrapped, bucket)
+}
+
+/// Chunk info as a task determines it (the JSON `block_traces_to_chunk_info` returns).
+/// `commitment` and `len`, when present, are compared too.
+#[derive(Deserialize, Clone)]
+struct ExpectedJson {
+    chain_id: u64,
+    prev_state_root: String,
+    post_state_root: String,
+    withdraw_root: String,
+    data_hash: String,
+    block_count: u64,
+    #[serde(default)]
+    commitment: Option<String>,
+    #[serde(default)]
+    len: Option<u64>,
+}
+
+pub struct Expected {
+    chain_id: u64,
+    prev: [u8; 32],
+    post: [u8; 32],
+    withdraw: [u8; 32],
+    data_hash: [u8; 32],
+    block_count: u64,
+    commitment: Option<[u8; 32]>,
+    len: Option<u64>,
+}
+
+impl Expected {
+    fn from_value(v: Value, what: &str) -> Result<Self> {
+        let e: ExpectedJson =
+            serde_json::from_value(v).map_err(|e| anyhow!("{what}: chunk info JSON: {e}"))?;
+        let h = |s: &str, f: &str| parse_h256(s, &format!("{what}.{f}"));
+        Ok(Expected {
+            chain_id: e.chain_id,
+            prev: h(&e.prev_state_root, "prev_state_root")?,
+            post: h(&e.post_state_root, "post_state_root")?,
+            withdraw: h(&e.withdraw_root, "withdraw_root")?,
+            data_hash: h(&e.data_hash, "data_hash")?,
+            block_count: e.block_count,
+            commitment: e
+                .commitment
+                .as_deref()
+                .map(|c| h(c, "commitment"))
+                .transpose()?,
+            len: e.len,
+        })
+    }
+
+    /// The chunk circuit's public inputs this task determines (when commitment and len are known).
+    fn public_inputs(&self) -> Option<Vec<F>> {
+        let (commitment, len) = (self.commitment?, self.len?);
+        let mut v = vec![
+            F::from_canonical_u64(self.chain_id >> 32),
+            F::from_canonical_u64(self.chain_id & 0xffff_ffff),
+        ];
+        let pi = pi_hash(
+            self.chain_id,
+            &self.prev,
+            &self.post,
+            &self.withdraw,
+            &self.data_hash,
+        );
+        for part in [&self.prev, &self.post, &self.withdraw, &self.data_hash, &pi] {
+            v.extend_from_slice(&limbs_of(part));
+        }
+        for c in commitment.chunks(8) {
+            let e = u64::from_be_bytes(c.try_into().ok()?);
+            v.push(F::from_noncanonical_u64(e));
+        }
+        v.push(F::from_canonical_u64(len));
+        v.push(F::from_canonical_u64(self.block_count));
+        Some(v)
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    format!(
+        "0x{}",
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    )
+}
+
+fn field_eq(field: &str, proof: &[u8], task: &[u8]) -> Result<()> {
+    if proof != task {
+        bail!(
+            "instance field {field} differs from the task: proof {}, task {}",
+            hex(proof),
+            hex(task)
+        );
+    }
+    Ok(())
+}
+
+fn count_eq(field: &str, proof: u64, task: u64) -> Result<()> {
+    if proof != task {
+        bail!("instance field {field} differs from the task: proof {proof}, task {task}");
+    }
+    Ok(())
+}
+
+fn u64_at(instance: &[u8], at: usize) -> Result<u64> {
+    let b = instance
+        .get(at..at + 8)
+        .ok_or_else(|| anyhow!("instance too short"))?;
+    Ok(u64::from_be_bytes(b.try_into()?))
+}
+
+/// Compares a chunk instance (already checked against its proof) with the task's chunk info.
+fn compare_chunk(p: &AggBytes, e: &Expected) -> Result<()> {
+    let i = &p.instance;
+    count_eq("chain_id", u64_at(i, 0)?, e.chain_id)?;
+    field_eq("prev_state_root", &i[8..40], &e.prev)?;
+    field_eq("post_state_root", &i[40..72], &e.post)?;
+    field_eq("withdraw_root", &i[72..104], &e.withdraw)?;
+    field_eq("data_hash", &i[104..136], &e.data_hash)?;
+    count_eq("block_count", u64_at(i, 208)?, e.block_count)?;
+    count_eq("block_count (AggProof)", p.block_count, e.block_count)?;
+    if let Some(c) = &e.commitment {
+        field_eq("commitment", &i[168..200], c)?;
+    }
+    if let Some(len) = e.len {
+        count_eq("len", u64_at(i, 200)?, len)?;
+    }
+    Ok(())
+}
+
+/// Checks every byte of a chunk AggProof (and, given the task's chunk info, that it answers that
+/// task); returns the wrapped proof and its bucket.
+fn check_chunk(store: &Store, p: &AggBytes, task: Option<&Expected>) -> Result<(Proof, usize)> {
     let (param, payload) = unframe(KIND_CHUNK, &p.proof)?;
     let bucket = param as usize;
     let vd = store
@@ -112,22 +279,32 @@ fn check_chunk(store: &Store, p: &AggBytes) -> Result<(Proof, usize)> {
     if p.final_pair != p.instance[136..200] {
         bail!("final_pair does not match the instance");
     }
+    if p.block_count != pis[chunk_pi::BLOCK_COUNT].to_canonical_u64() {
+        bail!("block_count does not match the proof's public inputs");
+    }
     let len = pis[chunk_pi::LEN].to_canonical_u64() as usize;
     if bucket_for(len) != Some(bucket) {
         bail!("chunk proved in bucket {bucket} but its length {len} belongs elsewhere");
+    }
+    if let Some(e) = task {
+        compare_chunk(p, e)?;
     }
     vd.verify(proof.clone()).context("proof does not verify")?;
     Ok((proof, bucket))
 }
 
-pub fn verify_chunk_proof(store: &Store, proof_json: &str) -> Result<()> {
-    check_chunk(store, &AggBytes::from_json(proof_json)?).map(|_| ())
+/// Verifies a chunk proof as a proof of the task whose chunk info is `chunk_info_json`.
+pub fn verify_chunk_proof(store: &Store, proof_json: &str, chunk_info_json: &str) -> Result<()> {
+    let v: Value = serde_json::from_str(chunk_info_json)
+        .map_err(|e| anyhow!("chunk_info: expected a JSON object: {e}"))?;
+    let task = Expected::from_value(v, "chunk_info")?;
+    check_chunk(store, &AggBytes::from_json(proof_json)?, Some(&task)).map(|_| ())
 }
 
 /// Scroll's batch public input hash: keccak(chain id | prev | post | withdraw | keccak(data hashes)).
 fn batch_pi_hash(instance: &[u8]) -> Result<[u8; 32]> {
     let r = roots_of(instance)?;
-    let batch_data_hash = keccak(&instance[144..]);
+    let batch_data_hash = keccak(&instance[BATCH_DATA_HASHES..]);
     Ok(pi_hash(
         r.chain_id,
         &r.prev,
@@ -135,6 +312,65 @@ fn batch_pi_hash(instance: &[u8]) -> Result<[u8; 32]> {
         &r.withdraw,
         &batch_data_hash,
     ))
+}
+
+/// Chain order of chunks by their roots: the given order when it chains, else the unique order in
+/// which every post state root is the next chunk's prev state root. Never a silent wrong order:
+/// anything else is an error naming the first break.
+pub fn chain_order(roots: &[Roots]) -> Result<Vec<usize>> {
+    let n = roots.len();
+    let breaks = |order: &[usize]| {
+        order
+            .windows(2)
+            .position(|w| roots[w[0]].post != roots[w[1]].prev)
+    };
+    let given: Vec<usize> = (0..n).collect();
+    let Some(first_break) = breaks(&given) else {
+        return Ok(given);
+    };
+    // Unique successor of each chunk and unique start (a prev root no other chunk ends at).
+    let successors = |i: usize| -> Vec<usize> {
+        (0..n)
+            .filter(|&j| j != i && roots[j].prev == roots[i].post)
+            .collect()
+    };
+    let starts: Vec<usize> = (0..n)
+        .filter(|&j| !(0..n).any(|i| i != j && roots[i].post == roots[j].prev))
+        .collect();
+    let refuse = |why: String| {
+        anyhow!(
+            "chunk proofs not in chain order: chunk {} post state root {} != chunk {} prev state \
+             root {}; {why}",
+            first_break,
+            hex(&roots[first_break].post),
+            first_break + 1,
+            hex(&roots[first_break + 1].prev)
+        )
+    };
+    if starts.len() != 1 {
+        return Err(refuse(format!(
+            "no reordering by roots: {} chunks start a chain",
+            starts.len()
+        )));
+    }
+    let mut order = vec![starts[0]];
+    while order.len() < n {
+        let last = order[order.len() - 1];
+        match successors(last).as_slice() {
+            [next] if !order.contains(next) => order.push(*next),
+            [] => {
+                return Err(refuse(format!(
+                    "no reordering by roots: no chunk continues chunk {last}"
+                )))
+            }
+            _ => {
+                return Err(refuse(format!(
+                    "no reordering by roots: chunk {last} has no unique successor"
+                )))
+            }
+        }
+    }
+    Ok(order)
 }
 
 pub fn gen_batch_proof(store: &Store, chunk_proofs_json: &str) -> Result<String> {
@@ -148,7 +384,7 @@ pub fn gen_batch_proof(store: &Store, chunk_proofs_json: &str) -> Result<String>
         bail!("empty batch: no chunk proofs");
     }
     let mut checked = Vec::with_capacity(items.len());
-    let mut blocks = 0u64;
+    let mut roots = Vec::with_capacity(items.len());
     for (i, v) in items.into_iter().enumerate() {
         // Accept AggProof objects or JSON strings holding one.
         let p = match v {
@@ -157,27 +393,31 @@ pub fn gen_batch_proof(store: &Store, chunk_proofs_json: &str) -> Result<String>
         }
         .with_context(|| format!("chunk proof {i}"))?;
         let (proof, bucket) =
-            check_chunk(store, &p).with_context(|| format!("chunk proof {i} invalid"))?;
-        blocks += p.block_count;
-        checked.push((roots_of(&p.instance)?, proof, bucket));
+            check_chunk(store, &p, None).with_context(|| format!("chunk proof {i} invalid"))?;
+        roots.push(roots_of(&p.instance)?);
+        checked.push((proof, bucket));
     }
-    for (i, w) in checked.windows(2).enumerate() {
-        if w[0].0.post != w[1].0.prev {
+    // The coordinator's query for a batch's chunk proofs has no ORDER BY: put them in chain order.
+    let order = chain_order(&roots)?;
+    for w in order.windows(2) {
+        let (a, b) = (&roots[w[0]], &roots[w[1]]);
+        if a.chain_id != b.chain_id {
             bail!(
-                "chunks not contiguous: chunk {} post state root != chunk {} prev state root",
-                i,
-                i + 1
+                "chain_id differs between chunk proofs {} and {} ({} vs {})",
+                w[0],
+                w[1],
+                a.chain_id,
+                b.chain_id
             );
         }
-        if w[0].0.chain_id != w[1].0.chain_id {
-            bail!("chunks {} and {} have different chain ids", i, i + 1);
-        }
     }
+    let mut slots: Vec<Option<_>> = checked.into_iter().map(Some).collect();
+    let checked: Vec<(Proof, usize)> = order.iter().filter_map(|&i| slots[i].take()).collect();
     let n = checked.len();
     let circuit = store.batch(n)?;
     let inputs: Vec<(Proof, VerifierOnly, usize)> = checked
         .into_iter()
-        .map(|(_, p, j)| (p, store.wrap_vds[j].verifier_only.clone(), j))
+        .map(|(p, j)| (p, store.wrap_vds[j].verifier_only.clone(), j))
         .collect();
     let chunk_pis: Vec<Vec<F>> = inputs.iter().map(|i| i.0.public_inputs.clone()).collect();
     let pw = set_batch_witness(&circuit.targets, &inputs)?;
@@ -190,20 +430,70 @@ pub fn gen_batch_proof(store: &Store, chunk_proofs_json: &str) -> Result<String>
     Ok(AggBytes {
         proof: frame(KIND_BATCH, n as u16, &proof.to_bytes()),
         final_pair: [batch_pi_hash(&instance)?, commitment].concat(),
+        block_count: proof.public_inputs[batch_pi::BLOCKS].to_canonical_u64(),
         instance,
         vk: hash_bytes(&circuit.data.verifier_only.circuit_digest).to_vec(),
-        block_count: blocks,
     }
     .to_json())
 }
 
-pub fn verify_batch_proof(store: &Store, proof_json: &str) -> Result<()> {
+/// Compares a batch instance with the ordered chunk infos of the task's sub-proofs.
+fn compare_batch(p: &AggBytes, task: &[Expected]) -> Result<()> {
+    let n = task.len();
+    let i = &p.instance;
+    count_eq("chunk_count", u64_at(i, 136)?, n as u64)?;
+    for (k, w) in task.windows(2).enumerate() {
+        if w[0].post != w[1].prev || w[0].chain_id != w[1].chain_id {
+            bail!("chunk_infos: task chunks {k} and {} do not chain", k + 1);
+        }
+    }
+    count_eq("chain_id", u64_at(i, 0)?, task[0].chain_id)?;
+    field_eq("prev_state_root", &i[8..40], &task[0].prev)?;
+    field_eq("post_state_root", &i[40..72], &task[n - 1].post)?;
+    field_eq("withdraw_root", &i[72..104], &task[n - 1].withdraw)?;
+    let blocks: u64 = task.iter().map(|e| e.block_count).sum();
+    count_eq("block_count", u64_at(i, 144)?, blocks)?;
+    count_eq("block_count (AggProof)", p.block_count, blocks)?;
+    for (k, e) in task.iter().enumerate() {
+        let at = BATCH_DATA_HASHES + 32 * k;
+        field_eq(
+            &format!("chunk {k} data_hash"),
+            &i[at..at + 32],
+            &e.data_hash,
+        )?;
+    }
+    // With every chunk's commitment and length known, the whole of each chunk's public inputs
+    // (block counts included) is bound through the batch commitment.
+    if let Some(all) = task
+        .iter()
+        .map(Expected::public_inputs)
+        .collect::<Option<Vec<_>>>()
+    {
+        let c = hash_bytes(&batch_commitment(&all));
+        field_eq("commitment", &i[104..136], &c)?;
+    }
+    Ok(())
+}
+
+/// Verifies a batch proof as a proof of the task whose ordered chunk infos are `chunk_infos_json`.
+pub fn verify_batch_proof(store: &Store, proof_json: &str, chunk_infos_json: &str) -> Result<()> {
+    let task: Vec<Expected> = match serde_json::from_str(chunk_infos_json)
+        .map_err(|e| anyhow!("chunk_infos: expected a JSON array of chunk info: {e}"))?
+    {
+        Value::Array(a) if !a.is_empty() => a
+            .into_iter()
+            .enumerate()
+            .map(|(k, v)| Expected::from_value(v, &format!("chunk_infos[{k}]")))
+            .collect::<Result<_>>()?,
+        _ => bail!("chunk_infos: expected a non-empty JSON array of chunk info"),
+    };
     let p = AggBytes::from_json(proof_json)?;
     let (n, payload) = unframe(KIND_BATCH, &p.proof)?;
     let n = n as usize;
     if n == 0 {
         bail!("batch of 0 chunks");
     }
+    count_eq("chunk_count", n as u64, task.len() as u64)?;
     let vd = store.batch_vd(n)?;
     let proof = Proof::from_bytes(payload.to_vec(), &vd.common)?;
     if proof.to_bytes() != payload {
@@ -228,19 +518,20 @@ pub fn verify_batch_proof(store: &Store, proof_json: &str) -> Result<()> {
     {
         bail!("final_pair does not match the instance");
     }
+    compare_batch(&p, &task)?;
     vd.verify(proof).context("proof does not verify")
 }
 
 /// Chunk info as JSON (Scroll's `block_traces_to_chunk_info`): no ordering checks, no proof.
-pub fn chunk_info_json(traces_json: &str) -> Result<String> {
+/// `chain_id` as for `gen_chunk_proof`; `popped_before`: L1 messages popped before the chunk
+/// (the previous chunk's `l1_messages_popped_after` in a batch), None derives it from the traces.
+pub fn chunk_info_json(
+    traces_json: &str,
+    chain_id: Option<u64>,
+    popped_before: Option<u64>,
+) -> Result<String> {
     let blocks = parse_traces(traces_json)?;
-    let info = chunk_info(&blocks, 0)?;
-    let hex = |b: &[u8]| {
-        format!(
-            "0x{}",
-            b.iter().map(|x| format!("{x:02x}")).collect::<String>()
-        )
-    };
+    let info = chunk_info(&blocks, chain_id, popped_before)?;
     let commitment = bucket_for(info.preimage.len())
         .map(|j| hex(&hash_bytes(&commitment_of(&info.preimage, j))));
     Ok(json!({
@@ -251,9 +542,12 @@ pub fn chunk_info_json(traces_json: &str) -> Result<String> {
         "data_hash": hex(&info.data_hash),
         "public_input_hash": hex(&info.pi_hash),
         "commitment": commitment,
+        "len": info.preimage.len(),
         "block_count": info.block_count,
         "tx_count": info.tx_count,
         "num_l1_messages": info.l1_messages,
+        "l1_messages_popped_before": info.l1_popped_before,
+        "l1_messages_popped_after": info.l1_popped_after,
     })
     .to_string())
 }

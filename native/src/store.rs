@@ -17,9 +17,10 @@ use crate::circuits::{
     build_batch, build_chunk, pad_and_build, vk_hash, wrap_builder, BatchTargets, ChunkTargets,
     Common, Data, C, D, F, NUM_BUCKETS,
 };
+use crate::ffi::relock;
 
 /// Bump when any circuit changes: old caches then live in a different folder and are ignored.
-pub const CACHE_VERSION: &str = "roller_prover_v1";
+pub const CACHE_VERSION: &str = "roller_prover_v2";
 
 pub type VerifierData = VerifierCircuitData<F, C, D>;
 
@@ -110,6 +111,11 @@ fn chunk_targets_bytes(t: &ChunkTargets) -> Result<Vec<u8>> {
         .map_err(io_err("targets"))?;
     buf.write_target_vec(&t.pi_hash)
         .map_err(io_err("targets"))?;
+    buf.write_target(t.block_count).map_err(io_err("targets"))?;
+    buf.write_target_bool_vec(&t.in_len)
+        .map_err(io_err("targets"))?;
+    buf.write_target_bool_vec(&t.in_blocks)
+        .map_err(io_err("targets"))?;
     Ok(buf)
 }
 
@@ -120,6 +126,9 @@ fn chunk_targets_from(bytes: &[u8]) -> Result<ChunkTargets> {
         bytes: b.read_target_vec().map_err(io_err("targets"))?,
         data_hash: b.read_target_vec().map_err(io_err("targets"))?,
         pi_hash: b.read_target_vec().map_err(io_err("targets"))?,
+        block_count: b.read_target().map_err(io_err("targets"))?,
+        in_len: b.read_target_bool_vec().map_err(io_err("targets"))?,
+        in_blocks: b.read_target_bool_vec().map_err(io_err("targets"))?,
     })
 }
 
@@ -214,10 +223,7 @@ impl Store {
 
     /// Chunk and wrap prover data of one bucket, loaded on first use.
     pub fn bucket(&self, j: usize) -> Result<Arc<ChunkBucket>> {
-        let mut map = self
-            .buckets
-            .lock()
-            .map_err(|_| anyhow!("bucket cache poisoned"))?;
+        let mut map = relock(self.buckets.lock());
         if let Some(b) = map.get(&j) {
             return Ok(b.clone());
         }
@@ -238,10 +244,7 @@ impl Store {
 
     /// Batch circuit for `n` chunks, built and cached on first use.
     pub fn batch(&self, n: usize) -> Result<Arc<BatchCircuit>> {
-        let mut map = self
-            .batches
-            .lock()
-            .map_err(|_| anyhow!("batch cache poisoned"))?;
+        let mut map = relock(self.batches.lock());
         if let Some(b) = map.get(&n) {
             return Ok(b.clone());
         }
@@ -266,10 +269,7 @@ impl Store {
     /// Batch verifier data for `n` chunks (builds the batch circuit if it was never built here).
     pub fn batch_vd(&self, n: usize) -> Result<Arc<VerifierData>> {
         {
-            let map = self
-                .batch_vds
-                .lock()
-                .map_err(|_| anyhow!("batch cache poisoned"))?;
+            let map = relock(self.batch_vds.lock());
             if let Some(v) = map.get(&n) {
                 return Ok(v.clone());
             }
@@ -281,10 +281,7 @@ impl Store {
             self.batch(n)?.data.verifier_data()
         };
         let vd = Arc::new(vd);
-        let mut map = self
-            .batch_vds
-            .lock()
-            .map_err(|_| anyhow!("batch cache poisoned"))?;
+        let mut map = relock(self.batch_vds.lock());
         map.insert(n, vd.clone());
         Ok(vd)
     }

@@ -60,6 +60,8 @@ class DevnetConfig:
     chunk_size: int = 10
     chunk_tasks: bool = True
     batch: bool = False
+    # Chain of served traces that carry no chainID (2023 traces); None: the traces must say.
+    chain_id: int | None = None
     token_ttl: float = 60.0
     collection_time: float = 180 * 60.0
     session_attempts: int = 2
@@ -100,7 +102,8 @@ class Devnet:
         self.config = replace(config or DevnetConfig(), **overrides)
         cfg = self.config
         self.index = load_trace_dir(cfg.trace_dir)
-        self.verifier = make_verifier(cfg.verifier, cfg.params_dir)
+        # The native verifier recomputes each chunk task's info from the traces served here.
+        self.verifier = make_verifier(cfg.verifier, cfg.params_dir, self.index, cfg.chain_id)
         self.metrics = Metrics()
         self.tokens = TokenCache(cfg.token_ttl)
         self.pool = RollerPool()

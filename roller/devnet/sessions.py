@@ -25,7 +25,7 @@ from roller.devnet.tasksource import (
     TaskBook,
     TaskRecord,
 )
-from roller.devnet.verifier import Verifier
+from roller.devnet.verifier import Verdict, Verifier
 from roller.protocol.messages import ProofDetail
 
 log = logging.getLogger(__name__)
@@ -286,8 +286,11 @@ class SessionManager:
         if same_type:
             task.state = PROVED
         self.metrics.inc("coordinator/proofs/received/total")
-        valid = await self._verify(task.type, detail)
+        verdict = await self._verify(task, detail)
+        valid = verdict.valid
         entry["valid"] = valid
+        if not valid:
+            entry["reason"] = verdict.reason
         entry["outcome"] = "valid" if valid else "invalid"
         if valid:
             self.metrics.observe("coordinator/proofs/verified/success/time", proof_time)
@@ -298,7 +301,8 @@ class SessionManager:
         else:
             self.metrics.observe("coordinator/proofs/verified/failed/time", proof_time)
             self.metrics.observe("roller/proofs/verified/failed/time", proof_time, pk)
-        log.info("proof verified task_id=%s pk=%s valid=%s", task_id, pk, valid)
+        log.info("proof verified task_id=%s pk=%s valid=%s reason=%r", task_id, pk, valid,
+                 verdict.reason)
         if self.sessions.get(task_id) is session:
             self._on_result(session, pk, ROLLER_VALID if valid else ROLLER_INVALID)
         self.pool.free_task(pk, task_id)
@@ -308,21 +312,21 @@ class SessionManager:
                 log.info("batch task created task_id=%s chunks=%d", batch.id,
                          len(batch.sub_proofs))
 
-    async def _verify(self, task_type: int, detail: ProofDetail) -> bool:
+    async def _verify(self, task: TaskRecord, detail: ProofDetail) -> Verdict:
+        """The verifier's verdict on `detail` as a proof of `task` (what the task determines)."""
         if self.config.submit_delay > 0:
             await asyncio.sleep(self.config.submit_delay)
         proof = detail.proof
         if proof is None:
             # The Go mock verifier dereferences nil here and crashes; the devnet says invalid.
             log.warning("proof rejected reason=null_proof_with_status_ok task_id=%s", detail.id)
-            return False
+            return Verdict(False, "null proof with status ok")
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self.executor, self.verifier.verify, task_type,
-                                              proof)
-        except Exception:
+            return await loop.run_in_executor(self.executor, self.verifier.verify, task, proof)
+        except Exception as exc:
             log.exception("verifier crashed task_id=%s", detail.id)
-            return False
+            return Verdict(False, f"verifier crashed: {exc}")
 
     def _on_result(self, session: Session, pk: str, status: int) -> None:
         """The session collector's result branch: record, maybe fail, maybe finish."""

@@ -1,19 +1,31 @@
-"""Proof verifiers the devnet coordinator can use (spec 5.6, 7).
+"""Proof verifiers the devnet coordinator can use (spec 5.6, 7): a proof is valid only as a proof
+of the task it answers.
 
-`native` re-encodes the AggProof as Go JSON and asks the native prover library
-(`roller.ffi`) to verify it as a chunk or batch proof. `stand-in` is a clearly fake
-verifier for tests and machines without the library: it applies the coordinator's mock
-rule (the proof bytes `this is a invalid proof` are invalid) plus the downstream shape rule
-(proof and final_pair non-empty, lengths multiples of 32).
+`native` recomputes what the task determines and hands it to the native prover library
+(`roller.ffi`) with the proof: for a chunk task, the chunk info of the traces the devnet serves for
+its blocks (chain id, roots, data hash, commitment, block count); for a batch task, the ordered
+chunk infos of the sub-proofs it served (each verified against its own chunk task before). A
+valid proof of other blocks is refused with the differing field named. `stand-in` is a clearly
+fake verifier for tests and machines without the library: the coordinator's mock rule (the proof
+bytes `this is a invalid proof` are invalid), the downstream shape rule (proof and final_pair
+non-empty, lengths multiples of 32) and the one task field a mock proof carries honestly, the
+block count; it checks no cryptography and no other instance field.
+
+Failure model: every refusal is a `Verdict` whose reason names the field or the missing input;
+a verifier error (library missing a trace, malformed proof) is an invalid proof, as in Go.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from roller.devnet.tasksource import AGGREGATOR, TaskRecord
+from roller.devnet.traces import TraceIndex
 from roller.errors import ConfigError, RollerError
 from roller.protocol.messages import AggProof
 
@@ -23,64 +35,119 @@ MOCK_INVALID_PROOF = b"this is a invalid proof"
 VERIFIER_CHOICES = ("auto", "native", "stand-in")
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """Outcome of verifying one proof against its task; `reason` says why when invalid."""
+
+    valid: bool
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.valid and not self.reason:
+            raise ValueError("Verdict.reason: an invalid verdict must say why")
+
+
+VALID = Verdict(True)
+
+
 class Verifier(Protocol):
     name: str
 
-    def verify(self, task_type: int, proof: AggProof) -> bool: ...
+    def verify(self, task: TaskRecord, proof: AggProof) -> Verdict: ...
+
+
+def _task_block_count(task: TaskRecord) -> int:
+    if task.type == AGGREGATOR:
+        return sum(p.block_count for p in task.sub_proofs)
+    return len(task.block_hashes)
 
 
 class StandInVerifier:
-    """Accepts any well-shaped proof; NOT a cryptographic check."""
+    """Shape rules and the block count; NOT a cryptographic check, no other instance field."""
 
     name = "stand-in"
 
-    def verify(self, task_type: int, proof: AggProof) -> bool:
+    def verify(self, task: TaskRecord, proof: AggProof) -> Verdict:
         if proof.proof == MOCK_INVALID_PROOF:
-            return False
-        return all(len(b) > 0 and len(b) % 32 == 0 for b in (proof.proof, proof.final_pair))
+            return Verdict(False, "mock invalid proof")
+        if not all(len(b) > 0 and len(b) % 32 == 0 for b in (proof.proof, proof.final_pair)):
+            return Verdict(False, "proof or final_pair empty or not a multiple of 32 bytes")
+        expected = _task_block_count(task)
+        if (task.block_hashes or task.sub_proofs) and proof.block_count != expected:
+            return Verdict(False, f"instance field block_count differs from the task: "
+                                  f"proof {proof.block_count}, task {expected}")
+        return VALID
 
 
 class NativeVerifier:
-    """Verification through the native prover library (chunk for type 0, batch for type 1)."""
+    """Verification through the native prover library against what the task determines."""
 
     name = "native"
 
-    def __init__(self, params_dir: Path | None = None) -> None:
+    def __init__(self, params_dir: Path | None = None, traces: TraceIndex | None = None,
+                 chain_id: int | None = None) -> None:
         if params_dir is None:
             raise ConfigError("native verifier unavailable: no params directory (--params-dir)")
         try:
-            load_prover = importlib.import_module("roller.ffi").load_prover
+            ffi = importlib.import_module("roller.ffi")
+            self._info_of_instance = importlib.import_module(
+                "roller.ffi.native").chunk_info_of_instance
         except (ImportError, AttributeError) as exc:
             raise ConfigError(f"native verifier unavailable: {exc}") from exc
         try:
             # The library path comes from ROLLER_PROVER_LIB or the default build location.
-            self._prover: Any = load_prover(None, str(params_dir))
+            self._prover: Any = ffi.load_prover(None, str(params_dir), chain_id=chain_id)
         except (RollerError, OSError) as exc:
             raise ConfigError(f"native verifier unavailable: {exc}") from exc
+        self._traces = traces
 
-    def verify(self, task_type: int, proof: AggProof) -> bool:
+    def _chunk_info(self, task: TaskRecord) -> str:
+        """Chunk info of the traces this devnet serves for the task's blocks."""
+        if self._traces is None:
+            raise RollerError("no trace index: cannot recompute the task's chunk info")
+        raws = []
+        for h in task.block_hashes:
+            entry = self._traces.by_hash.get(h.lower())
+            if entry is None:
+                raise RollerError(f"task block {h} is not among the served traces")
+            raws.append(entry.raw.decode())
+        return json.dumps(self._prover.chunk_info("[" + ",".join(raws) + "]"))
+
+    def _chunk_infos(self, task: TaskRecord) -> str:
+        """Ordered chunk infos of the batch task's sub-proofs (verified before they were served)."""
+        if not task.sub_proofs:
+            raise RollerError("batch task has no sub-proofs")
+        return json.dumps([self._info_of_instance(p.instance, p.block_count)
+                           for p in task.sub_proofs])
+
+    def verify(self, task: TaskRecord, proof: AggProof) -> Verdict:
         text = proof.dumps()
         try:
-            if task_type == 1:
-                return bool(self._prover.verify_batch_proof(text))
-            return bool(self._prover.verify_chunk_proof(text))
+            if task.type == AGGREGATOR:
+                reason = self._prover.batch_proof_rejection(text, self._chunk_infos(task))
+            else:
+                reason = self._prover.chunk_proof_rejection(text, self._chunk_info(task))
         except RollerError as exc:
             # The Go coordinator treats a verifier error as an invalid proof.
-            log.warning("verifier error task_type=%s error=%s", task_type, exc)
-            return False
+            log.warning("verifier error task_id=%s task_type=%s error=%s", task.id, task.type,
+                        exc)
+            return Verdict(False, f"verifier error: {exc}")
+        return VALID if reason is None else Verdict(False, reason)
 
 
-def make_verifier(kind: str = "auto", params_dir: Path | None = None) -> Verifier:
+def make_verifier(kind: str = "auto", params_dir: Path | None = None,
+                  traces: TraceIndex | None = None, chain_id: int | None = None) -> Verifier:
     """`native`, `stand-in`, or `auto` (native when a params dir is given and the library
-    loads, else stand-in)."""
+    loads, else stand-in). `traces`: what the devnet serves, to recompute chunk tasks' infos;
+    `chain_id`: for traces that carry no chainID."""
     if kind == "stand-in":
         return StandInVerifier()
     if kind == "native":
-        return NativeVerifier(params_dir)
+        return NativeVerifier(params_dir, traces, chain_id)
     if kind != "auto":
         raise ConfigError(f"unknown verifier {kind!r}; choose one of {VERIFIER_CHOICES}")
     try:
-        return NativeVerifier(params_dir)
+        return NativeVerifier(params_dir, traces, chain_id)
     except ConfigError as exc:
         log.warning("verifier fallback to=stand-in reason=%s", exc)
         return StandInVerifier()

@@ -1,22 +1,26 @@
 """cffi declarations (ABI mode) of the prover libraries the roller can load."""
 
-# native/include/roller_prover.h, ABI version 1.
+# native/include/roller_prover.h, ABI version 2 (verifiers take the task's chunk info; the chain
+# id is passed in, never read from the environment).
 ROLLER_CDEF = """
 unsigned int prover_abi_version(void);
 int init_chunk_prover(const char *params_dir);
-char *gen_chunk_proof(const char *traces_json);
+char *gen_chunk_proof(const char *traces_json, unsigned long long chain_id);
 int init_batch_prover(const char *params_dir);
 char *gen_batch_proof(const char *chunk_proofs_json);
 int init_chunk_verifier(const char *params_dir);
-char verify_chunk_proof(const char *proof_json);
+char verify_chunk_proof(const char *proof_json, const char *chunk_info_json);
 int init_batch_verifier(const char *params_dir);
-char verify_batch_proof(const char *proof_json);
-char *block_traces_to_chunk_info(const char *traces_json);
+char verify_batch_proof(const char *proof_json, const char *chunk_infos_json);
+char *block_traces_to_chunk_info(const char *traces_json, unsigned long long chain_id,
+                                 long long l1_messages_popped_before);
 char *prover_last_error(void);
 void free_c_chars(char *ptr);
 """
 
-ROLLER_ABI_VERSION = 1
+ROLLER_ABI_VERSION = 2
+# Bytes of a chunk instance (roller_prover.h): ... | commitment | len u64 | block count u64.
+CHUNK_INSTANCE_LEN = 216
 
 # Seed-era Scroll libzkp (coordinator-protocol.md section 7). free_c_chars exists only in later
 # libraries; it is looked up lazily and used when present.

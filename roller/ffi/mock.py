@@ -2,7 +2,9 @@
 
 Proofs are self-consistent hashes: verify_* accepts exactly what gen_* produced for the same
 input, and the AggProof shape follows the coordinator's sanity rules (non-empty fields, lengths
-multiple of 32).
+multiple of 32). A mock instance is a hash of the input, not chunk info: of the task's chunk info
+verify_* checks only the block count (the one field a mock proof carries honestly), like the
+devnet's stand-in verifier.
 """
 
 from __future__ import annotations
@@ -76,12 +78,35 @@ class MockProver:
             blocks += int(json.loads(text).get("block_count", 0))
         return self._proof(hashlib.sha256(chunk_proofs_json.encode()).digest(), blocks)
 
-    def verify_chunk_proof(self, proof_json: str) -> bool:
+    @staticmethod
+    def _sealed(proof_json: str) -> dict[str, Any] | None:
         try:
             p = json.loads(proof_json)
-            return base64.b64decode(p["proof"]) == _seal(base64.b64decode(p["instance"]))
+            if base64.b64decode(p["proof"]) == _seal(base64.b64decode(p["instance"])):
+                return dict(p)
         except (ValueError, KeyError, TypeError):
-            return False
+            pass
+        return None
 
-    def verify_batch_proof(self, proof_json: str) -> bool:
-        return self.verify_chunk_proof(proof_json)
+    @staticmethod
+    def _task_blocks(task_json: str | None, batch: bool) -> int | None:
+        """Block count the task determines (chunk info, or the batch's ordered chunk infos)."""
+        if task_json is None:
+            return None
+        try:
+            task = json.loads(task_json)
+            infos = task if batch else [task]
+            return sum(int(i["block_count"]) for i in infos)
+        except (ValueError, KeyError, TypeError):
+            return -1  # an unreadable task matches no proof
+
+    def _verify(self, proof_json: str, task_json: str | None, batch: bool) -> bool:
+        p = self._sealed(proof_json)
+        blocks = self._task_blocks(task_json, batch)
+        return p is not None and (blocks is None or p.get("block_count") == blocks)
+
+    def verify_chunk_proof(self, proof_json: str, chunk_info_json: str | None = None) -> bool:
+        return self._verify(proof_json, chunk_info_json, batch=False)
+
+    def verify_batch_proof(self, proof_json: str, chunk_infos_json: str | None = None) -> bool:
+        return self._verify(proof_json, chunk_infos_json, batch=True)

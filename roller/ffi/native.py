@@ -4,6 +4,11 @@ Two ABIs: "roller" (native/include/roller_prover.h, the embedded default) and "s
 seed-era Scroll libzkp: init_prover + create_agg_proof_multi). cffi releases the GIL for the
 duration of every foreign call, so other Python threads (heartbeats, Celery) keep running while a
 proof is computed. Libraries are opened and initialised lazily, once per process.
+
+Verification is of a proof *for a task*: the roller ABI's verifiers take the chunk info the task
+determines (`chunk_info` of the task's traces; for a batch the ordered chunk infos of its
+sub-proofs) and refuse, naming the field, a valid proof of anything else. The seed ABI's
+verify_agg_proof takes no task: its verdict is "some valid proof" only, and is logged as such.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any, Protocol
 from cffi import FFI
 
 from roller.errors import ProverError
-from roller.ffi.abi import ROLLER_ABI_VERSION, ROLLER_CDEF, SEED_CDEF
+from roller.ffi.abi import CHUNK_INSTANCE_LEN, ROLLER_ABI_VERSION, ROLLER_CDEF, SEED_CDEF
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +37,9 @@ _seed_ffi = FFI()
 _seed_ffi.cdef(SEED_CDEF)
 
 _lock = threading.Lock()
-# (pid, abi, library path, params dir, seed path) -> prover; pid-keyed so a forked child re-inits.
-_provers: dict[tuple[int, str, str, str, str | None], Prover] = {}
+# (pid, abi, library path, params dir, seed path, chain id) -> prover; pid-keyed so a forked child
+# re-inits.
+_provers: dict[tuple[int, str, str, str, str | None, int | None], Prover] = {}
 # (pid, library path, kind) -> params dir the library's global slot is initialised with.
 _initialised: dict[tuple[int, str, str], str] = {}
 _seed_inits: dict[tuple[int, str, str], bool] = {}
@@ -49,9 +55,9 @@ class Prover(Protocol):
 
     def gen_batch_proof(self, chunk_proofs_json: str) -> str: ...
 
-    def verify_chunk_proof(self, proof_json: str) -> bool: ...
+    def verify_chunk_proof(self, proof_json: str, chunk_info_json: str) -> bool: ...
 
-    def verify_batch_proof(self, proof_json: str) -> bool: ...
+    def verify_batch_proof(self, proof_json: str, chunk_infos_json: str) -> bool: ...
 
 
 def default_library_path() -> str:
@@ -83,12 +89,40 @@ def _take_string(ffi: FFI, lib: Any, ptr: Any) -> str:
         lib.free_c_chars(ptr)
 
 
-class RollerProver:
-    """The roller's native prover (ABI version 1)."""
+def chunk_info_of_instance(instance: bytes, block_count: int) -> dict[str, Any]:
+    """The chunk info fields a verified chunk proof's instance carries (roller_prover.h layout);
+    a batch task's expected chunk infos, from the sub-proofs the coordinator verified and served."""
+    if len(instance) != CHUNK_INSTANCE_LEN:
+        raise ProverError(
+            f"chunk instance: {len(instance)} bytes, expected {CHUNK_INSTANCE_LEN}"
+        )
 
-    def __init__(self, library_path: str, params_dir: str) -> None:
+    def hex_at(start: int) -> str:
+        return "0x" + instance[start : start + 32].hex()
+
+    return {
+        "chain_id": int.from_bytes(instance[0:8], "big"),
+        "prev_state_root": hex_at(8),
+        "post_state_root": hex_at(40),
+        "withdraw_root": hex_at(72),
+        "data_hash": hex_at(104),
+        "commitment": hex_at(168),
+        "len": int.from_bytes(instance[200:208], "big"),
+        "block_count": block_count,
+    }
+
+
+class RollerProver:
+    """The roller's native prover (ABI version 2).
+
+    `chain_id`: the chain the roller proves for (configuration); None means the traces must name
+    it (`chainID`). Either way the native side refuses traces naming another chain.
+    """
+
+    def __init__(self, library_path: str, params_dir: str, chain_id: int | None = None) -> None:
         self._path = library_path
         self._params = params_dir
+        self._chain_id = chain_id
         self._lib = _dlopen(_roller_ffi, library_path)
         version = self._lib.prover_abi_version()
         if version != ROLLER_ABI_VERSION:
@@ -112,7 +146,10 @@ class RollerProver:
 
     def _call_json(self, kind: str, func: str, arg: str) -> str:
         self._ensure(kind)
-        ptr = getattr(self._lib, func)(arg.encode())
+        return self._checked_json(func, getattr(self._lib, func)(arg.encode()))
+
+    def _checked_json(self, func: str, ptr: Any) -> str:
+        """The library's JSON result; its {"error": ...} becomes a ProverError."""
         if ptr == _roller_ffi.NULL:
             raise ProverError(f"{func} returned NULL")
         text = _take_string(_roller_ffi, self._lib, ptr)
@@ -124,35 +161,68 @@ class RollerProver:
             raise ProverError(str(parsed["error"]))
         return text
 
-    def _verify(self, kind: str, func: str, proof_json: str) -> bool:
+    def _rejection(self, kind: str, func: str, proof_json: str, task_json: str) -> str | None:
         self._ensure(kind)
-        ok = ord(getattr(self._lib, func)(proof_json.encode())) == 1
-        if not ok:
-            log.info("proof rejected func=%s reason=%s", func, self._last_error())
-        return ok
+        # prover_last_error is per thread on the native side: read on the calling thread.
+        if ord(getattr(self._lib, func)(proof_json.encode(), task_json.encode())) == 1:
+            return None
+        reason = self._last_error()
+        log.info("proof rejected func=%s reason=%r", func, reason)
+        return reason or "rejected"
 
     def warm_up(self, prove_type: int) -> None:
         self._ensure("batch_prover" if prove_type else "chunk_prover")
 
     def gen_chunk_proof(self, traces_json: str) -> str:
-        return self._call_json("chunk_prover", "gen_chunk_proof", traces_json)
+        self._ensure("chunk_prover")
+        ptr = self._lib.gen_chunk_proof(traces_json.encode(), self._chain_id or 0)
+        return self._checked_json("gen_chunk_proof", ptr)
 
     def gen_batch_proof(self, chunk_proofs_json: str) -> str:
         return self._call_json("batch_prover", "gen_batch_proof", chunk_proofs_json)
 
-    def verify_chunk_proof(self, proof_json: str) -> bool:
-        return self._verify("chunk_verifier", "verify_chunk_proof", proof_json)
+    def chunk_proof_rejection(self, proof_json: str, chunk_info_json: str) -> str | None:
+        """None if the proof is a valid proof of the task with this chunk info, else why not."""
+        return self._rejection("chunk_verifier", "verify_chunk_proof", proof_json,
+                               chunk_info_json)
 
-    def verify_batch_proof(self, proof_json: str) -> bool:
-        return self._verify("batch_verifier", "verify_batch_proof", proof_json)
+    def batch_proof_rejection(self, proof_json: str, chunk_infos_json: str) -> str | None:
+        """None if the proof is a valid proof of the batch of these ordered chunk infos."""
+        return self._rejection("batch_verifier", "verify_batch_proof", proof_json,
+                               chunk_infos_json)
 
-    def chunk_info(self, traces_json: str) -> dict[str, Any]:
-        """Scroll chunk info of the traces, without proving (no ordering checks)."""
-        ptr = self._lib.block_traces_to_chunk_info(traces_json.encode())
-        info = json.loads(_take_string(_roller_ffi, self._lib, ptr))
-        if "error" in info:
-            raise ProverError(str(info["error"]))
-        return dict(info)
+    def verify_chunk_proof(self, proof_json: str, chunk_info_json: str) -> bool:
+        return self.chunk_proof_rejection(proof_json, chunk_info_json) is None
+
+    def verify_batch_proof(self, proof_json: str, chunk_infos_json: str) -> bool:
+        return self.batch_proof_rejection(proof_json, chunk_infos_json) is None
+
+    def batch_chunk_infos(self, chunk_traces: list[str]) -> list[dict[str, Any]]:
+        """Chunk infos of a batch's chunks (traces JSON each, in chain order), with the L1
+        messages popped carried from each chunk to the next, as Scroll's codec does."""
+        infos: list[dict[str, Any]] = []
+        popped: int | None = None
+        for traces in chunk_traces:
+            info = self.chunk_info(traces, l1_messages_popped_before=popped)
+            popped = int(info["l1_messages_popped_after"])
+            infos.append(info)
+        return infos
+
+    def chunk_info(
+        self,
+        traces_json: str,
+        chain_id: int | None = None,
+        l1_messages_popped_before: int | None = None,
+    ) -> dict[str, Any]:
+        """Scroll chunk info of the traces, without proving (no ordering checks).
+
+        `chain_id` defaults to this prover's; `l1_messages_popped_before` (the previous chunk's
+        `l1_messages_popped_after` within a batch) defaults to what the traces say.
+        """
+        chain = chain_id if chain_id is not None else self._chain_id
+        popped = -1 if l1_messages_popped_before is None else l1_messages_popped_before
+        ptr = self._lib.block_traces_to_chunk_info(traces_json.encode(), chain or 0, popped)
+        return dict(json.loads(self._checked_json("block_traces_to_chunk_info", ptr)))
 
 
 class SeedProver:
@@ -212,6 +282,8 @@ class SeedProver:
         raise ProverError("batch proofs are not supported by the seed-era prover ABI")
 
     def _verify(self, proof_json: str) -> bool:
+        # verify_agg_proof takes no task: this says "some valid proof", not "a proof of the task".
+        log.warning("seed verifier checks no task: instance not compared with the task")
         agg_vk = os.environ.get("ROLLER_SEED_AGG_VK", os.path.join(self._params, "agg_vk"))
         self._init_once("verifier", "init_verifier", agg_vk)
         try:
@@ -220,10 +292,10 @@ class SeedProver:
             raise ProverError(f"{self._path} does not export verify_agg_proof") from e
         return ord(verify(proof_json.encode())) == 1
 
-    def verify_chunk_proof(self, proof_json: str) -> bool:
+    def verify_chunk_proof(self, proof_json: str, chunk_info_json: str = "") -> bool:
         return self._verify(proof_json)
 
-    def verify_batch_proof(self, proof_json: str) -> bool:
+    def verify_batch_proof(self, proof_json: str, chunk_infos_json: str = "") -> bool:
         raise ProverError("batch proofs are not supported by the seed-era prover ABI")
 
 
@@ -232,20 +304,23 @@ def load_prover(
     params_dir: str,
     abi: str = "roller",
     seed_path: str | None = None,
+    chain_id: int | None = None,
 ) -> Prover:
     """Returns the process-wide prover for this library and params dir (opened on first use).
+
+    `chain_id` (roller ABI): the chain proved for; None = the traces' chainID, required then.
 
     Initialisation of each kind (chunk/batch prover/verifier) happens on its first call, so a
     Celery parent process that only loads the module never starts prover threads before fork.
     """
     path = library_path or default_library_path()
-    key = (os.getpid(), abi, os.path.realpath(path), params_dir, seed_path)
+    key = (os.getpid(), abi, os.path.realpath(path), params_dir, seed_path, chain_id)
     with _lock:
         prover = _provers.get(key)
     if prover is not None:
         return prover
     if abi == "roller":
-        prover = RollerProver(key[2], params_dir)
+        prover = RollerProver(key[2], params_dir, chain_id)
     elif abi == "seed":
         prover = SeedProver(key[2], params_dir, seed_path)
     else:

@@ -33,7 +33,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     # (nothing proves or verifies before site.yml has finished).
     prepare = subprocess.Popen(
         [sys.executable, "-c", "import sys; from roller.ffi import load_prover; "
-         "load_prover(sys.argv[1], sys.argv[2]).verify_chunk_proof('{}')",
+         "load_prover(sys.argv[1], sys.argv[2]).verify_chunk_proof('{}', '{}')",
          str(library), str(params)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     devnet: DevnetProcess | None = None
     hosts: list[Host] = []

@@ -53,6 +53,7 @@ class ProverConfig:
     dump_dir: Path | None
     library_path: Path | None
     abi: str
+    chain_id: int | None = None  # the chain proved for; None: the traces' chainID
 
 
 @dataclass(frozen=True)
@@ -268,7 +269,7 @@ def parse_config(data: Any, base: Path, env: dict[str, str] | None = None) -> Ro
     env = dict(os.environ) if env is None else env
     r = _Reader(data, "").only(ROOT_KEYS)
     p = r.child("prover").only(("params_path", "seed_path", "prove_type", "dump_dir",
-                                "library_path", "abi"))
+                                "library_path", "abi", "chain_id"))
     name = r.text("roller_name")
     default_type = _prove_type(p, "prove_type")
     password = env.get(ENV_KEYSTORE_PASSWORD) or r.text("keystore_password")
@@ -307,6 +308,7 @@ def parse_config(data: Any, base: Path, env: dict[str, str] | None = None) -> Ro
                 _resolve(base, p.text("library_path")) if p.opt_str("library_path") else None
             ),
             abi=abi,
+            chain_id=p.integer("chain_id", 0, minimum=1) if p.has("chain_id") else None,
         ),
         slots=_slots(r, base, name, default_type),
         session_window_minutes=window,

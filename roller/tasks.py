@@ -46,6 +46,7 @@ def _prover() -> Prover:
         str(cfg.prover.params_path),
         abi=cfg.prover.abi,
         seed_path=str(cfg.prover.seed_path) if cfg.prover.seed_path else None,
+        chain_id=cfg.prover.chain_id,
     )
 
 

@@ -479,7 +479,7 @@ class HttpCoordinator:
             raise _Refusal(ErrCode.HANDLE_ZK_PROOF_FAILURE,
                            fail + "validator failure chunk/batch have proved and verified success")
         proof = agg_proof_from_json(params.proof)
-        valid = self._verify(row.task_type, proof)
+        valid = self._verify(task, row.task_type, proof)
 
         def close() -> None:
             self._close(row, "valid" if valid else "invalid", 0 if valid else 3)
@@ -510,17 +510,21 @@ class HttpCoordinator:
         raise _Refusal(ErrCode.HANDLE_ZK_PROOF_FAILURE, "handle zk proof failure, err:"
                        "validator failure get none prover task for the proof")
 
-    def _verify(self, task_type: int, proof: AggProof) -> bool:
+    def _verify(self, task: TaskRecord | None, task_type: int, proof: AggProof) -> bool:
         if self.gen == Generation.H2 and task_type == TaskType.CHUNK:
             return True  # v4.3.86..v4.4.36 verify no chunk proof at all (spec 6.2)
         if proof.proof == b"" and proof.final_pair == b"":
             return True  # `{}`: the mock verifier accepts any proof that unmarshals
+        if task is None:
+            return False  # no task to check the proof against (its row outlived the book)
         try:
-            ws_type = BASIC if task_type == TaskType.CHUNK else AGGREGATOR
-            return bool(self.verifier.verify(ws_type, proof))
+            verdict = self.verifier.verify(task, proof)
         except Exception:  # the real coordinator says "verifier returns error"
             log.exception("verifier crashed")
             return False
+        if not verdict.valid:
+            log.info("proof invalid task_id=%s reason=%s", task.id, verdict.reason)
+        return verdict.valid
 
     def _on_verified(self, task: TaskRecord) -> None:
         self.book.on_verified(task)

@@ -554,10 +554,13 @@ class TaskLedger:
         return list(self.r.zrangebyscore(self._index("outbox", slot), "-inf",
                                          now or time.time()))
 
-    def outbox_size(self, slot: str | None = None, slots: Iterable[str] = ()) -> int:
-        names = [slot] if slot is not None else list(slots)
+    def outbox_size(self, *slots: str) -> int:
+        """Answers waiting in the outboxes of `slots` (at least one: the ledger keeps one
+        outbox per slot and no list of slots)."""
+        if not slots:
+            raise ValueError("outbox_size: name the slot(s)")
         pipe = self.r.pipeline(transaction=False)
-        for name in names:
+        for name in slots:
             pipe.zcard(self._index("outbox", name))
         return sum(int(n) for n in pipe.execute())
 

@@ -78,7 +78,7 @@ def test_jobs_ran_once_each_on_their_slot_queue(full_run: tuple[LocalCluster, li
             assert rec.attempts == 1 and rec.outcome == "accepted"
             seen += 1
     assert seen == len(tasks)
-    assert ledger.outbox_size(slots=queues) == 0
+    assert ledger.outbox_size(*queues) == 0
     # the batch slot proved the batch and nothing else
     batch_slot = next(s["name"] for s in cluster.slots if s["prove_type"] == 1)
     assert [ledger.get(batch_slot, i).task.type for i in ledger.task_ids(batch_slot)] == [1]

@@ -173,7 +173,7 @@ def test_coordinator_down_two_minutes(fc: FaultCluster) -> None:
     fc.c.devnet.control("stop_for", {"seconds": outage})
     for task_id in ids:
         fc.wait_state(task_id, {"proved"}, 120)
-    assert fc.ledger.outbox_size() >= len(ids)
+    assert fc.ledger.outbox_size(*fc.slot_names) >= len(ids)
     wait_for(lambda: time.monotonic() - down_at > outage, outage + 5, "the outage", 1)
     attempts = reconnects(fc) - before
     recover = fc.wait_final(ids, 180) - (down_at + outage)

@@ -96,6 +96,10 @@ def main() -> int:
             cluster.start_flower(no_auth=True)
             cluster.start_roller()
             scraper.start()
+        # A worker consumes once its prover check passed (circuits loaded): measure the
+        # dispatch path, not the worker's start.
+        wait_for(lambda: all(" ready." in w.output() for w in cluster.workers.values()), 600,
+                 "the workers to be ready", interval=0.5)
         ledger = TaskLedger.from_url(cluster.redis.url)
         poller = SeedPoller(ledger, slot, TraceClient(cluster.devnet.l2_url))
         poller.start()

@@ -66,11 +66,14 @@ pub fn open_store(params_dir: &str) -> Result<Arc<Store>> {
     Ok(s)
 }
 
+/// # Safety
+/// `p` must be NULL or point to a NUL-terminated string that outlives `'a`.
 unsafe fn arg<'a>(p: *const c_char, name: &str) -> Result<&'a str> {
     if p.is_null() {
         return Err(anyhow!("{name} is NULL"));
     }
-    CStr::from_ptr(p)
+    // SAFETY: non-NULL, and the caller guarantees a NUL-terminated string living for 'a.
+    unsafe { CStr::from_ptr(p) }
         .to_str()
         .map_err(|_| anyhow!("{name} is not UTF-8"))
 }
@@ -98,8 +101,11 @@ fn set_last_error(msg: String) {
     LAST_ERROR.with(|e| *e.borrow_mut() = msg);
 }
 
-fn run_init(slot: &RwLock<Option<Arc<Store>>>, params_dir: *const c_char) -> c_int {
+/// # Safety
+/// `params_dir` must be NULL or a NUL-terminated string.
+unsafe fn run_init(slot: &RwLock<Option<Arc<Store>>>, params_dir: *const c_char) -> c_int {
     let r = catch_unwind(AssertUnwindSafe(|| -> Result<()> {
+        // SAFETY: NULL or a NUL-terminated string, per this function's contract.
         let dir = unsafe { arg(params_dir, "params_dir") }?;
         let store = in_pool(|| open_store(dir))?;
         *relock(slot.write()) = Some(store);
@@ -124,7 +130,9 @@ fn current(slot: &RwLock<Option<Arc<Store>>>, what: &str) -> Result<Arc<Store>> 
         .ok_or_else(|| anyhow!("{what} not initialised"))
 }
 
-fn run_verify(
+/// # Safety
+/// `proof` and `task.0` must be NULL or NUL-terminated strings.
+unsafe fn run_verify(
     slot: &RwLock<Option<Arc<Store>>>,
     what: &str,
     proof: *const c_char,
@@ -133,7 +141,9 @@ fn run_verify(
 ) -> c_char {
     let r = catch_unwind(AssertUnwindSafe(|| -> Result<()> {
         let store = current(slot, what)?;
+        // SAFETY: NULL or NUL-terminated strings, per this function's contract.
         let proof = unsafe { arg(proof, "proof_json") }?;
+        // SAFETY: as above.
         let task = unsafe { arg(task.0, task.1) }?;
         in_pool(|| f(&store, proof, task))
     }));
@@ -184,28 +194,32 @@ fn other_blocks_fault(traces: &str) -> Result<String> {
 /// `params_dir` must be NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn init_chunk_prover(params_dir: *const c_char) -> c_int {
-    run_init(&CHUNK_PROVER, params_dir)
+    // SAFETY: the caller passes NULL or a NUL-terminated string (see # Safety).
+    unsafe { run_init(&CHUNK_PROVER, params_dir) }
 }
 
 /// # Safety
 /// `params_dir` must be NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn init_batch_prover(params_dir: *const c_char) -> c_int {
-    run_init(&BATCH_PROVER, params_dir)
+    // SAFETY: the caller passes NULL or a NUL-terminated string (see # Safety).
+    unsafe { run_init(&BATCH_PROVER, params_dir) }
 }
 
 /// # Safety
 /// `params_dir` must be NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn init_chunk_verifier(params_dir: *const c_char) -> c_int {
-    run_init(&CHUNK_VERIFIER, params_dir)
+    // SAFETY: the caller passes NULL or a NUL-terminated string (see # Safety).
+    unsafe { run_init(&CHUNK_VERIFIER, params_dir) }
 }
 
 /// # Safety
 /// `params_dir` must be NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn init_batch_verifier(params_dir: *const c_char) -> c_int {
-    run_init(&BATCH_VERIFIER, params_dir)
+    // SAFETY: the caller passes NULL or a NUL-terminated string (see # Safety).
+    unsafe { run_init(&BATCH_VERIFIER, params_dir) }
 }
 
 /// 0 means "not given".
@@ -224,7 +238,8 @@ pub unsafe extern "C" fn gen_chunk_proof(
         #[cfg(feature = "fault-injection")]
         inject_fault();
         let store = current(&CHUNK_PROVER, "chunk prover")?;
-        let traces = arg(traces_json, "traces_json")?;
+        // SAFETY: the caller passes NULL or a NUL-terminated string (see # Safety).
+        let traces = unsafe { arg(traces_json, "traces_json") }?;
         #[cfg(feature = "fault-injection")]
         let traces = &other_blocks_fault(traces)?;
         in_pool(|| prover::gen_chunk_proof(&store, traces, given(chain_id)))
@@ -237,7 +252,8 @@ pub unsafe extern "C" fn gen_chunk_proof(
 pub unsafe extern "C" fn gen_batch_proof(chunk_proofs_json: *const c_char) -> *mut c_char {
     run_json(|| {
         let store = current(&BATCH_PROVER, "batch prover")?;
-        let proofs = arg(chunk_proofs_json, "chunk_proofs_json")?;
+        // SAFETY: the caller passes NULL or a NUL-terminated string (see # Safety).
+        let proofs = unsafe { arg(chunk_proofs_json, "chunk_proofs_json") }?;
         in_pool(|| prover::gen_batch_proof(&store, proofs))
     })
 }
@@ -249,13 +265,16 @@ pub unsafe extern "C" fn verify_chunk_proof(
     proof_json: *const c_char,
     chunk_info_json: *const c_char,
 ) -> c_char {
-    run_verify(
-        &CHUNK_VERIFIER,
-        "chunk verifier",
-        proof_json,
-        (chunk_info_json, "chunk_info_json"),
-        prover::verify_chunk_proof,
-    )
+    // SAFETY: the caller passes NULL or NUL-terminated strings (see # Safety).
+    unsafe {
+        run_verify(
+            &CHUNK_VERIFIER,
+            "chunk verifier",
+            proof_json,
+            (chunk_info_json, "chunk_info_json"),
+            prover::verify_chunk_proof,
+        )
+    }
 }
 
 /// # Safety
@@ -265,13 +284,16 @@ pub unsafe extern "C" fn verify_batch_proof(
     proof_json: *const c_char,
     chunk_infos_json: *const c_char,
 ) -> c_char {
-    run_verify(
-        &BATCH_VERIFIER,
-        "batch verifier",
-        proof_json,
-        (chunk_infos_json, "chunk_infos_json"),
-        prover::verify_batch_proof,
-    )
+    // SAFETY: the caller passes NULL or NUL-terminated strings (see # Safety).
+    unsafe {
+        run_verify(
+            &BATCH_VERIFIER,
+            "batch verifier",
+            proof_json,
+            (chunk_infos_json, "chunk_infos_json"),
+            prover::verify_batch_proof,
+        )
+    }
 }
 
 /// # Safety
@@ -284,7 +306,9 @@ pub unsafe extern "C" fn block_traces_to_chunk_info(
 ) -> *mut c_char {
     run_json(|| {
         let popped = u64::try_from(l1_messages_popped_before).ok();
-        prover::chunk_info_json(arg(traces_json, "traces_json")?, given(chain_id), popped)
+        // SAFETY: the caller passes NULL or a NUL-terminated string (see # Safety).
+        let traces = unsafe { arg(traces_json, "traces_json") }?;
+        prover::chunk_info_json(traces, given(chain_id), popped)
     })
 }
 
@@ -300,7 +324,9 @@ pub extern "C" fn prover_last_error() -> *mut c_char {
 #[no_mangle]
 pub unsafe extern "C" fn free_c_chars(p: *mut c_char) {
     if !p.is_null() {
-        drop(CString::from_raw(p));
+        // SAFETY: the caller passes a pointer this library returned (CString::into_raw) and
+        // has not freed yet.
+        drop(unsafe { CString::from_raw(p) });
     }
 }
 

@@ -2,6 +2,8 @@
 //!
 //! The ABI is documented in `include/roller_prover.h`; `ffi` implements it over `prover`.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 pub mod aggproof;
 pub mod circuits;
 pub mod ffi;

@@ -139,7 +139,8 @@ class LiveRow:
 
 # --- scripts: KEYS and ARGV are documented at each; every one checks its from-state -------
 
-_FINAL_LUA = "local FINAL = {delivered=true, failed=true, refused=true, expired=true}\n"
+# FINAL_STATES as a Lua set: the scripts and the Python code share one list.
+_FINAL_LUA = "local FINAL = {" + ", ".join(f"{s}=true" for s in sorted(FINAL_STATES)) + "}\n"
 
 # KEYS: task, live, done, outbox. ARGV: task json, now, epoch, id.
 _ASSIGN = _FINAL_LUA + """
@@ -473,11 +474,6 @@ class TaskLedger:
     def task_ids(self, slot: str) -> list[str]:
         """Every task id the ledger holds for `slot` (in flight, then final ones kept)."""
         return self.live_ids(slot) + list(self.r.zrange(self._index("done", slot), 0, -1))
-
-    def in_state(self, slot: str, states: set[TaskState]) -> list[TaskRecord]:
-        ids = self.live_ids(slot) if states <= IN_FLIGHT_STATES else self.task_ids(slot)
-        records = (self.get(slot, task_id) for task_id in ids)
-        return [rec for rec in records if rec is not None and rec.state in states]
 
     def live_rows(self, slot: str) -> list[LiveRow]:
         """Small fields of every in-flight record, in two round trips."""

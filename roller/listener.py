@@ -38,7 +38,7 @@ from roller.operator import metrics
 from roller.operator.config_check import orphan_keystores
 from roller.protocol.coordinator_client import CoordinatorClient
 from roller.protocol.messages import TaskMsg
-from roller.reconcile import Reconciler
+from roller.reconcile import Reconciler, stranded
 from roller.submitter import Submitter
 
 log = logging.getLogger("roller.listener")
@@ -63,7 +63,6 @@ class Dispatcher:
         self.app = app
         self.ledger = ledger
         self.wake = wake
-        self.reconciler: Reconciler | None = None
 
     def accept(self, slot: SlotConfig, task: TaskMsg, epoch: int) -> AssignResult | None:
         """Act on one notification (the rule is in roller.ledger); None if ignored."""
@@ -88,13 +87,12 @@ class Dispatcher:
             self.send(slot, task.id)
         elif state == TaskState.PROVED:
             self.wake(slot.name)  # its answer is due in the outbox now
-        elif self.reconciler is not None:
+        else:
             # In flight: a re-notification of a task nothing works on any more re-drives it.
             self._redrive_if_stranded(slot, task.id)
         return result
 
     def _redrive_if_stranded(self, slot: SlotConfig, task_id: str) -> None:
-        assert self.reconciler is not None
         try:
             row = next((r for r in self.ledger.live_rows(slot.name) if r.task_id == task_id),
                        None)
@@ -102,7 +100,7 @@ class Dispatcher:
         except BROKER_ERRORS as exc:
             raise BrokerUnavailable(f"cannot check task {task_id} of slot {slot.name}: "
                                     f"{exc}") from exc
-        if row is not None and self.reconciler.stranded(slot, row, waiting, time.time()) \
+        if row is not None and stranded(slot, row, waiting, time.time()) \
                 and self.ledger.requeue(slot.name, task_id).ok:
             log.warning("stranded task re-driven on re-notification %s",
                         kv(task_id=task_id, slot=slot.name))
@@ -248,8 +246,7 @@ class Listener:
         self.cfg = cfg
         self.ledger = TaskLedger.from_url(cfg.broker_url, cfg.retention_seconds)
         self.dispatcher = Dispatcher(app or default_app, self.ledger, self._wake)
-        self.reconciler = Reconciler(self.ledger, self._send, cfg.window_seconds)
-        self.dispatcher.reconciler = self.reconciler
+        self.reconciler = Reconciler(self.ledger, self.dispatcher.send, cfg.window_seconds)
         self.submitter = Submitter(self.ledger, cfg.retry, cfg.window_seconds)
         self.stopping = threading.Event()
         self.sessions = {
@@ -266,9 +263,6 @@ class Listener:
         session = self.sessions.get(slot)
         if session is not None:
             session.wake.set()
-
-    def _send(self, slot: SlotConfig, task_id: str) -> None:
-        self.dispatcher.send(slot, task_id)
 
     def _wake_on_proofs(self) -> None:
         """Wake a slot the moment a worker stores its answer (the outbox is the truth; this

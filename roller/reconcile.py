@@ -30,6 +30,18 @@ log = logging.getLogger(__name__)
 # A record younger than this is being handled by the dispatcher or a worker right now.
 GRACE_SECONDS = 5.0
 
+def stranded(slot: SlotConfig, row: LiveRow, waiting: str, now: float,
+             grace: float = GRACE_SECONDS) -> bool:
+    """True if nothing works on `row`: no live lease, no answer due, no job message among
+    `waiting` (see roller.broker.waiting_messages), and older than `grace`."""
+    if row.leased or row.due or now - row.updated_at < grace:
+        return False
+    if row.state == TaskState.RECEIVED:
+        return True
+    return (row.state in (TaskState.QUEUED, TaskState.PROVING)
+            and job_id(slot.name, row.task_id) not in waiting)
+
+
 class Reconciler:
     """One per listener; `sweep` runs in each slot's session thread."""
 
@@ -39,15 +51,6 @@ class Reconciler:
         self.send = send
         self.window_seconds = window_seconds
         self._suspects: dict[str, set[str]] = {}
-
-    def stranded(self, slot: SlotConfig, row: LiveRow, waiting: str, now: float,
-                 grace: float = GRACE_SECONDS) -> bool:
-        if row.leased or row.due or now - row.updated_at < grace:
-            return False
-        if row.state == TaskState.RECEIVED:
-            return True
-        return (row.state in (TaskState.QUEUED, TaskState.PROVING)
-                and job_id(slot.name, row.task_id) not in waiting)
 
     def sweep(self, slot: SlotConfig, now: float | None = None, confirm: bool = True) -> int:
         """Re-drive the slot's stranded records; returns how many jobs were sent.
@@ -61,7 +64,7 @@ class Reconciler:
         suspects = set()
         sent = 0
         for row in rows:
-            if not self.stranded(slot, row, waiting, now, GRACE_SECONDS if confirm else 0):
+            if not stranded(slot, row, waiting, now, GRACE_SECONDS if confirm else 0):
                 continue
             fields = kv(task_id=row.task_id, slot=slot.name, state=row.state)
             if self._expired(slot, row, now):

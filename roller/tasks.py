@@ -27,7 +27,7 @@ from celery.exceptions import Reject
 from roller.celery_app import app
 from roller.config import RollerConfig, process_config
 from roller.errors import RollerError
-from roller.ffi import Prover, load_prover
+from roller.ffi import Prover, load_configured_prover
 from roller.ledger import TaskLedger
 from roller.logs import kv
 from roller.worker.job import JobContext, run_job
@@ -40,14 +40,7 @@ log = logging.getLogger(__name__)
 @functools.cache
 def _prover() -> Prover:
     """One warm prover per worker process, created on first use (never in the parent)."""
-    cfg = process_config()
-    return load_prover(
-        str(cfg.prover.library_path) if cfg.prover.library_path else None,
-        str(cfg.prover.params_path),
-        abi=cfg.prover.abi,
-        seed_path=str(cfg.prover.seed_path) if cfg.prover.seed_path else None,
-        chain_id=cfg.prover.chain_id,
-    )
+    return load_configured_prover(process_config().prover)
 
 
 _context_lock = threading.Lock()

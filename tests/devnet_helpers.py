@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import websocket
@@ -115,6 +118,22 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, step: float 
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         time.sleep(step)
+
+
+def start_devnet_process(tmp_path: Path, *args: str
+                         ) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """`python -m roller.devnet` on ephemeral loopback ports with the stand-in verifier and
+    the test traces, once it has written its ready file: (process, ready info)."""
+    ready = tmp_path / "ready.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "roller.devnet", "--ws-port", "0", "--l2-port", "0",
+         "--control-port", "0", "--verifier", "stand-in", "--trace-dir", str(TRACES),
+         "--chunk-size", "2", "--ready-file", str(ready), "--log-level", "WARNING", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    wait_until(lambda: ready.exists() or proc.poll() is not None, timeout=30)
+    assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+    return proc, json.loads(ready.read_text())
 
 
 def register_raw(ws: RawWs, account: LocalAccount, name: str = "slot0",

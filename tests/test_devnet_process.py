@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import queue
 import signal
 import subprocess
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from devnet_helpers import TRACES, proof_msg, wait_until
+from devnet_helpers import proof_msg, start_devnet_process
 from eth_account import Account
 
 from roller.protocol.coordinator_client import CoordinatorClient
@@ -23,18 +22,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.mark.e2e
 def test_process_token_register_task_submit(tmp_path: Path) -> None:
-    ready = tmp_path / "ready.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "roller.devnet", "--ws-port", "0", "--l2-port", "0",
-         "--control-port", "0", "--verifier", "stand-in", "--trace-dir", str(TRACES),
-         "--chunk-size", "2", "--dispatch-interval", "0.2", "--ready-file", str(ready),
-         "--log-level", "WARNING"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    proc, info = start_devnet_process(tmp_path, "--dispatch-interval", "0.2")
     try:
-        wait_until(lambda: ready.exists() or proc.poll() is not None, timeout=30)
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        info = json.loads(ready.read_text())
         account = Account.create()
         tasks: queue.Queue[TaskMsg] = queue.Queue()
         client = CoordinatorClient(info["ws_url"], call_timeout=5, submit_timeout=20)

@@ -3,15 +3,12 @@ coordinator, and a client logs in, gets a task and submits over loopback."""
 
 from __future__ import annotations
 
-import json
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import requests
-from devnet_helpers import TRACES, wait_until
+from devnet_helpers import start_devnet_process
 from eth_account import Account
 
 from roller.protocol.http_client import HttpCoordinatorClient
@@ -20,18 +17,8 @@ from roller.protocol.http_messages import SubmitProofRequest
 
 @pytest.mark.e2e
 def test_process_http_generation(tmp_path: Path) -> None:
-    ready = tmp_path / "ready.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "roller.devnet", "--protocol", "http-h2", "--http-port", "0",
-         "--ws-port", "0", "--l2-port", "0", "--control-port", "0", "--verifier", "stand-in",
-         "--trace-dir", str(TRACES), "--chunk-size", "2", "--ready-file", str(ready),
-         "--log-level", "WARNING"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    proc, info = start_devnet_process(tmp_path, "--protocol", "http-h2", "--http-port", "0")
     try:
-        wait_until(lambda: ready.exists() or proc.poll() is not None, timeout=30)
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        info = json.loads(ready.read_text())
         assert info["protocol"] == "http-h2" and info["ports"]["http"] > 0
         client = HttpCoordinatorClient(info["coordinator_url"], "http-h2", Account.create(),
                                        prover_name="proc", prover_version="v4.4.23-x",

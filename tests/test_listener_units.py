@@ -131,7 +131,6 @@ def test_reconcile_expires_a_task_whose_window_passed(ledger: TaskLedger) -> Non
 def test_renotified_stranded_task_is_redriven(ledger: TaskLedger) -> None:
     rig = Rig(ledger)
     app, dispatcher = rig.app, rig.dispatcher
-    dispatcher.reconciler = rig.reconciler
     assert dispatcher.accept(SLOT, TASK, epoch=1) is AssignResult.NEW
     age(ledger)  # its job message is gone: nothing works on it
     assert dispatcher.accept(SLOT, TASK, epoch=1) is AssignResult.IN_FLIGHT

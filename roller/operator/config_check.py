@@ -89,13 +89,11 @@ def _flower(cfg: RollerConfig) -> Finding:
 
 
 def _prover(cfg: RollerConfig) -> Finding:
-    from roller.ffi import load_prover
+    from roller.ffi import load_configured_prover
 
     library = cfg.prover.library_path
     try:
-        load_prover(str(library) if library else None, str(cfg.prover.params_path),
-                    abi=cfg.prover.abi,
-                    seed_path=str(cfg.prover.seed_path) if cfg.prover.seed_path else None)
+        load_configured_prover(cfg.prover)
     except (RollerError, OSError) as exc:
         return Finding(False, "prover library", str(exc))
     return Finding(True, "prover library", f"{library or 'the built library'} loads "

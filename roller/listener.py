@@ -45,6 +45,9 @@ log = logging.getLogger("roller.listener")
 
 VERSION = "v4.0.2-roller-0.1.0"
 DRAIN_INTERVAL_SECONDS = 1.0
+# How often a registered slot tells `roller status` its listener is alive (a write, fsynced:
+# not every tick); status calls a slot silent for 15 s disconnected.
+HEARTBEAT_SECONDS = 5.0
 # A tick's work fails on these, never the session: the next tick retries.
 TICK_ERRORS: tuple[type[Exception], ...] = (BrokerUnavailable, *BROKER_ERRORS)
 SESSION_ERRORS: tuple[type[Exception], ...] = (ConnectionLost, CoordinatorError, *BROKER_ERRORS)
@@ -150,6 +153,7 @@ class SlotSession(threading.Thread):
         self.epoch = 0
         self.connect_attempts = 0
         self._next_sweep = 0.0
+        self._next_heartbeat = 0.0
 
     def _on_task(self, task: TaskMsg) -> None:
         """On the client's reader thread: note the task and hand it to the session thread,
@@ -179,7 +183,9 @@ class SlotSession(threading.Thread):
     def _tick(self, client: CoordinatorClient) -> None:
         self._flush_pending()
         try:
-            self.dispatcher.ledger.touch_session(self.slot.name)
+            if time.monotonic() >= self._next_heartbeat:
+                self._next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
+                self.dispatcher.ledger.touch_session(self.slot.name)
             self.submitter.drain(self.slot.name, self.account, client)
             if time.monotonic() >= self._next_sweep:
                 self._next_sweep = time.monotonic() + self.cfg.reconcile_interval_seconds

@@ -23,8 +23,8 @@ FIELDS = ("state", "received_at", "attempts", "outcome", "prove_seconds", "finis
 HEADER = ("SLOT", "QUEUE", "SESSION", "TASK", "STATE", "AGE", "ATTEMPTS", "LAST PROOF",
           "OUTBOX")
 PROVED_STATES = {TaskState.PROVED, *FINAL_STATES}
-# The listener touches each registered slot every second or so; silence this long means
-# the listener is gone, whatever state it last wrote.
+# The listener touches each registered slot every 5 s (listener.HEARTBEAT_SECONDS);
+# silence this long means the listener is gone, whatever state it last wrote.
 STALE_SESSION_SECONDS = 15.0
 
 

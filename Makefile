@@ -82,6 +82,7 @@ bench: setup
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/worker_rss.py
 	$(BIN)/python bench/prover.py
+	$(BIN)/python bench/ledger_memory.py
 
 clean:
 	rm -rf $(VENV) native/target roller/ffi/lib run

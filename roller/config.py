@@ -1,7 +1,8 @@
 """The roller's JSON configuration: the seed roller's config.json plus our extensions.
 
 A seed config (one `keystore_path`, `prover.prove_type`) means one slot on queue `gpu0`.
-Extensions: `broker_url`, `slots` (or the `gpus` shorthand), `session_window_minutes`,
+Extensions: `broker_url`, `coordinator` (the protocol generation and its login settings),
+`slots` (or the `gpus` shorthand), `session_window_minutes`,
 `retention_hours`, `reconcile_interval_seconds`,
 `retry`, `prover.library_path`/`prover.abi`, `metrics`, `flower`. Secrets come from the
 environment when set. Every error names the key path.
@@ -44,6 +45,38 @@ class SlotConfig:
     gpu: int | None
     prove_type: int
     keystore_path: Path
+
+
+WS_PROTOCOLS = ("ws-2023-06", "ws-2023-07")
+HTTP_PROTOCOLS = ("http-h1", "http-h2", "http-h3", "http-h4")
+PROTOCOLS = (*WS_PROTOCOLS, *HTTP_PROTOCOLS, "auto")
+# What an HTTP login sends unless the operator says otherwise. v4.4.45 is the high
+# min_prover_version of Scroll's sample config: a v4.4.47+ coordinator wants exactly one of
+# its configured minimum versions before the first '-' (spec coordinator-http-protocol 5.1),
+# so operators of other coordinators set `coordinator.prover_version` verbatim.
+DEFAULT_HTTP_PROVER_VERSION = "v4.4.45-roller"
+
+
+@dataclass(frozen=True)
+class CoordinatorConfig:
+    """How the listener speaks to the coordinator at `coordinator_url`.
+
+    ``protocol``: a WS generation (ws:// URL; ws-2023-06 is the default there), an HTTP one
+    (http(s):// URL; ``auto`` is the default there: the generation is detected at the first
+    login, spec 8.2). The other fields matter to the HTTP generations only."""
+
+    protocol: str = "ws-2023-06"
+    prover_version: str = DEFAULT_HTTP_PROVER_VERSION
+    hard_fork_name: str = ""  # http-h2 login (empty: the coordinator's first fork)
+    vks: tuple[str, ...] = ()  # http-h3+ login; empty skips nothing on a mock coordinator
+    provider_type: int = 1  # http-h4: 1 internal, 2 external
+    poll_interval_seconds: float = 15.0
+    refused_interval_seconds: float = 60.0
+    request_timeout_seconds: float | None = None  # None: 60 s, 1800 s for http-h4
+
+    @property
+    def http(self) -> bool:
+        return self.protocol not in WS_PROTOCOLS
 
 
 @dataclass(frozen=True)
@@ -92,6 +125,7 @@ class RollerConfig:
     broker_url: str = field(repr=False)
     prover: ProverConfig
     slots: tuple[SlotConfig, ...]
+    coordinator: CoordinatorConfig = CoordinatorConfig()
     session_window_minutes: float = 180.0
     retention_hours: float = 72.0
     reconcile_interval_seconds: float = 30.0
@@ -249,9 +283,52 @@ def _with_password(url: str, password: str | None) -> str:
 
 # The seed roller's keys (spec 6.1) and ours.
 ROOT_KEYS = ("roller_name", "keystore_path", "keystore_password", "coordinator_url",
-             "trace_endpoint", "db_path", "prover", "broker_url", "slots", "gpus",
+             "trace_endpoint", "db_path", "prover", "broker_url", "coordinator", "slots", "gpus",
              "session_window_minutes", "retention_hours", "reconcile_interval_seconds",
              "visibility_timeout_seconds", "retry", "metrics", "flower")
+
+
+def _coordinator(c: _Reader, url: str) -> CoordinatorConfig:
+    c.only(("protocol", "prover_version", "hard_fork_name", "vks", "provider_type",
+            "poll_interval_seconds", "refused_interval_seconds", "request_timeout_seconds"))
+    scheme = urlsplit(url).scheme
+    if scheme not in ("ws", "wss", "http", "https"):
+        raise ConfigError(f"coordinator_url: expected a ws(s):// or http(s):// URL, got "
+                          f"{scheme + '://...' if scheme else repr(url)}")
+    ws = scheme in ("ws", "wss")
+    protocol = c.text("protocol", "ws-2023-06" if ws else "auto")
+    if protocol not in PROTOCOLS:
+        close = difflib.get_close_matches(protocol, PROTOCOLS, n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"coordinator.protocol: expected one of {', '.join(PROTOCOLS)}, "
+                          f"got {protocol!r}{hint}")
+    if ws != (protocol in WS_PROTOCOLS):
+        want = "a ws:// or wss://" if protocol in WS_PROTOCOLS else "an http:// or https://"
+        raise ConfigError(f"coordinator_url: {protocol} needs {want} URL, got {scheme}://...")
+    if c.has("hard_fork_name") and protocol not in ("http-h2", "auto"):
+        raise ConfigError(f"coordinator.hard_fork_name: only http-h2 logins carry it, "
+                          f"protocol is {protocol}")
+    vks: list[str] = []
+    if c.has("vks"):
+        raw = c.raw("vks")
+        if not isinstance(raw, list) or not all(isinstance(v, str) and v for v in raw):
+            raise ConfigError("coordinator.vks: expected a list of non-empty strings")
+        vks = raw
+    provider_type = c.integer("provider_type", 1, minimum=1)
+    if provider_type not in (1, 2):
+        raise ConfigError(f"coordinator.provider_type: expected 1 (internal) or 2 "
+                          f"(external), got {provider_type}")
+    return CoordinatorConfig(
+        protocol=protocol,
+        prover_version=c.text("prover_version", DEFAULT_HTTP_PROVER_VERSION),
+        hard_fork_name=c.opt_str("hard_fork_name") or "",
+        vks=tuple(vks),
+        provider_type=provider_type,
+        poll_interval_seconds=c.num("poll_interval_seconds", 15.0),
+        refused_interval_seconds=c.num("refused_interval_seconds", 60.0),
+        request_timeout_seconds=(c.num("request_timeout_seconds", 60.0)
+                                 if c.has("request_timeout_seconds") else None),
+    )
 
 
 def _basic_auth(r: _Reader, env: dict[str, str]) -> str | None:
@@ -283,8 +360,7 @@ def parse_config(data: Any, base: Path, env: dict[str, str] | None = None) -> Ro
                                 "submit_backoff_seconds", "submit_backoff_max_seconds",
                                 "reconnect_backoff_seconds", "reconnect_backoff_max_seconds"))
     url = r.text("coordinator_url")
-    if urlsplit(url).scheme not in ("ws", "wss"):
-        raise ConfigError(f"coordinator_url: expected a ws:// or wss:// URL, got {url!r}")
+    coordinator = _coordinator(r.child("coordinator"), url)
     window = r.num("session_window_minutes", 180.0)
     retention = r.num("retention_hours", 72.0)
     if retention * 60 < window:
@@ -311,6 +387,7 @@ def parse_config(data: Any, base: Path, env: dict[str, str] | None = None) -> Ro
             chain_id=p.integer("chain_id", 0, minimum=1) if p.has("chain_id") else None,
         ),
         slots=_slots(r, base, name, default_type),
+        coordinator=coordinator,
         session_window_minutes=window,
         retention_hours=retention,
         reconcile_interval_seconds=r.num("reconcile_interval_seconds", 30.0),

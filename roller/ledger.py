@@ -580,18 +580,29 @@ class TaskLedger:
         """A new registration of the slot: tasks it notifies are new assignments."""
         return int(self.r.hincrby(f"{PREFIX}session:{slot}", "epoch", 1))
 
-    def set_session(self, slot: str, state: str) -> None:
+    def set_session(self, slot: str, state: str, *, generation: str | None = None,
+                    token_expires: float | None = None) -> None:
+        """The slot's session state for `roller status`; a registration also names the
+        protocol generation and, for the HTTP ones, when the login token expires."""
         key = f"{PREFIX}session:{slot}"
         pipe = self.r.pipeline()
-        pipe.hset(key, mapping={"state": state, "since": time.time()})
+        fields: dict[str, str | float] = {"state": state, "since": time.time()}
+        if generation is not None:
+            fields.update(generation=generation, token_expires=token_expires or 0)
+        pipe.hset(key, mapping=fields)
         if state == "registered":
             pipe.hincrby(key, "registrations", 1)
         pipe.execute()
 
-    def touch_session(self, slot: str, now: float | None = None) -> None:
+    def touch_session(self, slot: str, now: float | None = None,
+                      token_expires: float | None = None) -> None:
         """The listener's heartbeat for the slot: a `registered` state whose heartbeat is
-        old belongs to a listener that is gone."""
-        self.r.hset(f"{PREFIX}session:{slot}", "seen", now or time.time())
+        old belongs to a listener that is gone. It carries the login token's expiry, which
+        a re-login moves."""
+        fields: dict[str, float] = {"seen": now or time.time()}
+        if token_expires is not None:
+            fields["token_expires"] = token_expires
+        self.r.hset(f"{PREFIX}session:{slot}", mapping=fields)
 
     def session(self, slot: str) -> dict[str, str]:
         return dict(self.r.hgetall(f"{PREFIX}session:{slot}"))

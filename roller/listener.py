@@ -1,12 +1,14 @@
 """The listener: one coordinator session per slot, tasks recorded in Redis and sent to Celery.
 
 `python -m roller.listener --config config.json`. It never proves, and it is the one
-process that speaks to the coordinator and holds the slots' keys. For each slot it
-requests a token, registers and subscribes, and reconnects with capped exponential
-backoff plus jitter. A notification is recorded in the ledger first (which tells a new
-assignment from a duplicate) and then sent as one Celery job with a deterministic id to
-the slot's queue. Workers store their answers in the outbox and wake the listener, which
-signs and submits them over the slot's registered session.
+process that speaks to the coordinator and holds the slots' keys. For each slot it opens a
+coordinator session of the configured generation (roller.coordinator_session: the 2023
+WebSocket protocol, which pushes tasks, or an HTTP + JWT one, which the session polls while
+the slot is idle) and reopens it with capped exponential backoff plus jitter. A
+notification is recorded in the ledger first (which tells a new assignment from a
+duplicate) and then sent as one Celery job with a deterministic id to the slot's queue.
+Workers store their answers in the outbox and wake the listener, which submits them over
+the slot's session.
 
 Failure model: a broker outage keeps notifications in memory and retries them every tick;
 a record left in flight with nothing working on it is re-driven by the reconciliation
@@ -30,27 +32,38 @@ from eth_account.signers.local import LocalAccount
 
 from roller.broker import BROKER_ERRORS, waiting_messages
 from roller.config import RollerConfig, SlotConfig, process_config, proof_kind
-from roller.errors import BrokerUnavailable, ConnectionLost, CoordinatorError, RollerError
+from roller.coordinator_session import SessionFactory
+from roller.errors import (
+    BrokerUnavailable,
+    ConnectionLost,
+    CoordinatorError,
+    RollerError,
+    WrongGeneration,
+)
 from roller.keys import load_or_create_keystore
 from roller.ledger import AssignResult, TaskLedger, TaskState, job_id
 from roller.logs import kv, setup_logging
 from roller.operator import metrics
 from roller.operator.config_check import orphan_keystores
-from roller.protocol.coordinator_client import CoordinatorClient
-from roller.protocol.messages import TaskMsg
+from roller.protocol.messages import ProveType, TaskMsg
+from roller.protocol.session import CoordinatorSession
 from roller.reconcile import Reconciler, stranded
 from roller.submitter import Submitter
 
 log = logging.getLogger("roller.listener")
 
-VERSION = "v4.0.2-roller-0.1.0"
 DRAIN_INTERVAL_SECONDS = 1.0
 # How often a registered slot tells `roller status` its listener is alive (a write, fsynced:
 # not every tick); status calls a slot silent for 15 s disconnected.
 HEARTBEAT_SECONDS = 5.0
 # A tick's work fails on these, never the session: the next tick retries.
 TICK_ERRORS: tuple[type[Exception], ...] = (BrokerUnavailable, *BROKER_ERRORS)
-SESSION_ERRORS: tuple[type[Exception], ...] = (ConnectionLost, CoordinatorError, *BROKER_ERRORS)
+SESSION_ERRORS: tuple[type[Exception], ...] = (ConnectionLost, CoordinatorError,
+                                               WrongGeneration, *BROKER_ERRORS)
+# The task types a slot proves: a batch prover also proves bundles (HTTP H3+, spec 5.1).
+SLOT_TASK_TYPES = {ProveType.BASIC: (ProveType.BASIC,),
+                   ProveType.AGGREGATOR: (ProveType.AGGREGATOR, ProveType.BUNDLE)}
+NewSession = Callable[[SlotConfig, LocalAccount], CoordinatorSession]
 
 
 def reconnect_delay(failures: int, base: float, cap: float) -> float:
@@ -70,7 +83,7 @@ class Dispatcher:
     def accept(self, slot: SlotConfig, task: TaskMsg, epoch: int) -> AssignResult | None:
         """Act on one notification (the rule is in roller.ledger); None if ignored."""
         fields = kv(task_id=task.id, slot=slot.name)
-        if task.type != slot.prove_type:
+        if task.type not in SLOT_TASK_TYPES[ProveType(slot.prove_type)]:
             log.error("task of the wrong type ignored %s type=%s want=%s", fields, task.type,
                       slot.prove_type)
             return None
@@ -133,11 +146,12 @@ class Dispatcher:
 class SlotSession(threading.Thread):
     """Keeps one slot registered with the coordinator for as long as the listener runs: it
     dispatches the slot's notifications, delivers its answers and reconciles its records.
-    Nothing ends this thread but the listener's stop."""
+    Nothing ends this thread but the listener's stop. `new_session` makes the slot's
+    coordinator session for each connection (default: the configured generation)."""
 
     def __init__(self, cfg: RollerConfig, slot: SlotConfig, account: LocalAccount,
                  dispatcher: Dispatcher, submitter: Submitter, reconciler: Reconciler,
-                 stopping: threading.Event) -> None:
+                 stopping: threading.Event, new_session: NewSession | None = None) -> None:
         super().__init__(name=f"session-{slot.name}", daemon=True)
         self.cfg = cfg
         self.slot = slot
@@ -149,15 +163,16 @@ class SlotSession(threading.Thread):
         self.wake = threading.Event()
         self.pending: list[tuple[TaskMsg, int]] = []
         self.lock = threading.Lock()
-        self.client: CoordinatorClient | None = None
+        self.new_session = new_session or SessionFactory(cfg).new
+        self.coordinator: CoordinatorSession | None = None
         self.epoch = 0
         self.connect_attempts = 0
         self._next_sweep = 0.0
         self._next_heartbeat = 0.0
 
     def _on_task(self, task: TaskMsg) -> None:
-        """On the client's reader thread: note the task and hand it to the session thread,
-        so a slow broker never holds up the coordinator connection."""
+        """On the session's reader or poll thread: note the task and hand it to the slot's
+        thread, so a slow broker never holds up the coordinator connection."""
         log.info("task received %s", kv(task_id=task.id, slot=self.slot.name, type=task.type,
                                         blocks=len(task.block_hashes),
                                         sub_proofs=len(task.sub_proofs)))
@@ -165,6 +180,18 @@ class SlotSession(threading.Thread):
         with self.lock:
             self.pending.append((task, self.epoch))
         self.wake.set()
+
+    def _idle(self) -> bool:
+        """Whether a polling session may ask for a task: the coordinator keeps one assigned
+        task per key, so not while one is received, in flight or waiting in the outbox. A
+        ledger that cannot be read says busy: asking then could pile up assignments."""
+        with self.lock:
+            if self.pending:
+                return False
+        try:
+            return not self.dispatcher.ledger.live_rows(self.slot.name)
+        except BROKER_ERRORS:
+            return False
 
     def _flush_pending(self) -> None:
         """Dispatch received tasks; on a broker outage keep them and try again next tick."""
@@ -180,13 +207,15 @@ class SlotSession(threading.Thread):
                     self.pending = tasks[i:] + self.pending
                 return
 
-    def _tick(self, client: CoordinatorClient) -> None:
+    def _tick(self, session: CoordinatorSession) -> None:
         self._flush_pending()
         try:
             if time.monotonic() >= self._next_heartbeat:
                 self._next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
-                self.dispatcher.ledger.touch_session(self.slot.name)
-            self.submitter.drain(self.slot.name, self.account, client)
+                self.dispatcher.ledger.touch_session(self.slot.name,
+                                                     token_expires=session.token_expires)
+                metrics.TOKEN_EXPIRES.labels(self.slot.name).set(session.token_expires or 0)
+            self.submitter.drain(self.slot.name, self.account, session)
             if time.monotonic() >= self._next_sweep:
                 self._next_sweep = time.monotonic() + self.cfg.reconcile_interval_seconds
                 self.reconciler.sweep(self.slot)
@@ -195,28 +224,29 @@ class SlotSession(threading.Thread):
                       kv(slot=self.slot.name, error=exc))
 
     def _session(self) -> None:
-        client = CoordinatorClient(self.cfg.coordinator_url, slot=self.slot.name)
-        self.client = client
         self.connect_attempts += 1
+        session = self.new_session(self.slot, self.account)
+        self.coordinator = session
+        ledger = self.dispatcher.ledger
         try:
-            client.connect()
-            # A new registration: what the coordinator sends from now on is a new assignment.
-            self.epoch = self.dispatcher.ledger.next_epoch(self.slot.name)
-            client.register(self.account, self.slot.name, self.slot.prove_type, VERSION,
-                            self._on_task)
-            self.dispatcher.ledger.set_session(self.slot.name, "registered")
-            metrics.session_state(self.slot.name, "registered")
+            # A new registration (WS) or login (HTTP): what the coordinator sends from now
+            # on is a new assignment.
+            self.epoch = ledger.next_epoch(self.slot.name)
+            session.open(self._on_task, self._idle)
+            ledger.set_session(self.slot.name, "registered", generation=session.generation,
+                               token_expires=session.token_expires)
+            metrics.session_state(self.slot.name, "registered", session.generation,
+                                  session.token_expires)
             log.info("session registered %s", kv(slot=self.slot.name, queue=self.slot.queue,
-                                                  epoch=self.epoch))
-            while client.connected and not self.stopping.is_set():
-                self._tick(client)
+                                                  epoch=self.epoch,
+                                                  generation=session.generation))
+            while session.connected and not self.stopping.is_set():
+                self._tick(session)
                 self.wake.wait(DRAIN_INTERVAL_SECONDS)
                 self.wake.clear()
-            if self.stopping.is_set():
-                client.unsubscribe()
         finally:
-            client.close()
-            self.client = None
+            session.close()  # unsubscribes first where the protocol has it
+            self.coordinator = None
 
     def run(self) -> None:
         failures = 0
@@ -225,6 +255,12 @@ class SlotSession(threading.Thread):
             started = time.monotonic()
             try:
                 self._session()
+            except WrongGeneration as exc:
+                log.error("coordinator speaks another generation %s",
+                          kv(slot=self.slot.name, error=exc))
+                factory = getattr(self.new_session, "__self__", None)
+                if isinstance(factory, SessionFactory):
+                    factory.forget_detection()
             except SESSION_ERRORS as exc:
                 log.warning("session failed %s", kv(slot=self.slot.name, error=exc))
             except Exception:  # noqa: BLE001 (last resort: the slot must outlive any bug)

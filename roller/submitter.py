@@ -1,10 +1,12 @@
 """Delivering stored answers from the outbox to the coordinator.
 
-Only the listener submits, on the slot's registered session, woken the moment a worker
-stores an answer; one thread per slot, so an answer is never sent twice at once. A
-submission never proves: it signs the stored ProofDetail and sends it. An answer is
+Only the listener submits, on the slot's registered session (any generation: the session
+turns the stored ProofDetail and the recorded task into its wire message, signed on the WS
+protocol, under the login token on HTTP), woken the moment a worker stores an answer; one
+thread per slot, so an answer is never sent twice at once. A submission never proves. An answer is
 retried with capped exponential backoff and jitter until the coordinator accepts it,
-refuses it for good, or the task's session window has passed; its record stays in the
+refuses it for good (the session says which refusals are final), or the task's session
+window has passed; its record stays in the
 outbox (Redis) the whole time, so a listener crash loses nothing.
 """
 
@@ -19,19 +21,13 @@ from enum import StrEnum
 from eth_account.signers.local import LocalAccount
 
 from roller.config import RetryConfig, proof_kind
-from roller.errors import ConnectionLost, CoordinatorError
+from roller.errors import ConnectionLost, CoordinatorError, WireFormatError
 from roller.ledger import TaskLedger, TaskState
 from roller.logs import kv
 from roller.operator import metrics
-from roller.protocol.coordinator_client import CoordinatorClient
-from roller.protocol.messages import ProofMsg
+from roller.protocol.session import CoordinatorSession
 
 log = logging.getLogger(__name__)
-
-# Refusals that no retry can cure: the session is gone or our message is wrong.
-PERMANENT_REFUSALS = (
-    "does not existID", "is not eligible to partake", "auth signature verify fail",
-)
 
 
 class SubmitResult(StrEnum):
@@ -58,8 +54,8 @@ class Submitter:
         self.on_result = on_result
 
     def submit(self, slot: str, task_id: str, account: LocalAccount,
-               client: CoordinatorClient) -> SubmitResult:
-        result = self._submit(slot, task_id, account, client)
+               session: CoordinatorSession) -> SubmitResult:
+        result = self._submit(slot, task_id, account, session)
         if result in (SubmitResult.DELIVERED, SubmitResult.RETRY, SubmitResult.REFUSED):
             metrics.SUBMIT_ATTEMPTS.labels(slot, result.value).inc()
         if self.on_result is not None:
@@ -67,7 +63,7 @@ class Submitter:
         return result
 
     def _submit(self, slot: str, task_id: str, account: LocalAccount,
-                client: CoordinatorClient) -> SubmitResult:
+                session: CoordinatorSession) -> SubmitResult:
         rec = self.ledger.get(slot, task_id)
         if rec is None or rec.proof is None or rec.state != TaskState.PROVED:
             return SubmitResult.SKIPPED
@@ -80,14 +76,15 @@ class Submitter:
             return SubmitResult.EXPIRED
         attempt = self.ledger.submit_attempt(slot, task_id)
         try:
-            client.submit_proof(ProofMsg.signed(rec.proof, account))
+            session.submit(rec.task, rec.proof, account)
         except CoordinatorError as exc:
-            if any(text in exc.message for text in PERMANENT_REFUSALS):
-                self.ledger.finish(slot, task_id, TaskState.REFUSED, exc.message)
-                log.error("proof refused for good %s error=%r", fields, exc.message)
-                metrics.proof_outcome(rec.task.type, "refused")
-                return SubmitResult.REFUSED
+            if exc.permanent:
+                return self._refused(slot, task_id, rec.task.type, fields, exc.message)
             return self._retry_later(slot, task_id, attempt, exc.message)
+        except WireFormatError as exc:
+            # The recorded task cannot be answered in this generation (e.g. a WS-era record
+            # after the config moved to HTTP): no retry changes that.
+            return self._refused(slot, task_id, rec.task.type, fields, str(exc))
         except ConnectionLost as exc:
             return self._retry_later(slot, task_id, attempt, str(exc))
         if rec.proof.status == 0:
@@ -99,6 +96,13 @@ class Submitter:
         log.info("proof delivered %s status=%d attempt=%d", fields, rec.proof.status, attempt)
         return SubmitResult.DELIVERED
 
+    def _refused(self, slot: str, task_id: str, prove_type: int, fields: str,
+                 reason: str) -> SubmitResult:
+        self.ledger.finish(slot, task_id, TaskState.REFUSED, reason)
+        log.error("proof refused for good %s error=%r", fields, reason)
+        metrics.proof_outcome(prove_type, "refused")
+        return SubmitResult.REFUSED
+
     def _retry_later(self, slot: str, task_id: str, attempt: int, reason: str) -> SubmitResult:
         delay = backoff_delay(attempt, self.retry)
         self.ledger.postpone(slot, task_id, delay)
@@ -107,12 +111,12 @@ class Submitter:
                        retry_in_s=round(delay, 1), error=reason))
         return SubmitResult.RETRY
 
-    def drain(self, slot: str, account: LocalAccount, client: CoordinatorClient,
+    def drain(self, slot: str, account: LocalAccount, session: CoordinatorSession,
               now: float | None = None) -> int:
         """Submit every due proof of `slot`; returns how many were delivered."""
         delivered = 0
         for task_id in self.ledger.outbox_due(slot, now or time.time()):
-            if not client.connected:
+            if not session.connected:
                 break
-            delivered += self.submit(slot, task_id, account, client) is SubmitResult.DELIVERED
+            delivered += self.submit(slot, task_id, account, session) is SubmitResult.DELIVERED
         return delivered

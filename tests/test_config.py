@@ -56,7 +56,18 @@ def test_env_overrides_secrets(tmp_path: Path) -> None:
     ("patch", "path"),
     [
         ({"roller_name": 5}, "roller_name"),
-        ({"coordinator_url": "http://x"}, "coordinator_url"),
+        ({"coordinator_url": "ftp://x"}, "coordinator_url"),
+        ({"coordinator": {"protocol": "http-h3"}}, "coordinator_url"),
+        ({"coordinator": {"protocol": "http-h9"}}, "coordinator.protocol"),
+        ({"coordinator": {"poll_intervall_seconds": 1}}, "coordinator.poll_intervall_seconds"),
+        ({"coordinator_url": "http://x", "coordinator": {"protocol": "ws-2023-06"}},
+         "coordinator_url"),
+        ({"coordinator_url": "http://x", "coordinator": {"protocol": "http-h3",
+                                                         "hard_fork_name": "darwin"}},
+         "coordinator.hard_fork_name"),
+        ({"coordinator_url": "http://x", "coordinator": {"vks": "mock_vk"}}, "coordinator.vks"),
+        ({"coordinator_url": "http://x", "coordinator": {"provider_type": 3}},
+         "coordinator.provider_type"),
         ({"prover": {"prove_type": 7}}, "prover.prove_type"),
         ({"gpus": [0, -1]}, "gpus[1]"),
         ({"slots": [{"name": "a", "queue": "gpu0"}]}, "slots[0].keystore_path"),
@@ -68,6 +79,26 @@ def test_errors_name_the_key_path(tmp_path: Path, patch: dict, path: str) -> Non
     with pytest.raises(ConfigError) as info:
         parse_config({**SEED, **patch}, tmp_path, env={})
     assert str(info.value).startswith(f"{path}:")
+
+
+def test_coordinator_protocol_defaults_follow_the_url(tmp_path: Path) -> None:
+    ws = parse_config(SEED, tmp_path, env={})
+    assert ws.coordinator.protocol == "ws-2023-06" and not ws.coordinator.http
+    http = parse_config({**SEED, "coordinator_url": "https://c.example/"}, tmp_path, env={})
+    assert http.coordinator.protocol == "auto" and http.coordinator.http
+    h3 = parse_config({**SEED, "coordinator_url": "http://127.0.0.1:8390",
+                       "coordinator": {"protocol": "http-h3", "prover_version": "v4.4.43-x",
+                                       "vks": ["mock_vk"], "poll_interval_seconds": 2}},
+                      tmp_path, env={})
+    c = h3.coordinator
+    assert (c.protocol, c.prover_version, c.vks, c.poll_interval_seconds) == (
+        "http-h3", "v4.4.43-x", ("mock_vk",), 2.0)
+
+
+def test_coordinator_protocol_typo_gets_a_hint(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="did you mean 'http-h3'"):
+        parse_config({**SEED, "coordinator_url": "http://x",
+                      "coordinator": {"protocol": "http-3"}}, tmp_path, env={})
 
 
 def test_duplicate_identity_refused(tmp_path: Path) -> None:

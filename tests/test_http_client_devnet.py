@@ -297,8 +297,8 @@ def test_session_polls_when_idle_and_submits(coord: HttpCoordinator) -> None:
         assert arrived.wait(5)
         task = got[0]
         assert task.block_hashes == (BLOCK_02, BLOCK_03) and task.http_task
-        session.submit(ProofDetail(id=task.id, type=task.type, status=0, proof=GOOD, error=""),
-                       account)
+        session.submit(task, ProofDetail(id=task.id, type=task.type, status=0, proof=GOOD,
+                                         error=""), account)
         assert coord.book.tasks[CHUNK].state == VERIFIED
         busy.clear()
         session.poke()
@@ -318,15 +318,19 @@ def test_session_failure_report_and_unknown_task(coord: HttpCoordinator) -> None
     try:
         assert arrived.wait(5)
         task = got[0]
-        session.submit(ProofDetail(id=task.id, type=task.type, status=1, proof=None,
-                                   error="prover panicked"), account)
+        session.submit(task, ProofDetail(id=task.id, type=task.type, status=1, proof=None,
+                                         error="prover panicked"), account)
         rows = coord.state.rows
         assert rows[-1].status == "invalid" and rows[-1].failure_type == 2
         from roller.errors import WireFormatError
 
-        with pytest.raises(WireFormatError, match="not delivered"):
-            session.submit(ProofDetail(id="nope", type=0, status=0, proof=GOOD, error=""),
-                           account)
+        with pytest.raises(WireFormatError, match="does not belong"):
+            session.submit(task, ProofDetail(id="nope", type=0, status=0, proof=GOOD,
+                                             error=""), account)
+        ws_task = TaskMsg(id="0x01", type=0, block_hashes=(), sub_proofs=())
+        with pytest.raises(WireFormatError, match="not an HTTP-generation task"):
+            session.submit(ws_task, ProofDetail(id="0x01", type=0, status=0, proof=GOOD,
+                                                error=""), account)
     finally:
         session.close()
 
@@ -358,7 +362,9 @@ def test_ws_session_adapter_delegates() -> None:
     session = WsCoordinatorSession(FakeClient(), account, "roller", 0, "v")  # type: ignore[arg-type]
     session.open(lambda t: None, lambda: True)
     session.poke()
-    session.submit(ProofDetail(id="0x01", type=0, status=0, proof=GOOD, error=""), account)
+    ws_task = TaskMsg(id="0x01", type=0, block_hashes=(), sub_proofs=())
+    session.submit(ws_task, ProofDetail(id="0x01", type=0, status=0, proof=GOOD, error=""),
+                   account)
     session.close()
     assert session.connected and session.generation == "ws-2023-06"
     assert calls == ["connect", "register roller 0", "submit 0x01", "unsubscribe", "close"]

@@ -1,4 +1,5 @@
-"""The devnet L2 node: HTTP JSON-RPC `scroll_getBlockTraceByNumberOrHash` over a trace dir.
+"""The devnet L2 node: HTTP JSON-RPC `scroll_getBlockTraceByNumberOrHash` over a trace dir,
+and `eth_blockNumber` (the highest served block).
 
 Param: a block hash, a block number (hex quantity), `latest`/`earliest`, or
 `{"blockHash": ...}`; unknown blocks answer `result: null` like l2geth. Batches are
@@ -22,6 +23,7 @@ from roller.devnet.traces import TraceEntry, TraceIndex
 log = logging.getLogger(__name__)
 
 TRACE_METHOD = "scroll_getBlockTraceByNumberOrHash"
+HEAD_METHOD = "eth_blockNumber"
 FAULT_MODES = ("none", "error", "null", "http500", "hang")
 FAULT_ERROR_TEXT = "devnet fault injection"
 _HASH_RE = re.compile(r"0x[0-9a-fA-F]{64}")
@@ -162,6 +164,10 @@ class L2Node:
             return head + b',"error":' + json.dumps({"code": code, "message": text}).encode() + b"}"
 
         method = msg["method"]
+        if method == HEAD_METHOD:
+            # The head is the highest served block: the HTTP generations' prover_height.
+            head_number = max(self.index.by_number, default=0)
+            return head + b',"result":' + json.dumps(hex(head_number)).encode() + b"}"
         if method != TRACE_METHOD:
             return error(-32601, f"the method {method} does not exist/is not available")
         params = msg.get("params") or []

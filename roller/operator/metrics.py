@@ -46,6 +46,12 @@ OUTCOMES = ("accepted", "refused", "prover_error", "poison", "expired")
 SESSION_STATE = Gauge("roller_session_state",
                       "1 for the current coordinator session state of each slot",
                       ["slot", "state"])
+GENERATION = Gauge("roller_coordinator_generation",
+                   "1 for the protocol generation each slot's session speaks (ws-2023-06, "
+                   "http-h3, ...), set at each registration or login", ["slot", "generation"])
+TOKEN_EXPIRES = Gauge("roller_session_token_expiry_timestamp_seconds",
+                      "Unix time the slot's login JWT expires (HTTP generations; 0 when "
+                      "there is none)", ["slot"])
 RECONNECTS = Counter("roller_session_reconnects",
                      "Coordinator sessions lost and retried, per slot", ["slot"])
 TASKS_RECEIVED = Counter("roller_tasks_received",
@@ -79,9 +85,20 @@ SLOT_PROVING = Gauge("roller_slot_proving", "1 while the slot's worker is provin
                      ["slot"], multiprocess_mode="livesum")
 
 
-def session_state(slot: str, state: str) -> None:
+def session_state(slot: str, state: str, generation: str | None = None,
+                  token_expires: float | None = None) -> None:
     for name in SESSION_STATES:
         SESSION_STATE.labels(slot, name).set(1 if name == state else 0)
+    if generation is not None:
+        previous = _generations.get(slot)
+        if previous not in (None, generation):  # one generation per slot at a time
+            GENERATION.remove(slot, previous)
+        _generations[slot] = generation
+        GENERATION.labels(slot, generation).set(1)
+        TOKEN_EXPIRES.labels(slot).set(token_expires or 0)
+
+
+_generations: dict[str, str] = {}
 
 
 def proof_outcome(prove_type: int, outcome: str) -> None:

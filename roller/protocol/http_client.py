@@ -221,6 +221,11 @@ class HttpCoordinatorClient:
     def logged_in(self) -> bool:
         return self._token is not None
 
+    @property
+    def token_expires(self) -> float | None:
+        """The login JWT's exp (unix time) while logged in, for operators; None otherwise."""
+        return self._token_exp or None if self._token is not None else None
+
     def _authed(self, endpoint: str, body: dict[str, Any]) -> Envelope:
         """POST with the login JWT; on 50001 log in again and retry once."""
         for attempt in (1, 2):

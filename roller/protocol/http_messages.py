@@ -83,6 +83,10 @@ class TaskType(IntEnum):
     BUNDLE = 3  # H3+
 
 
+# The task_data member holding a task's sub-proofs (spec 5.3, 5.4).
+_SUB_PROOFS = {TaskType.BATCH: "chunk_proofs", TaskType.BUNDLE: "batch_proofs"}
+
+
 class ProverType(IntEnum):
     """Login `prover_types` (H3+): a batch prover also proves bundles; 3 = OpenVM (H4)."""
 
@@ -488,6 +492,16 @@ class GetTaskResponse(_Wire):
         path = "task_data.block_hashes"
         return tuple(parse_hash(h, p) for p, h in decode_list(m.get("block_hashes"), path))
 
+    def sub_proofs(self) -> tuple[AggProof, ...]:
+        """A batch task's chunk proofs or a bundle task's batch proofs, in task order (spec
+        5.3, 5.4); the other members of ``task_data`` stay in it, opaque."""
+        member = _SUB_PROOFS.get(TaskType(self.task_type))
+        if member is None:
+            raise WireFormatError("task_type", "only batch and bundle tasks carry sub-proofs")
+        m = object_members(self.data_json(), "task_data", (member,))
+        path = f"task_data.{member}"
+        return tuple(agg_proof_from_value(v, p) for p, v in decode_list(m.get(member), path))
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if self.uuid or self.generation.rank >= 2:
@@ -627,6 +641,11 @@ def agg_proof_from_json(text: str, path: str = "proof") -> AggProof:
         value = json.loads(text)
     except ValueError as exc:
         raise WireFormatError(path, f"not JSON: {exc}") from exc
+    return agg_proof_from_value(value, path)
+
+
+def agg_proof_from_value(value: Any, path: str = "proof") -> AggProof:
+    """``agg_proof_from_json`` for an already decoded proof object (task_data sub-proofs)."""
     if value is None:
         value = {}
     m = object_members(value, path, ("proof", "instances", "vk", "final_pair", "block_count"))
@@ -647,12 +666,16 @@ _PROVE_TYPE = {TaskType.CHUNK: ProveType.BASIC, TaskType.BATCH: ProveType.AGGREG
 
 def to_task_msg(task: GetTaskResponse) -> TaskMsg:
     """The listener's TaskMsg for an HTTP task: id = the assignment key (uuid, else task_id),
-    type 0 chunk / 1 batch / 2 bundle, the chunk's block hashes, and the whole get_task
-    answer in ``http_task`` (batch/bundle sub-proofs stay inside its opaque task_data)."""
-    hashes = task.block_hashes() if task.task_type == TaskType.CHUNK else ()
+    type 0 chunk / 1 batch / 2 bundle, the chunk's block hashes or the batch/bundle's
+    sub-proofs (what the worker proves from, as for a WS task), and the whole get_task
+    answer in ``http_task`` (what the submission names; the rest of task_data rides along
+    opaque)."""
+    chunk = task.task_type == TaskType.CHUNK
     payload = {"generation": task.generation.value, **task.to_json()}
     return TaskMsg(id=task.key, type=_PROVE_TYPE[TaskType(task.task_type)],
-                   block_hashes=hashes, sub_proofs=(), http_task=go_dumps(payload))
+                   block_hashes=task.block_hashes() if chunk else (),
+                   sub_proofs=() if chunk else task.sub_proofs(),
+                   http_task=go_dumps(payload))
 
 
 def from_task_msg(task: TaskMsg) -> GetTaskResponse:

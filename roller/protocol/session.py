@@ -4,18 +4,24 @@
 delivery), ``submit``, ``poke``, ``close``. Two implementations:
 
 - `WsCoordinatorSession`: a thin adapter over the unchanged WS `CoordinatorClient`
-  (token request + subscribe; tasks are pushed; ``poke`` does nothing).
+  (token request + subscribe; tasks are pushed; ``poke`` does nothing). It marks the WS
+  refusals no retry can cure as ``permanent`` (the Go texts are listed here).
 - `HttpCoordinatorSession`: `HttpCoordinatorClient` plus a poll thread. It asks for a task
   only when ``idle()`` says the slot has nothing in flight, because the coordinator keeps
   one assigned task per key (and v4.1.1..32 would hand out one more on every call).
+
+The session keeps no task state: ``submit`` gets the TaskMsg the ledger recorded (its
+``http_task`` names the HTTP assignment), so an answer stored before a listener restart is
+submitted by the next listener's session like any other.
 
 Failure model (HTTP): ``open`` logs in synchronously and raises ConnectionLost,
 WrongGeneration or the mapped CoordinatorError; afterwards the poll thread never raises.
 A transport failure (or a re-login under a foreign key) marks the session disconnected
 (``connected`` False) and the thread ends; the listener reopens. 20004 waits
 ``poll_interval``; 20002 and other refusals wait ``refused_interval`` and are logged as
-warnings. ``submit`` raises ConnectionLost (retry
-later) or a CoordinatorError whose ``permanent`` flag says whether the submission is final.
+warnings; an L2 head that cannot be read skips one poll. ``submit`` raises ConnectionLost
+(retry later), WireFormatError (the task is not one this generation can answer: final), or
+a CoordinatorError whose ``permanent`` flag says whether the submission is final.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from roller.errors import (
     ConnectionLost,
     CoordinatorError,
     RollerError,
+    TraceFetchError,
     WireFormatError,
     WrongGeneration,
 )
@@ -49,6 +56,11 @@ from roller.protocol.messages import ProofDetail, ProofMsg, RespStatus, TaskMsg
 log = logging.getLogger(__name__)
 
 WS_GENERATION = "ws-2023-06"
+# WS refusals that no retry can cure: the session is gone or our message is wrong (Go texts
+# of the 2023 coordinator, spec coordinator-protocol 2.3).
+WS_PERMANENT_REFUSALS = (
+    "does not existID", "is not eligible to partake", "auth signature verify fail",
+)
 # Spec 8.4: sleep 10-20 s on "no task", longer on refusals (already assigned, blocked).
 DEFAULT_POLL_INTERVAL = 15.0
 DEFAULT_REFUSED_INTERVAL = 60.0
@@ -62,7 +74,12 @@ class CoordinatorSession(Protocol):
     @property
     def connected(self) -> bool: ...
 
-    def submit(self, detail: ProofDetail, account: LocalAccount) -> None: ...
+    @property
+    def token_expires(self) -> float | None:
+        """Unix time the login token expires (HTTP), None where there is none (WS)."""
+        ...
+
+    def submit(self, task: TaskMsg, detail: ProofDetail, account: LocalAccount) -> None: ...
 
     def poke(self) -> None: ...
 
@@ -91,8 +108,16 @@ class WsCoordinatorSession:
     def connected(self) -> bool:
         return self.client.connected
 
-    def submit(self, detail: ProofDetail, account: LocalAccount) -> None:
-        self.client.submit_proof(ProofMsg.signed(detail, account))
+    @property
+    def token_expires(self) -> float | None:
+        return None
+
+    def submit(self, task: TaskMsg, detail: ProofDetail, account: LocalAccount) -> None:
+        try:
+            self.client.submit_proof(ProofMsg.signed(detail, account))
+        except CoordinatorError as exc:
+            exc.permanent = any(text in exc.message for text in WS_PERMANENT_REFUSALS)
+            raise
 
     def poke(self) -> None:
         pass
@@ -120,9 +145,7 @@ def submit_request(detail: ProofDetail, task: TaskMsg) -> SubmitProofRequest:
 
 
 class HttpCoordinatorSession:
-    """A polling session; tasks must be submitted through the same session, which keeps the
-    TaskMsg (with its ``http_task``) of every task it delivered. ``remember`` puts back a task
-    reloaded from the ledger after a restart."""
+    """A polling session for one slot's key."""
 
     def __init__(
         self,
@@ -145,12 +168,6 @@ class HttpCoordinatorSession:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._connected = False
-        self._tasks: dict[str, TaskMsg] = {}
-        self._tasks_lock = threading.Lock()
-
-    def remember(self, task: TaskMsg) -> None:
-        with self._tasks_lock:
-            self._tasks[task.id] = task
 
     def open(self, on_task: Callable[[TaskMsg], None], idle: Callable[[], bool]) -> None:
         self.close()
@@ -165,6 +182,10 @@ class HttpCoordinatorSession:
     def connected(self) -> bool:
         return self._connected
 
+    @property
+    def token_expires(self) -> float | None:
+        return self.client.token_expires
+
     def poke(self) -> None:
         self._wake.set()
 
@@ -176,29 +197,19 @@ class HttpCoordinatorSession:
             thread.join(timeout=5)
         self._connected = False
 
-    def submit(self, detail: ProofDetail, account: LocalAccount) -> None:
+    def submit(self, task: TaskMsg, detail: ProofDetail, account: LocalAccount) -> None:
         # `account` signs nothing in the HTTP era: identity is the login JWT (spec 6.1).
-        with self._tasks_lock:
-            task = self._tasks.get(detail.id)
-        if task is None:
-            raise WireFormatError("id", f"task {detail.id!r} was not delivered by this session")
+        request = submit_request(detail, task)  # WireFormatError: not an HTTP task
         try:
-            self.client.submit_proof(submit_request(detail, task))
-        except ConnectionLost:
-            raise
+            self.client.submit_proof(request)
         except CoordinatorError as exc:
             log.warning("submit refused slot=%s task_id=%s permanent=%s error=%s",
                         self.slot, detail.id, exc.permanent, exc)
-            if exc.permanent:
-                self._forget(detail.id)
             raise
         log.info("proof submitted slot=%s task_id=%s status=%d", self.slot, detail.id,
                  detail.status)
-        self._forget(detail.id)
-
-    def _forget(self, task_id: str) -> None:
-        with self._tasks_lock:
-            self._tasks.pop(task_id, None)
+        # The key is free again: ask for the next task now, not after the poll interval.
+        self.poke()
 
     def _poll_loop(self, on_task: Callable[[TaskMsg], None], idle: Callable[[], bool]) -> None:
         while not self._stop.is_set():
@@ -216,7 +227,9 @@ class HttpCoordinatorSession:
                     log.warning("get_task refused slot=%s permanent=%s error=%s",
                                 self.slot, exc.permanent, exc)
                     wait = self.refused_interval
-                except RollerError as exc:  # a malformed answer or wrong generation
+                except TraceFetchError as exc:
+                    log.warning("get_task skipped: no L2 head slot=%s error=%s", self.slot, exc)
+                except RollerError as exc:  # a malformed answer
                     log.error("get_task failed slot=%s error=%s", self.slot, exc)
                     wait = self.refused_interval
             self._wake.wait(wait)
@@ -227,8 +240,7 @@ class HttpCoordinatorSession:
         if answer is None:
             return self.poll_interval
         task = to_task_msg(answer)
-        self.remember(task)
         log.info("task received slot=%s task_id=%s coordinator_task_id=%s type=%s", self.slot,
                  task.id, answer.task_id, answer.task_type)
         on_task(task)
-        return self.poll_interval  # the slot is busy now; poke() wakes us after the submit
+        return self.poll_interval  # the slot is busy now; the submit pokes us awake

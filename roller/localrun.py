@@ -225,6 +225,11 @@ class DevnetProcess:
         return str(self.info["ws_url"])
 
     @property
+    def coordinator_url(self) -> str:
+        """The URL a roller config names: ws:// or, with --protocol http-*, http://."""
+        return str(self.info.get("coordinator_url") or self.info["ws_url"])
+
+    @property
     def l2_url(self) -> str:
         return str(self.info["l2_url"])
 
@@ -281,7 +286,7 @@ class LocalCluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.redis.start()
         self.devnet.start()
-        write_config(self.config, coordinator_url=self.devnet.ws_url,
+        write_config(self.config, coordinator_url=self.devnet.coordinator_url,
                      trace_endpoint=self.devnet.l2_url, broker_url=self.redis.url,
                      slots=self.slots, params_dir=self.params_dir,
                      password=os.urandom(12).hex(), extra=self.config_extra)

@@ -104,7 +104,7 @@ def _connect(cfg: RollerConfig) -> list[Finding]:
     import redis
     import requests
 
-    from roller.protocol.coordinator_client import CoordinatorClient, redact_url
+    from roller.protocol.coordinator_client import redact_url
 
     out = []
     try:
@@ -112,15 +112,7 @@ def _connect(cfg: RollerConfig) -> list[Finding]:
         out.append(Finding(True, "broker", "answers"))
     except redis.RedisError as exc:
         out.append(Finding(False, "broker", f"does not answer: {exc}"))
-    client = CoordinatorClient(cfg.coordinator_url, slot="config-check", call_timeout=5)
-    try:
-        client.connect()
-        out.append(Finding(True, "coordinator", f"{redact_url(cfg.coordinator_url)} accepts "
-                                                "a WebSocket"))
-    except RollerError as exc:
-        out.append(Finding(False, "coordinator", str(exc)))
-    finally:
-        client.close()
+    out.append(_coordinator(cfg))
     try:
         resp = requests.post(cfg.trace_endpoint, timeout=5, json={
             "jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []})
@@ -130,6 +122,29 @@ def _connect(cfg: RollerConfig) -> list[Finding]:
     except (requests.RequestException, ValueError) as exc:
         out.append(Finding(False, "L2 node", f"does not answer JSON-RPC: {exc}"))
     return out
+
+
+def _coordinator(cfg: RollerConfig) -> Finding:
+    """A WS coordinator must accept a WebSocket; an HTTP one must hand out a login challenge
+    (which spends nothing: a challenge row is only used by a login)."""
+    from roller.protocol.coordinator_client import CoordinatorClient, redact_url
+    from roller.protocol.http_client import Timeouts, fetch_challenge
+
+    where = f"{redact_url(cfg.coordinator_url)} ({cfg.coordinator.protocol})"
+    if cfg.coordinator.http:
+        try:
+            fetch_challenge(cfg.coordinator_url, Timeouts(connect=5, read=5))
+            return Finding(True, "coordinator", f"{where} hands out a login challenge")
+        except RollerError as exc:
+            return Finding(False, "coordinator", f"{where}: {exc}")
+    client = CoordinatorClient(cfg.coordinator_url, slot="config-check", call_timeout=5)
+    try:
+        client.connect()
+        return Finding(True, "coordinator", f"{where} accepts a WebSocket")
+    except RollerError as exc:
+        return Finding(False, "coordinator", str(exc))
+    finally:
+        client.close()
 
 
 def findings(cfg: RollerConfig, connect: bool = False) -> list[Finding]:

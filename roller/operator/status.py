@@ -113,7 +113,15 @@ def _session(fields: dict[str, str], now: float) -> str:
     seen = float(fields.get("seen") or since)
     if state == "registered" and now - seen > STALE_SESSION_SECONDS:
         return f"disconnected {duration(now - seen)} (listener silent)"
-    return f"{state} {duration(now - since)}"
+    text = f"{state} {duration(now - since)}"
+    generation = fields.get("generation")
+    if state == "registered" and generation:
+        text += f" {generation}"
+        expires = float(fields.get("token_expires") or 0)
+        if expires:
+            left = expires - now
+            text += f" token {duration(left)}" if left > 0 else " token expired"
+    return text
 
 
 def render(statuses: list[SlotStatus], now: float) -> str:

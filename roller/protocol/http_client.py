@@ -107,6 +107,16 @@ def _call(session: requests.Session, method: str, url: str, endpoint: str,
                               ) from exc
 
 
+def fetch_challenge(url: str, timeouts: Timeouts | None = None,
+                    session: requests.Session | None = None) -> TokenResponse:
+    """`GET /challenge`: the first step of a login, and a harmless probe (a challenge row is
+    spent only by a login that uses it)."""
+    env = _call(session or requests.Session(), "GET", url.rstrip("/") + API_PREFIX
+                + "/challenge", "challenge", timeouts or Timeouts())
+    env.raise_for_error("challenge")
+    return TokenResponse.from_json(env.data, "data")
+
+
 class HttpCoordinatorClient:
     def __init__(
         self,
@@ -145,6 +155,7 @@ class HttpCoordinatorClient:
         self._lock = threading.Lock()  # one login at a time; calls may come from 2 threads
         self._token: str | None = None
         self._token_exp = 0.0
+        self._margin = relogin_margin
         self.claims: dict[str, Any] = {}
         # The checked login message: building it validates the per-generation field set now.
         self._message("")
@@ -170,9 +181,7 @@ class HttpCoordinatorClient:
     # -- auth -------------------------------------------------------------------------
 
     def challenge(self) -> TokenResponse:
-        env = _call(self._session, "GET", self._url("challenge"), "challenge", self.timeouts)
-        env.raise_for_error("challenge")
-        return TokenResponse.from_json(env.data, "data")
+        return fetch_challenge(self.base_url, self.timeouts, self._session)
 
     def login(self) -> None:
         """Fresh challenge, signed login, JWT identity check (module docstring)."""
@@ -199,6 +208,9 @@ class HttpCoordinatorClient:
         self._token, self.claims = token, claims
         exp = claims.get("exp")
         self._token_exp = float(exp) if isinstance(exp, int | float) else 0.0
+        # A token shorter-lived than the margin would be renewed on every call: renew it
+        # when three quarters of its life are spent instead.
+        self._margin = min(self.relogin_margin, max(self._token_exp - self._clock(), 0) / 4)
         log.info("coordinator login url=%s generation=%s pk=%s exp=%s",
                  redact_url(self.base_url), self.generation.value, self.public_key[:10],
                  int(self._token_exp))
@@ -206,8 +218,7 @@ class HttpCoordinatorClient:
     def _current_token(self) -> str:
         with self._lock:
             if self._token is None or (self._token_exp
-                                       and self._clock() > self._token_exp
-                                       - self.relogin_margin):
+                                       and self._clock() > self._token_exp - self._margin):
                 self._login_locked()
             assert self._token is not None
             return self._token

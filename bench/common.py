@@ -19,7 +19,8 @@ def bench_parser(doc: str, name: str) -> argparse.ArgumentParser:
 
 
 def one_slot_cluster(args: argparse.Namespace, verifier: str,
-                     config_extra: dict[str, Any] | None = None) -> tuple[LocalCluster, str]:
+                     config_extra: dict[str, Any] | None = None,
+                     devnet_args: list[str] | None = None) -> tuple[LocalCluster, str]:
     """Redis, devnet (tasks only when pushed), listener and one chunk worker on gpu0."""
     # A fresh workdir: each run makes new keystores with a new random password.
     shutil.rmtree(args.workdir, ignore_errors=True)
@@ -29,6 +30,6 @@ def one_slot_cluster(args: argparse.Namespace, verifier: str,
     slots = demo_slots(workdir, chunk_slots=1, batch_slots=0)
     cluster = LocalCluster(workdir, slots=slots, params_dir=args.params_dir.resolve(),
                            devnet_args=["--no-chunk-tasks", "--verifier", verifier,
-                                        "--dispatch-interval", "0.1"],
+                                        *(devnet_args or ["--dispatch-interval", "0.1"])],
                            config_extra=config_extra)
     return cluster, slots[0]["name"]

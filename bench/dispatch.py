@@ -1,13 +1,17 @@
-"""Dispatch latency: task notification received -> prover call starts.
+"""Dispatch latency per coordinator generation: task received -> prover call starts.
 
-Measured side by side in one run on the same tasks: our path (listener -> Redis -> Celery
+Measured side by side in one run, for each generation (the 2023 WS protocol and the HTTP
+generations h1..h3 of the devnet), on the same tasks: our path (listener -> Redis -> Celery
 worker -> trace fetch -> prover) and a seed-style loop that polls its task store every 3 s
 and then fetches traces before proving (the Go roller's prove loop, spec 6.5). The seed
-loop here observes the same ledger the listener writes, so both see each task at the same
-instant. Runs real processes: redis-server, the devnet, the listener, one Celery worker,
-the native prover.
+loop observes the same ledger the listener writes, so both see each task at the same
+instant. Also per generation: the gap from one answer delivered to the next task received
+(the coordinator's side of the idle time: the dispatch tick on WS, here 2 s as on the real
+coordinator; on HTTP the roller asks again right after a submission, else every
+--poll-interval). Runs real processes: redis-server, the devnet, the listener, one Celery
+worker, the native prover.
 
-    python bench/dispatch.py [--tasks 40] [--ops]
+    python bench/dispatch.py [--tasks 20] [--protocols ws,http-h1,http-h2,http-h3] [--ops]
 
 --ops runs the operators' view too: Flower (sees every job event) and a scraper hitting the
 listener's and the workers' metrics endpoints every second (Prometheus scrapes every 15 s).
@@ -15,11 +19,15 @@ listener's and the workers' metrics endpoints every second (Prometheus scrapes e
 
 from __future__ import annotations
 
+import argparse
+import itertools
 import json
 import statistics
 import sys
 import threading
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from common import bench_parser, one_slot_cluster
 
@@ -29,6 +37,7 @@ from roller.localrun import free_port, wait_for
 from roller.worker.trace_client import TraceClient
 
 SEED_POLL_SECONDS = 3.0
+WS_DISPATCH_SECONDS = 2.0  # the 2023 coordinator's dispatch tick
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -79,16 +88,26 @@ class Scraper(threading.Thread):
                     pass
 
 
-def main() -> int:
-    parser = bench_parser(__doc__, "dispatch")
-    parser.add_argument("--tasks", type=int, default=40, help="1-block tasks (max 49)")
-    parser.add_argument("--ops", action="store_true",
-                        help="with Flower running and the metrics endpoints scraped every 1 s")
-    args = parser.parse_args()
+@dataclass
+class Result:
+    protocol: str
+    ours: list[float]
+    seed: list[float]
+    gaps: list[float]
+    scrapes: int
+
+
+def measure(args: argparse.Namespace, protocol: str) -> Result:
     ports = {"listener_port": free_port(), "worker_port": free_port()}
-    cluster, slot = one_slot_cluster(args, "stand-in", {
+    extra: dict[str, Any] = {
         "metrics": ports,
-        "flower": {"port": free_port(), "db_path": str(args.workdir.resolve() / "flower.db")}})
+        "flower": {"port": free_port(), "db_path": str(args.workdir.resolve() / "flower.db")}}
+    devnet = ["--dispatch-interval", str(WS_DISPATCH_SECONDS)]
+    if protocol != "ws":
+        devnet = ["--protocol", protocol, "--http-port", "0"]
+        extra["coordinator"] = {"protocol": protocol,
+                                "poll_interval_seconds": args.poll_interval}
+    cluster, slot = one_slot_cluster(args, "stand-in", extra, devnet)
     scraper = Scraper([f"http://127.0.0.1:{p}/metrics" for p in ports.values()])
     try:
         cluster.start(start_roller=not args.ops)
@@ -104,35 +123,60 @@ def main() -> int:
         poller = SeedPoller(ledger, slot, TraceClient(cluster.devnet.l2_url))
         poller.start()
         files = sorted(DEFAULT_TRACE_DIR.glob("block_*.json.gz"))[: args.tasks]
-        ids = []
         for f in files:
             block_hash = json.loads(read_trace_file(f))["header"]["hash"]
-            ids.append(cluster.devnet.control("push_task", {"type": 0,
-                                                            "block_hashes": [block_hash]})["id"])
-        wait_for(lambda: all((r := ledger.get(slot, i)) is not None and r.state == "delivered"
-                             for i in ids), 60 + 30 * len(ids), "every task delivered",
-                 interval=1.0)
+            cluster.devnet.control("push_task", {"type": 0, "block_hashes": [block_hash]})
+
+        def delivered() -> list[str]:
+            ids = ledger.task_ids(slot)
+            recs = [ledger.get(slot, i) for i in ids]
+            return ids if len(ids) == len(files) and all(
+                r is not None and r.state == "delivered" for r in recs) else []
+
+        wait_for(lambda: bool(delivered()), 60 + 30 * len(files) + args.poll_interval,
+                 "every task delivered", interval=1.0)
         time.sleep(SEED_POLL_SECONDS + 1)
         poller.stop.set()
-        ours, seed = [], []
-        for task_id in ids:
-            raw = ledger.r.hgetall(f"roller:task:{slot}:{task_id}")
-            received = float(raw["received_at"])
-            ours.append(float(raw["prove_started_at"]) - received)
-            seed.append(poller.started[task_id] - received)
+        rows = [{**ledger.r.hgetall(f"roller:task:{slot}:{task_id}"), "id": task_id}
+                for task_id in delivered()]
+        rows.sort(key=lambda raw: float(raw["received_at"]))
+        ours = [float(raw["prove_started_at"]) - float(raw["received_at"]) for raw in rows]
+        seed = [poller.started[raw["id"]] - float(raw["received_at"]) for raw in rows]
+        gaps = [float(nxt["received_at"]) - float(prev["finished_at"])
+                for prev, nxt in itertools.pairwise(rows)]
     finally:
         scraper.stop.set()
         cluster.stop()
+    return Result(protocol, ours, seed, gaps, scraper.scrapes)
+
+
+def main() -> int:
+    parser = bench_parser(__doc__, "dispatch")
+    parser.add_argument("--tasks", type=int, default=20, help="1-block tasks (max 49)")
+    parser.add_argument("--protocols", default="ws,http-h1,http-h2,http-h3",
+                        help="comma-separated: ws and the devnet's HTTP generations")
+    parser.add_argument("--poll-interval", type=float, default=15.0,
+                        help="HTTP: seconds between get_task calls while idle (default 15)")
+    parser.add_argument("--ops", action="store_true",
+                        help="with Flower running and the metrics endpoints scraped every 1 s")
+    args = parser.parse_args()
+    results = [measure(args, p.strip()) for p in args.protocols.split(",") if p.strip()]
     ms = 1000.0
-    print(f"dispatch latency, notification received -> prover call starts ({len(ids)} tasks"
-          f"{', Flower + metrics scraped every 1 s' if args.ops else ''}"
-          f"{f', {scraper.scrapes} scrapes' if args.ops else ''})")
-    print(f"{'path':<28}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}")
-    for name, values in (("roller (listener+Celery)", ours), ("seed-style 3 s poll loop", seed)):
-        print(f"{name:<28}{percentile(values, 0.5) * ms:>10.1f}"
-              f"{percentile(values, 0.99) * ms:>10.1f}{statistics.mean(values) * ms:>10.1f}")
-    print(f"ratio seed/roller: p50 {percentile(seed, 0.5) / percentile(ours, 0.5):.1f}x, "
-          f"p99 {percentile(seed, 0.99) / percentile(ours, 0.99):.1f}x")
+    print(f"dispatch latency, task received -> prover call starts ({args.tasks} tasks per "
+          f"generation{', Flower + metrics scraped every 1 s' if args.ops else ''}; WS "
+          f"dispatch tick {WS_DISPATCH_SECONDS:g} s, HTTP poll interval {args.poll_interval:g} s)")
+    print(f"{'generation':<12}{'path':<28}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}")
+    for r in results:
+        for name, values in (("roller (listener+Celery)", r.ours),
+                             ("seed-style 3 s poll loop", r.seed),
+                             ("answer -> next task", r.gaps)):
+            print(f"{r.protocol:<12}{name:<28}{percentile(values, 0.5) * ms:>10.1f}"
+                  f"{percentile(values, 0.99) * ms:>10.1f}{statistics.mean(values) * ms:>10.1f}")
+    for r in results:
+        print(f"{r.protocol}: ratio seed/roller p50 "
+              f"{percentile(r.seed, 0.5) / percentile(r.ours, 0.5):.1f}x, p99 "
+              f"{percentile(r.seed, 0.99) / percentile(r.ours, 0.99):.1f}x"
+              + (f", {r.scrapes} scrapes" if args.ops else ""))
     return 0
 
 

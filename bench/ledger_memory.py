@@ -41,8 +41,12 @@ class AcceptingCoordinator:
     """Stands in for a registered session: every submission is accepted."""
 
     connected = True
+    token_expires = None
 
-    def submit_proof(self, _msg: Any) -> None:
+    def submit(self, _task: Any, _detail: Any, _account: Any) -> None:
+        return None
+
+    def poke(self) -> None:
         return None
 
 

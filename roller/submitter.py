@@ -113,10 +113,17 @@ class Submitter:
 
     def drain(self, slot: str, account: LocalAccount, session: CoordinatorSession,
               now: float | None = None) -> int:
-        """Submit every due proof of `slot`; returns how many were delivered."""
-        delivered = 0
+        """Submit every due proof of `slot`; returns how many were delivered. Once an answer
+        has left the outbox for good (delivered, refused, expired) the session is poked:
+        a polling generation may ask for the next task now."""
+        delivered = finished = 0
         for task_id in self.ledger.outbox_due(slot, now or time.time()):
             if not session.connected:
                 break
-            delivered += self.submit(slot, task_id, account, session) is SubmitResult.DELIVERED
+            result = self.submit(slot, task_id, account, session)
+            delivered += result is SubmitResult.DELIVERED
+            finished += result in (SubmitResult.DELIVERED, SubmitResult.REFUSED,
+                                   SubmitResult.EXPIRED)
+        if finished:
+            session.poke()
         return delivered

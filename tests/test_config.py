@@ -115,3 +115,14 @@ def test_load_config_reports_bad_json(tmp_path: Path) -> None:
         load_config(f)
     f.write_text(json.dumps(SEED))
     assert load_config(f).roller_name == "my_roller"
+
+
+def test_every_config_in_the_readme_loads(tmp_path: Path) -> None:
+    import json
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = [b for b in re.findall(r"```json\n(.*?)```", readme, re.S) if "roller_name" in b]
+    assert len(blocks) >= 2
+    for block in blocks:
+        parse_config(json.loads(block), tmp_path, env={})

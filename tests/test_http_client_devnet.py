@@ -162,10 +162,14 @@ def test_token_expiry_relogs_in(clock: Clock) -> None:
         task = client.get_task((1,), 10**6)
         assert task is not None and client._token != first_token
         assert len(c.state.used_challenges) == 2
-        # Proactive: with the default margin the client logs in before the call.
+        # Proactive: with the default margin the client logs in before the call once three
+        # quarters of the token's life are spent (still valid at the coordinator).
         client2 = client_for(c, clock=clock)
         client2.login()
         assert len(c.state.used_challenges) == 3
+        assert client2.get_task((2,), 10**6) is None
+        assert len(c.state.used_challenges) == 3
+        clock.now += 4
         assert client2.get_task((2,), 10**6) is None
         assert len(c.state.used_challenges) == 4
     finally:

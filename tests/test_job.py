@@ -21,6 +21,7 @@ from roller.ffi.mock import MockProver
 from roller.ledger import AssignResult, TaskLedger, TaskState
 from roller.protocol.coordinator_client import CoordinatorClient
 from roller.protocol.messages import TaskMsg
+from roller.protocol.session import WsCoordinatorSession
 from roller.submitter import Submitter
 from roller.worker.job import PROVING_PANIC, TRACES_FAILED, JobContext, JobOutcome, run_job
 from roller.worker.trace_client import TraceClient
@@ -77,11 +78,17 @@ def receive(devnet: Devnet, ctx: JobContext, account: LocalAccount,
     return session, task
 
 
+def ws(client: CoordinatorClient, account: LocalAccount) -> WsCoordinatorSession:
+    """The listener's view of a registered WS client."""
+    return WsCoordinatorSession(client, account, SLOT, 0, "v-test")
+
+
 def deliver(ctx: JobContext, account: LocalAccount, session: Registered,
             window: float = 3600) -> int:
     """What the listener does when a worker wakes it: submit the slot's due answers."""
     assert ctx.ledger.wait_proved(1) is not None
-    return Submitter(ctx.ledger, ctx.cfg.retry, window).drain(SLOT, account, session.client)
+    submitter = Submitter(ctx.ledger, ctx.cfg.retry, window)
+    return submitter.drain(SLOT, account, ws(session.client, account))
 
 
 BLOCKS = ["0xc7b6c7022c8386cdaf6fcd3d4f8d03dce257ae3664a072fdce511ecefce73ad0",
@@ -120,11 +127,12 @@ def test_refused_submit_is_retried_from_outbox_without_reproving(
     assert run_job(ctx, SLOT, task.id) is JobOutcome.STORED
     assert ctx.ledger.wait_proved(1) == (SLOT, task.id)
     submitter = Submitter(ctx.ledger, ctx.cfg.retry, 3600)
-    assert submitter.drain(SLOT, account, session.client) == 0
+    assert submitter.drain(SLOT, account, ws(session.client, account)) == 0
     assert ctx.ledger.outbox_size(SLOT) == 1
     again = Registered(devnet, account)  # re-register restores the right to submit
     time.sleep(0.3)
-    assert submitter.drain(SLOT, account, again.client, now=time.time() + 60) == 1
+    assert submitter.drain(SLOT, account, ws(again.client, account),
+                           now=time.time() + 60) == 1
     assert ctx.ledger.outbox_size(SLOT) == 0
     assert len(prover.calls) == 1
     outcomes = [s.get("outcome") for s in submissions(devnet, task.id)]

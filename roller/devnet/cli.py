@@ -32,7 +32,8 @@ verified, one batch task (type 1, aggregator) carrying the chunk proofs is creat
 
 EPILOG = f"""\
 Any port may be 0 to bind a free one; the bound ports are printed on stdout as
-`devnet ready ws_url=... l2_url=... control_url=...` and written to --ready-file.
+`devnet ready ws_url=... l2_url=... control_url=...` (coordinator_url=... with --protocol
+http-*) and written to --ready-file.
 Shipped trace sets: {DATA_DIR}/chain-534352 (default, 49 mainnet blocks)
 and {DATA_DIR}/traces (format variants; colliding hashes are served once).
 Control API: GET /ledger, /metrics, /metrics.json, /health; POST /push_task,
@@ -117,8 +118,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
 
     out = p.add_argument_group("output")
     out.add_argument("--ready-file", type=Path, default=None,
-                     help="write {ws_url, l2_url, control_url, ports, pid} as JSON here "
-                          "once every server listens")
+                     help="write {protocol, coordinator_url, ws_url (WS only), l2_url, "
+                          "control_url, ports, pid} as JSON here once every server listens")
     out.add_argument("--log-level", default="INFO",
                      choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                      help="log level; logs are key=value lines on stderr (default: "
@@ -177,21 +178,24 @@ def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     info: dict[str, Any] = {
-        "ws_url": devnet.ws_url, "l2_url": devnet.l2_url, "control_url": devnet.control_url,
-        "ports": {"ws": ports.ws, "l2": ports.l2, "control": ports.control},
+        "protocol": args.protocol, "coordinator_url": devnet.coordinator_url,
+        "l2_url": devnet.l2_url, "control_url": devnet.control_url,
+        "ports": {"l2": ports.l2, "control": ports.control},
         "pid": os.getpid(), "verifier": devnet.verifier.name,
     }
-    if devnet.http is not None:
-        info.update(protocol=args.protocol, coordinator_url=devnet.coordinator_url)
+    if devnet.http is None:
+        info["ws_url"] = devnet.ws_url
+        info["ports"]["ws"] = ports.ws
+    else:
         info["ports"]["http"] = ports.http
     if args.ready_file:
         tmp = args.ready_file.with_name(args.ready_file.name + ".tmp")
         tmp.write_text(json.dumps(info))
         tmp.replace(args.ready_file)
-    print(f"devnet ready ws_url={devnet.ws_url} l2_url={devnet.l2_url} "
-          f"control_url={devnet.control_url} verifier={devnet.verifier.name}"
-          + (f" coordinator_url={devnet.coordinator_url} protocol={args.protocol}"
-             if devnet.http is not None else ""), flush=True)
+    first = (f"ws_url={devnet.ws_url}" if devnet.http is None
+             else f"coordinator_url={devnet.coordinator_url} protocol={args.protocol}")
+    print(f"devnet ready {first} l2_url={devnet.l2_url} control_url={devnet.control_url} "
+          f"verifier={devnet.verifier.name}", flush=True)
     try:
         stop.wait()
     finally:

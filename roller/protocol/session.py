@@ -8,7 +8,8 @@ delivery), ``submit``, ``poke``, ``close``. Two implementations:
   refusals no retry can cure as ``permanent`` (the Go texts are listed here).
 - `HttpCoordinatorSession`: `HttpCoordinatorClient` plus a poll thread. It asks for a task
   only when ``idle()`` says the slot has nothing in flight, because the coordinator keeps
-  one assigned task per key (and v4.1.1..32 would hand out one more on every call).
+  one assigned task per key (and v4.1.1..32 would hand out one more on every call);
+  ``poke()`` (the listener's, once an answer has left the outbox) asks at once.
 
 The session keeps no task state: ``submit`` gets the TaskMsg the ledger recorded (its
 ``http_task`` names the HTTP assignment), so an answer stored before a listener restart is
@@ -208,8 +209,6 @@ class HttpCoordinatorSession:
             raise
         log.info("proof submitted slot=%s task_id=%s status=%d", self.slot, detail.id,
                  detail.status)
-        # The key is free again: ask for the next task now, not after the poll interval.
-        self.poke()
 
     def _poll_loop(self, on_task: Callable[[TaskMsg], None], idle: Callable[[], bool]) -> None:
         while not self._stop.is_set():

@@ -8,7 +8,8 @@ the slot is idle) and reopens it with capped exponential backoff plus jitter. A
 notification is recorded in the ledger first (which tells a new assignment from a
 duplicate) and then sent as one Celery job with a deterministic id to the slot's queue.
 Workers store their answers in the outbox and wake the listener, which submits them over
-the slot's session.
+the slot's session. Keystores are decrypted in parallel (scrypt, ~1 s each, runs outside
+the GIL) and each slot's session starts as soon as its own key is ready.
 
 Failure model: a broker outage keeps notifications in memory and retries them every tick;
 a record left in flight with nothing working on it is re-driven by the reconciliation
@@ -20,12 +21,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import random
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from celery import Celery
 from eth_account.signers.local import LocalAccount
@@ -149,13 +152,17 @@ class SlotSession(threading.Thread):
     Nothing ends this thread but the listener's stop. `new_session` makes the slot's
     coordinator session for each connection (default: the configured generation)."""
 
-    def __init__(self, cfg: RollerConfig, slot: SlotConfig, account: LocalAccount,
+    def __init__(self, cfg: RollerConfig, slot: SlotConfig,
+                 account: LocalAccount | Future[LocalAccount],
                  dispatcher: Dispatcher, submitter: Submitter, reconciler: Reconciler,
                  stopping: threading.Event, new_session: NewSession | None = None) -> None:
         super().__init__(name=f"session-{slot.name}", daemon=True)
         self.cfg = cfg
         self.slot = slot
-        self.account = account
+        # The key, or its decryption still running: run() waits for it before connecting.
+        self._key = account if isinstance(account, Future) else None
+        self.account: LocalAccount | None = None if isinstance(account, Future) else account
+        self.key_error: RollerError | None = None
         self.dispatcher = dispatcher
         self.submitter = submitter
         self.reconciler = reconciler
@@ -215,6 +222,7 @@ class SlotSession(threading.Thread):
                 self.dispatcher.ledger.touch_session(self.slot.name,
                                                      token_expires=session.token_expires)
                 metrics.TOKEN_EXPIRES.labels(self.slot.name).set(session.token_expires or 0)
+            assert self.account is not None  # run() connects only with the key
             self.submitter.drain(self.slot.name, self.account, session)
             if time.monotonic() >= self._next_sweep:
                 self._next_sweep = time.monotonic() + self.cfg.reconcile_interval_seconds
@@ -225,6 +233,7 @@ class SlotSession(threading.Thread):
 
     def _session(self) -> None:
         self.connect_attempts += 1
+        assert self.account is not None  # run() connects only with the key
         session = self.new_session(self.slot, self.account)
         self.coordinator = session
         ledger = self.dispatcher.ledger
@@ -248,7 +257,25 @@ class SlotSession(threading.Thread):
             session.close()  # unsubscribes first where the protocol has it
             self.coordinator = None
 
+    def _await_key(self) -> bool:
+        """The slot's key; False (and `key_error` set) if its keystore cannot be opened."""
+        if self.account is not None:
+            return True
+        assert self._key is not None
+        try:
+            self.dispatcher.ledger.set_session(self.slot.name, "waiting for key")
+        except BROKER_ERRORS:
+            log.warning("cannot record session state %s", kv(slot=self.slot.name))
+        try:
+            self.account = self._key.result()
+        except RollerError as exc:
+            self.key_error = exc
+            return False
+        return True
+
     def run(self) -> None:
+        if not self._await_key():
+            return
         failures = 0
         retry = self.cfg.retry
         while not self.stopping.is_set():
@@ -291,13 +318,20 @@ class Listener:
         self.reconciler = Reconciler(self.ledger, self.dispatcher.send, cfg.window_seconds)
         self.submitter = Submitter(self.ledger, cfg.retry, cfg.window_seconds)
         self.stopping = threading.Event()
+        # Decrypting starts now, in slot order, one thread per core: scrypt runs outside the
+        # GIL, and a slot waits only for its own key (64 slots took 172 s one after another).
+        self._keys = ThreadPoolExecutor(max_workers=max(1, min(len(cfg.slots),
+                                                                os.cpu_count() or 1)),
+                                        thread_name_prefix="keystore")
         self.sessions = {
-            slot.name: SlotSession(cfg, slot, load_or_create_keystore(slot.keystore_path,
-                                                                      cfg.keystore_password),
+            slot.name: SlotSession(cfg, slot,
+                                   self._keys.submit(load_or_create_keystore,
+                                                     slot.keystore_path, cfg.keystore_password),
                                    self.dispatcher, self.submitter, self.reconciler,
                                    self.stopping)
             for slot in cfg.slots
         }
+        self._keys.shutdown(wait=False)
         self._waker = threading.Thread(target=self._wake_on_proofs, name="proof-waker",
                                        daemon=True)
 
@@ -332,6 +366,25 @@ class Listener:
         self._waker.start()
         for session in self.sessions.values():
             session.start()
+
+    def first_key(self) -> None:
+        """Wait for the first slot's key (about a second): a wrong password, which every
+        slot shares, is then a one-line start-up error before anything else runs."""
+        first = next(iter(self.sessions.values()))
+        if first._key is None:
+            return
+        try:
+            first._key.result()
+        except RollerError:
+            for session in self.sessions.values():
+                if session._key is not None:
+                    session._key.cancel()  # exit now, not after every other scrypt
+            raise
+
+    @property
+    def key_error(self) -> RollerError | None:
+        """The first keystore that could not be opened (the listener then cannot run)."""
+        return next((s.key_error for s in self.sessions.values() if s.key_error), None)
 
     def stop(self, timeout: float = 10.0) -> None:
         self.stopping.set()
@@ -368,6 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from roller.celery_app import configure
 
         listener = Listener(cfg, configure(cfg))
+        listener.first_key()
         metrics.serve_listener(cfg.metrics, listener.ledger, cfg.slots)
     except RollerError as exc:
         log.error("cannot start %s", kv(error=exc))
@@ -382,7 +436,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     listener.start()
     log.info("listener started %s", kv(slots=",".join(s.name for s in cfg.slots)))
-    done.wait()
+    while not done.wait(0.2):
+        if listener.key_error is not None:
+            # A keystore that cannot be opened (wrong password, bad file) is a start-up
+            # error, found while the other slots already run: stop them all.
+            log.error("cannot start %s", kv(error=listener.key_error))
+            listener.stop()
+            return 2
     listener.stop()
     return 0
 

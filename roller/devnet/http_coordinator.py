@@ -469,7 +469,8 @@ class HttpCoordinator:
             def report() -> None:
                 self._close(row, "invalid", failure_type=2)
                 if task is not None:
-                    task.submissions.append({**record, "verdict": "failure report"})
+                    task.submissions.append({**record, "verdict": "failure report",
+                                             "valid": None})
 
             self._run(report)
             raise _Refusal(ErrCode.HANDLE_ZK_PROOF_FAILURE,
@@ -485,7 +486,8 @@ class HttpCoordinator:
             self._close(row, "valid" if valid else "invalid", 0 if valid else 3)
             if task is None:
                 return
-            task.submissions.append({**record, "verdict": "valid" if valid else "invalid"})
+            task.submissions.append({**record, "verdict": "valid" if valid else "invalid",
+                                     "valid": valid})
             if valid:
                 task.proof = proof
                 self._on_verified(task)

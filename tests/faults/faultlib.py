@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from ledger_check import Row, find_record, judge
 from roller.devnet.traces import DEFAULT_TRACE_DIR, read_trace_file
 from roller.ledger import FINAL_STATES, TaskLedger, TaskRecord
 from roller.localrun import LocalCluster, Proc, demo_slots, wait_for
+from roller.protocol.http_messages import from_task_msg
 
 REPO = Path(__file__).resolve().parents[2]
 FAULT_LIB = REPO / "native/target/features-fault-injection/release/libroller_prover.so"
@@ -36,6 +38,9 @@ class FaultCluster:
     def __init__(self, cluster: LocalCluster) -> None:
         self.c = cluster
         self.ledger = TaskLedger.from_url(cluster.redis.url)
+        # On an HTTP generation with uuids our ledger keys each assignment by its uuid.
+        protocol = cluster.config_extra.get("coordinator", {}).get("protocol", "ws")
+        self.by_uuid = protocol in ("http-h2", "http-h3")
         self.slot_names = [s["name"] for s in cluster.slots]
         self.queues = [s["queue"] for s in cluster.slots]
         self.rng = random.Random(5)
@@ -58,8 +63,31 @@ class FaultCluster:
         chain = [self.hashes[n] for n in range(start, start + count)]
         return str(self.c.devnet.control("push_task", {"type": 0, "block_hashes": chain})["id"])
 
+    def records(self, task_id: str) -> list[TaskRecord]:
+        """Our records of a coordinator task: one (WS, H1: keyed by task id), or one per
+        assignment (H2/H3: keyed by uuid), oldest first."""
+        if not self.by_uuid:
+            rec = find_record(self.ledger, self.slot_names, task_id)
+            return [rec] if rec is not None else []
+        out = []
+        for slot in self.slot_names:
+            for key in self.ledger.task_ids(slot):
+                rec = self.ledger.get(slot, key)
+                if rec is not None and from_task_msg(rec.task).task_id == task_id:
+                    out.append(rec)
+        return sorted(out, key=lambda r: r.received_at)
+
     def rec(self, task_id: str) -> TaskRecord | None:
-        return find_record(self.ledger, self.slot_names, task_id)
+        """The latest assignment's record, with the proving attempts of all of them."""
+        recs = self.records(task_id)
+        if not recs:
+            return None
+        return replace(recs[-1], total_attempts=sum(r.attempts for r in recs)) \
+            if self.by_uuid else recs[-1]
+
+    def proving_runs(self, task_id: str, logs: str) -> int:
+        return sum(logs.count(f"proving chunk task_id={r.task.id}")
+                   for r in self.records(task_id))
 
     def state(self, task_id: str) -> str:
         rec = self.rec(task_id)
@@ -122,7 +150,7 @@ class FaultCluster:
         for task_id in task_ids:
             verdict = judge(tasks.get(task_id), self.rec(task_id),
                             crashes=crashes.get(task_id, 0), may_expire=may_expire,
-                            proving_runs=logs.count(f"proving chunk task_id={task_id}"),
+                            proving_runs=self.proving_runs(task_id, logs),
                             proofs=(proofs or {}).get(task_id, 1))
             row.tasks += 1
             row.lost += verdict.lost

@@ -1,0 +1,67 @@
+"""The fault suite's smoke rows on every HTTP + JWT generation the devnet speaks.
+
+The same faults as test_faults.py (pool child SIGKILL mid-proof, a poison task, listener
+SIGKILL + restart, coordinator restart, Redis restart), judged the same way in both
+ledgers; each generation gets a cluster of its own. On H2/H3 our ledger keys an assignment
+by the coordinator's uuid, and a failed task comes back under a new one (FaultCluster maps
+both to the coordinator's task).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from faultlib import FaultCluster, start_cluster
+from test_faults import child_kills, coordinator_restarts, listener_kills, poison, redis_restarts
+
+pytestmark = [pytest.mark.e2e, pytest.mark.faults_smoke]
+
+GENERATIONS = ("http-h1", "http-h2", "http-h3")
+
+
+@pytest.fixture(scope="module", params=GENERATIONS)
+def hfc(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+        params_dir: Path, fault_lib: Path) -> Iterator[tuple[str, FaultCluster]]:
+    gen = str(request.param)
+    cluster = start_cluster(
+        tmp_path_factory.mktemp(f"faults-{gen}"), params_dir, fault_lib,
+        devnet_args=("--protocol", gen, "--http-port", "0"),
+        config_extra={"coordinator": {"protocol": gen, "poll_interval_seconds": 0.5,
+                                      "refused_interval_seconds": 1}})
+    failed = False
+    try:
+        yield gen, FaultCluster(cluster).wait_registered()
+    except Exception:
+        failed = True
+        raise
+    finally:
+        if failed:
+            print(cluster.logs()[-30000:])
+        cluster.stop()
+
+
+def test_pool_child_sigkill(hfc: tuple[str, FaultCluster]) -> None:
+    gen, fc = hfc
+    child_kills(fc, 2, f"1 pool child SIGKILL mid-proof ({gen})")
+
+
+def test_prover_abort_is_poison(hfc: tuple[str, FaultCluster]) -> None:
+    gen, fc = hfc
+    poison(fc, ["abort"], f"2 prover abort (poison) ({gen})")
+
+
+def test_listener_sigkill(hfc: tuple[str, FaultCluster]) -> None:
+    gen, fc = hfc
+    listener_kills(fc, 1, f"4 listener SIGKILL + restart ({gen})")
+
+
+def test_coordinator_restart(hfc: tuple[str, FaultCluster]) -> None:
+    gen, fc = hfc
+    coordinator_restarts(fc, 1, f"5b coordinator restart ({gen})")
+
+
+def test_redis_restart(hfc: tuple[str, FaultCluster]) -> None:
+    gen, fc = hfc
+    redis_restarts(fc, 1, f"6 redis restart ({gen})")

@@ -90,10 +90,9 @@ class CoordinatorSession(Protocol):
 class WsCoordinatorSession:
     """The 2023 WS protocol behind the session interface; `client` is used as is."""
 
-    generation = WS_GENERATION
-
     def __init__(self, client: CoordinatorClient, account: LocalAccount, name: str,
                  roller_type: int, version: str) -> None:
+        self.generation: str = client.variant.value
         self.client = client
         self._account = account
         self.name = name
@@ -115,7 +114,7 @@ class WsCoordinatorSession:
 
     def submit(self, task: TaskMsg, detail: ProofDetail, account: LocalAccount) -> None:
         try:
-            self.client.submit_proof(ProofMsg.signed(detail, account))
+            self.client.submit_proof(ProofMsg.signed(detail, account, self.client.variant))
         except CoordinatorError as exc:
             exc.permanent = any(text in exc.message for text in WS_PERMANENT_REFUSALS)
             raise

@@ -272,3 +272,39 @@ PROOF_MSG = Struct(
         Field("signature", "string", "string"),
     ),
 )
+
+# e78099414 (spec 8): Identity without timestamp; ProveType renamed ProofType (its name is
+# in Go's decode errors); the other structs are unchanged but for that field type.
+IDENTITY_0723 = Struct(
+    "message.Identity",
+    (
+        Field("name", "string", "string"),
+        Field("roller_type", "uint", "message.ProofType", bits=8),
+        Field("version", "string", "string"),
+        Field("token", "string", "string"),
+    ),
+)
+AUTH_MSG_0723 = Struct(
+    "message.AuthMsg",
+    (
+        Field("message", "struct", "message.Identity", struct=IDENTITY_0723),
+        Field("signature", "string", "string"),
+    ),
+)
+PROOF_DETAIL_0723 = Struct(
+    "message.ProofDetail",
+    (
+        Field("id", "string", "string"),
+        Field("type", "uint", "message.ProofType", bits=8),
+        Field("status", "uint", "message.RespStatus", bits=32),
+        Field("proof", "struct", "message.AggProof", struct=AGG_PROOF),
+        Field("error", "string", "string"),
+    ),
+)
+PROOF_MSG_0723 = Struct(
+    "message.ProofMsg",
+    (
+        Field("zkProof", "struct", "message.ProofDetail", struct=PROOF_DETAIL_0723),
+        Field("signature", "string", "string"),
+    ),
+)

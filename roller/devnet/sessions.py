@@ -2,6 +2,14 @@
 
 Main-line coordinator behaviour (df97200a4 / 95124ce70), in memory. Runs on the event loop
 thread; only proof verification leaves it (a thread pool, like Go's verifier workers).
+
+With variant ws-2023-07 (e78099414, spec 8) these rules change: a round dispatches at most
+one batch and one chunk task; a submission is checked against the assignment records
+(every dispatch of the task), not the live pool, so it needs no registration, and one for
+a session that has ended returns null unverified; a key is freed only by a verified
+proof (after a failure report, an invalid proof or a timeout it stays busy), and a
+registration reloads no task ids (Go reloads in pages of 100 and drops the last, partial
+page), so re-registering frees it. Timeouts and retries keep the 2023-06 session model.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from roller.devnet.tasksource import (
     TaskRecord,
 )
 from roller.devnet.verifier import Verdict, Verifier
-from roller.protocol.messages import ProofDetail
+from roller.protocol.messages import ProofDetail, WsVariant
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +93,11 @@ class SessionManager:
         metrics: Metrics,
         executor: ThreadPoolExecutor,
         rng: random.Random | None = None,
+        variant: WsVariant = WsVariant.WS_2023_06,
     ) -> None:
         self.config = config
+        self.variant = variant
+        self._v0723 = variant is WsVariant.WS_2023_07
         self.pool = pool
         self.book = book
         self.verifier = verifier
@@ -103,10 +114,11 @@ class SessionManager:
         """Aggregator tasks first, then up to N basic tasks (N = idle basic rollers)."""
         if not self.running:
             return
-        for task in self.book.unassigned(1):
+        batches = self.book.unassigned(1)
+        for task in batches[:1] if self._v0723 else batches:
             if not self.start_session(task):
                 break
-        budget = len(self.pool.idle(0))
+        budget = 1 if self._v0723 else len(self.pool.idle(0))
         for task in self.book.unassigned(0)[:budget]:
             if not self.start_session(task):
                 break
@@ -114,7 +126,7 @@ class SessionManager:
     def start_session(self, task: TaskRecord, prev: Session | None = None) -> bool:
         """Send the task to up to rollers_per_session random idle rollers of its type."""
         sent = []
-        msg = task.task_msg()
+        msg = task.task_msg(self.variant)
         for _ in range(self.config.rollers_per_session):
             idle = [n for n in self.pool.idle(task.type) if n not in sent
                     and task.pinned_pk in (None, n.pk)]
@@ -170,12 +182,12 @@ class SessionManager:
         task = session.task
         if session.attempts < self.config.session_attempts and self.start_session(task, session):
             for pk in session.rollers:
-                self.pool.free_task(pk, task.id)
+                self._release(pk, task.id, verified=False)
             log.info("session retried task_id=%s attempt=%s", task.id, session.attempts + 1)
             return
         task.state = FAILED
         for pk in session.rollers:
-            self.pool.free_task(pk, task.id)
+            self._release(pk, task.id, verified=False)
         del self.sessions[task.id]
         self.metrics.inc("coordinator/sessions/timeout/total")
         self._update_active()
@@ -209,11 +221,24 @@ class SessionManager:
 
     def reload_task_ids(self, pk: str) -> set[str]:
         """Task ids of live sessions in which `pk` is still assigned (spec 5.3 reload)."""
+        if self._v0723:
+            return set()  # the partial last page of 100 is dropped: nothing below 100 rows
         return {
             task_id
             for task_id, s in self.sessions.items()
             if pk in s.rollers and s.rollers[pk].status == ROLLER_ASSIGNED
         }
+
+    def _release(self, pk: str, task_id: str, verified: bool) -> None:
+        """Free the key's claim on the task; 2023-07 frees only on a verified proof."""
+        if verified or not self._v0723:
+            self.pool.free_task(pk, task_id)
+
+    def _assigned_ever(self, pk: str, task_id: str) -> bool:
+        """2023-07's prover_task lookup: was the task ever dispatched to `pk`?"""
+        task = self.book.get(task_id)
+        return task is not None and any(
+            to["pk"] == pk for d in task.dispatches for to in d["to"])
 
     def _update_active(self) -> None:
         self.metrics.set_gauge("coordinator/sessions/active/number", len(self.sessions))
@@ -250,7 +275,15 @@ class SessionManager:
 
     async def _submit(self, pk: str, detail: ProofDetail, entry: dict[str, Any]) -> None:
         task_id = detail.id
-        if not self.pool.holds(pk, task_id):
+        if self._v0723:
+            if not self._assigned_ever(pk, task_id):
+                raise method_error("validator failure get none prover task for the proof")
+            live = self.sessions.get(task_id)
+            if live is None or pk not in live.rollers:
+                # Its session ended (verified, failed or re-dispatched): null, nothing done.
+                entry["outcome"] = "session_ended"
+                return
+        elif not self.pool.holds(pk, task_id):
             raise method_error(
                 f"the roller or session id doesn't exist, pubkey: {pk}, ID: {task_id}"
             )
@@ -279,7 +312,7 @@ class SessionManager:
             log.info("proof failed by roller task_id=%s pk=%s error=%s", task_id, pk,
                      detail.error)
             self._on_result(session, pk, ROLLER_INVALID)
-            self.pool.free_task(pk, task_id)
+            self._release(pk, task_id, verified=False)
             return
         # The Go coordinator updates the task row of the type the roller claims (msg.Type).
         same_type = detail.type == task.type
@@ -305,7 +338,7 @@ class SessionManager:
                  verdict.reason)
         if self.sessions.get(task_id) is session:
             self._on_result(session, pk, ROLLER_VALID if valid else ROLLER_INVALID)
-        self.pool.free_task(pk, task_id)
+        self._release(pk, task_id, verified=valid)
         if valid and same_type:
             batch = self.book.on_verified(task)
             if batch is not None:
@@ -337,8 +370,8 @@ class SessionManager:
             self.metrics.inc("coordinator/sessions/failed/total")
         finished = all(r.status != ROLLER_ASSIGNED for r in session.rollers.values())
         if finished and any(r.status == ROLLER_VALID for r in session.rollers.values()):
-            for other in session.rollers:
-                self.pool.free_task(other, task.id)
+            for other, result in session.rollers.items():
+                self._release(other, task.id, verified=result.status == ROLLER_VALID)
             if session.timer is not None:
                 session.timer.cancel()
             del self.sessions[task.id]

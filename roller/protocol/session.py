@@ -61,6 +61,8 @@ WS_GENERATION = "ws-2023-06"
 # of the 2023 coordinator, spec coordinator-protocol 2.3).
 WS_PERMANENT_REFUSALS = (
     "does not existID", "is not eligible to partake", "auth signature verify fail",
+    # ws-2023-07 (spec 8): no assignment of this task to this key exists in its database.
+    "validator failure get none prover task for the proof",
 )
 # Spec 8.4: sleep 10-20 s on "no task", longer on refusals (already assigned, blocked).
 DEFAULT_POLL_INTERVAL = 15.0

@@ -25,7 +25,7 @@ from eth_account import Account
 
 from roller.devnet import Devnet
 from roller.errors import CoordinatorError
-from roller.protocol import AuthMsg, Identity, ProofDetail, TaskMsg, WsVariant
+from roller.protocol import AuthMsg, Identity, ProofDetail, ProofMsg, TaskMsg, WsVariant
 from roller.protocol.coordinator_client import CoordinatorClient
 
 V07 = WsVariant.WS_2023_07
@@ -188,23 +188,49 @@ def test_submit_needs_an_assignment_not_a_registration(net: Devnet) -> None:
     r.close()
 
 
+def raw_register(ws: RawWs, account: Any, name: str, wire_type: int) -> None:
+    first = AuthMsg.signed(Identity(name, wire_type, 0, "v", "", V07), account)
+    token = ws.call("roller_requestToken", [first.to_json()])["result"]
+    auth = AuthMsg.signed(Identity(name, wire_type, 0, "v", token, V07), account)
+    assert "result" in ws.call("roller_subscribe", ["register", auth.to_json()])
+
+
 def test_a_failure_keeps_the_key_busy_until_it_registers_again(net: Devnet) -> None:
+    account = Account.create()
+    ws = RawWs(net.ws_url)
+    try:
+        raw_register(ws, account, "raw", 1)
+        first = net.push_task(block_hashes=[BLOCK_02])
+        assert ws.next_notification()["params"]["result"]["id"] == first
+        report = ProofMsg.signed(ProofDetail(first, 0, 1, None, "get traces failed"),
+                                 account, V07)
+        assert ws.call("roller_submitProof", [report.to_json()])["result"] is None
+        assert task_entry(net, first)["submissions"][0]["outcome"] == "failed"
+        second = net.push_task(block_hashes=[BLOCK_03])
+        net.dispatch_now()
+        assert task_entry(net, second)["state"] == "unassigned"  # busy: not dispatched
+        raw_register(ws, account, "raw", 1)  # a second subscription: the same busy node
+        net.dispatch_now()
+        assert task_entry(net, second)["state"] == "unassigned"
+    finally:
+        ws.close()
+    # A new registration (the old subscription ended) frees the key.
+    ws = RawWs(net.ws_url)
+    try:
+        raw_register(ws, account, "raw", 1)
+        assert ws.next_notification()["params"]["result"]["id"] == second
+    finally:
+        ws.close()
+
+
+def test_the_client_registers_again_after_a_failure_report(net: Devnet) -> None:
     r = Roller(net.ws_url)
     r.register()
     first = net.push_task(block_hashes=[BLOCK_02])
     assert r.next_task().id == first
     r.submit(ProofDetail(first, 0, 1, None, "get traces failed"))
-    assert task_entry(net, first)["submissions"][0]["outcome"] == "failed"
     second = net.push_task(block_hashes=[BLOCK_03])
-    net.dispatch_now()
-    assert task_entry(net, second)["state"] == "unassigned"  # busy: not dispatched
-    assert r.tasks.empty()
-    # Spec 8's practical rule: register again after reporting a failure (a new
-    # subscription: the old one's end removes the busy node from the pool).
-    r.close()
-    r.client = r.connect()
-    r.register()
-    assert r.next_task().id == second
+    assert r.next_task().id == second  # no stuck key: the client registered again
     r.close()
 
 

@@ -27,7 +27,15 @@ from websockets.sync.server import ServerConnection, serve
 
 from roller.errors import ConfigError, ConnectionLost, CoordinatorError, WireFormatError
 from roller.localrun import wait_for
-from roller.protocol import AuthMsg, Identity, ProofDetail, ProofMsg, TaskMsg, WsVariant
+from roller.protocol import (
+    AggProof,
+    AuthMsg,
+    Identity,
+    ProofDetail,
+    ProofMsg,
+    TaskMsg,
+    WsVariant,
+)
 from roller.protocol.coordinator_client import PONG_DELAY_SECONDS, CoordinatorClient, redact_url
 
 ACCOUNT = Account.from_key("0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318")
@@ -584,6 +592,73 @@ def test_0723_submit_carries_and_signs_the_wire_type(
     msg = ProofMsg.from_json(param, variant=V07)
     assert msg.detail == detail and msg.detail.hash(V07) == digest
     assert msg.recover_pk() == PK
+
+
+def test_0723_failure_report_is_followed_by_a_new_registration(mem: MemCoordinator) -> None:
+    """Spec 8: after a failure report the key stays busy until it registers again."""
+    tasks: list[TaskMsg] = []
+    got = threading.Event()
+    seen: list[str] = []
+
+    def after(peer: Peer) -> None:
+        req = peer.recv()  # an accepted proof: nothing follows it
+        seen.append(req["method"])
+        peer.answer(req, None)
+        req = peer.recv()  # a failure report: unsubscribe, token, subscribe follow
+        seen.append(req["method"])
+        peer.answer(req, None)
+        req = peer.recv()
+        assert (req["method"], req["params"]) == ("roller_unsubscribe", [SUB])
+        peer.answer(req, True)
+        registration_script([{"id": "0xnext", "type": 1}], variant=V07, wire_type=1)(peer)
+
+    mem.script = registration_script([], after, variant=V07, wire_type=1)
+    reasons: list[str] = []
+    client = make_client(mem, variant=V07, on_disconnect=reasons.append)
+
+    def on_task(task: TaskMsg) -> None:
+        tasks.append(task)
+        got.set()
+
+    client.register(ACCOUNT, "slot-0", 0, "v", on_task)
+    client.submit_proof(client.sign_proof(
+        ProofDetail("0x1", 0, 0, AggProof(b"p", b"", b"", b"", 1), ""), ACCOUNT))
+    client.submit_proof(client.sign_proof(ProofDetail("0x2", 0, 1, None, "e"), ACCOUNT))
+    assert got.wait(5)  # the new subscription delivers to the same handler
+    assert [t.id for t in tasks] == ["0xnext"] and tasks[0].type == 0
+    assert seen == ["roller_submitProof", "roller_submitProof"]
+    assert client.connected and reasons == []
+
+
+def test_0723_failed_registration_after_a_failure_report_drops_the_connection(
+    mem: MemCoordinator,
+) -> None:
+    def after(peer: Peer) -> None:
+        peer.answer(peer.recv(), None)  # the failure report is accepted
+        peer.answer(peer.recv(), True)  # unsubscribe
+        peer.error(peer.recv(), "signature verification failed")  # token request
+        peer.hold()
+
+    mem.script = registration_script([], after, variant=V07, wire_type=1)
+    reasons: list[str] = []
+    client = make_client(mem, variant=V07, on_disconnect=reasons.append)
+    client.register(ACCOUNT, "slot-0", 0, "v", lambda t: None)
+    # Accepted: no error for the caller, whose next step would be to send it again.
+    client.submit_proof(client.sign_proof(ProofDetail("0x2", 0, 1, None, "e"), ACCOUNT))
+    assert client.wait_disconnected(5) and not client.connected
+    assert len(reasons) == 1 and "task_id=0x2" in reasons[0]
+
+
+def test_0623_failure_report_keeps_the_registration(mem: MemCoordinator) -> None:
+    def after(peer: Peer) -> None:
+        peer.answer(peer.recv(), None)
+        peer.hold()  # a re-registration would fail here: nothing else is answered
+
+    mem.script = registration_script([], after)
+    client = make_client(mem)
+    client.register(ACCOUNT, "slot-0", 0, "v", lambda t: None)
+    client.submit_proof(ProofMsg.signed(ProofDetail("0x2", 0, 1, None, "e"), ACCOUNT))
+    assert client.connected
 
 
 def test_0723_submit_refuses_a_proof_signed_for_another_variant(mem: MemCoordinator) -> None:

@@ -18,7 +18,11 @@ the thread that detected it (keep it short); ``wait_disconnected`` returns after
 Variant: ``variant`` (ws-2023-06 by default, or ws-2023-07, spec section 8) decides the
 Identity a registration signs and the wire numbering of task and proof types; tasks reach
 ``on_task`` in roller's own numbering whatever the variant, and a ProofMsg must be signed
-for the client's variant (``sign_proof``), else ``submit_proof`` refuses it.
+for the client's variant (``sign_proof``), else ``submit_proof`` refuses it. A 2023-07
+coordinator keeps a key busy after a failure report until it registers again (spec 8), so
+on that variant an accepted failure report (status != 0) is followed by a new registration
+on the same connection (no task can arrive in between: the key is busy); if that fails,
+the connection is torn down as lost, so the owner reconnects and registers.
 
 Transport seam: the client talks to a `Transport` (one open connection: send, receive,
 abort) made by a `Connector`. `websocket_connector` is the real one (websocket-client,
@@ -43,9 +47,23 @@ from urllib.parse import urlsplit, urlunsplit
 import websocket
 from eth_account.signers.local import LocalAccount
 
-from roller.errors import ConfigError, ConnectionLost, CoordinatorError, WireFormatError
+from roller.errors import (
+    ConfigError,
+    ConnectionLost,
+    CoordinatorError,
+    RollerError,
+    WireFormatError,
+)
 from roller.protocol.encoding import go_dumps
-from roller.protocol.messages import AuthMsg, Identity, ProofDetail, ProofMsg, TaskMsg, WsVariant
+from roller.protocol.messages import (
+    AuthMsg,
+    Identity,
+    ProofDetail,
+    ProofMsg,
+    RespStatus,
+    TaskMsg,
+    WsVariant,
+)
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +213,8 @@ class _Connection:
         self.down = False
         self.closed = threading.Event()
         self.tasks: queue.Queue[tuple[TaskHandler, TaskMsg] | None] = queue.Queue()
+        # The last register() arguments on this connection, for 2023-07's re-registration.
+        self.registration: tuple[LocalAccount, str, int, str, TaskHandler] | None = None
 
 
 def _wait(event: threading.Event, timeout: float) -> bool:
@@ -307,6 +327,7 @@ class CoordinatorClient:
                             self.call_timeout, on_result=remember)
         if not isinstance(sub_id, str):
             raise WireFormatError("result", "roller_subscribe must return a subscription id")
+        conn.registration = (account, name, roller_type, version, on_task)
         log.info("registered name=%s slot=%s address=%s roller_type=%d variant=%s "
                  "subscription=%s", name, self.slot, account.address, roller_type,
                  self.variant.value, sub_id)
@@ -338,9 +359,28 @@ class CoordinatorClient:
             raise WireFormatError(
                 "zkProof.type", f"task_id={msg.detail.id} slot={self.slot}: proof signed for "
                 f"{msg.variant.value}, client speaks {self.variant.value}")
+        conn = self._require_conn()
         self._call("roller_submitProof", [msg.to_json()], self.submit_timeout)
         log.info("proof submitted task_id=%s status=%d slot=%s",
                  msg.detail.id, msg.detail.status, self.slot)
+        if self.variant is WsVariant.WS_2023_07 and msg.detail.status != RespStatus.OK:
+            self._register_again(conn, msg.detail.id)
+
+    def _register_again(self, conn: _Connection, task_id: str) -> None:
+        """2023-07: a failure report leaves the key busy until it registers again."""
+        registration = conn.registration
+        if registration is None or conn.down or self._conn is not conn:
+            return  # not registered here: the next registration frees the key anyway
+        try:
+            self.unsubscribe()
+            self.register(*registration)
+        except RollerError as exc:
+            # The submission itself was accepted: never raise (it would be re-sent).
+            self._fail(conn, f"registering again after failure report task_id={task_id} "
+                       f"failed: {exc}")
+            return
+        log.info("registered again after failure report task_id=%s slot=%s", task_id,
+                 self.slot)
 
     # -- calls ----------------------------------------------------------------------------
 

@@ -234,6 +234,45 @@ def test_the_client_registers_again_after_a_failure_report(net: Devnet) -> None:
     r.close()
 
 
+def test_timeout_unassigns_the_task_and_a_late_proof_is_not_verified() -> None:
+    with make_net(collection_time=0.5) as net:
+        a = Roller(net.ws_url, "a")
+        a.register()
+        task_id = net.push_task(block_hashes=[BLOCK_02])
+        task = a.next_task()
+        wait_until(lambda: net.metrics_snapshot()["counters"].get(
+            "coordinator/sessions/timeout/total") == 1, timeout=5)
+        b = Roller(net.ws_url, "b")
+        b.register()
+        # Back to unassigned, re-sent to an idle key; `a` is still busy.
+        assert b.next_task().id == task_id
+        assert a.tasks.empty()
+        a.prove(task)  # late: null, stored as proved, no verification recorded
+        entry = task_entry(net, task_id)
+        assert entry["state"] == "proved"
+        assert entry["submissions"][-1]["outcome"] == "late_unverified"
+        b.prove(task)
+        entry = task_entry(net, task_id)
+        assert entry["state"] == "verified" and entry["dispatch_count"] == 2
+        assert [d["to"][0]["name"] for d in entry["dispatches"]] == ["a", "b"]
+        a.close()
+        b.close()
+
+
+def test_a_task_out_of_attempts_is_failed_instead_of_sent() -> None:
+    with make_net(collection_time=0.3, session_attempts=1) as net:
+        a = Roller(net.ws_url, "a")
+        a.register()
+        task_id = net.push_task(block_hashes=[BLOCK_02])
+        assert a.next_task().id == task_id
+        b = Roller(net.ws_url, "b")
+        b.register()
+        wait_until(lambda: task_entry(net, task_id)["state"] == "failed", timeout=5)
+        assert task_entry(net, task_id)["dispatch_count"] == 1 and b.tasks.empty()
+        a.close()
+        b.close()
+
+
 def test_undefined_roller_type_registers_and_never_gets_work(net: Devnet) -> None:
     account = Account.create()
     ws = RawWs(net.ws_url)

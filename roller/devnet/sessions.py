@@ -6,10 +6,14 @@ thread; only proof verification leaves it (a thread pool, like Go's verifier wor
 With variant ws-2023-07 (e78099414, spec 8) these rules change: a round dispatches at most
 one batch and one chunk task; a submission is checked against the assignment records
 (every dispatch of the task), not the live pool, so it needs no registration, and one for
-a session that has ended returns null unverified; a key is freed only by a verified
-proof (after a failure report, an invalid proof or a timeout it stays busy), and a
-registration reloads no task ids (Go reloads in pages of 100 and drops the last, partial
-page), so re-registering frees it. Timeouts and retries keep the 2023-06 session model.
+a session that has ended returns null (a status-0 proof marks a task not yet verified
+as proved, and is never verified: Go stores it and drops the verification result); a key
+is freed only by a verified proof (after a failure report, an invalid proof or a timeout
+it stays busy), and a registration reloads no task ids (Go reloads in pages of 100 and
+drops the last, partial page), so re-registering frees it. A timeout (collection_time
+after dispatch) marks the session's rollers invalid and puts the task back to unassigned;
+the dispatch loop re-sends it, or fails it instead once it has been dispatched
+session_attempts times (counted since the last re-queue).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from roller.devnet.tasksource import (
     ASSIGNED,
     FAILED,
     PROVED,
+    UNASSIGNED,
     VERIFIED,
     TaskBook,
     TaskRecord,
@@ -105,6 +110,7 @@ class SessionManager:
         self.executor = executor
         self.rng = rng or random.Random()
         self.sessions: dict[str, Session] = {}
+        self._attempts: dict[str, int] = {}  # 2023-07: dispatches per task since re-queue
         self.unmatched_submissions: list[dict[str, Any]] = []
         self.running = True
 
@@ -114,14 +120,28 @@ class SessionManager:
         """Aggregator tasks first, then up to N basic tasks (N = idle basic rollers)."""
         if not self.running:
             return
-        batches = self.book.unassigned(1)
-        for task in batches[:1] if self._v0723 else batches:
+        if self._v0723:
+            for task_type in (1, 0):
+                self._dispatch_one_0723(task_type)
+            return
+        for task in self.book.unassigned(1):
             if not self.start_session(task):
                 break
-        budget = 1 if self._v0723 else len(self.pool.idle(0))
-        for task in self.book.unassigned(0)[:budget]:
+        for task in self.book.unassigned(0)[:len(self.pool.idle(0))]:
             if not self.start_session(task):
                 break
+
+    def _dispatch_one_0723(self, task_type: int) -> None:
+        """e78099414: per round at most one task of each type, failed instead of sent once
+        its attempts reach session_attempts."""
+        for task in self.book.unassigned(task_type)[:1]:
+            if self._attempts.get(task.id, 0) >= self.config.session_attempts:
+                task.state = FAILED
+                self.metrics.inc("coordinator/sessions/failed/total")
+                log.info("task failed reason=attempts task_id=%s attempts=%d", task.id,
+                         self._attempts[task.id])
+                return
+            self.start_session(task)
 
     def start_session(self, task: TaskRecord, prev: Session | None = None) -> bool:
         """Send the task to up to rollers_per_session random idle rollers of its type."""
@@ -145,10 +165,14 @@ class SessionManager:
             return False
         if prev is not None and prev.timer is not None:
             prev.timer.cancel()
+        if self._v0723:
+            self._attempts[task.id] = attempts = self._attempts.get(task.id, 0) + 1
+        else:
+            attempts = prev.attempts + 1 if prev else 1
         session = Session(
             task=task,
             rollers={n.pk: RollerStatus(n.pk, n.name) for n in sent},
-            attempts=prev.attempts + 1 if prev else 1,
+            attempts=attempts,
         )
         self.sessions[task.id] = session
         task.state = ASSIGNED
@@ -180,6 +204,21 @@ class SessionManager:
             return
         session.timer = None
         task = session.task
+        if self._v0723:
+            # Rows still assigned time out (invalid, failure type timeout) and their task
+            # is unassigned again; the keys stay busy (spec 8). Answered rows are not
+            # touched, so a task whose every row failed stays failed.
+            timed_out = [r for r in session.rollers.values() if r.status == ROLLER_ASSIGNED]
+            for status in timed_out:
+                status.status = ROLLER_INVALID
+            del self.sessions[task.id]
+            self._update_active()
+            if timed_out:
+                task.state = UNASSIGNED
+                self.metrics.inc("coordinator/sessions/timeout/total")
+                log.info("session timed out task_id=%s attempts=%s final=unassigned",
+                         task.id, session.attempts)
+            return
         if session.attempts < self.config.session_attempts and self.start_session(task, session):
             for pk in session.rollers:
                 self._release(pk, task.id, verified=False)
@@ -196,6 +235,7 @@ class SessionManager:
 
     def close(self, task_id: str) -> None:
         """Drop a finished task's lingering session (its timer and its rollers' claims)."""
+        self._attempts.pop(task_id, None)
         session = self.sessions.pop(task_id, None)
         if session is None:
             return
@@ -280,8 +320,12 @@ class SessionManager:
                 raise method_error("validator failure get none prover task for the proof")
             live = self.sessions.get(task_id)
             if live is None or pk not in live.rollers:
-                # Its session ended (verified, failed or re-dispatched): null, nothing done.
-                entry["outcome"] = "session_ended"
+                # Its session ended (timed out, verified, failed or re-dispatched): Go
+                # stores a proof and marks the task proved, but records no verification.
+                task = self.book.get(task_id)
+                if detail.status == 0 and task is not None and task.state != VERIFIED:
+                    task.state = PROVED
+                entry["outcome"] = "late_unverified" if detail.status == 0 else "late"
                 return
         elif not self.pool.holds(pk, task_id):
             raise method_error(

@@ -52,10 +52,10 @@ class MemoryTransport:
             item = self._inbox.get(timeout=self._idle_timeout)
         except queue.Empty:
             return None
-        if item is _CLOSED:
-            raise ConnectionLost("closed by coordinator")
         if self.aborted:
             raise ConnectionLost("receive failed: connection aborted")
+        if item is _CLOSED:
+            raise ConnectionLost("closed by coordinator")
         assert isinstance(item, str | bytes)
         return item
 

@@ -26,9 +26,9 @@ the connection is torn down as lost, so the owner reconnects and registers.
 
 Transport seam: the client talks to a `Transport` (one open connection: send, receive,
 abort) made by a `Connector`. `websocket_connector` is the real one (websocket-client,
-no Origin header, delayed pongs); `roller.protocol.memory_transport` is an in-memory pair
-for unit tests. A transport turns its library's errors into ConnectionLost, so no foreign
-exception crosses into the client.
+no Origin header, delayed pongs); tests/memory_transport.py is an in-memory pair for the
+unit tests (test harness, kept out of the runtime package). A transport turns its
+library's errors into ConnectionLost, so no foreign exception crosses into the client.
 """
 
 from __future__ import annotations
@@ -134,7 +134,10 @@ class WebSocketTransport:
             raise ConnectionLost(f"send failed: {exc}") from exc
 
     def recv(self) -> str | bytes | None:
-        # Control frames too, so a ping counts as traffic for the idle timeout.
+        # Control frames too, so a ping counts as traffic for the idle timeout. Each pass
+        # takes one frame and ends in a return unless it was a ping or pong: the loop lasts
+        # as long as the coordinator keeps the connection alive without data, as the
+        # reader's own loop does.
         while True:
             try:
                 opcode, data = self._ws.recv_data(control_frame=True)

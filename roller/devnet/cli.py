@@ -40,7 +40,8 @@ Shipped trace sets: {DATA_DIR}/chain-534352 (default, 49 mainnet blocks)
 and {DATA_DIR}/traces (format variants; colliding hashes are served once).
 Control API: GET /ledger, /metrics, /metrics.json, /health; POST /push_task,
 /dispatch_now, /drop_connections, /restart, /stop_for, /submit_delay,
-/collection_time, /l2_fault (see roller/devnet/control.py).
+/collection_time, /l2_fault (see roller/devnet/control.py). Task types in the control API
+and the ledger are 0 (chunk) and 1 (batch) whatever the protocol's wire numbers.
 """
 
 

@@ -5,7 +5,6 @@ over loopback, plus the variant's wire facts on a raw socket (spec section 8).""
 from __future__ import annotations
 
 import queue
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,10 +14,11 @@ import requests
 from devnet_helpers import (
     BLOCK_02,
     BLOCK_03,
-    TRACES,
     RawWs,
     good_proof,
+    make_devnet,
     start_devnet_process,
+    stop_devnet_process,
     wait_until,
 )
 from eth_account import Account
@@ -32,11 +32,7 @@ V07 = WsVariant.WS_2023_07
 
 
 def make_net(**overrides: Any) -> Devnet:
-    settings: dict[str, Any] = dict(ws_port=0, l2_port=0, control_port=0, verifier="stand-in",
-                                    trace_dir=TRACES, chunk_tasks=False, protocol="ws-2023-07",
-                                    dispatch_interval=0.1, seed=1)
-    settings.update(overrides)
-    return Devnet(**settings)
+    return make_devnet(**{"protocol": "ws-2023-07", **overrides})
 
 
 @pytest.fixture
@@ -164,6 +160,23 @@ def test_token_error_text_and_roller_namespace_only(net: Devnet) -> None:
         assert ws.call("rpc_modules")["result"] == {"roller": "1.0", "rpc": "1.0"}
         answer = ws.call("debug_listRollers", [])
         assert answer["error"]["code"] == -32601
+    finally:
+        ws.close()
+
+
+def test_decode_errors_name_the_0723_go_types(net: Devnet) -> None:
+    ws = RawWs(net.ws_url)
+    try:
+        answer = ws.call("roller_requestToken",
+                         [{"message": {"name": "a", "roller_type": -1}, "signature": "0x"}])
+        assert answer["error"] == {
+            "code": -32602,
+            "message": "invalid argument 0: json: cannot unmarshal number -1 into Go struct "
+                       "field .message.roller_type of type message.ProofType"}
+        answer = ws.call("roller_submitProof", [{"zkProof": {"id": "0x1", "type": 256}}])
+        assert answer["error"]["message"] == (
+            "invalid argument 0: json: cannot unmarshal number 256 into Go struct field "
+            ".zkProof.type of type message.ProofType")
     finally:
         ws.close()
 
@@ -316,7 +329,5 @@ def test_devnet_process_serves_ws_2023_07(tmp_path: Path) -> None:
         agg.close()
         chunk.close()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        out, errs = proc.communicate(timeout=20)
-    assert proc.returncode == 0, errs
+        out = stop_devnet_process(proc)
     assert "devnet ready ws_url=ws://127.0.0.1:" in out

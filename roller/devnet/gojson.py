@@ -13,7 +13,7 @@ import base64
 import binascii
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 
@@ -273,38 +273,21 @@ PROOF_MSG = Struct(
     ),
 )
 
-# e78099414 (spec 8): Identity without timestamp; ProveType renamed ProofType (its name is
-# in Go's decode errors); the other structs are unchanged but for that field type.
-IDENTITY_0723 = Struct(
-    "message.Identity",
-    (
-        Field("name", "string", "string"),
-        Field("roller_type", "uint", "message.ProofType", bits=8),
-        Field("version", "string", "string"),
-        Field("token", "string", "string"),
-    ),
-)
-AUTH_MSG_0723 = Struct(
-    "message.AuthMsg",
-    (
-        Field("message", "struct", "message.Identity", struct=IDENTITY_0723),
-        Field("signature", "string", "string"),
-    ),
-)
-PROOF_DETAIL_0723 = Struct(
-    "message.ProofDetail",
-    (
-        Field("id", "string", "string"),
-        Field("type", "uint", "message.ProofType", bits=8),
-        Field("status", "uint", "message.RespStatus", bits=32),
-        Field("proof", "struct", "message.AggProof", struct=AGG_PROOF),
-        Field("error", "string", "string"),
-    ),
-)
-PROOF_MSG_0723 = Struct(
-    "message.ProofMsg",
-    (
-        Field("zkProof", "struct", "message.ProofDetail", struct=PROOF_DETAIL_0723),
-        Field("signature", "string", "string"),
-    ),
-)
+
+def _for_0723(struct: Struct) -> Struct:
+    """The e78099414 form of a message struct (spec 8): Identity without timestamp, Go's
+    ProveType renamed ProofType (its name is in decode errors), nested structs likewise."""
+    fields = []
+    for f in struct.fields:
+        if struct is IDENTITY and f.name == "timestamp":
+            continue
+        if f.go_type == "message.ProveType":
+            f = replace(f, go_type="message.ProofType")
+        if f.struct is not None:
+            f = replace(f, struct=_for_0723(f.struct))
+        fields.append(f)
+    return replace(struct, fields=tuple(fields))
+
+
+AUTH_MSG_0723 = _for_0723(AUTH_MSG)
+PROOF_MSG_0723 = _for_0723(PROOF_MSG)

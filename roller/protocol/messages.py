@@ -105,7 +105,7 @@ class WsVariant(StrEnum):
 # Spec 8: ProofType 0 undefined, 1 chunk, 2 batch.
 _TYPE_TO_0723 = {0: 1, 1: 2}
 _TYPE_FROM_0723 = {1: 0, 2: 1}
-_V0606 = WsVariant.WS_2023_06
+_V0623 = WsVariant.WS_2023_06
 
 
 def _check_str(value: Any, path: str) -> None:
@@ -159,7 +159,7 @@ class Identity(_Wire):
     timestamp: int
     version: str
     token: str
-    variant: WsVariant = _V0606
+    variant: WsVariant = _V0623
 
     _FIELDS = ("name", "roller_type", "timestamp", "version", "token")
     _FIELDS_0723 = ("name", "roller_type", "version", "token")
@@ -197,7 +197,7 @@ class Identity(_Wire):
         return out
 
     @classmethod
-    def from_json(cls, value: Any, path: str = "", *, variant: WsVariant = _V0606) -> Self:
+    def from_json(cls, value: Any, path: str = "", *, variant: WsVariant = _V0623) -> Self:
         # 2023-07's struct has no timestamp member: Go ignores one sent anyway.
         fields = cls._FIELDS if variant.has_timestamp else cls._FIELDS_0723
         m = object_members(value, path or _ROOT, fields)
@@ -240,7 +240,7 @@ class AuthMsg(_Wire):
         return {"message": self.identity.to_json(), "signature": self.signature}
 
     @classmethod
-    def from_json(cls, value: Any, path: str = "", *, variant: WsVariant = _V0606) -> Self:
+    def from_json(cls, value: Any, path: str = "", *, variant: WsVariant = _V0623) -> Self:
         m = object_members(value, path or _ROOT, cls._FIELDS)
         message_path = join(path, "message")
         # Go would decode a missing/null message to a nil pointer and crash the handler.
@@ -323,7 +323,7 @@ class TaskMsg(_Wire):
         object.__setattr__(self, "sub_proofs", proofs)
         _check_str(self.http_task, "http_task")
 
-    def to_json(self, variant: WsVariant = _V0606) -> dict[str, Any]:
+    def to_json(self, variant: WsVariant = _V0623) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id}
         wire_type = variant.wire_type(self.type)
         if wire_type:
@@ -337,7 +337,7 @@ class TaskMsg(_Wire):
         return out
 
     @classmethod
-    def from_json(cls, value: Any, path: str = "", *, variant: WsVariant = _V0606) -> Self:
+    def from_json(cls, value: Any, path: str = "", *, variant: WsVariant = _V0623) -> Self:
         m = object_members(value, path or _ROOT, cls._FIELDS)
         type_path = join(path, "type")
         hashes_path = join(path, "block_hashes")
@@ -378,16 +378,16 @@ class ProofDetail(_Wire):
             raise WireFormatError("proof", "expected AggProof or None")
         _check_str(self.error, "error")
 
-    def rlp_items(self, variant: WsVariant = _V0606) -> list[Any]:
+    def rlp_items(self, variant: WsVariant = _V0623) -> list[Any]:
         proof = self.proof.rlp_items() if self.proof is not None else []
         return [self.id.encode(), variant.wire_type(self.type), self.status, proof,
                 self.error.encode()]
 
-    def hash(self, variant: WsVariant = _V0606) -> bytes:
+    def hash(self, variant: WsVariant = _V0623) -> bytes:
         """keccak256 of the RLP with the variant's wire type: what the coordinator hashes."""
         return keccak(rlp.encode(self.rlp_items(variant)))
 
-    def to_json(self, variant: WsVariant = _V0606) -> dict[str, Any]:
+    def to_json(self, variant: WsVariant = _V0623) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id}
         wire_type = variant.wire_type(self.type)
         if wire_type:
@@ -399,7 +399,7 @@ class ProofDetail(_Wire):
         return out
 
     @classmethod
-    def from_json(cls, value: Any, path: str = "", *, variant: WsVariant = _V0606) -> Self:
+    def from_json(cls, value: Any, path: str = "", *, variant: WsVariant = _V0623) -> Self:
         m = object_members(value, path or _ROOT, cls._FIELDS)
         proof_value = m.get("proof")
         type_path = join(path, "type")
@@ -420,7 +420,7 @@ class ProofMsg(_Wire):
 
     detail: ProofDetail
     signature: str
-    variant: WsVariant = _V0606
+    variant: WsVariant = _V0623
 
     _FIELDS = ("zkProof", "signature")
 
@@ -433,7 +433,7 @@ class ProofMsg(_Wire):
 
     @classmethod
     def signed(cls, detail: ProofDetail, account: LocalAccount,
-               variant: WsVariant = _V0606) -> ProofMsg:
+               variant: WsVariant = _V0623) -> ProofMsg:
         return cls(detail=detail, signature=signing.sign_hash(account, detail.hash(variant)),
                    variant=variant)
 
@@ -444,7 +444,7 @@ class ProofMsg(_Wire):
         return {"zkProof": self.detail.to_json(self.variant), "signature": self.signature}
 
     @classmethod
-    def from_json(cls, value: Any, path: str = "", *, variant: WsVariant = _V0606) -> Self:
+    def from_json(cls, value: Any, path: str = "", *, variant: WsVariant = _V0623) -> Self:
         m = object_members(value, path or _ROOT, cls._FIELDS)
         detail_path = join(path, "zkProof")
         # Go would decode a missing/null zkProof to a nil pointer and crash the handler.

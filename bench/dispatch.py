@@ -1,17 +1,18 @@
 """Dispatch latency per coordinator generation: task received -> prover call starts.
 
-Measured side by side in one run, for each generation (the 2023 WS protocol and the HTTP
-generations h1..h3 of the devnet), on the same tasks: our path (listener -> Redis -> Celery
-worker -> trace fetch -> prover) and a seed-style loop that polls its task store every 3 s
-and then fetches traces before proving (the Go roller's prove loop, spec 6.5). The seed
-loop observes the same ledger the listener writes, so both see each task at the same
-instant. Also per generation: the gap from one answer delivered to the next task received
-(the coordinator's side of the idle time: the dispatch tick on WS, here 2 s as on the real
-coordinator; on HTTP the roller asks again right after a submission, else every
---poll-interval). Runs real processes: redis-server, the devnet, the listener, one Celery
-worker, the native prover.
+Measured side by side in one run, for each generation (the 2023 WS protocol, its 2023-07
+variant and the HTTP generations h1..h3 of the devnet), on the same tasks: our path
+(listener -> Redis -> Celery worker -> trace fetch -> prover) and a seed-style loop that
+polls its task store every 3 s and then fetches traces before proving (the Go roller's
+prove loop, spec 6.5). The seed loop observes the same ledger the listener writes, so both
+see each task at the same instant. Also per generation: the gap from one answer delivered
+to the next task received (the coordinator's side of the idle time: the dispatch tick on
+WS, here 2 s as on the real coordinator; on HTTP the roller asks again right after a
+submission, else every --poll-interval). Runs real processes: redis-server, the devnet,
+the listener, one Celery worker, the native prover.
 
-    python bench/dispatch.py [--tasks 20] [--protocols ws,http-h1,http-h2,http-h3] [--ops]
+    python bench/dispatch.py [--tasks 20] [--protocols ws,ws-2023-07,http-h1,http-h2,http-h3]
+                             [--ops]
 
 --ops runs the operators' view too: Flower (sees every job event) and a scraper hitting the
 listener's and the workers' metrics endpoints every second (Prometheus scrapes every 15 s).
@@ -103,7 +104,10 @@ def measure(args: argparse.Namespace, protocol: str) -> Result:
         "metrics": ports,
         "flower": {"port": free_port(), "db_path": str(args.workdir.resolve() / "flower.db")}}
     devnet = ["--dispatch-interval", str(WS_DISPATCH_SECONDS)]
-    if protocol != "ws":
+    if protocol == "ws-2023-07":
+        devnet += ["--protocol", protocol]
+        extra["coordinator"] = {"protocol": protocol}
+    elif protocol != "ws":
         devnet = ["--protocol", protocol, "--http-port", "0"]
         extra["coordinator"] = {"protocol": protocol,
                                 "poll_interval_seconds": args.poll_interval}
@@ -153,8 +157,9 @@ def measure(args: argparse.Namespace, protocol: str) -> Result:
 def main() -> int:
     parser = bench_parser(__doc__, "dispatch")
     parser.add_argument("--tasks", type=int, default=20, help="1-block tasks (max 49)")
-    parser.add_argument("--protocols", default="ws,http-h1,http-h2,http-h3",
-                        help="comma-separated: ws and the devnet's HTTP generations")
+    parser.add_argument("--protocols", default="ws,ws-2023-07,http-h1,http-h2,http-h3",
+                        help="comma-separated: ws (2023-06), ws-2023-07 and the devnet's "
+                        "HTTP generations")
     parser.add_argument("--poll-interval", type=float, default=15.0,
                         help="HTTP: seconds between get_task calls while idle (default 15)")
     parser.add_argument("--ops", action="store_true",

@@ -112,7 +112,7 @@ class SessionFactory:
 
     def _ws(self, url: str, protocol: str, slot: SlotConfig, account: LocalAccount
             ) -> CoordinatorSession:
-        client = CoordinatorClient(url, slot=slot.name)
+        client = CoordinatorClient(url, slot=slot.name, variant=protocol)
         return WsCoordinatorSession(client, account, slot.name, slot.prove_type, WS_VERSION)
 
     def _http(self, url: str, generation: Generation, slot: SlotConfig,

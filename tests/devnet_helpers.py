@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from typing import Any
 import websocket
 from eth_account.signers.local import LocalAccount
 
+from roller.devnet import Devnet
 from roller.devnet.traces import DATA_DIR
 from roller.protocol.messages import AggProof, AuthMsg, Identity, ProofDetail, ProofMsg
 
@@ -107,6 +109,24 @@ def proof_msg(account: LocalAccount, task_id: str, *, task_type: int = 0, status
         proof = good_proof()
     detail = ProofDetail(id=task_id, type=task_type, status=status, proof=proof, error=error)
     return ProofMsg.signed(detail, account)
+
+
+def make_devnet(**overrides: Any) -> Devnet:
+    """An in-process devnet on ephemeral loopback ports: stand-in verifier, the fixture
+    traces, only pushed tasks, a fast dispatch tick, seeded roller choice."""
+    settings: dict[str, Any] = dict(ws_port=0, l2_port=0, control_port=0, verifier="stand-in",
+                                    trace_dir=TRACES, chunk_tasks=False,
+                                    dispatch_interval=0.1, seed=1)
+    settings.update(overrides)
+    return Devnet(**settings)
+
+
+def stop_devnet_process(proc: subprocess.Popen[str]) -> str:
+    """SIGTERM a devnet process; it must exit 0. Returns its stdout."""
+    proc.send_signal(signal.SIGTERM)
+    out, errs = proc.communicate(timeout=20)
+    assert proc.returncode == 0, errs
+    return out
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, step: float = 0.05) -> Any:

@@ -12,11 +12,11 @@ import pytest
 from devnet_helpers import (
     BLOCK_02,
     BLOCK_03,
-    TRACES,
     RawWs,
     auth,
     good_proof,
     high_s,
+    make_devnet,
     proof_msg,
     v_plus_27,
     wait_until,
@@ -29,19 +29,12 @@ from roller.errors import CoordinatorError
 from roller.protocol.coordinator_client import CoordinatorClient
 from roller.protocol.messages import AuthMsg, ProofMsg, TaskMsg
 
+make_net = make_devnet
 NO_TASK = "the roller or session id doesn't exist, pubkey: {pk}, ID: {id}"
 
 
 def pk_of(account: LocalAccount) -> str:
     return AuthMsg.signed(auth(account).identity, account).recover_pk()
-
-
-def make_net(**overrides: Any) -> Devnet:
-    settings: dict[str, Any] = dict(ws_port=0, l2_port=0, control_port=0, verifier="stand-in",
-                                    trace_dir=TRACES, chunk_tasks=False,
-                                    dispatch_interval=0.1, seed=1)
-    settings.update(overrides)
-    return Devnet(**settings)
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from roller.protocol.http_messages import (
     agg_proof_to_json,
     compressed_pk,
 )
-from roller.protocol.messages import AggProof, ProofDetail, TaskMsg
+from roller.protocol.messages import AggProof, ProofDetail, TaskMsg, WsVariant
 from roller.protocol.session import HttpCoordinatorSession, WsCoordinatorSession
 
 GENS = [Generation.H1, Generation.H2, Generation.H3]
@@ -345,6 +345,7 @@ def test_ws_session_adapter_delegates() -> None:
     class FakeClient:
         slot = "s"
         connected = True
+        variant = WsVariant.WS_2023_06
 
         def connect(self) -> None:
             calls.append("connect")

@@ -19,15 +19,17 @@ from roller.errors import RollerError
 
 DESCRIPTION = """\
 Run a local Scroll-style devnet on loopback: a coordinator (WebSocket JSON-RPC,
-2023-06 roller protocol: roller_requestToken, roller_subscribe "register",
-roller_submitProof, with the real coordinator's checks and error texts), an L2 node
+2023-06 roller protocol, or 2023-07 with --protocol ws-2023-07: roller_requestToken,
+roller_subscribe "register", roller_submitProof, with the real coordinator's checks and
+error texts), an L2 node
 (HTTP JSON-RPC scroll_getBlockTraceByNumberOrHash serving a trace directory), and a
 control API (HTTP JSON) for scripted tests: ledger, metrics, push task, drop
 connections, restart, outage, slow verification, L2 faults.
 
 Tasks: the served traces are split into contiguous chains and cut into chunk tasks
-(type 0, basic) of --chunk-size blocks; with --batch, once every chunk of a chain is
-verified, one batch task (type 1, aggregator) carrying the chunk proofs is created.
+(type 0, basic; 1 in ws-2023-07) of --chunk-size blocks; with --batch, once every chunk of
+a chain is verified, one batch task (type 1, aggregator; 2 in ws-2023-07) carrying the
+chunk proofs is created.
 """
 
 EPILOG = f"""\
@@ -38,7 +40,8 @@ Shipped trace sets: {DATA_DIR}/chain-534352 (default, 49 mainnet blocks)
 and {DATA_DIR}/traces (format variants; colliding hashes are served once).
 Control API: GET /ledger, /metrics, /metrics.json, /health; POST /push_task,
 /dispatch_now, /drop_connections, /restart, /stop_for, /submit_delay,
-/collection_time, /l2_fault (see roller/devnet/control.py).
+/collection_time, /l2_fault (see roller/devnet/control.py). Task types in the control API
+and the ledger are 0 (chunk) and 1 (batch) whatever the protocol's wire numbers.
 """
 
 
@@ -49,9 +52,11 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     net.add_argument("--ws-port", type=int, default=8391,
                      help="coordinator WebSocket port, any path (default: %(default)s)")
     net.add_argument("--protocol", default="ws",
-                     choices=("ws", "http-h1", "http-h2", "http-h3"),
-                     help="coordinator protocol: the 2023 WS one (default) or an HTTP+JWT "
-                     "generation (shared/spec/coordinator-http-protocol.md)")
+                     choices=("ws", "ws-2023-06", "ws-2023-07", "http-h1", "http-h2", "http-h3"),
+                     help="coordinator protocol: the 2023-06 WS one (default; `ws` and "
+                     "`ws-2023-06` are the same), the 2023-07 WS variant (no timestamp in the "
+                     "identity, proof types 1 = chunk and 2 = batch; spec section 8) or an "
+                     "HTTP+JWT generation (shared/spec/coordinator-http-protocol.md)")
     net.add_argument("--http-port", type=int, default=8390,
                      help="HTTP coordinator port for --protocol http-* (default 8390)")
     net.add_argument("--l2-port", type=int, default=8545,

@@ -3,6 +3,12 @@
 `CoordinatorService` is the method table (the Go manager object, exposed under the
 `roller` and `debug` namespaces); `WsServer` owns the listening socket, the Origin check
 and the live connections so the devnet can drop or restart them.
+
+Variant ws-2023-07 (spec 8, e78099414): the same methods under `roller` only, the Identity
+without timestamp, proof types 1 = chunk and 2 = batch on the wire (mapped to the devnet's
+own 0/1 at decoding, so sessions and tasks are numbered alike), the token error without
+its period, and a submission checked against the assignment records rather than the live
+pool (`SessionManager`, variant-aware, does that part).
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from dataclasses import replace
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,14 +36,19 @@ from roller.devnet.rpc import (
     method_error,
 )
 from roller.devnet.sessions import SessionManager
-from roller.errors import SignatureError
-from roller.protocol.messages import AggProof, Identity, ProofDetail
+from roller.errors import SignatureError, WireFormatError
+from roller.protocol.messages import AggProof, Identity, ProofDetail, WsVariant
 from roller.protocol.signing import recover_pk
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_SIZE = 157_286_400
 NAMESPACES = ("roller", "debug")
+# e78099414 registers only the `roller` namespace (spec 8).
+NAMESPACES_0723 = ("roller",)
+# A wire proof type 2023-07 does not define, as the devnet's sessions see it: it matches no
+# task (Go keeps the number; no task row has it), so such a roller never gets work.
+NO_TASK_TYPE = 0xFF
 
 
 def _decode_auth(value: Any) -> dict[str, Any] | None:
@@ -47,16 +59,36 @@ def _decode_proof_msg(value: Any) -> dict[str, Any] | None:
     return gojson.decode_struct(gojson.PROOF_MSG, value)
 
 
-def _identity(auth: dict[str, Any] | None) -> tuple[Identity, str]:
+def _decode_auth_0723(value: Any) -> dict[str, Any] | None:
+    return gojson.decode_struct(gojson.AUTH_MSG_0723, value)
+
+
+def _decode_proof_msg_0723(value: Any) -> dict[str, Any] | None:
+    return gojson.decode_struct(gojson.PROOF_MSG_0723, value)
+
+
+def task_type_of(variant: WsVariant, wire: int) -> int:
+    """The devnet's task type for a wire proof type; NO_TASK_TYPE if the variant has none."""
+    try:
+        return variant.task_type(wire)
+    except WireFormatError:
+        return NO_TASK_TYPE
+
+
+def _identity(auth: dict[str, Any] | None,
+              variant: WsVariant = WsVariant.WS_2023_06) -> tuple[Identity, str]:
     """Identity and signature of a decoded AuthMsg; nil pointers crash like Go's handler."""
     if auth is None or auth["message"] is None:
         raise RuntimeError("nil AuthMsg or Identity")
     m = auth["message"]
-    identity = Identity(m["name"], m["roller_type"], m["timestamp"], m["version"], m["token"])
+    identity = Identity(m["name"], m["roller_type"], m.get("timestamp", 0), m["version"],
+                        m["token"], variant)
     return identity, auth["signature"]
 
 
 def _proof_detail(msg: dict[str, Any] | None) -> tuple[ProofDetail, str]:
+    """The ProofDetail as sent (wire type: its 2023-06 hash is the signed one in both
+    variants, spec 8 changes only the number) and the signature."""
     if msg is None or msg["zkProof"] is None:
         raise RuntimeError("nil ProofMsg or ProofDetail")
     d = msg["zkProof"]
@@ -95,18 +127,29 @@ class _RollerFeed:
 
 
 class CoordinatorService:
-    def __init__(self, tokens: TokenCache, pool: RollerPool, sessions: SessionManager) -> None:
+    def __init__(self, tokens: TokenCache, pool: RollerPool, sessions: SessionManager,
+                 variant: WsVariant = WsVariant.WS_2023_06) -> None:
         self.tokens = tokens
         self.pool = pool
         self.sessions = sessions
-        auth = [Param(_decode_auth)]
-        self._methods = {
-            "requestToken": Method(auth, self.request_token),
-            "submitProof": Method([Param(_decode_proof_msg)], self.submit_proof),
-            "listRollers": Method([], self.list_rollers),
-            "getSessionInfo": Method([Param(gojson.decode_string, pointer=False)],
-                                     self.get_session_info),
-        }
+        self.variant = variant
+        if variant is WsVariant.WS_2023_07:
+            self._namespaces: tuple[str, ...] = NAMESPACES_0723
+            auth = [Param(_decode_auth_0723)]
+            self._methods = {
+                "requestToken": Method(auth, self.request_token),
+                "submitProof": Method([Param(_decode_proof_msg_0723)], self.submit_proof),
+            }
+        else:
+            self._namespaces = NAMESPACES
+            auth = [Param(_decode_auth)]
+            self._methods = {
+                "requestToken": Method(auth, self.request_token),
+                "submitProof": Method([Param(_decode_proof_msg)], self.submit_proof),
+                "listRollers": Method([], self.list_rollers),
+                "getSessionInfo": Method([Param(gojson.decode_string, pointer=False)],
+                                         self.get_session_info),
+            }
         self._subscriptions = {"register": SubscriptionMethod(auth, self.register)}
 
     # -- rpc.Service -----------------------------------------------------------------
@@ -114,13 +157,13 @@ class CoordinatorService:
     def method(self, namespace: str, name: str) -> Method | None:
         if namespace == "rpc" and name == "modules":
             return Method([], self._modules)
-        return self._methods.get(name) if namespace in NAMESPACES else None
+        return self._methods.get(name) if namespace in self._namespaces else None
 
     def subscription(self, namespace: str, name: str) -> SubscriptionMethod | None:
-        return self._subscriptions.get(name) if namespace in NAMESPACES else None
+        return self._subscriptions.get(name) if namespace in self._namespaces else None
 
     def modules(self) -> dict[str, str]:
-        return {"debug": "1.0", "roller": "1.0", "rpc": "1.0"}
+        return {**{ns: "1.0" for ns in sorted(self._namespaces)}, "rpc": "1.0"}
 
     async def _modules(self, conn: RpcConnection, args: list[Any]) -> Any:
         return self.modules()
@@ -128,20 +171,22 @@ class CoordinatorService:
     # -- methods (spec 2) ------------------------------------------------------------
 
     async def request_token(self, conn: RpcConnection, args: list[Any]) -> str:
-        identity, signature = _identity(args[0])
+        identity, signature = _identity(args[0], self.variant)
         pk = _pk_or_none(identity.hash(), signature)
         if pk is None:
             raise method_error("signature verification failed")
         return self.tokens.get_or_create(pk)
 
     async def register(self, conn: RpcConnection, args: list[Any]) -> _RollerFeed:
-        identity, signature = _identity(args[0])
+        identity, signature = _identity(args[0], self.variant)
         pk = _pk_or_none(identity.hash(), signature)
         if pk is None:
             raise method_error("signature verification failed")
         if not self.tokens.matches(pk, identity.token):
+            # e78099414 dropped the period after the name (spec 8).
+            sep = "" if self.variant is WsVariant.WS_2023_07 else "."
             raise method_error(
-                f"failed to find corresponding token. roller name: {identity.name}. "
+                f"failed to find corresponding token. roller name: {identity.name}{sep} "
                 f"roller pk: {pk}"
             )
         self.tokens.delete(pk)
@@ -150,7 +195,7 @@ class CoordinatorService:
             node = RollerNode(
                 pk=pk,
                 name=identity.name,
-                roller_type=identity.roller_type,
+                roller_type=task_type_of(self.variant, identity.roller_type),
                 version=identity.version,
                 task_ids=self.sessions.reload_task_ids(pk),
             )
@@ -173,6 +218,8 @@ class CoordinatorService:
         pk = _pk_or_none(detail.hash(), signature)
         if pk is None:
             raise method_error("auth signature verify fail")
+        if self.variant is not WsVariant.WS_2023_06:
+            detail = replace(detail, type=task_type_of(self.variant, detail.type))
         await self.sessions.submit(pk, detail)
         return None
 

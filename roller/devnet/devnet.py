@@ -39,9 +39,10 @@ from roller.devnet.tasksource import (
 )
 from roller.devnet.traces import DEFAULT_TRACE_DIR, load_trace_dir
 from roller.devnet.verifier import make_verifier
+from roller.errors import ConfigError
 from roller.protocol.encoding import parse_hash
 from roller.protocol.http_messages import Generation
-from roller.protocol.messages import AggProof
+from roller.protocol.messages import AggProof, WsVariant
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,8 @@ class DevnetConfig:
     compression_level: int = 9
     max_verifier_workers: int = 10
     seed: int | None = None
-    # "ws" (default, the 2023 WS coordinator) or an HTTP generation: http-h1/-h2/-h3.
+    # "ws" (default, the 2023-06 WS coordinator; also "ws-2023-06"), "ws-2023-07" (spec 8)
+    # or an HTTP generation: http-h1/-h2/-h3.
     protocol: str = "ws"
     http_port: int = 8390
     challenge_ttl: float = 10.0
@@ -101,6 +103,7 @@ class Devnet:
     def __init__(self, config: DevnetConfig | None = None, **overrides: Any) -> None:
         self.config = replace(config or DevnetConfig(), **overrides)
         cfg = self.config
+        self.variant = ws_variant(cfg.protocol)
         self.index = load_trace_dir(cfg.trace_dir)
         # The native verifier recomputes each chunk task's info from the traces served here.
         self.verifier = make_verifier(cfg.verifier, cfg.params_dir, self.index, cfg.chain_id)
@@ -137,12 +140,13 @@ class Devnet:
                 collection_time=cfg.collection_time,
             ),
             self.pool, self.book, self.verifier, self.metrics, executor,
-            random.Random(cfg.seed),
+            random.Random(cfg.seed), self.variant,
         )
-        self.ws = WsServer(CoordinatorService(self.tokens, self.pool, self.sessions),
-                           cfg.ping_idle, cfg.compression_level)
+        self.ws = WsServer(
+            CoordinatorService(self.tokens, self.pool, self.sessions, self.variant),
+            cfg.ping_idle, cfg.compression_level)
         http_port = 0
-        if cfg.protocol != "ws":
+        if cfg.protocol.startswith("http"):
             # HTTP generations: the WS server stays down; state changes run on the loop.
             self.http = HttpCoordinator(
                 self.book, self.verifier,
@@ -384,6 +388,16 @@ class Devnet:
 
     def metrics_text(self) -> bytes:
         return self._call(self.metrics.prometheus_text)
+
+
+def ws_variant(protocol: str) -> WsVariant:
+    """The WS variant a devnet protocol name serves ("ws" is 2023-06; HTTP ones: unused)."""
+    if protocol.startswith("ws-"):
+        try:
+            return WsVariant(protocol)
+        except ValueError as exc:
+            raise ConfigError(f"devnet protocol {protocol!r}: unknown WebSocket variant") from exc
+    return WsVariant.WS_2023_06
 
 
 def _pushed_id(hashes: tuple[str, ...], proofs: tuple[AggProof, ...], salt: int) -> str:

@@ -13,7 +13,7 @@ import base64
 import binascii
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 
@@ -272,3 +272,22 @@ PROOF_MSG = Struct(
         Field("signature", "string", "string"),
     ),
 )
+
+
+def _for_0723(struct: Struct) -> Struct:
+    """The e78099414 form of a message struct (spec 8): Identity without timestamp, Go's
+    ProveType renamed ProofType (its name is in decode errors), nested structs likewise."""
+    fields = []
+    for f in struct.fields:
+        if struct is IDENTITY and f.name == "timestamp":
+            continue
+        if f.go_type == "message.ProveType":
+            f = replace(f, go_type="message.ProofType")
+        if f.struct is not None:
+            f = replace(f, struct=_for_0723(f.struct))
+        fields.append(f)
+    return replace(struct, fields=tuple(fields))
+
+
+AUTH_MSG_0723 = _for_0723(AUTH_MSG)
+PROOF_MSG_0723 = _for_0723(PROOF_MSG)

@@ -2,6 +2,18 @@
 
 Main-line coordinator behaviour (df97200a4 / 95124ce70), in memory. Runs on the event loop
 thread; only proof verification leaves it (a thread pool, like Go's verifier workers).
+
+With variant ws-2023-07 (e78099414, spec 8) these rules change: a round dispatches at most
+one batch and one chunk task; a submission is checked against the assignment records
+(every dispatch of the task), not the live pool, so it needs no registration, and one for
+a session that has ended returns null (a status-0 proof marks a task not yet verified
+as proved, and is never verified: Go stores it and drops the verification result); a key
+is freed only by a verified proof (after a failure report, an invalid proof or a timeout
+it stays busy), and a registration reloads no task ids (Go reloads in pages of 100 and
+drops the last, partial page), so re-registering frees it. A timeout (collection_time
+after dispatch) marks the session's rollers invalid and puts the task back to unassigned;
+the dispatch loop re-sends it, or fails it instead once it has been dispatched
+session_attempts times (counted since the last re-queue).
 """
 
 from __future__ import annotations
@@ -21,12 +33,13 @@ from roller.devnet.tasksource import (
     ASSIGNED,
     FAILED,
     PROVED,
+    UNASSIGNED,
     VERIFIED,
     TaskBook,
     TaskRecord,
 )
 from roller.devnet.verifier import Verdict, Verifier
-from roller.protocol.messages import ProofDetail
+from roller.protocol.messages import ProofDetail, WsVariant
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +98,11 @@ class SessionManager:
         metrics: Metrics,
         executor: ThreadPoolExecutor,
         rng: random.Random | None = None,
+        variant: WsVariant = WsVariant.WS_2023_06,
     ) -> None:
         self.config = config
+        self.variant = variant
+        self._v0723 = variant is WsVariant.WS_2023_07
         self.pool = pool
         self.book = book
         self.verifier = verifier
@@ -94,6 +110,7 @@ class SessionManager:
         self.executor = executor
         self.rng = rng or random.Random()
         self.sessions: dict[str, Session] = {}
+        self._attempts: dict[str, int] = {}  # 2023-07: dispatches per task since re-queue
         self.unmatched_submissions: list[dict[str, Any]] = []
         self.running = True
 
@@ -103,18 +120,33 @@ class SessionManager:
         """Aggregator tasks first, then up to N basic tasks (N = idle basic rollers)."""
         if not self.running:
             return
+        if self._v0723:
+            for task_type in (1, 0):
+                self._dispatch_one_0723(task_type)
+            return
         for task in self.book.unassigned(1):
             if not self.start_session(task):
                 break
-        budget = len(self.pool.idle(0))
-        for task in self.book.unassigned(0)[:budget]:
+        for task in self.book.unassigned(0)[:len(self.pool.idle(0))]:
             if not self.start_session(task):
                 break
+
+    def _dispatch_one_0723(self, task_type: int) -> None:
+        """e78099414: per round at most one task of each type, failed instead of sent once
+        its attempts reach session_attempts."""
+        for task in self.book.unassigned(task_type)[:1]:
+            if self._attempts.get(task.id, 0) >= self.config.session_attempts:
+                task.state = FAILED
+                self.metrics.inc("coordinator/sessions/failed/total")
+                log.info("task failed reason=attempts task_id=%s attempts=%d", task.id,
+                         self._attempts[task.id])
+                return
+            self.start_session(task)
 
     def start_session(self, task: TaskRecord, prev: Session | None = None) -> bool:
         """Send the task to up to rollers_per_session random idle rollers of its type."""
         sent = []
-        msg = task.task_msg()
+        msg = task.task_msg(self.variant)
         for _ in range(self.config.rollers_per_session):
             idle = [n for n in self.pool.idle(task.type) if n not in sent
                     and task.pinned_pk in (None, n.pk)]
@@ -133,10 +165,14 @@ class SessionManager:
             return False
         if prev is not None and prev.timer is not None:
             prev.timer.cancel()
+        if self._v0723:
+            self._attempts[task.id] = attempts = self._attempts.get(task.id, 0) + 1
+        else:
+            attempts = prev.attempts + 1 if prev else 1
         session = Session(
             task=task,
             rollers={n.pk: RollerStatus(n.pk, n.name) for n in sent},
-            attempts=prev.attempts + 1 if prev else 1,
+            attempts=attempts,
         )
         self.sessions[task.id] = session
         task.state = ASSIGNED
@@ -168,14 +204,29 @@ class SessionManager:
             return
         session.timer = None
         task = session.task
+        if self._v0723:
+            # Rows still assigned time out (invalid, failure type timeout) and their task
+            # is unassigned again; the keys stay busy (spec 8). Answered rows are not
+            # touched, so a task whose every row failed stays failed.
+            timed_out = [r for r in session.rollers.values() if r.status == ROLLER_ASSIGNED]
+            for status in timed_out:
+                status.status = ROLLER_INVALID
+            del self.sessions[task.id]
+            self._update_active()
+            if timed_out:
+                task.state = UNASSIGNED
+                self.metrics.inc("coordinator/sessions/timeout/total")
+                log.info("session timed out task_id=%s attempts=%s final=unassigned",
+                         task.id, session.attempts)
+            return
         if session.attempts < self.config.session_attempts and self.start_session(task, session):
             for pk in session.rollers:
-                self.pool.free_task(pk, task.id)
+                self._release(pk, task.id, verified=False)
             log.info("session retried task_id=%s attempt=%s", task.id, session.attempts + 1)
             return
         task.state = FAILED
         for pk in session.rollers:
-            self.pool.free_task(pk, task.id)
+            self._release(pk, task.id, verified=False)
         del self.sessions[task.id]
         self.metrics.inc("coordinator/sessions/timeout/total")
         self._update_active()
@@ -184,6 +235,7 @@ class SessionManager:
 
     def close(self, task_id: str) -> None:
         """Drop a finished task's lingering session (its timer and its rollers' claims)."""
+        self._attempts.pop(task_id, None)
         session = self.sessions.pop(task_id, None)
         if session is None:
             return
@@ -209,11 +261,24 @@ class SessionManager:
 
     def reload_task_ids(self, pk: str) -> set[str]:
         """Task ids of live sessions in which `pk` is still assigned (spec 5.3 reload)."""
+        if self._v0723:
+            return set()  # the partial last page of 100 is dropped: nothing below 100 rows
         return {
             task_id
             for task_id, s in self.sessions.items()
             if pk in s.rollers and s.rollers[pk].status == ROLLER_ASSIGNED
         }
+
+    def _release(self, pk: str, task_id: str, verified: bool) -> None:
+        """Free the key's claim on the task; 2023-07 frees only on a verified proof."""
+        if verified or not self._v0723:
+            self.pool.free_task(pk, task_id)
+
+    def _assigned_ever(self, pk: str, task_id: str) -> bool:
+        """2023-07's prover_task lookup: was the task ever dispatched to `pk`?"""
+        task = self.book.get(task_id)
+        return task is not None and any(
+            to["pk"] == pk for d in task.dispatches for to in d["to"])
 
     def _update_active(self) -> None:
         self.metrics.set_gauge("coordinator/sessions/active/number", len(self.sessions))
@@ -250,7 +315,19 @@ class SessionManager:
 
     async def _submit(self, pk: str, detail: ProofDetail, entry: dict[str, Any]) -> None:
         task_id = detail.id
-        if not self.pool.holds(pk, task_id):
+        if self._v0723:
+            if not self._assigned_ever(pk, task_id):
+                raise method_error("validator failure get none prover task for the proof")
+            live = self.sessions.get(task_id)
+            if live is None or pk not in live.rollers:
+                # Its session ended (timed out, verified, failed or re-dispatched): Go
+                # stores a proof and marks the task proved, but records no verification.
+                task = self.book.get(task_id)
+                if detail.status == 0 and task is not None and task.state != VERIFIED:
+                    task.state = PROVED
+                entry["outcome"] = "late_unverified" if detail.status == 0 else "late"
+                return
+        elif not self.pool.holds(pk, task_id):
             raise method_error(
                 f"the roller or session id doesn't exist, pubkey: {pk}, ID: {task_id}"
             )
@@ -279,7 +356,7 @@ class SessionManager:
             log.info("proof failed by roller task_id=%s pk=%s error=%s", task_id, pk,
                      detail.error)
             self._on_result(session, pk, ROLLER_INVALID)
-            self.pool.free_task(pk, task_id)
+            self._release(pk, task_id, verified=False)
             return
         # The Go coordinator updates the task row of the type the roller claims (msg.Type).
         same_type = detail.type == task.type
@@ -305,7 +382,7 @@ class SessionManager:
                  verdict.reason)
         if self.sessions.get(task_id) is session:
             self._on_result(session, pk, ROLLER_VALID if valid else ROLLER_INVALID)
-        self.pool.free_task(pk, task_id)
+        self._release(pk, task_id, verified=valid)
         if valid and same_type:
             batch = self.book.on_verified(task)
             if batch is not None:
@@ -337,8 +414,8 @@ class SessionManager:
             self.metrics.inc("coordinator/sessions/failed/total")
         finished = all(r.status != ROLLER_ASSIGNED for r in session.rollers.values())
         if finished and any(r.status == ROLLER_VALID for r in session.rollers.values()):
-            for other in session.rollers:
-                self.pool.free_task(other, task.id)
+            for other, result in session.rollers.items():
+                self._release(other, task.id, verified=result.status == ROLLER_VALID)
             if session.timer is not None:
                 session.timer.cancel()
             del self.sessions[task.id]

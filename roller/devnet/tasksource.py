@@ -13,7 +13,7 @@ from typing import Any
 from eth_utils import keccak
 
 from roller.devnet.traces import TraceIndex
-from roller.protocol.messages import AggProof, ProveType, TaskMsg
+from roller.protocol.messages import AggProof, ProveType, TaskMsg, WsVariant
 
 BASIC = 0
 AGGREGATOR = 1
@@ -46,14 +46,15 @@ class TaskRecord:
     submissions: list[dict[str, Any]] = field(default_factory=list)
     created_at: float = field(default_factory=time.time)
 
-    def task_msg(self) -> dict[str, Any]:
+    def task_msg(self, variant: WsVariant = WsVariant.WS_2023_06) -> dict[str, Any]:
+        """The notification's TaskMsg JSON, with `variant`'s wire type number."""
         msg = TaskMsg(
             id=self.id,
             type=ProveType(self.type),
             block_hashes=self.block_hashes,
             sub_proofs=self.sub_proofs,
         )
-        return msg.to_json()
+        return msg.to_json(variant)
 
     def ledger(self) -> dict[str, Any]:
         return {

@@ -9,6 +9,7 @@ from roller.protocol.messages import (
     ProveType,
     RespStatus,
     TaskMsg,
+    WsVariant,
 )
 from roller.protocol.signing import recover_pk, sign_hash
 
@@ -21,6 +22,7 @@ __all__ = [
     "ProveType",
     "RespStatus",
     "TaskMsg",
+    "WsVariant",
     "recover_pk",
     "sign_hash",
 ]

@@ -14,6 +14,21 @@ fails every pending call with ConnectionLost and calls ``on_disconnect(reason)``
 the thread that detected it (keep it short); ``wait_disconnected`` returns after it.
 ``close()`` does the same without calling ``on_disconnect``.
 ``connect()`` may be called again afterwards; subscriptions do not survive a reconnect.
+
+Variant: ``variant`` (ws-2023-06 by default, or ws-2023-07, spec section 8) decides the
+Identity a registration signs and the wire numbering of task and proof types; tasks reach
+``on_task`` in roller's own numbering whatever the variant, and a ProofMsg must be signed
+for the client's variant (``sign_proof``), else ``submit_proof`` refuses it. A 2023-07
+coordinator keeps a key busy after a failure report until it registers again (spec 8), so
+on that variant an accepted failure report (status != 0) is followed by a new registration
+on the same connection (no task can arrive in between: the key is busy); if that fails,
+the connection is torn down as lost, so the owner reconnects and registers.
+
+Transport seam: the client talks to a `Transport` (one open connection: send, receive,
+abort) made by a `Connector`. `websocket_connector` is the real one (websocket-client,
+no Origin header, delayed pongs); tests/memory_transport.py is an in-memory pair for the
+unit tests (test harness, kept out of the runtime package). A transport turns its
+library's errors into ConnectionLost, so no foreign exception crosses into the client.
 """
 
 from __future__ import annotations
@@ -26,15 +41,29 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import websocket
 from eth_account.signers.local import LocalAccount
 
-from roller.errors import ConnectionLost, CoordinatorError, WireFormatError
+from roller.errors import (
+    ConfigError,
+    ConnectionLost,
+    CoordinatorError,
+    RollerError,
+    WireFormatError,
+)
 from roller.protocol.encoding import go_dumps
-from roller.protocol.messages import AuthMsg, Identity, ProofMsg, TaskMsg
+from roller.protocol.messages import (
+    AuthMsg,
+    Identity,
+    ProofDetail,
+    ProofMsg,
+    RespStatus,
+    TaskMsg,
+    WsVariant,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +74,30 @@ DEFAULT_IDLE_TIMEOUT = 150.0
 # before its ping loop starts waiting for it: measured against it, 11 drops in 681 pings
 # answered at once, 0 in 700 answered ~50 ms later. Each drop costs a re-registration.
 PONG_DELAY_SECONDS = 0.05
+
+
+class Transport(Protocol):
+    """One open connection to the coordinator, as the client uses it.
+
+    ``send`` and ``recv`` raise ConnectionLost (naming why) on any failure; ``recv`` returns
+    one whole data message, or None when nothing at all (not even a ping) arrived for the
+    connector's idle timeout. ``abort`` may be called from any thread and makes a blocked
+    ``recv`` fail; ``release`` frees the connection and is called once, by the reader, after
+    its last ``recv``. ``send_close`` is a best-effort polite close."""
+
+    def send(self, text: str) -> None: ...
+
+    def recv(self) -> str | bytes | None: ...
+
+    def send_close(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+    def release(self) -> None: ...
+
+
+# (url, connect timeout s, idle timeout s) -> an open Transport; ConnectionLost if it cannot.
+Connector = Callable[[str, float, float], Transport]
 
 
 def _delay_pongs(ws: websocket.WebSocket, delay: float) -> None:
@@ -65,6 +118,68 @@ def _delay_pongs(ws: websocket.WebSocket, delay: float) -> None:
         timer.start()
 
     ws.pong = pong_later  # type: ignore[method-assign]
+
+
+class WebSocketTransport:
+    """The real transport: websocket-client's connection, its errors mapped to
+    ConnectionLost. Pings are answered inside ``recv`` (PONG_DELAY_SECONDS later)."""
+
+    def __init__(self, ws: websocket.WebSocket) -> None:
+        self._ws = ws
+
+    def send(self, text: str) -> None:
+        try:
+            self._ws.send(text)
+        except (websocket.WebSocketException, OSError) as exc:
+            raise ConnectionLost(f"send failed: {exc}") from exc
+
+    def recv(self) -> str | bytes | None:
+        # Control frames too, so a ping counts as traffic for the idle timeout. Each pass
+        # takes one frame and ends in a return unless it was a ping or pong: the loop lasts
+        # as long as the coordinator keeps the connection alive without data, as the
+        # reader's own loop does.
+        while True:
+            try:
+                opcode, data = self._ws.recv_data(control_frame=True)
+            except websocket.WebSocketTimeoutException:
+                return None
+            except (websocket.WebSocketException, OSError, ValueError) as exc:
+                raise ConnectionLost(f"receive failed: {type(exc).__name__}: {exc}") from exc
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                raise ConnectionLost("closed by coordinator")
+            if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
+                message: str | bytes = data
+                return message
+
+    def send_close(self) -> None:
+        try:
+            self._ws.send_close()
+        except (websocket.WebSocketException, OSError):
+            pass  # already broken; the caller tears down anyway
+
+    def abort(self) -> None:
+        # Only shut the socket down here; release() closes it. Closing the fd under a
+        # thread blocked in recv lets the fd number be reused and the reader hang.
+        self._ws.abort()
+
+    def release(self) -> None:
+        self._ws.shutdown()
+
+
+def websocket_connector(url: str, connect_timeout: float, idle_timeout: float
+                        ) -> WebSocketTransport:
+    """Open the WebSocket with no Origin header (the coordinator's origin check, spec 1.1)."""
+    ws = websocket.WebSocket(enable_multithread=True)
+    try:
+        ws.connect(url, suppress_origin=True, timeout=connect_timeout)
+    except (websocket.WebSocketException, OSError) as exc:
+        ws.shutdown()
+        raise ConnectionLost(
+            f"cannot connect to coordinator url={redact_url(url)}: {exc}"
+        ) from exc
+    ws.settimeout(idle_timeout)
+    _delay_pongs(ws, PONG_DELAY_SECONDS)
+    return WebSocketTransport(ws)
 
 
 def redact_url(url: str) -> str:
@@ -92,8 +207,8 @@ class _Call:
 class _Connection:
     """State of one WebSocket connection: socket, pending calls, subscriptions, threads."""
 
-    def __init__(self, ws: websocket.WebSocket) -> None:
-        self.ws = ws
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
         self.lock = threading.Lock()
         self.ids = itertools.count(1)
         self.pending: dict[int, _Call] = {}
@@ -101,9 +216,18 @@ class _Connection:
         self.down = False
         self.closed = threading.Event()
         self.tasks: queue.Queue[tuple[TaskHandler, TaskMsg] | None] = queue.Queue()
+        # The last register() arguments on this connection, for 2023-07's re-registration.
+        self.registration: tuple[LocalAccount, str, int, str, TaskHandler] | None = None
+
+
+def _wait(event: threading.Event, timeout: float) -> bool:
+    return event.wait(timeout)
 
 
 class CoordinatorClient:
+    """``connector`` opens the transport (default: a real WebSocket); ``wait`` blocks a call
+    until its answer or timeout (default ``Event.wait``; tests inject a clock here)."""
+
     def __init__(
         self,
         url: str,
@@ -113,9 +237,19 @@ class CoordinatorClient:
         submit_timeout: float = 3600.0,
         on_disconnect: Callable[[str], None] | None = None,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        variant: WsVariant | str = WsVariant.WS_2023_06,
+        connector: Connector = websocket_connector,
+        wait: Callable[[threading.Event, float], bool] = _wait,
     ) -> None:
         self.url = url
         self.slot = slot
+        try:
+            self.variant = WsVariant(variant)
+        except ValueError as exc:
+            raise ConfigError(f"coordinator protocol {variant!r} is not a WebSocket variant "
+                              f"({', '.join(v.value for v in WsVariant)}) slot={slot}") from exc
+        self._connector = connector
+        self._wait = wait
         self.call_timeout = call_timeout
         self.submit_timeout = submit_timeout
         self.idle_timeout = idle_timeout
@@ -126,37 +260,25 @@ class CoordinatorClient:
     # -- connection lifecycle -------------------------------------------------------------
 
     def connect(self) -> None:
-        """Open the WebSocket (no Origin header) and start the reader; no-op if connected."""
+        """Open the transport and start the reader; no-op if connected."""
         with self._lock:
             if self._conn is not None and not self._conn.down:
                 return
-            ws = websocket.WebSocket(enable_multithread=True)
-            try:
-                ws.connect(self.url, suppress_origin=True, timeout=self.call_timeout)
-            except (websocket.WebSocketException, OSError) as exc:
-                ws.shutdown()
-                raise ConnectionLost(
-                    f"cannot connect to coordinator url={redact_url(self.url)}: {exc}"
-                ) from exc
-            ws.settimeout(self.idle_timeout)
-            _delay_pongs(ws, PONG_DELAY_SECONDS)
-            conn = _Connection(ws)
+            conn = _Connection(self._connector(self.url, self.call_timeout, self.idle_timeout))
             self._conn = conn
         threading.Thread(target=self._read_loop, args=(conn,), daemon=True,
                          name=f"coordinator-reader-{self.slot}").start()
         threading.Thread(target=self._dispatch_loop, args=(conn,), daemon=True,
                          name=f"coordinator-dispatch-{self.slot}").start()
-        log.info("coordinator connected url=%s slot=%s", redact_url(self.url), self.slot)
+        log.info("coordinator connected url=%s slot=%s variant=%s", redact_url(self.url),
+                 self.slot, self.variant.value)
 
     def close(self) -> None:
         """Close the connection; pending calls fail with ConnectionLost, no on_disconnect."""
         conn = self._conn
         if conn is None:
             return
-        try:
-            conn.ws.send_close()
-        except (websocket.WebSocketException, OSError):
-            pass  # already broken; tearing down anyway
+        conn.transport.send_close()
         self._fail(conn, "closed by client", notify=False)
 
     @property
@@ -187,9 +309,14 @@ class CoordinatorClient:
     ) -> str:
         """Token request, re-sign with the token, subscribe; returns the subscription id.
 
-        Tasks of this subscription are passed to ``on_task`` on the dispatch thread."""
-        identity = Identity(name=name, roller_type=roller_type, timestamp=int(time.time()),
-                            version=version, token="")
+        ``roller_type`` is roller's task type (ProveType: 0 chunk, 1 batch), sent as the
+        variant's wire number. Tasks of this subscription are passed to ``on_task`` on the
+        dispatch thread."""
+        wire_type = self.variant.wire_type(roller_type, "roller_type")
+        # 2023-07 has no timestamp in the Identity (spec 8).
+        timestamp = int(time.time()) if self.variant.has_timestamp else 0
+        identity = Identity(name=name, roller_type=wire_type, timestamp=timestamp,
+                            version=version, token="", variant=self.variant)
         token = self.request_token(AuthMsg.signed(identity, account))
         auth = AuthMsg.signed(dataclasses.replace(identity, token=token), account)
         conn = self._require_conn()
@@ -203,8 +330,10 @@ class CoordinatorClient:
                             self.call_timeout, on_result=remember)
         if not isinstance(sub_id, str):
             raise WireFormatError("result", "roller_subscribe must return a subscription id")
-        log.info("registered name=%s slot=%s address=%s roller_type=%d subscription=%s",
-                 name, self.slot, account.address, roller_type, sub_id)
+        conn.registration = (account, name, roller_type, version, on_task)
+        log.info("registered name=%s slot=%s address=%s roller_type=%d variant=%s "
+                 "subscription=%s", name, self.slot, account.address, roller_type,
+                 self.variant.value, sub_id)
         return sub_id
 
     def unsubscribe(self) -> None:
@@ -221,11 +350,40 @@ class CoordinatorClient:
             self._call("roller_unsubscribe", [sub_id], self.call_timeout)
             log.info("unsubscribed slot=%s subscription=%s", self.slot, sub_id)
 
+    def sign_proof(self, detail: ProofDetail, account: LocalAccount) -> ProofMsg:
+        """The ProofMsg for ``detail`` signed over this client's variant's hash."""
+        return ProofMsg.signed(detail, account, self.variant)
+
     def submit_proof(self, msg: ProofMsg) -> None:
         """Blocks while the coordinator stores and verifies the proof (long timeout)."""
+        if msg.variant is not self.variant:
+            # Its signature covers the other variant's type number: the coordinator would
+            # answer "auth signature verify fail" for a reason nobody could see.
+            raise WireFormatError(
+                "zkProof.type", f"task_id={msg.detail.id} slot={self.slot}: proof signed for "
+                f"{msg.variant.value}, client speaks {self.variant.value}")
+        conn = self._require_conn()
         self._call("roller_submitProof", [msg.to_json()], self.submit_timeout)
         log.info("proof submitted task_id=%s status=%d slot=%s",
                  msg.detail.id, msg.detail.status, self.slot)
+        if self.variant is WsVariant.WS_2023_07 and msg.detail.status != RespStatus.OK:
+            self._register_again(conn, msg.detail.id)
+
+    def _register_again(self, conn: _Connection, task_id: str) -> None:
+        """2023-07: a failure report leaves the key busy until it registers again."""
+        registration = conn.registration
+        if registration is None or conn.down or self._conn is not conn:
+            return  # not registered here: the next registration frees the key anyway
+        try:
+            self.unsubscribe()
+            self.register(*registration)
+        except RollerError as exc:
+            # The submission itself was accepted: never raise (it would be re-sent).
+            self._fail(conn, f"registering again after failure report task_id={task_id} "
+                       f"failed: {exc}")
+            return
+        log.info("registered again after failure report task_id=%s slot=%s", task_id,
+                 self.slot)
 
     # -- calls ----------------------------------------------------------------------------
 
@@ -251,11 +409,11 @@ class CoordinatorClient:
             conn.pending[request_id] = call
         text = go_dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
         try:
-            conn.ws.send(text)
-        except (websocket.WebSocketException, OSError) as exc:
-            self._fail(conn, f"send failed: {exc}")
-            raise ConnectionLost(f"{method}: send failed: {exc}") from exc
-        if not call.done.wait(timeout):
+            conn.transport.send(text)
+        except ConnectionLost as exc:
+            self._fail(conn, str(exc))
+            raise ConnectionLost(f"{method}: {exc}") from exc
+        if not self._wait(call.done, timeout):
             reason = f"{method} timed out after {timeout:g}s"
             self._fail(conn, reason)
             raise ConnectionLost(reason)
@@ -274,9 +432,7 @@ class CoordinatorClient:
             pending = list(conn.pending.values())
             conn.pending.clear()
             conn.subs.clear()
-        # Only shut the socket down here; the reader closes it. Closing the fd under a
-        # thread blocked in recv lets the fd number be reused and the reader hang.
-        conn.ws.abort()
+        conn.transport.abort()  # the reader releases it once its recv has returned
         for call in pending:
             call.lost = reason
             call.done.set()
@@ -296,26 +452,22 @@ class CoordinatorClient:
         try:
             self._read_until_down(conn)
         finally:
-            conn.ws.shutdown()
+            conn.transport.release()
 
     def _read_until_down(self, conn: _Connection) -> None:
         while True:
             try:
-                opcode, data = conn.ws.recv_data(control_frame=True)
-            except websocket.WebSocketTimeoutException:
+                data = conn.transport.recv()
+            except ConnectionLost as exc:
+                self._fail(conn, str(exc))
+                return
+            if data is None:
                 self._fail(conn, f"no data from coordinator for {self.idle_timeout:g}s")
                 return
-            except (websocket.WebSocketException, OSError, ValueError) as exc:
-                self._fail(conn, f"receive failed: {type(exc).__name__}: {exc}")
-                return
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
-                self._fail(conn, "closed by coordinator")
-                return
-            if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
-                try:
-                    self._handle_message(conn, data)
-                except Exception:  # a bad message must never stop the reader (pongs)
-                    log.exception("message handling failed slot=%s", self.slot)
+            try:
+                self._handle_message(conn, data)
+            except Exception:  # a bad message must never stop the reader (pongs)
+                log.exception("message handling failed slot=%s", self.slot)
 
     def _handle_message(self, conn: _Connection, data: bytes | str) -> None:
         try:
@@ -370,7 +522,7 @@ class CoordinatorClient:
                         self.slot, sub_id)
             return
         try:
-            task = TaskMsg.from_json(params.get("result"))
+            task = TaskMsg.from_json(params.get("result"), variant=self.variant)
         except WireFormatError as exc:
             log.warning("malformed task notification skipped slot=%s field=%s reason=%s",
                         self.slot, exc.field, exc.reason)

@@ -12,13 +12,24 @@ Nil vs empty bytes: AggProof keeps absent/``null``/``""`` byte fields as ``b""``
 that RLP-encode identically (0x80), so hashes are unaffected; ``null`` matches what the Go
 mock prover sends. A ``null`` ProofDetail.proof (``None``) is distinct from an AggProof with
 every field empty: the former hashes as an empty list 0xc0, the latter as c5 80 80 80 80 80.
+
+Variants (spec section 8): ``WsVariant`` names the two WebSocket protocols. ws-2023-07
+(e78099414) drops ``timestamp`` from the Identity (JSON and RLP) and numbers proof types
+1 = chunk, 2 = batch. TaskMsg and ProofDetail always hold roller's own numbering
+(ProveType: 0 chunk, 1 batch); their ``variant`` codec arguments map it to and from the
+wire, so the JSON, the RLP hash and the signature carry the wire number while the ledger,
+worker and listener see the same TaskMsg for both variants. Identity.roller_type is the
+wire value (a registration may carry 2023-07's undefined type 0): build it with
+``WsVariant.wire_type``. Failure model: a wire type a variant does not define
+(2023-07: 0 undefined, 3 and up illegal) is a WireFormatError naming the field; the
+default variant everywhere is ws-2023-06, whose mapping is the identity.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 from typing import Any, Self
 
 import rlp
@@ -58,6 +69,43 @@ class ProveType(IntEnum):
 class RespStatus(IntEnum):
     OK = 0
     ERROR = 1
+
+
+class WsVariant(StrEnum):
+    """The WebSocket coordinator protocol variant; the values are the config names."""
+
+    WS_2023_06 = "ws-2023-06"  # a3c18b99a: spec sections 1-7
+    WS_2023_07 = "ws-2023-07"  # e78099414: spec section 8
+
+    @property
+    def has_timestamp(self) -> bool:
+        """Whether Identity carries `timestamp` (JSON and RLP)."""
+        return self is WsVariant.WS_2023_06
+
+    def wire_type(self, prove_type: int, field: str = "type") -> int:
+        """The wire number of roller's task type (ProveType 0 chunk / 1 batch)."""
+        if self is WsVariant.WS_2023_06:
+            return prove_type
+        if prove_type not in _TYPE_TO_0723:
+            raise WireFormatError(field, f"task type {prove_type} has no {self.value} "
+                                  "proof type (chunk and batch only)")
+        return _TYPE_TO_0723[prove_type]
+
+    def task_type(self, wire: int, field: str = "type") -> int:
+        """Roller's task type for a wire number; WireFormatError if the variant has none."""
+        if self is WsVariant.WS_2023_06:
+            return wire
+        if wire not in _TYPE_FROM_0723:
+            name = "undefined" if wire == 0 else "illegal"
+            raise WireFormatError(field, f"{name} proof type {wire} in {self.value} "
+                                  "(1 = chunk, 2 = batch)")
+        return _TYPE_FROM_0723[wire]
+
+
+# Spec 8: ProofType 0 undefined, 1 chunk, 2 batch.
+_TYPE_TO_0723 = {0: 1, 1: 2}
+_TYPE_FROM_0723 = {1: 0, 2: 1}
+_V0623 = WsVariant.WS_2023_06
 
 
 def _check_str(value: Any, path: str) -> None:
@@ -103,13 +151,18 @@ class _Wire:
 
 @dataclass(frozen=True)
 class Identity(_Wire):
+    """``roller_type`` is the variant's wire number (see the module docstring). In
+    ws-2023-07 there is no timestamp: it must be 0 and is neither sent nor hashed."""
+
     name: str
     roller_type: int
     timestamp: int
     version: str
     token: str
+    variant: WsVariant = _V0623
 
     _FIELDS = ("name", "roller_type", "timestamp", "version", "token")
+    _FIELDS_0723 = ("name", "roller_type", "version", "token")
 
     def __post_init__(self) -> None:
         _check_str(self.name, "name")
@@ -117,8 +170,16 @@ class Identity(_Wire):
         check_uint(self.timestamp, "timestamp", UINT32_MAX)
         _check_str(self.version, "version")
         _check_str(self.token, "token")
+        if not isinstance(self.variant, WsVariant):
+            raise WireFormatError("variant", f"expected WsVariant, got {self.variant!r}")
+        if not self.variant.has_timestamp and self.timestamp:
+            # Refused rather than dropped: a caller setting it expects it to be signed.
+            raise WireFormatError("timestamp", f"{self.variant.value} has no timestamp")
 
     def rlp_items(self) -> list[Any]:
+        if not self.variant.has_timestamp:
+            return [self.name.encode(), self.roller_type, self.version.encode(),
+                    self.token.encode()]
         return [self.name.encode(), self.roller_type, self.timestamp,
                 self.version.encode(), self.token.encode()]
 
@@ -129,20 +190,24 @@ class Identity(_Wire):
         out: dict[str, Any] = {"name": self.name}
         if self.roller_type:
             out["roller_type"] = int(self.roller_type)
-        out["timestamp"] = int(self.timestamp)
+        if self.variant.has_timestamp:
+            out["timestamp"] = int(self.timestamp)
         out["version"] = self.version
         out["token"] = self.token
         return out
 
     @classmethod
-    def from_json(cls, value: Any, path: str = "") -> Self:
-        m = object_members(value, path or _ROOT, cls._FIELDS)
+    def from_json(cls, value: Any, path: str = "", *, variant: WsVariant = _V0623) -> Self:
+        # 2023-07's struct has no timestamp member: Go ignores one sent anyway.
+        fields = cls._FIELDS if variant.has_timestamp else cls._FIELDS_0723
+        m = object_members(value, path or _ROOT, fields)
         return cls(
             name=decode_str(m.get("name"), join(path, "name")),
             roller_type=decode_uint(m.get("roller_type"), join(path, "roller_type"), UINT8_MAX),
             timestamp=decode_uint(m.get("timestamp"), join(path, "timestamp"), UINT32_MAX),
             version=decode_str(m.get("version"), join(path, "version")),
             token=decode_str(m.get("token"), join(path, "token")),
+            variant=variant,
         )
 
 
@@ -160,6 +225,10 @@ class AuthMsg(_Wire):
             raise WireFormatError("message", "expected Identity")
         _check_str(self.signature, "signature")
 
+    @property
+    def variant(self) -> WsVariant:
+        return self.identity.variant
+
     @classmethod
     def signed(cls, identity: Identity, account: LocalAccount) -> AuthMsg:
         return cls(identity=identity, signature=signing.sign_hash(account, identity.hash()))
@@ -171,14 +240,14 @@ class AuthMsg(_Wire):
         return {"message": self.identity.to_json(), "signature": self.signature}
 
     @classmethod
-    def from_json(cls, value: Any, path: str = "") -> Self:
+    def from_json(cls, value: Any, path: str = "", *, variant: WsVariant = _V0623) -> Self:
         m = object_members(value, path or _ROOT, cls._FIELDS)
         message_path = join(path, "message")
         # Go would decode a missing/null message to a nil pointer and crash the handler.
         if m.get("message") is None:
             raise WireFormatError(message_path, "required object is missing or null")
         return cls(
-            identity=Identity.from_json(m["message"], message_path),
+            identity=Identity.from_json(m["message"], message_path, variant=variant),
             signature=decode_str(m.get("signature"), join(path, "signature")),
         )
 
@@ -254,10 +323,11 @@ class TaskMsg(_Wire):
         object.__setattr__(self, "sub_proofs", proofs)
         _check_str(self.http_task, "http_task")
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, variant: WsVariant = _V0623) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id}
-        if self.type:
-            out["type"] = int(self.type)
+        wire_type = variant.wire_type(self.type)
+        if wire_type:
+            out["type"] = wire_type
         if self.block_hashes:
             out["block_hashes"] = list(self.block_hashes)
         if self.sub_proofs:
@@ -267,8 +337,9 @@ class TaskMsg(_Wire):
         return out
 
     @classmethod
-    def from_json(cls, value: Any, path: str = "") -> Self:
+    def from_json(cls, value: Any, path: str = "", *, variant: WsVariant = _V0623) -> Self:
         m = object_members(value, path or _ROOT, cls._FIELDS)
+        type_path = join(path, "type")
         hashes_path = join(path, "block_hashes")
         proofs_path = join(path, "sub_proofs")
         sub_proofs = []
@@ -279,7 +350,7 @@ class TaskMsg(_Wire):
             sub_proofs.append(AggProof.from_json(item, p_path))
         return cls(
             id=decode_str(m.get("id"), join(path, "id")),
-            type=decode_uint(m.get("type"), join(path, "type"), UINT8_MAX),
+            type=variant.task_type(decode_uint(m.get("type"), type_path, UINT8_MAX), type_path),
             block_hashes=tuple(parse_hash(h, h_path)
                                for h_path, h in decode_list(m.get("block_hashes"), hashes_path)),
             sub_proofs=tuple(sub_proofs),
@@ -307,17 +378,20 @@ class ProofDetail(_Wire):
             raise WireFormatError("proof", "expected AggProof or None")
         _check_str(self.error, "error")
 
-    def rlp_items(self) -> list[Any]:
+    def rlp_items(self, variant: WsVariant = _V0623) -> list[Any]:
         proof = self.proof.rlp_items() if self.proof is not None else []
-        return [self.id.encode(), self.type, self.status, proof, self.error.encode()]
+        return [self.id.encode(), variant.wire_type(self.type), self.status, proof,
+                self.error.encode()]
 
-    def hash(self) -> bytes:
-        return keccak(rlp.encode(self.rlp_items()))
+    def hash(self, variant: WsVariant = _V0623) -> bytes:
+        """keccak256 of the RLP with the variant's wire type: what the coordinator hashes."""
+        return keccak(rlp.encode(self.rlp_items(variant)))
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, variant: WsVariant = _V0623) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id}
-        if self.type:
-            out["type"] = int(self.type)
+        wire_type = variant.wire_type(self.type)
+        if wire_type:
+            out["type"] = wire_type
         out["status"] = int(self.status)
         out["proof"] = self.proof.to_json() if self.proof is not None else None
         if self.error:
@@ -325,12 +399,13 @@ class ProofDetail(_Wire):
         return out
 
     @classmethod
-    def from_json(cls, value: Any, path: str = "") -> Self:
+    def from_json(cls, value: Any, path: str = "", *, variant: WsVariant = _V0623) -> Self:
         m = object_members(value, path or _ROOT, cls._FIELDS)
         proof_value = m.get("proof")
+        type_path = join(path, "type")
         return cls(
             id=decode_str(m.get("id"), join(path, "id")),
-            type=decode_uint(m.get("type"), join(path, "type"), UINT8_MAX),
+            type=variant.task_type(decode_uint(m.get("type"), type_path, UINT8_MAX), type_path),
             status=decode_uint(m.get("status"), join(path, "status"), UINT32_MAX),
             proof=(None if proof_value is None
                    else AggProof.from_json(proof_value, join(path, "proof"))),
@@ -340,10 +415,12 @@ class ProofDetail(_Wire):
 
 @dataclass(frozen=True)
 class ProofMsg(_Wire):
-    """JSON ``{"zkProof": ProofDetail, "signature": "0x..."}``."""
+    """JSON ``{"zkProof": ProofDetail, "signature": "0x..."}``; the signature is over the
+    detail's hash in ``variant`` (whose wire type it carries)."""
 
     detail: ProofDetail
     signature: str
+    variant: WsVariant = _V0623
 
     _FIELDS = ("zkProof", "signature")
 
@@ -351,25 +428,30 @@ class ProofMsg(_Wire):
         if not isinstance(self.detail, ProofDetail):
             raise WireFormatError("zkProof", "expected ProofDetail")
         _check_str(self.signature, "signature")
+        if not isinstance(self.variant, WsVariant):
+            raise WireFormatError("variant", f"expected WsVariant, got {self.variant!r}")
 
     @classmethod
-    def signed(cls, detail: ProofDetail, account: LocalAccount) -> ProofMsg:
-        return cls(detail=detail, signature=signing.sign_hash(account, detail.hash()))
+    def signed(cls, detail: ProofDetail, account: LocalAccount,
+               variant: WsVariant = _V0623) -> ProofMsg:
+        return cls(detail=detail, signature=signing.sign_hash(account, detail.hash(variant)),
+                   variant=variant)
 
     def recover_pk(self) -> str:
-        return signing.recover_pk(self.detail.hash(), self.signature)
+        return signing.recover_pk(self.detail.hash(self.variant), self.signature)
 
     def to_json(self) -> dict[str, Any]:
-        return {"zkProof": self.detail.to_json(), "signature": self.signature}
+        return {"zkProof": self.detail.to_json(self.variant), "signature": self.signature}
 
     @classmethod
-    def from_json(cls, value: Any, path: str = "") -> Self:
+    def from_json(cls, value: Any, path: str = "", *, variant: WsVariant = _V0623) -> Self:
         m = object_members(value, path or _ROOT, cls._FIELDS)
         detail_path = join(path, "zkProof")
         # Go would decode a missing/null zkProof to a nil pointer and crash the handler.
         if m.get("zkProof") is None:
             raise WireFormatError(detail_path, "required object is missing or null")
         return cls(
-            detail=ProofDetail.from_json(m["zkProof"], detail_path),
+            detail=ProofDetail.from_json(m["zkProof"], detail_path, variant=variant),
             signature=decode_str(m.get("signature"), join(path, "signature")),
+            variant=variant,
         )

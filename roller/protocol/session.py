@@ -61,6 +61,8 @@ WS_GENERATION = "ws-2023-06"
 # of the 2023 coordinator, spec coordinator-protocol 2.3).
 WS_PERMANENT_REFUSALS = (
     "does not existID", "is not eligible to partake", "auth signature verify fail",
+    # ws-2023-07 (spec 8): no assignment of this task to this key exists in its database.
+    "validator failure get none prover task for the proof",
 )
 # Spec 8.4: sleep 10-20 s on "no task", longer on refusals (already assigned, blocked).
 DEFAULT_POLL_INTERVAL = 15.0
@@ -90,10 +92,9 @@ class CoordinatorSession(Protocol):
 class WsCoordinatorSession:
     """The 2023 WS protocol behind the session interface; `client` is used as is."""
 
-    generation = WS_GENERATION
-
     def __init__(self, client: CoordinatorClient, account: LocalAccount, name: str,
                  roller_type: int, version: str) -> None:
+        self.generation: str = client.variant.value
         self.client = client
         self._account = account
         self.name = name
@@ -115,7 +116,7 @@ class WsCoordinatorSession:
 
     def submit(self, task: TaskMsg, detail: ProofDetail, account: LocalAccount) -> None:
         try:
-            self.client.submit_proof(ProofMsg.signed(detail, account))
+            self.client.submit_proof(ProofMsg.signed(detail, account, self.client.variant))
         except CoordinatorError as exc:
             exc.permanent = any(text in exc.message for text in WS_PERMANENT_REFUSALS)
             raise

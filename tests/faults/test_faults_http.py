@@ -1,8 +1,10 @@
-"""The fault suite's smoke rows on every HTTP + JWT generation the devnet speaks.
+"""The fault suite's rows on every HTTP + JWT generation the devnet speaks.
 
-The same faults as test_faults.py (pool child SIGKILL mid-proof, a poison task, listener
-SIGKILL + restart, coordinator restart, Redis restart), judged the same way in both
-ledgers; each generation gets a cluster of its own. On H2/H3 our ledger keys an assignment
+The same faults as test_faults.py, judged the same way in both ledgers; each generation
+gets a cluster of its own. In `make test` (faults_smoke) the faults where the protocol
+matters: listener SIGKILL + restart (the answer is submitted by the next listener, which
+never saw the task) and coordinator restart; in `make faults` also those of the worker side
+(pool child SIGKILL mid-proof, a poison task, Redis restart). On H2/H3 our ledger keys an assignment
 by the coordinator's uuid, and a failed task comes back under a new one (FaultCluster maps
 both to the coordinator's task).
 """
@@ -16,7 +18,9 @@ import pytest
 from faultlib import FaultCluster, start_cluster
 from test_faults import child_kills, coordinator_restarts, listener_kills, poison, redis_restarts
 
-pytestmark = [pytest.mark.e2e, pytest.mark.faults_smoke]
+pytestmark = pytest.mark.e2e
+smoke = pytest.mark.faults_smoke
+full = pytest.mark.faults
 
 GENERATIONS = ("http-h1", "http-h2", "http-h3")
 
@@ -42,26 +46,31 @@ def hfc(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         cluster.stop()
 
 
+@full
 def test_pool_child_sigkill(hfc: tuple[str, FaultCluster]) -> None:
     gen, fc = hfc
     child_kills(fc, 2, f"1 pool child SIGKILL mid-proof ({gen})")
 
 
+@full
 def test_prover_abort_is_poison(hfc: tuple[str, FaultCluster]) -> None:
     gen, fc = hfc
     poison(fc, ["abort"], f"2 prover abort (poison) ({gen})")
 
 
+@smoke
 def test_listener_sigkill(hfc: tuple[str, FaultCluster]) -> None:
     gen, fc = hfc
     listener_kills(fc, 1, f"4 listener SIGKILL + restart ({gen})")
 
 
+@smoke
 def test_coordinator_restart(hfc: tuple[str, FaultCluster]) -> None:
     gen, fc = hfc
     coordinator_restarts(fc, 1, f"5b coordinator restart ({gen})")
 
 
+@full
 def test_redis_restart(hfc: tuple[str, FaultCluster]) -> None:
     gen, fc = hfc
     redis_restarts(fc, 1, f"6 redis restart ({gen})")

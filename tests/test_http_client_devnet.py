@@ -23,6 +23,7 @@ from roller.protocol import http_errors as he
 from roller.protocol import http_jwt
 from roller.protocol.http_client import HttpCoordinatorClient, detect_generation
 from roller.protocol.http_messages import (
+    FailureType,
     Generation,
     SubmitProofRequest,
     agg_proof_to_json,
@@ -444,5 +445,30 @@ def test_wire_details_of_the_devnet(clock: Clock) -> None:
         answer = raw(c, "submit_proof", {**body, "proof": "{}"}, token)
         assert he.error_class(answer["errcode"], answer["errmsg"]) is he.AlreadySubmitted
         assert c.state.rows[-1].failure_type == 1
+    finally:
+        c.stop()
+
+
+def test_h4_redelivers_the_assigned_task_and_keeps_a_failed_one_from_its_key(
+        clock: Clock) -> None:
+    c = make_coordinator(Generation.H4, clock)
+    c.start()
+    try:
+        account = Account.create()
+        client = client_for(c, account)
+        task = client.get_task((1,), 10**6)
+        assert task is not None and task.task_id == CHUNK
+        assert json.loads(task.task_data)["fork_name"] == "darwinv2"
+        again = client.get_task((1,), 10**6)  # same type: the same assignment again
+        assert again is not None and again.uuid == task.uuid
+        with pytest.raises(he.TaskAlreadyAssigned):  # another type while it holds one
+            client.get_task((2,), 10**6)
+        client.submit_proof(SubmitProofRequest.failure(task, "no traces", FailureType.NO_PANIC))
+        assert client.get_task((1,), 10**6) is None  # not to the key that failed it
+        other = client_for(c)
+        handed = other.get_task((1,), 10**6)
+        assert handed is not None and handed.task_id == CHUNK and handed.uuid != task.uuid
+        other.submit_proof(SubmitProofRequest.success(handed, agg_proof_to_json(GOOD)))
+        assert c.book.tasks[CHUNK].state == VERIFIED
     finally:
         c.stop()

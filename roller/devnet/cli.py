@@ -52,7 +52,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     net.add_argument("--ws-port", type=int, default=8391,
                      help="coordinator WebSocket port, any path (default: %(default)s)")
     net.add_argument("--protocol", default="ws",
-                     choices=("ws", "ws-2023-06", "ws-2023-07", "http-h1", "http-h2", "http-h3"),
+                     choices=("ws", "ws-2023-06", "ws-2023-07", "http-h1", "http-h2", "http-h3",
+                              "http-h4"),
                      help="coordinator protocol: the 2023-06 WS one (default; `ws` and "
                      "`ws-2023-06` are the same), the 2023-07 WS variant (no timestamp in the "
                      "identity, proof types 1 = chunk and 2 = batch; spec section 8) or an "

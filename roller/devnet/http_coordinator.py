@@ -1,4 +1,4 @@
-"""Devnet coordinator for the HTTP + JWT generations H1, H2, H3 (spec coordinator-http-protocol).
+"""Devnet coordinator for the HTTP + JWT generations H1..H4 (spec coordinator-http-protocol).
 
 Serves ``GET /coordinator/v1/challenge``, ``POST /coordinator/v1/login``, ``/get_task`` and
 ``/submit_proof`` with the real envelopes (HTTP 200 for every envelope, ``404 page not
@@ -9,6 +9,10 @@ found`` as text for unknown paths), error codes and texts. Modelled era per gene
   challenge], signature recovered, not verified.
 - H2 = v4.4.10+ (uuid, hard_fork_name in login and answers; chunk proofs NOT verified).
 - H3 = v4.4.59+ (public_key verified, task_types, bundles, prover_height filter).
+- H4 = 2025, as far as the spec covers it: the login adds prover_provider_type; a key that
+  asks again while it holds a task gets that task again (same uuid) when the chosen type
+  matches, else 20002; a key that failed a task does not get it again; task data carries
+  fork_name. Universal task data is this prover's own shape (opaque to the client).
 A failed or timed-out task goes back to the unassigned set at once (H2/H3 behaviour, used
 for H1 too) until ``session_attempts`` is spent; then it fails.
 
@@ -139,8 +143,6 @@ class HttpCoordinator:
         self.verifier = verifier
         self.config = config or HttpCoordinatorConfig()
         self.gen = Generation(self.config.generation)
-        if self.gen == Generation.H4:
-            raise ValueError("the devnet speaks http-h1, http-h2 and http-h3 only")
         self._lock = threading.Lock()
         self._run_fn = run
         self.rng = rng or random.Random()
@@ -278,7 +280,7 @@ class HttpCoordinator:
                            "check challenge failure for the not equal challenge string")
         claims: dict[str, Any] = {"prover_name": msg.prover_name,
                                   "prover_version": msg.prover_version}
-        if self.gen == Generation.H3:
+        if self.gen.rank >= 3:
             self._check_h3(login)
             claims["public_key"] = login.public_key
             claims["hard_fork_name"] = self.config.hard_fork_name
@@ -339,7 +341,7 @@ class HttpCoordinator:
         if not isinstance(pk, str) or not pk:
             raise _Refusal(ErrCode.GET_TASK_FAILURE, "return prover task err:check prover "
                            "task parameter failed, error:get public key from context failed")
-        if gen == Generation.H3:
+        if gen.rank >= 3:
             types = list(params.task_types) or [1, 2, 3]
             if any(t not in (1, 2, 3) for t in types):
                 bad = next(t for t in types if t not in (1, 2, 3))
@@ -356,16 +358,27 @@ class HttpCoordinator:
                   height: int) -> dict[str, Any]:
         self._expire()
         st = self.state
-        if any(r.pk == pk and r.status == "assigned" for r in st.rows):
+        # H3+ shuffles and tries only the first type (spec 4.1, issue #1813).
+        http_type = self.rng.choice(types)
+        held = next((r for r in st.rows if r.pk == pk and r.status == "assigned"), None)
+        if held is not None and self.gen == Generation.H4 and held.task_type == http_type:
+            # H4 hands the key its assigned task again, same uuid (spec 4.1, after #1667).
+            task_held = self._record(held.task_id)
+            if task_held is not None:
+                log.info("task re-delivered task_id=%s uuid=%s pk=%s", held.task_id,
+                         held.uuid, pk[:10])
+                return self._answer(held, task_held)
+        if held is not None:
             raise _Refusal(ErrCode.GET_TASK_FAILURE, (
                 "return prover task err:check prover task parameter failed, error:prover "
                 f"with publicKey {pk} is already assigned a task. ProverName: "
                 f"{claims.get('prover_name')}, ProverVersion: {claims.get('prover_version')}"))
-        # H3 shuffles and tries only the first type (spec 4.1, issue #1813).
-        http_type = self.rng.choice(types)
         ws_type = _FROM_HTTP[TaskType(http_type)]
+        # H4: a key that failed a task recently does not get it again (spec 4.1, #1584).
+        failed_here = {r.task_id for r in st.rows if r.pk == pk and r.status == "invalid"} \
+            if self.gen == Generation.H4 else set()
         task = next((t for t in self.book.unassigned(ws_type)
-                     if t.pinned_pk in (None, pk)
+                     if t.pinned_pk in (None, pk) and t.id not in failed_here
                      and (ws_type != BASIC or not t.block_numbers
                           or max(t.block_numbers) <= height)), None)
         if task is None:
@@ -381,29 +394,39 @@ class HttpCoordinator:
         task.dispatches.append({"pk": pk, "uuid": row.uuid, "at": row.assigned_at})
         log.info("task dispatched task_id=%s uuid=%s type=%s pk=%s", task.id, row.uuid,
                  http_type, pk[:10])
+        return self._answer(row, task)
+
+    def _answer(self, row: ProverTask, task: TaskRecord) -> dict[str, Any]:
+        """The get_task data for a prover_task row."""
         out: dict[str, Any] = {}
         if self.gen != Generation.H1:
             out["uuid"] = row.uuid
-        out.update(task_id=row.task_id, task_type=http_type, task_data=self._task_data(task))
+        out.update(task_id=row.task_id, task_type=row.task_type,
+                   task_data=self._task_data(task))
         if self.gen == Generation.H2:
             out["hard_fork_name"] = ""  # the single-circuit path (spec 4)
-        elif self.gen == Generation.H3:
+        elif self.gen.rank >= 3:
             out["hard_fork_name"] = self.config.hard_fork_name.split(",")[0]
         return out
 
     def _task_data(self, task: TaskRecord) -> str:
+        # H4 adds the prover's fork spelling (spec 5.2-5.4). Its universal task data is
+        # opaque to the client and handed to the prover library as it is: the devnet's is
+        # the shape this prover library reads, the H3 one plus fork_name.
+        fork = {"fork_name": self.config.hard_fork_name.split(",")[0].lower()} \
+            if self.gen == Generation.H4 else {}
         if task.type == BASIC:
-            return go_dumps({"block_hashes": list(task.block_hashes)})
+            return go_dumps({**fork, "block_hashes": list(task.block_hashes)})
         proofs = [json.loads(agg_proof_to_json(p)) for p in task.sub_proofs]
         if task.type == BUNDLE:
-            return go_dumps({"batch_proofs": proofs})
+            return go_dumps({**fork, "batch_proofs": proofs})
         zero = "0x" + "00" * 32
         infos = [{"chain_id": self.config.chain_id, "prev_state_root": zero,
                   "post_state_root": zero, "withdraw_root": zero,
                   "data_hash": "0x" + keccak(p.proof).hex(), "is_padding": False}
                  for p in task.sub_proofs]
-        data: dict[str, Any] = {"chunk_infos": infos, "chunk_proofs": proofs}
-        if self.gen == Generation.H3:
+        data: dict[str, Any] = {**fork, "chunk_infos": infos, "chunk_proofs": proofs}
+        if self.gen.rank >= 3:
             data.update(batch_header=None, blob_bytes=None)  # codec v0 (spec 5.3)
         return go_dumps(data)
 
@@ -437,7 +460,7 @@ class HttpCoordinator:
         try:
             params = SubmitProofRequest.from_json(_json(body), generation=self.gen)
         except WireFormatError as exc:
-            if exc.field == "proof" and self.gen != Generation.H3:
+            if exc.field == "proof" and self.gen.rank < 3:
                 kind = {1: "chunk", 2: "batch", 3: "bundle"}.get(_task_type_of(body), "chunk")
                 raise _Refusal(ErrCode.PARAMETER_INVALID,
                                f"unmarshal parameter {kind} proof invalid, err:{exc.reason}"
@@ -505,7 +528,7 @@ class HttpCoordinator:
             if row.pk != pk:
                 continue
             if (params.uuid and row.uuid == params.uuid) or (
-                    not params.uuid and self.gen != Generation.H3
+                    not params.uuid and self.gen.rank < 3
                     and row.task_id == params.task_id
                     and (self.gen == Generation.H1 or row.task_type == params.task_type)):
                 return row
@@ -530,7 +553,7 @@ class HttpCoordinator:
 
     def _on_verified(self, task: TaskRecord) -> None:
         self.book.on_verified(task)
-        if (self.gen == Generation.H3 and self.config.bundles and task.type == AGGREGATOR
+        if (self.gen.rank >= 3 and self.config.bundles and task.type == AGGREGATOR
                 and task.id not in self.state.bundled and task.proof is not None):
             self.state.bundled.add(task.id)
             bundle_id = keccak(bytes.fromhex(task.id[2:]) * 2).hex()  # no 0x (spec 4)

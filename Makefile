@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LIB := roller/ffi/lib/libroller_prover.so
 CARGO ?= cargo
 
-.PHONY: setup setup-dev system system-dev venv venv-dev native faultlib demo test test-fast faults fleet lint bench clean
+.PHONY: setup setup-dev system system-dev venv venv-dev native faultlib demo test test-fast test-random faults fleet lint bench clean
 
 # What the demo needs: Redis, a C toolchain, Python's venv, the Rust build, the runtime
 # package. `make test` adds the dev and fleet extras, Chromium and systemd-analyze.
@@ -58,11 +58,18 @@ faultlib:
 
 test: setup-dev faultlib
 	cd native && $(CARGO) test --release
+	$(MAKE) --no-print-directory test-random
 	$(BIN)/pytest -q -m "not faults"
 
 # The unit tier: no Redis, no subprocess, no circuit build (~20 s on 2 cores).
 test-fast: venv-dev
 	$(BIN)/pytest -q -m unit
+
+# The unit tier once more in a random order across all files (pytest-random-order; the seed
+# is printed in the header, `--random-order-seed=N` replays it): every test must pass in
+# any order. `make test` runs it once (~20 s) before the whole suite in file order.
+test-random: venv-dev
+	$(BIN)/pytest -m unit -p random_order --random-order-bucket=global
 
 faults: setup-dev faultlib
 	$(BIN)/pytest -q tests/faults -m "faults or faults_smoke"

@@ -62,3 +62,14 @@ class BrokerUnavailable(RollerError):
 class WrongGeneration(RollerError):
     """The coordinator does not speak the configured protocol generation, e.g. a login
     succeeded but the JWT names another public key (spec coordinator-http-protocol 2.5)."""
+
+
+class GoDecodeError(RollerError):
+    """A JSON value does not decode into the Go type the coordinator declares; the message is
+    Go's encoding/json text without go-ethereum's `invalid argument N: ` prefix (the devnet
+    answers it verbatim)."""
+
+
+class GoSyntaxError(RollerError):
+    """A message is not valid JSON; the message mimics Go's parser text (the devnet answers
+    it verbatim as a -32700 error)."""

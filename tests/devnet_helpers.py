@@ -55,22 +55,26 @@ class RawWs:
         self.ws.send(json.dumps(msg))
         return self.wait_answer(self.next_id)
 
-    def wait_answer(self, request_id: Any) -> dict[str, Any]:
-        while True:
+    def wait_answer(self, request_id: Any, timeout: float = 30.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout  # each recv also times out (10 s)
+        while time.monotonic() < deadline:
             msg = self.recv()
             if isinstance(msg, dict) and "id" not in msg:
                 self.notifications.append(msg)
                 continue
             if isinstance(msg, dict) and msg.get("id") == request_id:
                 return msg
+        raise AssertionError(f"no answer to request {request_id!r} within {timeout} s")
 
-    def next_notification(self) -> dict[str, Any]:
+    def next_notification(self, timeout: float = 30.0) -> dict[str, Any]:
         if self.notifications:
             return self.notifications.pop(0)
-        while True:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
             msg = self.recv()
             if isinstance(msg, dict) and "id" not in msg:
                 return msg
+        raise AssertionError(f"no notification within {timeout} s")
 
     def close(self) -> None:
         self.ws.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import queue
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -93,12 +92,15 @@ def task_entry(net: Devnet, task_id: str) -> dict[str, Any]:
 
 
 def test_token_same_within_ttl_new_after_expiry() -> None:
-    with make_net(token_ttl=0.4) as net:
+    now = [0.0]
+    with make_net(token_ttl=60) as net:
+        net.tokens.clock = lambda: now[0]  # the token TTL runs on a clock the test steps
         r = Roller(net)
         first = r.client.request_token(auth(r.account))
         assert len(first) == 32 and int(first, 16) >= 0
+        now[0] = 59.9
         assert r.client.request_token(auth(r.account)) == first
-        time.sleep(0.5)
+        now[0] = 60.0
         assert r.client.request_token(auth(r.account)) != first
         r.close()
 

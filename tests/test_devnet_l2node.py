@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from devnet_helpers import BLOCK_02, BLOCK_03, TRACES
+from devnet_helpers import BLOCK_02, BLOCK_03, TRACES, wait_until
 
 from roller.devnet import Devnet
 from roller.devnet.traces import DEFAULT_TRACE_DIR, load_trace_dir
@@ -83,8 +83,11 @@ def test_fault_count_then_recovers_and_hang_times_out(net: Devnet) -> None:
     net.set_l2_fault("hang")
     with pytest.raises(TraceFetchError):
         TraceClient(net.l2_url, timeout=0.3, retries=0).get_traces([BLOCK_02])
+    # the abandoned request is still held by the hang until the mode clears
+    assert wait_until(lambda: net.ledger()["l2_fault"]["hanging"] == 1, 5) is True
     net.set_l2_fault("none")
     assert client(net).get_traces([BLOCK_02])
+    assert wait_until(lambda: net.ledger()["l2_fault"]["hanging"] == 0, 5) is True
 
 
 def test_fault_via_control_api(net: Devnet) -> None:

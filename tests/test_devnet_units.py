@@ -1,49 +1,14 @@
-"""Unit tests of the devnet's Go-JSON decoding, token cache and chunking."""
+"""Unit tests of the devnet's token cache, chunking and verifier choice (its Go-JSON
+decoding is the protocol codec's: tests/test_protocol_encoding.py)."""
 
 from __future__ import annotations
 
 import pytest
 from devnet_helpers import BLOCK_02, BLOCK_03, TRACES
 
-from roller.devnet import gojson
 from roller.devnet.pool import TokenCache
 from roller.devnet.tasksource import chunk_tasks
 from roller.devnet.traces import DEFAULT_TRACE_DIR, load_trace_dir
-
-
-def decode(text: str, struct: gojson.Struct = gojson.PROOF_MSG) -> dict | None:
-    return gojson.decode_struct(struct, gojson.loads_first(text))
-
-
-def test_zero_values_and_case_folding() -> None:
-    out = decode('{"ZKPROOF":{"Id":"0x1","status":1,"proof":null},"extra":1}')
-    assert out == {"zkProof": {"id": "0x1", "type": 0, "status": 1, "proof": None, "error": ""},
-                   "signature": ""}
-
-
-@pytest.mark.parametrize("member,value,text", [
-    ("status", "1.5", "number 1.5 into Go struct field .zkProof.status of type "
-                      "message.RespStatus"),
-    ("type", "256", "number 256 into Go struct field .zkProof.type of type message.ProveType"),
-    ("id", "5", "number into Go struct field .zkProof.id of type string"),
-    ("status", '"1"', "string into Go struct field .zkProof.status of type message.RespStatus"),
-])
-def test_type_errors_read_like_go(member: str, value: str, text: str) -> None:
-    with pytest.raises(gojson.GoDecodeError, match="^json: cannot unmarshal " + text):
-        decode(f'{{"zkProof":{{"{member}":{value}}}}}')
-
-
-def test_base64_and_first_value_only() -> None:
-    out = decode('{"zkProof":{"proof":{"proof":"dGVzdA==","vk":null}}} trailing')
-    assert out is not None and out["zkProof"]["proof"]["proof"] == b"test"
-    with pytest.raises(gojson.GoDecodeError, match="illegal base64 data at input byte"):
-        decode('{"zkProof":{"proof":{"proof":"dGVzdA"}}}')
-    with pytest.raises(gojson.GoSyntaxError, match="unexpected end of JSON input"):
-        gojson.loads_first('{"a":')
-
-
-def test_go_dumps_escapes_html() -> None:
-    assert gojson.dumps({"e": "<a&b>"}) == '{"e":"\\u003ca\\u0026b\\u003e"}'
 
 
 def test_token_cache_ttl_from_creation() -> None:

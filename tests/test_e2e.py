@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from celery import Celery
 
-from roller.celery_app import app
+import celeryconfig
+from roller.broker import waiting_messages
 from roller.config import load_config
 from roller.devnet.traces import DEFAULT_TRACE_DIR, read_trace_file
-from roller.ledger import AssignResult, TaskLedger
+from roller.ledger import AssignResult, TaskLedger, job_id
 from roller.listener import Dispatcher
 from roller.localrun import LocalCluster, demo_slots, wait_for
 from roller.protocol.messages import TaskMsg
@@ -124,9 +125,9 @@ def slot_record(cluster: LocalCluster, task_id: str) -> Any:
 
 
 def test_listener_restart_mid_proof_still_delivers(small_cluster: LocalCluster) -> None:
-    """The listener stops while the worker proves: the worker's submit is refused (the key is
-    no longer registered), the proof waits in the outbox, and the restarted listener
-    re-registers and delivers it without proving again."""
+    """The listener stops while the worker proves: the worker never submits, so the proof
+    waits in the outbox, and the restarted listener re-registers and delivers it without
+    proving again."""
     cluster = small_cluster
     task_id = push(cluster, chain_hashes(cluster, 2640, 4))
     wait_for(lambda: (rec := slot_record(cluster, task_id)) is not None
@@ -134,7 +135,9 @@ def test_listener_restart_mid_proof_still_delivers(small_cluster: LocalCluster) 
     assert cluster.listener is not None
     assert cluster.listener.stop(signal.SIGTERM) == 0
     wait_for(lambda: slot_record(cluster, task_id).state == "proved", 300, "the proof")
-    time.sleep(1)
+    # Only the listener delivers, and it is down: the ledger holds the proof in the outbox.
+    ledger = TaskLedger.from_url(cluster.redis.url)
+    assert ledger.outbox_size(cluster.slots[0]["name"]) == 1
     assert task_of(cluster, task_id)["state"] == "assigned"
     cluster.start_listener()
     wait_for(lambda: task_of(cluster, task_id)["state"] == "verified", 120, "delivery")
@@ -163,14 +166,24 @@ def test_duplicate_notification_proves_once(small_cluster: LocalCluster) -> None
     cluster = small_cluster
     cfg = load_config(cluster.config)
     slot = cfg.slots[0]
-    app.conf.broker_url = cfg.broker_url
-    dispatcher = Dispatcher(app, TaskLedger.from_url(cfg.broker_url), lambda _slot: None)
+    # A Celery client of its own: the global app stays as other tests expect it.
+    client = Celery("roller-test")
+    client.config_from_object("celeryconfig")
+    client.conf.update(celeryconfig.broker_settings(cfg))
+    ledger = TaskLedger.from_url(cfg.broker_url)
+    dispatcher = Dispatcher(client, ledger, lambda _slot: None)
     task = TaskMsg(id="0x" + "ab" * 32, type=0,
                    block_hashes=tuple(chain_hashes(cluster, 2660, 2)), sub_proofs=())
-    assert dispatcher.accept(slot, task, epoch=1000) is AssignResult.NEW
-    assert dispatcher.accept(slot, task, epoch=1000) is AssignResult.IN_FLIGHT
+    try:
+        assert dispatcher.accept(slot, task, epoch=1000) is AssignResult.NEW
+        assert dispatcher.accept(slot, task, epoch=1000) is AssignResult.IN_FLIGHT
+    finally:
+        client.close()
     wait_for(lambda: slot_record(cluster, task.id).state == "proved", 300, "the proof")
-    time.sleep(2)
+    # Once the job id has left the broker (neither waiting nor unacked), no second job for
+    # the task exists that could still run.
+    wait_for(lambda: job_id(slot.name, task.id) not in waiting_messages(ledger.r, slot.queue),
+             60, "the job to be acknowledged")
     rec = slot_record(cluster, task.id)
     assert rec.attempts == 1
     # The devnet never assigned this task to the key: the proof waits in the outbox.

@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from devnet_helpers import wait_until
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
@@ -129,8 +130,11 @@ def test_refused_submit_is_retried_from_outbox_without_reproving(
     submitter = Submitter(ctx.ledger, ctx.cfg.retry, 3600)
     assert submitter.drain(SLOT, account, ws(session.client, account)) == 0
     assert ctx.ledger.outbox_size(SLOT) == 1
+    # The old subscription must have ended first: its end frees the key from the pool, and
+    # would undo a registration that raced ahead of it.
+    wait_until(lambda: not devnet.ledger()["rollers"])
     again = Registered(devnet, account)  # re-register restores the right to submit
-    time.sleep(0.3)
+    assert wait_until(lambda: any(task.id in r["task_ids"] for r in devnet.ledger()["rollers"]))
     assert submitter.drain(SLOT, account, ws(again.client, account),
                            now=time.time() + 60) == 1
     assert ctx.ledger.outbox_size(SLOT) == 0

@@ -184,16 +184,19 @@ def test_gil_is_released_while_proving(prover: RollerProver) -> None:
         prover.gen_chunk_proof(traces)
         done.set()
 
-    worker = threading.Thread(target=prove)
+    worker = threading.Thread(target=prove, daemon=True)
     start = time.monotonic()
     worker.start()
-    while not done.is_set():
+    deadline = start + 600
+    while not done.wait(0.01) and time.monotonic() < deadline:
         ticks += 1
-        time.sleep(0.01)
+    assert done.is_set(), "the proof did not finish in 600 s"
     worker.join()
     elapsed = time.monotonic() - start
-    # With the GIL held for the whole proof the loop could not run at all.
-    assert elapsed > 0.3 and ticks > elapsed * 30
+    # With the GIL held for the whole proof the loop could not run at all (a tick or two
+    # before the prover takes it). No rate: the prover saturates every core, so how often
+    # this thread gets one says nothing about the GIL.
+    assert elapsed > 0.3 and ticks >= 10, (elapsed, ticks)
 
 
 def test_load_prover_is_cached_and_rejects_unknown_abi(prover: RollerProver) -> None:

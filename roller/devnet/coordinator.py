@@ -26,7 +26,6 @@ from websockets.datastructures import Headers
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.http11 import Request, Response
 
-from roller.devnet import gojson
 from roller.devnet.pool import RollerNode, RollerPool, TokenCache
 from roller.devnet.rpc import (
     Method,
@@ -37,6 +36,7 @@ from roller.devnet.rpc import (
 )
 from roller.devnet.sessions import SessionManager
 from roller.errors import SignatureError, WireFormatError
+from roller.protocol.encoding import Field, Struct, decode_string, decode_struct
 from roller.protocol.messages import AggProof, Identity, ProofDetail, WsVariant
 from roller.protocol.signing import recover_pk
 
@@ -50,21 +50,87 @@ NAMESPACES_0723 = ("roller",)
 # task (Go keeps the number; no task row has it), so such a roller never gets work.
 NO_TASK_TYPE = 0xFF
 
+# The coordinator's message structs (scroll common/types/message) as Go's decoder sees
+# them: member tags in declaration order and the Go type names its error texts quote.
+IDENTITY = Struct(
+    "message.Identity",
+    (
+        Field("name", "string", "string"),
+        Field("roller_type", "uint", "message.ProveType", bits=8),
+        Field("timestamp", "uint", "uint32", bits=32),
+        Field("version", "string", "string"),
+        Field("token", "string", "string"),
+    ),
+)
+AUTH_MSG = Struct(
+    "message.AuthMsg",
+    (
+        Field("message", "struct", "message.Identity", struct=IDENTITY),
+        Field("signature", "string", "string"),
+    ),
+)
+AGG_PROOF = Struct(
+    "message.AggProof",
+    (
+        Field("proof", "bytes", "[]uint8"),
+        Field("instance", "bytes", "[]uint8"),
+        Field("final_pair", "bytes", "[]uint8"),
+        Field("vk", "bytes", "[]uint8"),
+        Field("block_count", "uint", "uint", bits=64),
+    ),
+)
+PROOF_DETAIL = Struct(
+    "message.ProofDetail",
+    (
+        Field("id", "string", "string"),
+        Field("type", "uint", "message.ProveType", bits=8),
+        Field("status", "uint", "message.RespStatus", bits=32),
+        Field("proof", "struct", "message.AggProof", struct=AGG_PROOF),
+        Field("error", "string", "string"),
+    ),
+)
+PROOF_MSG = Struct(
+    "message.ProofMsg",
+    (
+        Field("zkProof", "struct", "message.ProofDetail", struct=PROOF_DETAIL),
+        Field("signature", "string", "string"),
+    ),
+)
+
+
+def _for_0723(struct: Struct) -> Struct:
+    """The e78099414 form of a message struct (spec 8): Identity without timestamp, Go's
+    ProveType renamed ProofType (its name is in decode errors), nested structs likewise."""
+    fields = []
+    for f in struct.fields:
+        if struct is IDENTITY and f.name == "timestamp":
+            continue
+        if f.go_type == "message.ProveType":
+            f = replace(f, go_type="message.ProofType")
+        if f.struct is not None:
+            f = replace(f, struct=_for_0723(f.struct))
+        fields.append(f)
+    return replace(struct, fields=tuple(fields))
+
+
+AUTH_MSG_0723 = _for_0723(AUTH_MSG)
+PROOF_MSG_0723 = _for_0723(PROOF_MSG)
+
 
 def _decode_auth(value: Any) -> dict[str, Any] | None:
-    return gojson.decode_struct(gojson.AUTH_MSG, value)
+    return decode_struct(AUTH_MSG, value)
 
 
 def _decode_proof_msg(value: Any) -> dict[str, Any] | None:
-    return gojson.decode_struct(gojson.PROOF_MSG, value)
+    return decode_struct(PROOF_MSG, value)
 
 
 def _decode_auth_0723(value: Any) -> dict[str, Any] | None:
-    return gojson.decode_struct(gojson.AUTH_MSG_0723, value)
+    return decode_struct(AUTH_MSG_0723, value)
 
 
 def _decode_proof_msg_0723(value: Any) -> dict[str, Any] | None:
-    return gojson.decode_struct(gojson.PROOF_MSG_0723, value)
+    return decode_struct(PROOF_MSG_0723, value)
 
 
 def task_type_of(variant: WsVariant, wire: int) -> int:
@@ -147,7 +213,7 @@ class CoordinatorService:
                 "requestToken": Method(auth, self.request_token),
                 "submitProof": Method([Param(_decode_proof_msg)], self.submit_proof),
                 "listRollers": Method([], self.list_rollers),
-                "getSessionInfo": Method([Param(gojson.decode_string, pointer=False)],
+                "getSessionInfo": Method([Param(decode_string, pointer=False)],
                                          self.get_session_info),
             }
         self._subscriptions = {"register": SubscriptionMethod(auth, self.register)}

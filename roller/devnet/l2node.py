@@ -36,6 +36,8 @@ class FaultState:
 
     mode: str = "none"
     remaining: int | None = None
+    # Requests held by a hang right now: what a test waits for before clearing it.
+    hanging: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _changed: threading.Condition = field(init=False)
 
@@ -63,11 +65,15 @@ class FaultState:
         """Block a hanging request until the mode is changed (or `limit` seconds pass)."""
         deadline = time.monotonic() + limit
         with self._lock:
-            while self.mode == "hang" and time.monotonic() < deadline:
-                self._changed.wait(timeout=min(1.0, deadline - time.monotonic()))
+            self.hanging += 1
+            try:
+                while self.mode == "hang" and time.monotonic() < deadline:
+                    self._changed.wait(timeout=min(1.0, deadline - time.monotonic()))
+            finally:
+                self.hanging -= 1
 
     def info(self) -> dict[str, Any]:
-        return {"mode": self.mode, "remaining": self.remaining}
+        return {"mode": self.mode, "remaining": self.remaining, "hanging": self.hanging}
 
 
 def _lookup(index: TraceIndex, param: Any) -> TraceEntry | None | str:

@@ -21,7 +21,7 @@ class TokenCache:
 
     def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl = ttl
-        self._clock = clock
+        self.clock = clock  # public: a test steps a running devnet's token clock
         self._tokens: dict[str, tuple[str, float]] = {}
 
     def _live(self, pk: str) -> str | None:
@@ -29,7 +29,7 @@ class TokenCache:
         if entry is None:
             return None
         token, created = entry
-        if self._clock() - created >= self.ttl:
+        if self.clock() - created >= self.ttl:
             del self._tokens[pk]
             return None
         return token
@@ -38,7 +38,7 @@ class TokenCache:
         token = self._live(pk)
         if token is None:
             token = secrets.token_hex(16)
-            self._tokens[pk] = (token, self._clock())
+            self._tokens[pk] = (token, self.clock())
         return token
 
     def matches(self, pk: str, token: str) -> bool:

@@ -19,8 +19,16 @@ from typing import Any, Protocol
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from roller.devnet import gojson
-from roller.devnet.gojson import GoDecodeError, GoNumber, GoObject, GoSyntaxError
+from roller.errors import GoDecodeError, GoSyntaxError
+from roller.protocol.encoding import (
+    GoNumber,
+    GoObject,
+    decode_string,
+    go_dumps,
+    json_type_name,
+    loads_first,
+    raw_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +124,9 @@ def new_subscription_id() -> str:
 
 def _answer(raw_id: str, result: Any = None, error: RpcError | None = None) -> str:
     if error is not None:
-        body = gojson.dumps({"code": error.code, "message": error.message})
+        body = go_dumps({"code": error.code, "message": error.message})
         return f'{{"jsonrpc":"2.0","id":{raw_id},"error":{body}}}'
-    return f'{{"jsonrpc":"2.0","id":{raw_id},"result":{gojson.dumps(result)}}}'
+    return f'{{"jsonrpc":"2.0","id":{raw_id},"result":{go_dumps(result)}}}'
 
 
 @dataclass
@@ -143,13 +151,13 @@ def _envelope(obj: Any) -> _Envelope | None:
     has_error, _ = obj.get_folded("error")
     if method is not None and (not isinstance(method, str) or isinstance(method, GoNumber)):
         raise GoSyntaxError(
-            f"json: cannot unmarshal {gojson.kind_of(method)} into Go struct field "
+            f"json: cannot unmarshal {json_type_name(method)} into Go struct field "
             "jsonrpcMessage.method of type string"
         )
     id_valid = id_present and not isinstance(id_value, list)
     return _Envelope(
         id_present=id_present,
-        raw_id=gojson.raw_id(id_value) if id_present else "null",
+        raw_id=raw_id(id_value) if id_present else "null",
         id_valid=id_valid,
         method=method or "",
         params=params,
@@ -211,7 +219,7 @@ class RpcConnection:
     def _dispatch(self, text: str) -> bool:
         """Start handling one message; False when the connection must close (-32700)."""
         try:
-            value = gojson.loads_first(text)
+            value = loads_first(text)
             if isinstance(value, list) and not isinstance(value, GoObject):
                 envelopes = [_envelope(item) for item in value]
                 if not envelopes:
@@ -220,7 +228,7 @@ class RpcConnection:
                 if any(e is None for e in envelopes):
                     bad = next(v for v, e in zip(value, envelopes, strict=True) if e is None)
                     raise GoSyntaxError(
-                        f"json: cannot unmarshal {gojson.kind_of(bad)} into Go value of type "
+                        f"json: cannot unmarshal {json_type_name(bad)} into Go value of type "
                         "rpc.jsonrpcMessage"
                     )
                 self._spawn(self._handle_batch([e for e in envelopes if e is not None]))
@@ -228,7 +236,7 @@ class RpcConnection:
             env = _envelope(value)
             if env is None:
                 raise GoSyntaxError(
-                    f"json: cannot unmarshal {gojson.kind_of(value)} into Go value of type "
+                    f"json: cannot unmarshal {json_type_name(value)} into Go value of type "
                     "rpc.jsonrpcMessage"
                 )
         except GoSyntaxError as exc:
@@ -311,7 +319,7 @@ class RpcConnection:
         method = self.service.subscription(namespace, name)
         if method is None:
             raise RpcError(-32601, f'no "{name}" subscription in {namespace} namespace')
-        args = parse_args(params, [Param(gojson.decode_string, pointer=False), *method.params])
+        args = parse_args(params, [Param(decode_string, pointer=False), *method.params])
         sub = await method.fn(self, args[1:])
         sub_id = new_subscription_id()
         self.subs[sub_id] = _ActiveSub(sub)
@@ -332,7 +340,7 @@ class RpcConnection:
         params = {"subscription": sub_id, "result": result}
         self._out.put_nowait(
             '{"jsonrpc":"2.0","method":"roller_subscription","params":'
-            + gojson.dumps(params)
+            + go_dumps(params)
             + "}"
         )
 
@@ -376,4 +384,4 @@ class RpcConnection:
 
 
 def _decode_sub_id(value: Any) -> str:
-    return gojson.decode_string(value, "rpc.ID")
+    return decode_string(value, "rpc.ID")

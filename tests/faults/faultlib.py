@@ -12,11 +12,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import requests
 from ledger_check import Row, find_record, judge
+from prometheus_client.parser import text_string_to_metric_families
 
 from roller.devnet.traces import DEFAULT_TRACE_DIR, read_trace_file
 from roller.ledger import FINAL_STATES, TaskLedger, TaskRecord
-from roller.localrun import LocalCluster, Proc, demo_slots, wait_for
+from roller.localrun import HOST, LocalCluster, Proc, demo_slots, free_port, wait_for
 from roller.protocol.http_messages import from_task_msg
 
 REPO = Path(__file__).resolve().parents[2]
@@ -100,6 +102,24 @@ class FaultCluster:
         assert rec is not None
         return rec
 
+    def submit_attempts(self, task_id: str) -> int:
+        """How many times the listener sent the latest assignment's answer (the ledger's
+        count, on the record's own key: the task id, or the assignment's uuid)."""
+        rec = self.rec(task_id)
+        assert rec is not None
+        raw = self.ledger.r.hget(f"roller:task:{rec.slot}:{rec.task.id}", "submit_attempts")
+        return int(raw or 0)
+
+    def listener_metric(self, name: str, **labels: str) -> float:
+        """The sum of a listener metric's samples matching `labels`, scraped now (a
+        restarted listener starts its counters at zero: compare within one listener run)."""
+        port = json.loads(self.c.config.read_text())["metrics"]["listener_port"]
+        text = requests.get(f"http://{HOST}:{port}/metrics", timeout=10).text
+        return sum(sample.value for family in text_string_to_metric_families(text)
+                   for sample in family.samples
+                   if sample.name == name
+                   and all(sample.labels.get(k) == v for k, v in labels.items()))
+
     def devnet_tasks(self) -> dict[str, dict[str, Any]]:
         return {t["id"]: t for t in self.c.tasks()}
 
@@ -169,7 +189,9 @@ def start_cluster(workdir: Path, params_dir: Path, fault_lib: Path, *, chunk_slo
         workdir, slots=slots, params_dir=params_dir,
         devnet_args=["--no-chunk-tasks", "--verifier", "native", "--dispatch-interval", "0.2",
                      *devnet_args],
+        # A fixed listener metrics port, so the faults can read its counters.
         config_extra={"retry": RETRY, "reconcile_interval_seconds": 2,
+                      "metrics": {"bind": HOST, "listener_port": free_port(), "worker_port": 0},
                       **(config_extra or {})},
         env={"ROLLER_PROVER_LIB": str(fault_lib),
              "ROLLER_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT)})

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import time
 from pathlib import Path
@@ -24,15 +23,29 @@ full = pytest.mark.faults
 
 # -- 1. SIGKILL of a worker's pool process mid-proof ----------------------------------------
 
+def prover_started(fc: FaultCluster, slot: str, task_id: str) -> bool:
+    return fc.ledger.r.hget(f"roller:task:{slot}:{task_id}", "prove_started_at") is not None
+
+
 def child_kills(fc: FaultCluster, kills: int, fault: str) -> None:
+    """Kill pool children mid-proof until `kills` kills landed. Bounded: a proof faster than
+    the kill (a GPU) leaves the task proved, so after `3 * kills` rounds the test stops with
+    what landed, and fails only if no kill landed at all."""
     crashes: dict[str, int] = {}
     ids: list[str] = []
     recover: list[float] = []
     done = 0
-    while done < kills:
+    for _ in range(3 * kills):
+        if done >= kills:
+            break
         batch = [fc.push() for _ in fc.queues[: min(len(fc.queues), kills - done)]]
         ids += batch
         recs = [fc.wait_state(t, {"proving", "proved", "delivered"}) for t in batch]
+        for task_id, rec in zip(batch, recs, strict=True):
+            # rec.task.id keys our record (the task id, or an HTTP assignment's uuid).
+            wait_for(lambda t=task_id, r=rec: prover_started(fc, r.slot, r.task.id)
+                     or fc.state(t) != "proving", 60, "the prover to start")
+        # A random point inside the proof, not a wait: the kill should land anywhere in it.
         time.sleep(fc.rng.uniform(0.1, 0.6))
         killed_at = time.monotonic()
         killed = 0
@@ -47,7 +60,10 @@ def child_kills(fc: FaultCluster, kills: int, fault: str) -> None:
         if killed:
             done += killed
             recover.append(finished - killed_at)
-    fc.check(fault, ids, repetitions=done, recover_s=recover, crashes=crashes)
+    assert done, f"no kill landed mid-proof in {3 * kills} rounds: proofs finish too fast"
+    row = fc.check(fault, ids, repetitions=done, recover_s=recover, crashes=crashes)
+    if done < kills:
+        row.notes.append(f"{done} of {kills} kills landed mid-proof (proofs too fast)")
 
 
 @smoke
@@ -104,8 +120,7 @@ def test_whole_worker_sigkill(fc: FaultCluster) -> None:
         ids.append(task_id)
         rec = fc.wait_state(task_id, {"proving"})
         killed_at = time.monotonic()
-        fc.worker(rec.queue).kill()
-        time.sleep(1)
+        fc.worker(rec.queue).kill()  # returns once the process group is reaped
         fc.c.start_worker(rec.queue)
         crashes[task_id] = 1
         recover.append(fc.wait_final([task_id], 240) - killed_at)
@@ -125,9 +140,9 @@ def listener_kills(fc: FaultCluster, reps: int, fault: str = "4 listener SIGKILL
         assert fc.c.listener is not None
         killed_at = time.monotonic()
         fc.c.listener.kill()
-        # Leave the proof time to finish with the listener gone (its submit is refused).
+        # The proof finishes with the listener gone: only the listener delivers, so it waits
+        # in the outbox for the restarted one.
         fc.wait_state(task_id, {"proved", "delivered"})
-        time.sleep(1)
         fc.c.start_listener()
         recover.append(fc.wait_final([task_id]) - killed_at)
     fc.check(fault, ids, repetitions=reps, recover_s=recover)
@@ -146,7 +161,8 @@ def test_listener_sigkill(fc: FaultCluster) -> None:
 # -- 5. Coordinator down for two minutes; coordinator restart --------------------------------
 
 def reconnects(fc: FaultCluster) -> int:
-    return len(re.findall(r"reconnecting slot=", fc.c.listener.output() if fc.c.listener else ""))
+    """Sessions the listener lost and retried, all slots (its roller_session_reconnects)."""
+    return int(fc.listener_metric("roller_session_reconnects_total"))
 
 
 def coordinator_restarts(fc: FaultCluster, reps: int, fault: str = "5b coordinator restart"
@@ -243,7 +259,8 @@ def test_l2_faults(fc: FaultCluster) -> None:
     task_id = fc.push()
     ids.append(task_id)
     fc.wait_state(task_id, {"proving"})
-    time.sleep(5)
+    wait_for(lambda: fc.c.devnet.ledger()["l2_fault"]["hanging"] > 0, 60,
+             "the worker's trace request to hang")
     fc.c.devnet.control("l2_fault", {"mode": "none"})
     back = time.monotonic()
     recover.append(fc.wait_final([task_id]) - back)
@@ -264,8 +281,8 @@ def test_slow_submit(fc: FaultCluster) -> None:
         done = fc.wait_final(ids, 300)
     finally:
         fc.c.devnet.control("submit_delay", {"seconds": 0})
-    logs = "".join(w.output() for w in fc.c.workers.values())
-    assert "roller_submitProof timed out" not in logs
+    # An 8 s verification is answered within the call timeout: one submission each.
+    assert [fc.submit_attempts(t) for t in ids] == [1] * len(ids)
     fc.check("8 slow submit (8 s verify)", ids, repetitions=len(ids),
              recover_s=[(done - started) / len(ids)])
 
@@ -289,22 +306,22 @@ def test_session_window(tmp_path_factory: pytest.TempPathFactory, params_dir: Pa
         # a) not proved: the worker is down until the window has passed.
         wc.worker(queue).stop()
         stale = wc.push()
-        wc.wait_state(stale, {"queued"})
-        time.sleep(window_s + 1)
+        received = wc.wait_state(stale, {"queued"}).received_at
+        wait_for(lambda: time.time() > received + window_s, window_s + 5, "the window to pass")
         wc.c.start_worker(queue)
-        wc.wait_state(stale, {"expired"}, 120)
+        rec = wc.wait_state(stale, {"expired"}, 120)
+        assert rec.outcome == "session window passed" and rec.proof is None, rec  # not proved
         # b) proved, but the coordinator is away until the window has passed.
         late = wc.push()
         wc.wait_state(late, {"proving"})
         cluster.devnet.control("stop_for", {"seconds": window_s + 5})
-        wc.wait_state(late, {"expired"}, 120)
+        rec = wc.wait_state(late, {"expired"}, 120)
+        assert rec.outcome == "session window passed" and rec.proof is not None, rec  # dropped
         # c) a fresh task after both is proved and accepted as usual.
         fresh = wc.push()
         # Settled: accepted after a reassignment, or failed by the coordinator's timeouts.
         wc.wait_final([fresh, stale, late], 240)
         logs = cluster.logs()
-        assert "task not proved: session window passed" in logs
-        assert "proof dropped: session window passed" in logs
         late_rec = wc.rec(late)
         assert late_rec is not None and late_rec.total_attempts == 1  # never proved again
         row = wc.check("9 session window passed", [stale, late, fresh], repetitions=2,

@@ -100,6 +100,21 @@ def test_status_table_from_the_ledger(redis_url: str, tmp_path: Path) -> None:
     assert chunk.split()[2:4] == ["disconnected", "1m00s"]
 
 
+def test_status_names_the_generation_and_token_life(tmp_path: Path, redis_url: str) -> None:
+    cfg = parse_config(config(tmp_path), tmp_path, env={})
+    ledger = TaskLedger.from_url(redis_url)
+    now = time.time()
+    ledger.set_session("batch-gpu1", "registered", generation="http-h3", token_expires=now + 60)
+    ledger.touch_session("batch-gpu1", now, token_expires=now + 3000)  # renewed since
+    line = next(line for line in render(collect(ledger, cfg, now), now).splitlines()
+                if line.startswith("batch-gpu1"))
+    assert " http-h3 token 50m00s " in line
+    ledger.set_session("batch-gpu1", "registered", generation="ws-2023-06")
+    line = next(line for line in render(collect(ledger, cfg, now), now).splitlines()
+                if line.startswith("batch-gpu1"))
+    assert " ws-2023-06 " in line and "token" not in line
+
+
 def test_duration_format() -> None:
     assert [duration(s) for s in (5, 75, 3725, 90000)] == ["5s", "1m15s", "1h02m", "1d01h"]
 

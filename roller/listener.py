@@ -48,6 +48,7 @@ from roller.ledger import AssignResult, TaskLedger, TaskState, job_id
 from roller.logs import kv, setup_logging
 from roller.operator import metrics
 from roller.operator.config_check import orphan_keystores
+from roller.protocol.http_messages import task_generation
 from roller.protocol.messages import ProveType, TaskMsg
 from roller.protocol.session import CoordinatorSession
 from roller.reconcile import Reconciler, stranded
@@ -134,8 +135,9 @@ class Dispatcher:
                 return
             task = rec.task
             size = len(task.sub_proofs) if task.type else len(task.block_hashes)
-            self.app.send_task("roller.prove",
-                               args=(slot.name, task_id, proof_kind(task.type), size),
+            # The kind label names the coordinator generation too, for Flower's job list.
+            label = f"{proof_kind(task.type)} {task_generation(task)}"
+            self.app.send_task("roller.prove", args=(slot.name, task_id, label, size),
                                task_id=job_id(slot.name, task_id), queue=slot.queue,
                                ignore_result=True)
             self.ledger.mark_queued(slot.name, task_id)

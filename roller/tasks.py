@@ -111,7 +111,8 @@ def _start_warm_up(**_: Any) -> None:
 def prove(self: Any, slot: str, task_id: str, kind: str = "", size: int = 0) -> str:
     """Prove one coordinator task for `slot` and store the answer for the listener.
 
-    `kind` (chunk/batch) and `size` (blocks or chunk proofs) only label the job for Flower.
+    `kind` (chunk/batch/bundle and the coordinator generation) and `size` (blocks or
+    sub-proofs) only label the job for Flower.
     """
     queue = (self.request.delivery_info or {}).get("routing_key") or ""
     log.info("job received %s", kv(task_id=task_id, slot=slot, queue=queue))

@@ -1,7 +1,8 @@
 """`roller flower`: Flower (`celery -A roller flower`) set up from the roller config.
 
-Each job is listed as `roller.prove` with its arguments (slot, coordinator task id, chunk
-or batch, blocks or chunk proofs), its runtime and its outcome. Basic auth is required
+Each job is listed as `roller.prove` with its arguments (slot, coordinator task id, chunk,
+batch or bundle with the coordinator generation, e.g. `chunk http-h3`, blocks or
+sub-proofs), its runtime and its outcome. Basic auth is required
 unless `--no-auth` (devnet), which is logged loudly; the credentials travel in the
 environment (FLOWER_BASIC_AUTH), not on the command line where `ps` would show them.
 State persists across Flower restarts (`--persistent`, `flower.db_path`). Flower loads the

@@ -678,6 +678,18 @@ def to_task_msg(task: GetTaskResponse) -> TaskMsg:
                    http_task=go_dumps(payload))
 
 
+def task_generation(task: TaskMsg) -> str:
+    """The HTTP generation a recorded task came from, else "ws" (a WS-era task)."""
+    if not task.http_task:
+        return "ws"
+    try:
+        value = json.loads(task.http_task)
+    except ValueError:
+        return "http"
+    generation = value.get("generation") if isinstance(value, dict) else None
+    return generation if isinstance(generation, str) else "http"
+
+
 def from_task_msg(task: TaskMsg) -> GetTaskResponse:
     """The get_task answer a TaskMsg was made from (``to_task_msg``)."""
     if not task.http_task:

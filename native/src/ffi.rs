@@ -13,7 +13,9 @@ use crate::{panic_message, prover};
 
 /// 2: verifiers take the task's chunk info; gen_chunk_proof and block_traces_to_chunk_info take
 /// the chain id (never the environment's); block counts in chunk and batch instances.
-pub const ABI_VERSION: c_uint = 2;
+/// 3: bundle proofs (init_bundle_prover, gen_bundle_proof, init_bundle_verifier,
+/// verify_bundle_proof); everything of version 2 unchanged.
+pub const ABI_VERSION: c_uint = 3;
 
 /// Stores by params directory, so chunk/batch provers and verifiers over one directory share one.
 static STORES: Mutex<Vec<(String, Arc<Store>)>> = Mutex::new(Vec::new());
@@ -21,6 +23,8 @@ static CHUNK_PROVER: RwLock<Option<Arc<Store>>> = RwLock::new(None);
 static BATCH_PROVER: RwLock<Option<Arc<Store>>> = RwLock::new(None);
 static CHUNK_VERIFIER: RwLock<Option<Arc<Store>>> = RwLock::new(None);
 static BATCH_VERIFIER: RwLock<Option<Arc<Store>>> = RwLock::new(None);
+static BUNDLE_PROVER: RwLock<Option<Arc<Store>>> = RwLock::new(None);
+static BUNDLE_VERIFIER: RwLock<Option<Arc<Store>>> = RwLock::new(None);
 thread_local! {
     /// Per thread, so a verifier called from several threads at once (the devnet's verifier pool)
     /// reads the reason for its own call.
@@ -222,6 +226,22 @@ pub unsafe extern "C" fn init_batch_verifier(params_dir: *const c_char) -> c_int
     unsafe { run_init(&BATCH_VERIFIER, params_dir) }
 }
 
+/// # Safety
+/// `params_dir` must be NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn init_bundle_prover(params_dir: *const c_char) -> c_int {
+    // SAFETY: the caller passes NULL or a NUL-terminated string (see # Safety).
+    unsafe { run_init(&BUNDLE_PROVER, params_dir) }
+}
+
+/// # Safety
+/// `params_dir` must be NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn init_bundle_verifier(params_dir: *const c_char) -> c_int {
+    // SAFETY: the caller passes NULL or a NUL-terminated string (see # Safety).
+    unsafe { run_init(&BUNDLE_VERIFIER, params_dir) }
+}
+
 /// 0 means "not given".
 fn given(chain_id: c_ulonglong) -> Option<u64> {
     (chain_id != 0).then_some(chain_id)
@@ -259,6 +279,18 @@ pub unsafe extern "C" fn gen_batch_proof(chunk_proofs_json: *const c_char) -> *m
 }
 
 /// # Safety
+/// `batch_proofs_json` must be NULL or a NUL-terminated string; free the result with `free_c_chars`.
+#[no_mangle]
+pub unsafe extern "C" fn gen_bundle_proof(batch_proofs_json: *const c_char) -> *mut c_char {
+    run_json(|| {
+        let store = current(&BUNDLE_PROVER, "bundle prover")?;
+        // SAFETY: the caller passes NULL or a NUL-terminated string (see # Safety).
+        let proofs = unsafe { arg(batch_proofs_json, "batch_proofs_json") }?;
+        in_pool(|| prover::gen_bundle_proof(&store, proofs))
+    })
+}
+
+/// # Safety
 /// `proof_json` and `chunk_info_json` must be NULL or NUL-terminated strings.
 #[no_mangle]
 pub unsafe extern "C" fn verify_chunk_proof(
@@ -292,6 +324,25 @@ pub unsafe extern "C" fn verify_batch_proof(
             proof_json,
             (chunk_infos_json, "chunk_infos_json"),
             prover::verify_batch_proof,
+        )
+    }
+}
+
+/// # Safety
+/// `proof_json` and `batch_infos_json` must be NULL or NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn verify_bundle_proof(
+    proof_json: *const c_char,
+    batch_infos_json: *const c_char,
+) -> c_char {
+    // SAFETY: the caller passes NULL or NUL-terminated strings (see # Safety).
+    unsafe {
+        run_verify(
+            &BUNDLE_VERIFIER,
+            "bundle verifier",
+            proof_json,
+            (batch_infos_json, "batch_infos_json"),
+            prover::verify_bundle_proof,
         )
     }
 }

@@ -24,6 +24,7 @@ from roller.errors import ProverError
 from roller.ffi import default_library_path, load_prover
 from roller.ffi.abi import ROLLER_ABI_VERSION, ROLLER_CDEF
 from roller.ffi.native import RollerProver, batch_info_of_instance
+from roller.ffi.native import _roller_ffi as prover_ffi
 
 DATA = Path(__file__).resolve().parents[1] / "roller" / "devnet" / "data"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "testdata"
@@ -305,3 +306,18 @@ def test_init_twice_is_harmless_and_failures_carry_a_message(
     assert "creating" in prover._last_error()
     with pytest.raises(ProverError, match="init_chunk_prover failed"):
         load_prover(None, str(blocker / "other")).gen_chunk_proof("[]")
+
+
+def test_one_error_convention(prover: RollerProver) -> None:
+    """Every entry point: its failure value (NULL / 0 / non-zero), the message in
+    prover_last_error on the calling thread, cleared by the next call."""
+    lib = prover._lib
+    assert lib.block_traces_to_chunk_info(b"[", 0, -1) == prover_ffi.NULL
+    assert "JSON" in prover._last_error()
+    assert prover._last_error() != ""  # reading it does not clear it
+    assert ord(lib.verify_bundle_proof(prover_ffi.NULL, b"[]")) == 0
+    assert "NULL" in prover._last_error() or "not initialised" in prover._last_error()
+    assert lib.init_chunk_verifier(prover._params.encode()) == 0
+    assert prover._last_error() == ""
+    with pytest.raises(ProverError, match="empty bundle"):
+        prover.gen_bundle_proof("[]")

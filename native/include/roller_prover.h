@@ -1,21 +1,22 @@
 /*
  * roller_prover: chunk, batch and bundle proofs for the roller (plonky2, Poseidon over Goldilocks).
- * ABI version 3 (prover_abi_version()): version 2 plus the bundle entry points. All strings are NUL-terminated UTF-8.
+ * ABI version 3 (prover_abi_version()): bundle entry points; one error convention (below).
+ * All strings are NUL-terminated UTF-8.
  *
  * Conventions
  * - Every function catches Rust panics; none unwinds into the caller. A panic while a registry
  *   lock is held does not poison later calls (the registries are recovered).
- * - Functions returning char* return a newly allocated string that the caller must release with
- *   free_c_chars(): either an AggProof JSON object (below) or {"error": "<message>"}. They never
- *   return NULL.
- * - init_* return 0 on success, non-zero on failure; prover_last_error() then gives the message.
- *   Calling an init again (same or another params dir) is harmless: the last call wins.
- *   The first init over a params dir builds the circuits (~20 s on 2 cores, ~1 GB of files under
- *   <params_dir>/roller_prover_v2/); later inits and other processes reload them. A batch
- *   circuit (per chunk count) and a bundle circuit (per sequence of batch sizes; ~5 s and ~40 MB
- *   per batch it holds) are built on their first use there and cached the same way.
+ * - One error convention for every function: a call returns its failure value when it fails
+ *   (init_*: non-zero; functions returning char*: NULL; verify_*: 0) and prover_last_error()
+ *   then gives the message, per calling thread; every call clears that message first, so after a
+ *   success it is "". Panics are failures like any other ("prover panic: ..."). (Before ABI
+ *   version 3 the char* functions returned {"error": "<message>"} instead of NULL.)
+ * - Functions returning char* return, on success, a newly allocated string that the caller must
+ *   release with free_c_chars(): an AggProof JSON object (below), or the chunk info JSON.
+ * - init_* return 0 on success. prover_abi_version, prover_last_error and free_c_chars cannot
+ *   fail and leave the last error as it is.
  * - verify_* return 1 for a valid proof OF THE GIVEN TASK and 0 otherwise (invalid, another
- *   task's, malformed, or not initialised); prover_last_error() (per thread) says why, naming
+ *   task's, malformed, or not initialised); prover_last_error() says why, naming
  *   the first instance field that differs from the task ("instance field data_hash differs from
  *   the task: proof 0x.., task 0x..").
  * - Functions are thread-safe; proving uses all cores (rayon).
@@ -155,12 +156,12 @@ int init_bundle_verifier(const char *params_dir);
 char verify_bundle_proof(const char *proof_json, const char *batch_infos_json);
 
 /* Chunk info without proving (Scroll's libzkp name); no ordering checks. chain_id: 0 = the
- * traces'; l1_messages_popped_before: < 0 = derived (above). Returns the chunk info JSON or
- * {"error": ...}. */
+ * traces'; l1_messages_popped_before: < 0 = derived (above). Returns the chunk info JSON, or
+ * NULL (message in prover_last_error()). */
 char *block_traces_to_chunk_info(const char *traces_json, unsigned long long chain_id,
                                  long long l1_messages_popped_before);
 
-/* Message of the last failed init_* or verify_* call on the calling thread. */
+/* Message of the calling thread's last call if it failed, else "" (never NULL; free it). */
 char *prover_last_error(void);
 
 void free_c_chars(char *ptr);

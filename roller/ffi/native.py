@@ -150,6 +150,10 @@ def batch_info_of_instance(instance: bytes, block_count: int) -> dict[str, Any]:
 class RollerProver:
     """The roller's native prover (ABI version 3).
 
+    The ABI's one error convention: a call returns its failure value (init non-zero, a NULL
+    result, verify 0) and prover_last_error, read on the same thread right after, says why;
+    every failure becomes a ProverError with that message (verify: a rejection reason).
+
     `chain_id`: the chain the roller proves for (configuration); None means the traces must name
     it (`chainID`). Either way the native side refuses traces naming another chain.
     """
@@ -184,16 +188,15 @@ class RollerProver:
         return self._checked_json(func, getattr(self._lib, func)(arg.encode()))
 
     def _checked_json(self, func: str, ptr: Any) -> str:
-        """The library's JSON result; its {"error": ...} becomes a ProverError."""
+        """The library's JSON result; NULL (the ABI's failure value, the message in
+        prover_last_error on this thread) becomes a ProverError."""
         if ptr == _roller_ffi.NULL:
-            raise ProverError(f"{func} returned NULL")
+            raise ProverError(self._last_error() or f"{func} failed without a message")
         text = _take_string(_roller_ffi, self._lib, ptr)
         try:
-            parsed = json.loads(text)
+            json.loads(text)
         except ValueError as e:
             raise ProverError(f"{func} returned invalid JSON: {e}") from e
-        if isinstance(parsed, dict) and "error" in parsed:
-            raise ProverError(str(parsed["error"]))
         return text
 
     def _rejection(self, kind: str, func: str, proof_json: str, task_json: str) -> str | None:

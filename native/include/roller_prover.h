@@ -15,6 +15,11 @@
  *   release with free_c_chars(): an AggProof JSON object (below), or the chunk info JSON.
  * - init_* return 0 on success. prover_abi_version, prover_last_error and free_c_chars cannot
  *   fail and leave the last error as it is.
+ *   Calling an init again (same or another params dir) is harmless: the last call wins.
+ *   The first init over a params dir builds the circuits (~20 s on 2 cores, ~1 GB of files under
+ *   <params_dir>/roller_prover_v2/); later inits and other processes reload them. A batch
+ *   circuit (per chunk count) and a bundle circuit (per sequence of batch sizes; seconds and
+ *   35-75 MB per batch it holds) are built on their first use there and cached the same way.
  * - verify_* return 1 for a valid proof OF THE GIVEN TASK and 0 otherwise (invalid, another
  *   task's, malformed, or not initialised); prover_last_error() says why, naming
  *   the first instance field that differs from the task ("instance field data_hash differs from

@@ -76,7 +76,8 @@ def _build_context() -> JobContext:
 def prove_types(cfg: RollerConfig, queues: set[str]) -> list[int]:
     """The task types (0 chunk, 1 batch, 2 bundle) the slots whose queue is in `queues` prove:
     what their worker warms up before a job and accepts."""
-    return sorted({t for s in cfg.slots if s.queue in queues
+    # Plain ints: the list is also written into the preflight's `python -c` source.
+    return sorted({int(t) for s in cfg.slots if s.queue in queues
                    for t in SLOT_TASK_TYPES.get(s.prove_type, (s.prove_type,))})
 
 

@@ -270,3 +270,18 @@ def test_batch_slots_prove_bundles() -> None:
     assert [proof_kind(t) for t in (0, 1, 2)] == ["chunk", "batch", "bundle"]
     assert slot_proves(1, ProveType.BUNDLE) and slot_proves(1, ProveType.AGGREGATOR)
     assert not slot_proves(0, ProveType.BUNDLE) and not slot_proves(1, ProveType.BASIC)
+
+
+def test_prove_types_of_a_batch_queue_are_plain_ints(tmp_path: Path) -> None:
+    """A batch slot's worker warms up batch and bundle; the list is written into the
+    preflight's `python -c` source, so it must read back as plain ints."""
+    from roller.tasks import prove_types
+
+    cfg = parse_config({
+        "roller_name": "r", "keystore_password": "x", "coordinator_url": "ws://127.0.0.1:1",
+        "trace_endpoint": "http://127.0.0.1:2", "broker_url": "redis://127.0.0.1:3/0",
+        "slots": [{"name": "c", "queue": "gpu0", "prove_type": 0, "keystore_path": "a.json"},
+                  {"name": "b", "queue": "gpu1", "prove_type": 1, "keystore_path": "b.json"}],
+    }, tmp_path, env={})
+    assert repr(prove_types(cfg, {"gpu1"})) == "[1, 2]"
+    assert repr(prove_types(cfg, {"gpu0", "gpu1"})) == "[0, 1, 2]"

@@ -379,26 +379,16 @@ pub fn chain_order(roots: &[Roots], what: &str) -> Result<Vec<usize>> {
 }
 
 pub fn gen_batch_proof(store: &Store, chunk_proofs_json: &str) -> Result<String> {
-    let items: Vec<Value> = match serde_json::from_str(chunk_proofs_json)
-        .map_err(|e| anyhow!("chunk proofs: expected a JSON array of AggProof: {e}"))?
-    {
-        Value::Array(a) => a,
-        _ => bail!("chunk proofs: expected a JSON array of AggProof"),
-    };
+    // AggProof objects or JSON strings holding one.
+    let items = agg_proofs(chunk_proofs_json, "chunk")?;
     if items.is_empty() {
         bail!("empty batch: no chunk proofs");
     }
     let mut checked = Vec::with_capacity(items.len());
     let mut roots = Vec::with_capacity(items.len());
-    for (i, v) in items.into_iter().enumerate() {
-        // Accept AggProof objects or JSON strings holding one.
-        let p = match v {
-            Value::String(s) => AggBytes::from_json(&s),
-            other => AggBytes::from_value(other),
-        }
-        .with_context(|| format!("chunk proof {i}"))?;
+    for (i, p) in items.iter().enumerate() {
         let (proof, bucket) =
-            check_chunk(store, &p, None).with_context(|| format!("chunk proof {i} invalid"))?;
+            check_chunk(store, p, None).with_context(|| format!("chunk proof {i} invalid"))?;
         roots.push(roots_of(&p.instance)?);
         checked.push((proof, bucket));
     }

@@ -228,7 +228,7 @@ def _mock_batches(prover: MockProver) -> list[AggProof]:
 def test_bundle_job_proves_from_batch_proofs(tmp_path: Path, devnet: Devnet, redis_url: str,
                                              carrier: str) -> None:
     """A type-2 task is proved with gen_bundle_proof over its batch proofs, whether they come
-    in the TaskMsg or inside an HTTP H3 task's task_data (`batch_proofs`, HTTP proof JSON)."""
+    in a TaskMsg or in an HTTP H3 task's task_data (`batch_proofs`, HTTP proof JSON)."""
     prover = MockProver()
     ctx = make_ctx(make_cfg(tmp_path, devnet, redis_url), prover)
     batches = _mock_batches(prover)
@@ -249,21 +249,6 @@ def test_bundle_job_proves_from_batch_proofs(tmp_path: Path, devnet: Devnet, red
     assert prover.calls[-1] == "bundle"
     infos = json.dumps([{"block_count": 4}, {"block_count": 2}])
     assert prover.verify_bundle_proof(json.dumps(rec.proof.proof.to_json()), infos)
-
-
-def test_bundle_job_with_unreadable_batch_proofs_reports_a_failure(
-        tmp_path: Path, devnet: Devnet, redis_url: str) -> None:
-    prover = MockProver()
-    ctx = make_ctx(make_cfg(tmp_path, devnet, redis_url), prover)
-    task = to_task_msg(GetTaskResponse(generation=Generation.H3, task_id="cd" * 32,
-                                       task_type=TaskType.BUNDLE,
-                                       task_data='{"batch_proofs":"nope"}', uuid="u-2"))
-    assert ctx.ledger.assign(SLOT, task, epoch=1).result is AssignResult.NEW
-    assert run_job(ctx, SLOT, task.id) is JobOutcome.STORED
-    rec = ctx.ledger.get(SLOT, task.id)
-    assert rec is not None and rec.proof is not None and rec.proof.status == 1
-    assert "task_data.batch_proofs" in rec.proof.error
-    assert prover.calls == []
 
 
 def test_batch_slots_prove_bundles() -> None:

@@ -2,8 +2,8 @@
 
 Task types (roller numbering): 0 chunk (block traces), 1 batch (chunk proofs), 2 bundle (batch
 proofs; HTTP generations H3+). A batch slot proves batches and bundles (spec 5.1: the batch prover
-type covers both). Sub-proofs come from the TaskMsg (WebSocket) or, for an HTTP task, from its
-task_data (`chunk_proofs` / `batch_proofs`).
+type covers both). Sub-proofs are the TaskMsg's (an HTTP task's `chunk_proofs` / `batch_proofs`
+are put there when the listener records it).
 
 The Celery binding lives in roller.tasks; this module holds the logic with its
 collaborators passed in, so the orchestration can be unit-tested with a mock prover.
@@ -34,8 +34,6 @@ from roller.ffi import Prover
 from roller.ledger import Attempt, Moved, TaskLedger, TaskRecord, TaskState
 from roller.logs import kv
 from roller.operator import metrics
-from roller.protocol.encoding import decode_list, object_members
-from roller.protocol.http_messages import agg_proof_from_json, from_task_msg
 from roller.protocol.messages import AggProof, ProofDetail, ProveType, RespStatus, TaskMsg
 from roller.worker.trace_client import TraceClient
 
@@ -111,18 +109,6 @@ def _acquire_lease(ctx: JobContext, slot: str, task_id: str, owner: str) -> bool
     return True
 
 
-def sub_proofs(task: TaskMsg) -> tuple[AggProof, ...]:
-    """A batch's chunk proofs or a bundle's batch proofs, as the task carries them: the TaskMsg's
-    sub_proofs (WebSocket), else an HTTP task's task_data member. WireFormatError if malformed."""
-    if task.sub_proofs or not task.http_task:
-        return task.sub_proofs
-    name = "batch_proofs" if task.type == ProveType.BUNDLE else "chunk_proofs"
-    data = object_members(from_task_msg(task).data_json(), "task_data", (name,))
-    path = f"task_data.{name}"
-    return tuple(agg_proof_from_json(json.dumps(item), p)
-                 for p, item in decode_list(data.get(name), path))
-
-
 def _prove(ctx: JobContext, rec: TaskRecord) -> ProofDetail:
     task = rec.task
     fields = kv(task_id=task.id, slot=rec.slot)
@@ -138,11 +124,7 @@ def _prove(ctx: JobContext, rec: TaskRecord) -> ProofDetail:
         payload = traces_json
     else:
         bundle = task.type == ProveType.BUNDLE
-        try:
-            proofs = sub_proofs(task)
-        except RollerError as exc:
-            log.error("task sub-proofs unreadable %s error=%r", fields, str(exc))
-            return failure(task, f"sub-proofs unreadable: {exc}")
+        proofs = task.sub_proofs
         log.info("proving %s %s %s=%d", proof_kind(task.type), fields,
                  "batches" if bundle else "chunks", len(proofs))
         prove = ctx.prover.gen_bundle_proof if bundle else ctx.prover.gen_batch_proof

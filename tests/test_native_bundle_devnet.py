@@ -1,6 +1,6 @@
 """A bundle on the H3 devnet coordinator with the native prover and verifier: two chunk tasks,
 their batch, then the bundle the coordinator creates for the verified batch (spec 5.4), each
-proved from what get_task served (the worker's `sub_proofs` reading of task_data) and verified
+proved from what get_task served (the TaskMsg the listener records) and verified
 natively against its task. Uses the circuits of the session params dir (chunk, batch of 2,
 bundle of one batch of 2)."""
 
@@ -28,7 +28,6 @@ from roller.protocol.http_messages import (
     to_task_msg,
 )
 from roller.protocol.messages import AggProof
-from roller.worker.job import sub_proofs
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(
     not Path(default_library_path()).exists(), reason="native prover library not built"
@@ -42,7 +41,7 @@ def _prove(prover: RollerProver, index_raw: dict[str, bytes], task: GetTaskRespo
     if task.task_type == TaskType.CHUNK:
         raws = [index_raw[h].decode() for h in task.block_hashes()]
         return prover.gen_chunk_proof("[" + ",".join(raws) + "]")
-    payload = json.dumps([p.to_json() for p in sub_proofs(to_task_msg(task))])
+    payload = json.dumps([p.to_json() for p in to_task_msg(task).sub_proofs])
     if task.task_type == TaskType.BUNDLE:
         return prover.gen_bundle_proof(payload)
     return prover.gen_batch_proof(payload)

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use roller_prover::circuits::ChunkWitness;
+use roller_prover::circuits::{build_bundle, ChunkWitness};
 use roller_prover::prover::{
     batch_info_of_instance, chunk_aggproof, chunk_info_json, gen_batch_proof, gen_bundle_proof,
     gen_chunk_proof, prepare_chunk, prove_chunk_witness, verify_batch_proof, verify_bundle_proof,
@@ -426,4 +426,19 @@ fn bundle_shape_errors_are_named() {
         &Value::Array(vec![info]).to_string(),
     ));
     assert!(e.contains("2 hashes for chunk_count 3"), "{e}");
+}
+
+/// A coordinator and a roller build their bundle circuits apart: the key must be a function of
+/// the batch sizes (and the cached batch keys) alone, so a fresh build equals the cached one.
+#[test]
+fn bundle_keys_are_deterministic() {
+    let s = store();
+    let cached = s.bundle_vd(&[2]).expect("bundle vd");
+    let batch = s.batch_vd(2).expect("batch vd");
+    let (fresh, _) = build_bundle(&[(&batch.common, &batch.verifier_only)]);
+    assert_eq!(
+        fresh.verifier_only.circuit_digest,
+        cached.verifier_only.circuit_digest
+    );
+    assert_eq!(fresh.common, cached.common);
 }

@@ -31,9 +31,13 @@ DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 PROVE_TYPES = {0: "chunk", 1: "batch"}
 
 
+PROOF_KINDS = {0: "chunk", 1: "batch", 2: "bundle"}
+
+
 def proof_kind(prove_type: int) -> str:
-    """How operators name a prove type (logs, job labels, metrics): 0 chunk, else batch."""
-    return "batch" if prove_type else "chunk"
+    """How operators name a task or prove type (logs, job labels, metrics): 0 chunk, 1 batch,
+    2 bundle (HTTP generations H3+; proved by batch slots)."""
+    return PROOF_KINDS.get(prove_type, f"type-{prove_type}")
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from roller.errors import RollerError
 from roller.ffi import Prover, load_configured_prover
 from roller.ledger import TaskLedger
 from roller.logs import kv
+from roller.protocol.messages import SLOT_TASK_TYPES
 from roller.worker.job import JobContext, run_job
 from roller.worker.trace_client import TraceClient
 
@@ -73,8 +74,11 @@ def _build_context() -> JobContext:
 
 
 def prove_types(cfg: RollerConfig, queues: set[str]) -> list[int]:
-    """The prove types of the slots whose queue is in `queues`."""
-    return sorted({s.prove_type for s in cfg.slots if s.queue in queues})
+    """The task types (0 chunk, 1 batch, 2 bundle) the slots whose queue is in `queues` prove:
+    what their worker warms up before a job and accepts."""
+    # Plain ints: the list is also written into the preflight's `python -c` source.
+    return sorted({int(t) for s in cfg.slots if s.queue in queues
+                   for t in SLOT_TASK_TYPES.get(s.prove_type, (s.prove_type,))})
 
 
 def preflight(prove_types: list[int]) -> None:

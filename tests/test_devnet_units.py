@@ -54,3 +54,9 @@ def test_verifier_choice() -> None:
     batch = TaskRecord(id="0x02", type=1, sub_proofs=(AggProof(z, z, z, b"", 2),) * 2)
     assert v.verify(batch, AggProof(z, z, z, b"", 4)).valid
     assert not v.verify(batch, AggProof(z, z, z, b"", 2)).valid
+    # A bundle (HTTP H3) over batch proofs: shape and the summed block count, as for a batch.
+    bundle = TaskRecord(id="03", type=2, sub_proofs=(AggProof(z, z, z, b"", 4),))
+    assert v.verify(bundle, AggProof(z, z, z, b"", 4)).valid
+    verdict = v.verify(bundle, AggProof(z, z, z, b"", 5))
+    assert not verdict.valid and "block_count" in verdict.reason
+    assert not v.verify(bundle, AggProof(b"", z, z, b"", 4)).valid

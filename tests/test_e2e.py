@@ -17,10 +17,11 @@ import celeryconfig
 from roller.broker import waiting_messages
 from roller.config import load_config
 from roller.devnet.traces import DEFAULT_TRACE_DIR, read_trace_file
+from roller.ffi.native import RollerProver, batch_info_of_instance
 from roller.ledger import AssignResult, TaskLedger, job_id
 from roller.listener import Dispatcher
 from roller.localrun import LocalCluster, demo_slots, wait_for
-from roller.protocol.messages import TaskMsg
+from roller.protocol.messages import AggProof, ProveType, TaskMsg
 
 pytestmark = pytest.mark.e2e
 
@@ -215,6 +216,56 @@ def test_valid_proof_of_other_blocks_is_refused_naming_the_field(tmp_path: Path,
         # A proof of blocks 2670-2671 for the task 2670-2672: the post state root differs.
         assert "instance field post_state_root differs from the task" in sub["reason"], sub
         assert task_of(cluster, task_id)["state"] != "verified"
+    except Exception:
+        print(cluster.logs()[-20000:])
+        raise
+    finally:
+        cluster.stop()
+
+
+def test_batch_slot_worker_proves_a_bundle_job(tmp_path: Path, params_dir: Path,
+                                               prover: RollerProver) -> None:
+    """A worker process of a batch slot takes a type-2 (bundle) job from its queue and proves
+    it natively from the task's batch proofs; the proof verifies against the task's batch
+    infos. (No listener process: the test enqueues the job through the dispatcher.)"""
+    def traces(first: int, count: int) -> str:
+        files = [DEFAULT_TRACE_DIR / f"block_{n}.json.gz" for n in range(first, first + count)]
+        return "[" + ",".join(read_trace_file(f).decode() for f in files) + "]"
+
+    chunks = [json.loads(prover.gen_chunk_proof(traces(2640, 2))),
+              json.loads(prover.gen_chunk_proof(traces(2642, 3)))]
+    batch = AggProof.from_json(json.loads(prover.gen_batch_proof(json.dumps(chunks))))
+    cluster = LocalCluster(tmp_path, slots=demo_slots(tmp_path, chunk_slots=0, batch_slots=1),
+                           params_dir=params_dir,
+                           devnet_args=["--no-chunk-tasks", "--verifier", "stand-in"])
+    try:
+        cluster.start(start_roller=False)
+        cfg = load_config(cluster.config)
+        slot = cfg.slots[0]
+        cluster.start_worker(slot.queue)
+        # A Celery client of its own: the global app stays as other tests expect it.
+        client = Celery("roller-test")
+        client.config_from_object("celeryconfig")
+        client.conf.update(celeryconfig.broker_settings(cfg))
+        ledger = TaskLedger.from_url(cfg.broker_url)
+        task = TaskMsg(id="cd" * 32, type=ProveType.BUNDLE, block_hashes=(),
+                       sub_proofs=(batch,))
+        # The listener's dispatcher takes a bundle for a batch slot (spec 5.1).
+        assert Dispatcher(client, ledger, lambda _slot: None).accept(
+            slot, task, epoch=1) is AssignResult.NEW
+        worker = cluster.workers[slot.queue]
+
+        def proved() -> bool:
+            assert worker.alive(), "the worker exited"
+            return bool(slot_record(cluster, task.id).state == "proved")
+
+        wait_for(proved, 300, "the bundle")
+        rec = slot_record(cluster, task.id)
+        assert rec.attempts == 1 and rec.proof is not None and rec.proof.status == 0
+        proof = rec.proof.proof
+        assert proof is not None and proof.block_count == 5
+        infos = json.dumps([batch_info_of_instance(batch.instance, batch.block_count)])
+        assert prover.bundle_proof_rejection(json.dumps(proof.to_json()), infos) is None
     except Exception:
         print(cluster.logs()[-20000:])
         raise

@@ -4,6 +4,7 @@ outbox before submit, the worker never submits, submit never re-proves)."""
 
 from __future__ import annotations
 
+import json
 import queue
 import time
 from collections.abc import Iterator
@@ -15,13 +16,21 @@ from devnet_helpers import wait_until
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from roller.config import RollerConfig, parse_config
+from roller.config import RollerConfig, parse_config, proof_kind
 from roller.devnet.devnet import Devnet
 from roller.devnet.traces import DATA_DIR
 from roller.ffi.mock import MockProver
 from roller.ledger import AssignResult, TaskLedger, TaskState
 from roller.protocol.coordinator_client import CoordinatorClient
-from roller.protocol.messages import TaskMsg
+from roller.protocol.encoding import go_dumps
+from roller.protocol.http_messages import (
+    Generation,
+    GetTaskResponse,
+    TaskType,
+    agg_proof_to_json,
+    to_task_msg,
+)
+from roller.protocol.messages import AggProof, ProveType, TaskMsg, slot_proves
 from roller.protocol.session import WsCoordinatorSession
 from roller.submitter import Submitter
 from roller.worker.job import PROVING_PANIC, TRACES_FAILED, JobContext, JobOutcome, run_job
@@ -207,3 +216,57 @@ def test_dump_dir_gets_the_proof(tmp_path: Path, devnet: Devnet, redis_url: str,
     _, task = receive(devnet, ctx, account, BLOCKS)
     run_job(ctx, SLOT, task.id)
     assert (tmp_path / "dump" / task.id).read_text().startswith('{"proof"')
+
+
+def _mock_batches(prover: MockProver) -> list[AggProof]:
+    chunks = [prover.gen_chunk_proof(json.dumps([{"n": i}] * 2)) for i in range(3)]
+    return [AggProof.from_json(json.loads(prover.gen_batch_proof(json.dumps(cs))))
+            for cs in ([json.loads(chunks[0]), json.loads(chunks[1])], [json.loads(chunks[2])])]
+
+
+@pytest.mark.parametrize("carrier", ["sub_proofs", "http_task"])
+def test_bundle_job_proves_from_batch_proofs(tmp_path: Path, devnet: Devnet, redis_url: str,
+                                             carrier: str) -> None:
+    """A type-2 task is proved with gen_bundle_proof over its batch proofs, whether they come
+    in a TaskMsg or in an HTTP H3 task's task_data (`batch_proofs`, HTTP proof JSON)."""
+    prover = MockProver()
+    ctx = make_ctx(make_cfg(tmp_path, devnet, redis_url), prover)
+    batches = _mock_batches(prover)
+    if carrier == "sub_proofs":
+        task = TaskMsg(id="bundle-1", type=ProveType.BUNDLE, block_hashes=(),
+                       sub_proofs=tuple(batches))
+    else:
+        data = go_dumps({"batch_proofs": [json.loads(agg_proof_to_json(p)) for p in batches]})
+        task = to_task_msg(GetTaskResponse(generation=Generation.H3, task_id="ab" * 32,
+                                           task_type=TaskType.BUNDLE, task_data=data,
+                                           uuid="u-1", hard_fork_name="curie"))
+    assert ctx.ledger.assign(SLOT, task, epoch=1).result is AssignResult.NEW
+    assert run_job(ctx, SLOT, task.id) is JobOutcome.STORED
+    rec = ctx.ledger.get(SLOT, task.id)
+    assert rec is not None and rec.state is TaskState.PROVED
+    assert rec.proof is not None and rec.proof.status == 0 and rec.proof.proof is not None
+    assert rec.proof.proof.block_count == 6
+    assert prover.calls[-1] == "bundle"
+    infos = json.dumps([{"block_count": 4}, {"block_count": 2}])
+    assert prover.verify_bundle_proof(json.dumps(rec.proof.proof.to_json()), infos)
+
+
+def test_batch_slots_prove_bundles() -> None:
+    assert [proof_kind(t) for t in (0, 1, 2)] == ["chunk", "batch", "bundle"]
+    assert slot_proves(1, ProveType.BUNDLE) and slot_proves(1, ProveType.AGGREGATOR)
+    assert not slot_proves(0, ProveType.BUNDLE) and not slot_proves(1, ProveType.BASIC)
+
+
+def test_prove_types_of_a_batch_queue_are_plain_ints(tmp_path: Path) -> None:
+    """A batch slot's worker warms up batch and bundle; the list is written into the
+    preflight's `python -c` source, so it must read back as plain ints."""
+    from roller.tasks import prove_types
+
+    cfg = parse_config({
+        "roller_name": "r", "keystore_password": "x", "coordinator_url": "ws://127.0.0.1:1",
+        "trace_endpoint": "http://127.0.0.1:2", "broker_url": "redis://127.0.0.1:3/0",
+        "slots": [{"name": "c", "queue": "gpu0", "prove_type": 0, "keystore_path": "a.json"},
+                  {"name": "b", "queue": "gpu1", "prove_type": 1, "keystore_path": "b.json"}],
+    }, tmp_path, env={})
+    assert repr(prove_types(cfg, {"gpu1"})) == "[1, 2]"
+    assert repr(prove_types(cfg, {"gpu0", "gpu1"})) == "[0, 1, 2]"

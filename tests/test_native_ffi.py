@@ -23,7 +23,8 @@ import pytest
 from roller.errors import ProverError
 from roller.ffi import default_library_path, load_prover
 from roller.ffi.abi import ROLLER_ABI_VERSION, ROLLER_CDEF
-from roller.ffi.native import RollerProver
+from roller.ffi.native import RollerProver, batch_info_of_instance
+from roller.ffi.native import _roller_ffi as prover_ffi
 
 DATA = Path(__file__).resolve().parents[1] / "roller" / "devnet" / "data"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "testdata"
@@ -175,6 +176,52 @@ def test_devnet_batch_of_contiguous_chunks(prover: RollerProver) -> None:
         prover.gen_batch_proof(json.dumps([json.loads(a), json.loads(flip(b, "proof", 999))]))
 
 
+def _batch_infos(prover: RollerProver, *batches: str) -> str:
+    """The batch infos a bundle task over these (verified) batch proofs determines."""
+    return json.dumps([batch_info_of_instance(base64.b64decode(json.loads(b)["instance"]),
+                                              json.loads(b)["block_count"]) for b in batches])
+
+
+def test_mainnet_bundle_of_chained_batches(prover: RollerProver) -> None:
+    """Bundle = recursion over batch proofs with the batch rules: chain order by roots, the
+    task's count and order, a proof of other batches refused naming the field."""
+    chunk = lambda first, n: json.loads(prover.gen_chunk_proof(json.dumps(mainnet(first, n))))  # noqa: E731
+    c1, c2, c3, c4 = chunk(2640, 2), chunk(2642, 3), chunk(2645, 1), chunk(2646, 1)
+    a = prover.gen_batch_proof(json.dumps([c1, c2]))
+    b = prover.gen_batch_proof(json.dumps([c3, c4]))
+    bundle = prover.gen_bundle_proof(json.dumps([json.loads(a), json.loads(b)]))
+    parsed = json.loads(bundle)
+    assert parsed["block_count"] == 7
+    inst = base64.b64decode(parsed["instance"])
+    assert len(inst) == 152 + 32 * 2
+    assert inst[8:40] == base64.b64decode(json.loads(a)["instance"])[8:40]
+    assert inst[40:72] == base64.b64decode(json.loads(b)["instance"])[40:72]
+    task = _batch_infos(prover, a, b)
+    assert prover.verify_bundle_proof(bundle, task)
+    assert not prover.verify_bundle_proof(flip(bundle, "proof", 1234), task)
+    assert prover.bundle_proof_rejection(bundle, _batch_infos(prover, a)) == (
+        "instance field batch_count differs from the task: proof 2, task 1")
+    reason = prover.bundle_proof_rejection(bundle, _batch_infos(prover, b, a))
+    assert reason is not None and "do not chain" in reason
+    # Given out of chain order: proved in chain order.
+    swapped = prover.gen_bundle_proof(json.dumps([json.loads(b), json.loads(a)]))
+    assert prover.verify_bundle_proof(swapped, task)
+    # A valid bundle of other batches: refused, the field named.
+    single = prover.gen_bundle_proof(json.dumps([json.loads(a)]))
+    reason = prover.bundle_proof_rejection(single, _batch_infos(prover, b))
+    assert reason is not None and "prev_state_root" in reason
+    # Kinds are not interchangeable.
+    with pytest.raises(ProverError, match="batch proof 0 invalid"):
+        prover.gen_bundle_proof(json.dumps([c1]))
+    assert not prover.verify_batch_proof(bundle, "[]")
+    reason = prover.bundle_proof_rejection(a, task)
+    assert reason is not None and "kind 1, expected 2" in reason
+    with pytest.raises(ProverError, match="not in chain order"):
+        prover.gen_bundle_proof(json.dumps([json.loads(a), json.loads(a)]))
+    with pytest.raises(ProverError, match="empty bundle"):
+        prover.gen_bundle_proof("[]")
+
+
 def test_gil_is_released_while_proving(prover: RollerProver) -> None:
     traces = json.dumps(mainnet(2644, 1))
     ticks = 0
@@ -237,6 +284,8 @@ def test_seed_abi_adapter(tmp_path: Path) -> None:
         seed.gen_chunk_proof('["fail"]')
     with pytest.raises(ProverError, match="not supported"):
         seed.gen_batch_proof("[]")
+    with pytest.raises(ProverError, match="not supported"):
+        seed.gen_bundle_proof("[]")
     with pytest.raises(ProverError, match="verify_agg_proof|init_verifier"):
         seed.verify_chunk_proof("{}", "{}")
     with pytest.raises(ProverError, match="seed path"):
@@ -253,5 +302,22 @@ def test_init_twice_is_harmless_and_failures_carry_a_message(
     blocker.write_text("not a directory")
     assert lib.init_batch_verifier(str(blocker / "params").encode()) != 0
     assert "creating" in prover._last_error()
+    assert lib.init_bundle_prover(str(blocker / "params").encode()) != 0
+    assert "creating" in prover._last_error()
     with pytest.raises(ProverError, match="init_chunk_prover failed"):
         load_prover(None, str(blocker / "other")).gen_chunk_proof("[]")
+
+
+def test_one_error_convention(prover: RollerProver) -> None:
+    """Every entry point: its failure value (NULL / 0 / non-zero), the message in
+    prover_last_error on the calling thread, cleared by the next call."""
+    lib = prover._lib
+    assert lib.block_traces_to_chunk_info(b"[", 0, -1) == prover_ffi.NULL
+    assert "JSON" in prover._last_error()
+    assert prover._last_error() != ""  # reading it does not clear it
+    assert ord(lib.verify_bundle_proof(prover_ffi.NULL, b"[]")) == 0
+    assert "NULL" in prover._last_error() or "not initialised" in prover._last_error()
+    assert lib.init_chunk_verifier(prover._params.encode()) == 0
+    assert prover._last_error() == ""
+    with pytest.raises(ProverError, match="empty bundle"):
+        prover.gen_bundle_proof("[]")

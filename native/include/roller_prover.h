@@ -1,19 +1,27 @@
 /*
- * roller_prover: chunk and batch proofs for the roller (plonky2, Poseidon over Goldilocks).
- * ABI version 2 (prover_abi_version()). All strings are NUL-terminated UTF-8.
+ * roller_prover: chunk, batch and bundle proofs for the roller (plonky2, Poseidon over Goldilocks).
+ * ABI version 3 (prover_abi_version()): bundle entry points; one error convention (below).
+ * All strings are NUL-terminated UTF-8.
  *
  * Conventions
  * - Every function catches Rust panics; none unwinds into the caller. A panic while a registry
  *   lock is held does not poison later calls (the registries are recovered).
- * - Functions returning char* return a newly allocated string that the caller must release with
- *   free_c_chars(): either an AggProof JSON object (below) or {"error": "<message>"}. They never
- *   return NULL.
- * - init_* return 0 on success, non-zero on failure; prover_last_error() then gives the message.
+ * - One error convention for every function: a call returns its failure value when it fails
+ *   (init_*: non-zero; functions returning char*: NULL; verify_*: 0) and prover_last_error()
+ *   then gives the message, per calling thread; every call clears that message first, so after a
+ *   success it is "". Panics are failures like any other ("prover panic: ..."). (Before ABI
+ *   version 3 the char* functions returned {"error": "<message>"} instead of NULL.)
+ * - Functions returning char* return, on success, a newly allocated string that the caller must
+ *   release with free_c_chars(): an AggProof JSON object (below), or the chunk info JSON.
+ * - init_* return 0 on success. prover_abi_version, prover_last_error and free_c_chars cannot
+ *   fail and leave the last error as it is.
  *   Calling an init again (same or another params dir) is harmless: the last call wins.
  *   The first init over a params dir builds the circuits (~20 s on 2 cores, ~1 GB of files under
- *   <params_dir>/roller_prover_v2/); later inits and other processes reload them.
+ *   <params_dir>/roller_prover_v2/); later inits and other processes reload them. A batch
+ *   circuit (per chunk count) and a bundle circuit (per sequence of batch sizes; seconds and
+ *   35-75 MB per batch it holds) are built on their first use there and cached the same way.
  * - verify_* return 1 for a valid proof OF THE GIVEN TASK and 0 otherwise (invalid, another
- *   task's, malformed, or not initialised); prover_last_error() (per thread) says why, naming
+ *   task's, malformed, or not initialised); prover_last_error() says why, naming
  *   the first instance field that differs from the task ("instance field data_hash differs from
  *   the task: proof 0x.., task 0x..").
  * - Functions are thread-safe; proving uses all cores (rayon).
@@ -41,12 +49,21 @@
  *   id, first prev root, last post and withdraw roots, total block count, each chunk's data hash
  *   in order, and (when the infos carry commitment and len) the batch commitment recomputed from
  *   the task's chunk infos, which binds every chunk field including its block count.
+ * - Bundle circuit (the batch rules, one level up): one circuit per sequence of batch sizes
+ *   (chunk counts, in chain order); every batch proof verifies recursively under the constant key
+ *   of the batch circuit for its size, and its chunk count is re-asserted; batches chain (post
+ *   root i = prev root i+1) on one chain id; the total block count is summed in-circuit; the
+ *   commitment is Poseidon over all batch public inputs. Bundle verifier: batch count, the key of
+ *   the circuit for the task's batch sizes, chain id, first prev root, last post and withdraw
+ *   roots, total block count, each batch's commitment in order, and the bundle commitment
+ *   recomputed from the task's batch infos (every batch public input: roots, counts, each
+ *   chunk's data hash). At most 64 batches per bundle proof; more is an error, never a prefix.
  *
  * AggProof JSON (coordinator-protocol.md 3.4): {"proof": b64, "instance": b64, "final_pair": b64,
  * "vk": b64, "block_count": n}, padded standard base64.
  *
- * proof: "RLRP" | kind u16 BE (0 chunk, 1 batch) | param u16 BE (chunk: bucket index; batch: chunk
- *   count) | payload length u64 BE | plonky2 ProofWithPublicInputs bytes | zero padding to a
+ * proof: "RLRP" | kind u16 BE (0 chunk, 1 batch, 2 bundle) | param u16 BE (chunk: bucket index;
+ *   batch: chunk count; bundle: batch count) | payload length u64 BE | plonky2 ProofWithPublicInputs bytes | zero padding to a
  *   multiple of 32 bytes.
  *
  * Chunk instance (216 bytes, big-endian; Scroll chunk info, coordinator-protocol.md section 10):
@@ -81,6 +98,22 @@
  *   final_pair (64 bytes) = keccak256(chain id | prev | post | withdraw | keccak256(data hashes))
  *                           | Poseidon commitment.
  *   vk (32 bytes) = circuit digest of the batch circuit for n chunks.
+ *
+ * Bundle instance (152 + 32 k bytes, big-endian):
+ *     0  chain id (u64)        8 prev state root of batch 0     40 post state root of batch k-1
+ *    72  withdraw root of batch k-1
+ *   104  Poseidon commitment over the public inputs of all k batch proofs (4 x u64)
+ *   136  k (u64)
+ *   144  total block count (u64, summed in-circuit) = AggProof block_count
+ *   152  Poseidon commitment of batch i (its instance bytes 104..136) at 152 + 32 i
+ *   final_pair (64 bytes) = keccak256(chain id | prev | post | withdraw | keccak256(batch
+ *                           commitments)) | Poseidon commitment.
+ *   vk (32 bytes) = circuit digest of the bundle circuit for these batch sizes.
+ *
+ * Batch info JSON (verify_bundle_proof's task input, one per batch of the task; what the task's
+ *   verified batch proof attests, decoded from its instance): {chain_id, prev_state_root,
+ *   post_state_root, withdraw_root, commitment (instance 104..136), chunk_count, block_count,
+ *   data_hashes: [one per chunk]} (hashes as 0x hex).
  *
  * Chunk info JSON (block_traces_to_chunk_info; the verifiers' task input): {chain_id,
  *   prev_state_root, post_state_root, withdraw_root, data_hash, public_input_hash, commitment,
@@ -118,13 +151,22 @@ int init_batch_verifier(const char *params_dir);
 /* chunk_infos_json: JSON array of the task's chunk infos, in chain order. */
 char verify_batch_proof(const char *proof_json, const char *chunk_infos_json);
 
+int init_bundle_prover(const char *params_dir);
+/* batch_proofs_json: JSON array of batch AggProof objects (Scroll's bundle task batch_proofs),
+ * ordered by their roots like gen_batch_proof's chunk proofs. */
+char *gen_bundle_proof(const char *batch_proofs_json);
+
+int init_bundle_verifier(const char *params_dir);
+/* batch_infos_json: JSON array of the task's batch infos, in chain order. */
+char verify_bundle_proof(const char *proof_json, const char *batch_infos_json);
+
 /* Chunk info without proving (Scroll's libzkp name); no ordering checks. chain_id: 0 = the
- * traces'; l1_messages_popped_before: < 0 = derived (above). Returns the chunk info JSON or
- * {"error": ...}. */
+ * traces'; l1_messages_popped_before: < 0 = derived (above). Returns the chunk info JSON, or
+ * NULL (message in prover_last_error()). */
 char *block_traces_to_chunk_info(const char *traces_json, unsigned long long chain_id,
                                  long long l1_messages_popped_before);
 
-/* Message of the last failed init_* or verify_* call on the calling thread. */
+/* Message of the calling thread's last call if it failed, else "" (never NULL; free it). */
 char *prover_last_error(void);
 
 void free_c_chars(char *ptr);

@@ -6,12 +6,13 @@ use base64::Engine;
 use plonky2::field::types::PrimeField64;
 use serde::{Deserialize, Serialize};
 
-use crate::circuits::{batch_pi, chunk_pi, F};
+use crate::circuits::{batch_pi, bundle_pi, chunk_pi, F};
 
 /// Proof framing: magic, kind, parameter, payload length, payload, zero padding to 32 bytes.
 pub const MAGIC: &[u8; 4] = b"RLRP";
 pub const KIND_CHUNK: u16 = 0;
 pub const KIND_BATCH: u16 = 1;
+pub const KIND_BUNDLE: u16 = 2;
 const FRAME_HEADER: usize = 16;
 
 #[derive(Serialize, Deserialize, Debug, Clone, Default)]
@@ -156,7 +157,26 @@ pub fn batch_instance(pis: &[F]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Fields decoded from an instance's first 136 bytes (identical in chunk and batch layouts).
+/// Offset of the per-batch commitments in a bundle instance.
+pub const BUNDLE_BATCH_COMMITMENTS: usize = 152;
+
+/// Bundle instance: chain id u64 | prev root (first batch) | post root (last) | withdraw root
+/// (last) | Poseidon commitment over all batch public inputs (4 x u64) | batch count u64 | block
+/// count u64 | each batch's Poseidon commitment (4 x u64).
+pub fn bundle_instance(pis: &[F]) -> Result<Vec<u8>> {
+    use bundle_pi as b;
+    if pis.len() < b::BATCH_COMMITMENTS || !(pis.len() - b::BATCH_COMMITMENTS).is_multiple_of(4) {
+        bail!("bundle proof has a malformed public input vector");
+    }
+    let mut out =
+        Vec::with_capacity(BUNDLE_BATCH_COMMITMENTS + 8 * (pis.len() - b::BATCH_COMMITMENTS));
+    limbs_to_bytes(&mut out, &pis[b::CHAIN_ID..b::COMMITMENT])?;
+    elems_to_bytes(&mut out, &pis[b::COMMITMENT..]);
+    Ok(out)
+}
+
+/// Fields decoded from an instance's first 104 bytes (identical in chunk, batch and bundle
+/// layouts).
 pub struct Roots {
     pub chain_id: u64,
     pub prev: [u8; 32],

@@ -1,4 +1,5 @@
-//! The three circuit kinds: chunk (per capacity bucket), wrap (fixed shape) and batch (per chunk count).
+//! The four circuit kinds: chunk (per capacity bucket), wrap (fixed shape), batch (per chunk count)
+//! and bundle (per sequence of batch chunk counts).
 //!
 //! What the chunk circuit binds (everything else a verifier must check against the task itself):
 //! - chain id and the three roots in the public inputs are the first 104 committed bytes;
@@ -73,6 +74,27 @@ pub mod batch_pi {
         DATA_HASHES + 8 * n
     }
 }
+
+/// Bundle public inputs: chain id (2), prev root of the first batch (8), post root of the last (8),
+/// withdraw root of the last (8), Poseidon commitment over every batch's public inputs (4), batch
+/// count (1), total block count (1, summed in-circuit), then each batch's commitment (4 each).
+pub mod bundle_pi {
+    pub const CHAIN_ID: usize = 0;
+    pub const PREV: usize = 2;
+    pub const POST: usize = 10;
+    pub const WITHDRAW: usize = 18;
+    pub const COMMITMENT: usize = 26;
+    pub const COUNT: usize = 30;
+    pub const BLOCKS: usize = 31;
+    pub const BATCH_COMMITMENTS: usize = 32;
+    pub fn len(k: usize) -> usize {
+        BATCH_COMMITMENTS + 4 * k
+    }
+}
+
+/// Most batches one bundle proof aggregates: a bound on the circuit a task can make us build (and
+/// on the cache file name); more is an error, never a proof of a prefix.
+pub const MAX_BUNDLE_BATCHES: usize = 64;
 
 pub fn bucket_capacity(bucket: usize) -> usize {
     BUCKET_BASE_BYTES << bucket
@@ -420,7 +442,77 @@ pub fn set_batch_witness(
     Ok(pw)
 }
 
-/// Batch commitment recomputed natively from the chunk public inputs.
+pub struct BundleTargets {
+    pub proofs: Vec<ProofWithPublicInputsTarget<D>>,
+}
+
+/// Bundle circuit over batch proofs of the given batch circuits, in this order (one per batch:
+/// its common data and verifier key, i.e. its chunk count). Each batch proof is verified
+/// recursively against the constant key of its batch circuit (so no selector is needed: the key
+/// set is fixed by the circuit's key); batches must chain (post root i == prev root i+1, same
+/// chain id); each batch's chunk count is re-asserted; the total block count is summed from the
+/// batches' public inputs. The same rules the batch circuit applies to chunk proofs.
+pub fn build_bundle(batches: &[(&Common, &VerifierOnly)]) -> (Data, BundleTargets) {
+    use batch_pi as bp;
+    let k = batches.len();
+    let mut b = CircuitBuilder::<F, D>::new(config());
+    let mut proofs = Vec::with_capacity(k);
+    for (common, vk) in batches {
+        let proof = b.add_virtual_proof_with_pis(common);
+        let vd = b.constant_verifier_data(vk);
+        b.verify_proof::<C>(&proof, &vd, common);
+        // The key already fixes it; explicit so the count is bound whatever the batch circuit.
+        let n = (proof.public_inputs.len() - bp::DATA_HASHES) / 8;
+        let n_t = b.constant(F::from_canonical_usize(n));
+        b.connect(proof.public_inputs[bp::COUNT], n_t);
+        proofs.push(proof);
+    }
+    let pis: Vec<&Vec<Target>> = proofs.iter().map(|p| &p.public_inputs).collect();
+    for w in pis.windows(2) {
+        for i in 0..8 {
+            b.connect(w[0][bp::POST + i], w[1][bp::PREV + i]);
+        }
+        for i in 0..2 {
+            b.connect(w[0][bp::CHAIN_ID + i], w[1][bp::CHAIN_ID + i]);
+        }
+    }
+    let first = pis[0];
+    let last = pis[k - 1];
+    let all: Vec<Target> = pis.iter().flat_map(|p| p.iter().copied()).collect();
+    let commitment = b.hash_n_to_hash_no_pad::<PoseidonHash>(all);
+    b.register_public_inputs(&first[bp::CHAIN_ID..bp::CHAIN_ID + 2]);
+    b.register_public_inputs(&first[bp::PREV..bp::PREV + 8]);
+    b.register_public_inputs(&last[bp::POST..bp::POST + 8]);
+    b.register_public_inputs(&last[bp::WITHDRAW..bp::WITHDRAW + 8]);
+    b.register_public_inputs(&commitment.elements);
+    let count = b.constant(F::from_canonical_usize(k));
+    b.register_public_input(count);
+    let blocks = b.add_many(pis.iter().map(|p| p[bp::BLOCKS]));
+    b.register_public_input(blocks);
+    for p in &pis {
+        b.register_public_inputs(&p[bp::COMMITMENT..bp::COMMITMENT + 4]);
+    }
+    let data = b.build::<C>();
+    (data, BundleTargets { proofs })
+}
+
+pub fn set_bundle_witness(t: &BundleTargets, proofs: &[Proof]) -> Result<PartialWitness<F>> {
+    if proofs.len() != t.proofs.len() {
+        return Err(anyhow!(
+            "bundle circuit for {} batches got {}",
+            t.proofs.len(),
+            proofs.len()
+        ));
+    }
+    let mut pw = PartialWitness::new();
+    for (target, proof) in t.proofs.iter().zip(proofs) {
+        pw.set_proof_with_pis_target(target, proof)?;
+    }
+    Ok(pw)
+}
+
+/// Batch commitment recomputed natively from the chunk public inputs (a bundle's, likewise, from
+/// its batches' public inputs).
 pub fn batch_commitment(chunk_pis: &[Vec<F>]) -> HashOut<F> {
     let all: Vec<F> = chunk_pis.iter().flatten().copied().collect();
     PoseidonHash::hash_no_pad(&all)

@@ -1,5 +1,7 @@
-//! C entry points. Every one catches unwinds; errors come back as `{"error": "..."}` JSON or as a
-//! non-zero status whose message `prover_last_error()` returns.
+//! C entry points, all with one error convention (`guarded`): every call catches unwinds and
+//! clears the calling thread's last error; a failing call returns its failure value (init_*:
+//! non-zero, char* results: NULL, verify_*: 0) and sets the last error, which
+//! `prover_last_error()` returns.
 
 use std::ffi::{c_char, c_int, c_longlong, c_uint, c_ulonglong, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -13,7 +15,10 @@ use crate::{panic_message, prover};
 
 /// 2: verifiers take the task's chunk info; gen_chunk_proof and block_traces_to_chunk_info take
 /// the chain id (never the environment's); block counts in chunk and batch instances.
-pub const ABI_VERSION: c_uint = 2;
+/// 3: bundle proofs (init_bundle_prover, gen_bundle_proof, init_bundle_verifier,
+/// verify_bundle_proof); one error convention: char* results are NULL on failure (no longer an
+/// `{"error": ...}` object) and every failure's message is in prover_last_error().
+pub const ABI_VERSION: c_uint = 3;
 
 /// Stores by params directory, so chunk/batch provers and verifiers over one directory share one.
 static STORES: Mutex<Vec<(String, Arc<Store>)>> = Mutex::new(Vec::new());
@@ -21,6 +26,8 @@ static CHUNK_PROVER: RwLock<Option<Arc<Store>>> = RwLock::new(None);
 static BATCH_PROVER: RwLock<Option<Arc<Store>>> = RwLock::new(None);
 static CHUNK_VERIFIER: RwLock<Option<Arc<Store>>> = RwLock::new(None);
 static BATCH_VERIFIER: RwLock<Option<Arc<Store>>> = RwLock::new(None);
+static BUNDLE_PROVER: RwLock<Option<Arc<Store>>> = RwLock::new(None);
+static BUNDLE_VERIFIER: RwLock<Option<Arc<Store>>> = RwLock::new(None);
 thread_local! {
     /// Per thread, so a verifier called from several threads at once (the devnet's verifier pool)
     /// reads the reason for its own call.
@@ -78,50 +85,52 @@ unsafe fn arg<'a>(p: *const c_char, name: &str) -> Result<&'a str> {
         .map_err(|_| anyhow!("{name} is not UTF-8"))
 }
 
+/// A library-allocated copy of `s` (NUL bytes, which C strings cannot hold, escaped).
 fn to_c(s: String) -> *mut c_char {
-    CString::new(s)
-        .unwrap_or_else(|_| CString::new(r#"{"error":"result contained NUL"}"#).unwrap_or_default())
-        .into_raw()
-}
-
-fn error_json(msg: &str) -> String {
-    serde_json::json!({ "error": msg }).to_string()
-}
-
-fn run_json(f: impl FnOnce() -> Result<String>) -> *mut c_char {
-    let out = match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => error_json(&format!("{e:#}")),
-        Err(p) => error_json(&format!("prover panic: {}", panic_message(&*p))),
+    let s = if s.contains('\0') {
+        s.replace('\0', "\\0")
+    } else {
+        s
     };
-    to_c(out)
+    CString::new(s).unwrap_or_default().into_raw()
 }
 
 fn set_last_error(msg: String) {
     LAST_ERROR.with(|e| *e.borrow_mut() = msg);
 }
 
+/// The ABI's one error convention: clears the thread's last error, runs `f` catching panics, and
+/// on an error or a panic records its message as the last error and returns `failed`.
+fn guarded<T>(failed: T, f: impl FnOnce() -> Result<T>) -> T {
+    set_last_error(String::new());
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            set_last_error(format!("{e:#}"));
+            failed
+        }
+        Err(p) => {
+            set_last_error(format!("prover panic: {}", panic_message(&*p)));
+            failed
+        }
+    }
+}
+
+/// A JSON result as a library-allocated string; NULL on failure.
+fn run_json(f: impl FnOnce() -> Result<String>) -> *mut c_char {
+    guarded(std::ptr::null_mut(), || Ok(to_c(f()?)))
+}
+
 /// # Safety
 /// `params_dir` must be NULL or a NUL-terminated string.
 unsafe fn run_init(slot: &RwLock<Option<Arc<Store>>>, params_dir: *const c_char) -> c_int {
-    let r = catch_unwind(AssertUnwindSafe(|| -> Result<()> {
+    guarded(-1, || {
         // SAFETY: NULL or a NUL-terminated string, per this function's contract.
         let dir = unsafe { arg(params_dir, "params_dir") }?;
         let store = in_pool(|| open_store(dir))?;
         *relock(slot.write()) = Some(store);
-        Ok(())
-    }));
-    match r {
-        Ok(Ok(())) => 0,
-        Ok(Err(e)) => {
-            set_last_error(format!("{e:#}"));
-            -1
-        }
-        Err(p) => {
-            set_last_error(format!("prover panic: {}", panic_message(&*p)));
-            -2
-        }
-    }
+        Ok(0)
+    })
 }
 
 fn current(slot: &RwLock<Option<Arc<Store>>>, what: &str) -> Result<Arc<Store>> {
@@ -139,25 +148,15 @@ unsafe fn run_verify(
     task: (*const c_char, &str),
     f: fn(&Store, &str, &str) -> Result<()>,
 ) -> c_char {
-    let r = catch_unwind(AssertUnwindSafe(|| -> Result<()> {
+    guarded(0, || {
         let store = current(slot, what)?;
         // SAFETY: NULL or NUL-terminated strings, per this function's contract.
         let proof = unsafe { arg(proof, "proof_json") }?;
         // SAFETY: as above.
         let task = unsafe { arg(task.0, task.1) }?;
-        in_pool(|| f(&store, proof, task))
-    }));
-    match r {
-        Ok(Ok(())) => 1,
-        Ok(Err(e)) => {
-            set_last_error(format!("{e:#}"));
-            0
-        }
-        Err(p) => {
-            set_last_error(format!("verifier panic: {}", panic_message(&*p)));
-            0
-        }
-    }
+        in_pool(|| f(&store, proof, task))?;
+        Ok(1)
+    })
 }
 
 #[cfg(feature = "fault-injection")]
@@ -222,6 +221,22 @@ pub unsafe extern "C" fn init_batch_verifier(params_dir: *const c_char) -> c_int
     unsafe { run_init(&BATCH_VERIFIER, params_dir) }
 }
 
+/// # Safety
+/// `params_dir` must be NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn init_bundle_prover(params_dir: *const c_char) -> c_int {
+    // SAFETY: the caller passes NULL or a NUL-terminated string (see # Safety).
+    unsafe { run_init(&BUNDLE_PROVER, params_dir) }
+}
+
+/// # Safety
+/// `params_dir` must be NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn init_bundle_verifier(params_dir: *const c_char) -> c_int {
+    // SAFETY: the caller passes NULL or a NUL-terminated string (see # Safety).
+    unsafe { run_init(&BUNDLE_VERIFIER, params_dir) }
+}
+
 /// 0 means "not given".
 fn given(chain_id: c_ulonglong) -> Option<u64> {
     (chain_id != 0).then_some(chain_id)
@@ -255,6 +270,18 @@ pub unsafe extern "C" fn gen_batch_proof(chunk_proofs_json: *const c_char) -> *m
         // SAFETY: the caller passes NULL or a NUL-terminated string (see # Safety).
         let proofs = unsafe { arg(chunk_proofs_json, "chunk_proofs_json") }?;
         in_pool(|| prover::gen_batch_proof(&store, proofs))
+    })
+}
+
+/// # Safety
+/// `batch_proofs_json` must be NULL or a NUL-terminated string; free the result with `free_c_chars`.
+#[no_mangle]
+pub unsafe extern "C" fn gen_bundle_proof(batch_proofs_json: *const c_char) -> *mut c_char {
+    run_json(|| {
+        let store = current(&BUNDLE_PROVER, "bundle prover")?;
+        // SAFETY: the caller passes NULL or a NUL-terminated string (see # Safety).
+        let proofs = unsafe { arg(batch_proofs_json, "batch_proofs_json") }?;
+        in_pool(|| prover::gen_bundle_proof(&store, proofs))
     })
 }
 
@@ -297,6 +324,25 @@ pub unsafe extern "C" fn verify_batch_proof(
 }
 
 /// # Safety
+/// `proof_json` and `batch_infos_json` must be NULL or NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn verify_bundle_proof(
+    proof_json: *const c_char,
+    batch_infos_json: *const c_char,
+) -> c_char {
+    // SAFETY: the caller passes NULL or NUL-terminated strings (see # Safety).
+    unsafe {
+        run_verify(
+            &BUNDLE_VERIFIER,
+            "bundle verifier",
+            proof_json,
+            (batch_infos_json, "batch_infos_json"),
+            prover::verify_bundle_proof,
+        )
+    }
+}
+
+/// # Safety
 /// `traces_json` must be NULL or a NUL-terminated string; free the result with `free_c_chars`.
 #[no_mangle]
 pub unsafe extern "C" fn block_traces_to_chunk_info(
@@ -312,7 +358,8 @@ pub unsafe extern "C" fn block_traces_to_chunk_info(
     })
 }
 
-/// Message of the last failed init or verification on this thread; free with `free_c_chars`.
+/// Message of the last failed call on this thread ("" after a call that succeeded); free with
+/// `free_c_chars`.
 #[no_mangle]
 pub extern "C" fn prover_last_error() -> *mut c_char {
     let msg = LAST_ERROR.with(|e| e.borrow().clone());
@@ -338,6 +385,48 @@ pub extern "C" fn prover_abi_version() -> c_uint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn last_error() -> String {
+        let p = prover_last_error();
+        // SAFETY: p was just returned by this library (never NULL) and is freed once, below.
+        let s = unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned();
+        // SAFETY: as above.
+        unsafe { free_c_chars(p) };
+        s
+    }
+
+    #[test]
+    fn one_error_convention_failure_value_and_last_error() {
+        // char* results: NULL, the message in prover_last_error().
+        // SAFETY: NULL and NUL-terminated arguments are within every entry point's contract.
+        let out = unsafe { gen_bundle_proof(c"[]".as_ptr()) };
+        assert!(out.is_null());
+        assert_eq!(last_error(), "bundle prover not initialised");
+        // SAFETY: as above.
+        let out = unsafe { block_traces_to_chunk_info(c"[".as_ptr(), 0, -1) };
+        assert!(out.is_null());
+        assert!(last_error().contains("JSON"), "{}", last_error());
+        // verify_*: 0; init_*: non-zero.
+        // SAFETY: as above.
+        assert_eq!(
+            unsafe { verify_bundle_proof(std::ptr::null(), c"[]".as_ptr()) },
+            0
+        );
+        assert_eq!(last_error(), "bundle verifier not initialised");
+        // SAFETY: as above.
+        assert_ne!(unsafe { init_bundle_verifier(std::ptr::null()) }, 0);
+        assert_eq!(last_error(), "params_dir is NULL");
+        // A panic is a failure like any other; a success clears the message.
+        assert_eq!(guarded(7, || -> Result<i32> { panic!("boom") }), 7);
+        assert_eq!(last_error(), "prover panic: boom");
+        assert_eq!(guarded(0, || Ok(1)), 1);
+        assert_eq!(last_error(), "");
+        // Per thread: another thread's failure is not this thread's message.
+        std::thread::spawn(|| set_last_error("other".into()))
+            .join()
+            .unwrap_or_default();
+        assert_eq!(last_error(), "");
+    }
 
     #[test]
     fn a_poisoned_registry_still_locks() {

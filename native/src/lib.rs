@@ -1,4 +1,4 @@
-//! roller_prover: chunk and batch proofs (plonky2, Poseidon over Goldilocks) behind a C ABI.
+//! roller_prover: chunk, batch and bundle proofs (plonky2, Poseidon over Goldilocks) behind a C ABI.
 //!
 //! The ABI is documented in `include/roller_prover.h`; `ffi` implements it over `prover`.
 

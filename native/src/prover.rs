@@ -1,8 +1,8 @@
-//! Chunk and batch proving and verification over a `Store`.
+//! Chunk, batch and bundle proving and verification over a `Store`.
 //!
 //! Failure model: a proof is valid only as a proof of the task it answers. Provers refuse inputs
-//! they cannot prove whole (blocks over the largest bucket, chunk proofs that do not form one
-//! chain) instead of proving a prefix or a wrong order; verifiers take what the task determines
+//! they cannot prove whole (blocks over the largest bucket, chunk or batch proofs that do not form
+//! one chain, bundles over the batch limit) instead of proving a prefix or a wrong order; verifiers take what the task determines
 //! (chunk info recomputed from the task's traces) and name the first instance field that differs.
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -12,15 +12,17 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::aggproof::{
-    batch_instance, chunk_instance, frame, roots_of, unframe, AggBytes, Roots, BATCH_DATA_HASHES,
-    KIND_BATCH, KIND_CHUNK,
+    batch_instance, bundle_instance, chunk_instance, frame, roots_of, unframe, AggBytes, Roots,
+    BATCH_DATA_HASHES, BUNDLE_BATCH_COMMITMENTS, KIND_BATCH, KIND_BUNDLE, KIND_CHUNK,
 };
 use crate::circuits::{
-    batch_commitment, batch_pi, bucket_capacity, bucket_for, chunk_pi, commitment_of, hash_bytes,
-    limbs_of, set_batch_witness, set_chunk_witness, ChunkWitness, Proof, VerifierOnly, F,
-    NUM_BUCKETS,
+    batch_commitment, batch_pi, bucket_capacity, bucket_for, bundle_pi, chunk_pi, commitment_of,
+    hash_bytes, limbs_of, set_batch_witness, set_bundle_witness, set_chunk_witness, ChunkWitness,
+    Proof, VerifierOnly, F, MAX_BUNDLE_BATCHES, NUM_BUCKETS,
 };
-use crate::store::Store;
+use std::sync::Arc;
+
+use crate::store::{check_bundle_shape, Store, VerifierData};
 use crate::trace::{
     check_contiguous, chunk_info, keccak, parse_h256, parse_traces, pi_hash, Block, ChunkInfo,
     HEADER_LEN,
@@ -301,23 +303,26 @@ pub fn verify_chunk_proof(store: &Store, proof_json: &str, chunk_info_json: &str
     check_chunk(store, &AggBytes::from_json(proof_json)?, Some(&task)).map(|_| ())
 }
 
-/// Scroll's batch public input hash: keccak(chain id | prev | post | withdraw | keccak(data hashes)).
-fn batch_pi_hash(instance: &[u8]) -> Result<[u8; 32]> {
+/// Scroll-style public input hash of a batch or bundle instance: keccak(chain id | prev | post |
+/// withdraw | keccak(the per-chunk data hashes, or per-batch commitments, from `list_at` on)).
+fn agg_pi_hash(instance: &[u8], list_at: usize) -> Result<[u8; 32]> {
     let r = roots_of(instance)?;
-    let batch_data_hash = keccak(&instance[BATCH_DATA_HASHES..]);
+    let list = instance
+        .get(list_at..)
+        .ok_or_else(|| anyhow!("instance too short"))?;
     Ok(pi_hash(
         r.chain_id,
         &r.prev,
         &r.post,
         &r.withdraw,
-        &batch_data_hash,
+        &keccak(list),
     ))
 }
 
-/// Chain order of chunks by their roots: the given order when it chains, else the unique order in
-/// which every post state root is the next chunk's prev state root. Never a silent wrong order:
-/// anything else is an error naming the first break.
-pub fn chain_order(roots: &[Roots]) -> Result<Vec<usize>> {
+/// Chain order of chunks (or batches: `what`) by their roots: the given order when it chains, else
+/// the unique order in which every post state root is the next one's prev state root. Never a
+/// silent wrong order: anything else is an error naming the first break.
+pub fn chain_order(roots: &[Roots], what: &str) -> Result<Vec<usize>> {
     let n = roots.len();
     let breaks = |order: &[usize]| {
         order
@@ -339,8 +344,8 @@ pub fn chain_order(roots: &[Roots]) -> Result<Vec<usize>> {
         .collect();
     let refuse = |why: String| {
         anyhow!(
-            "chunk proofs not in chain order: chunk {} post state root {} != chunk {} prev state \
-             root {}; {why}",
+            "{what} proofs not in chain order: {what} {} post state root {} != {what} {} prev \
+             state root {}; {why}",
             first_break,
             hex(&roots[first_break].post),
             first_break + 1,
@@ -349,7 +354,7 @@ pub fn chain_order(roots: &[Roots]) -> Result<Vec<usize>> {
     };
     if starts.len() != 1 {
         return Err(refuse(format!(
-            "no reordering by roots: {} chunks start a chain",
+            "no reordering by roots: {} {what} proofs start a chain",
             starts.len()
         )));
     }
@@ -360,12 +365,12 @@ pub fn chain_order(roots: &[Roots]) -> Result<Vec<usize>> {
             [next] if !order.contains(next) => order.push(*next),
             [] => {
                 return Err(refuse(format!(
-                    "no reordering by roots: no chunk continues chunk {last}"
+                    "no reordering by roots: no {what} continues {what} {last}"
                 )))
             }
             _ => {
                 return Err(refuse(format!(
-                    "no reordering by roots: chunk {last} has no unique successor"
+                    "no reordering by roots: {what} {last} has no unique successor"
                 )))
             }
         }
@@ -374,31 +379,21 @@ pub fn chain_order(roots: &[Roots]) -> Result<Vec<usize>> {
 }
 
 pub fn gen_batch_proof(store: &Store, chunk_proofs_json: &str) -> Result<String> {
-    let items: Vec<Value> = match serde_json::from_str(chunk_proofs_json)
-        .map_err(|e| anyhow!("chunk proofs: expected a JSON array of AggProof: {e}"))?
-    {
-        Value::Array(a) => a,
-        _ => bail!("chunk proofs: expected a JSON array of AggProof"),
-    };
+    // AggProof objects or JSON strings holding one.
+    let items = agg_proofs(chunk_proofs_json, "chunk")?;
     if items.is_empty() {
         bail!("empty batch: no chunk proofs");
     }
     let mut checked = Vec::with_capacity(items.len());
     let mut roots = Vec::with_capacity(items.len());
-    for (i, v) in items.into_iter().enumerate() {
-        // Accept AggProof objects or JSON strings holding one.
-        let p = match v {
-            Value::String(s) => AggBytes::from_json(&s),
-            other => AggBytes::from_value(other),
-        }
-        .with_context(|| format!("chunk proof {i}"))?;
+    for (i, p) in items.iter().enumerate() {
         let (proof, bucket) =
-            check_chunk(store, &p, None).with_context(|| format!("chunk proof {i} invalid"))?;
+            check_chunk(store, p, None).with_context(|| format!("chunk proof {i} invalid"))?;
         roots.push(roots_of(&p.instance)?);
         checked.push((proof, bucket));
     }
     // The coordinator's query for a batch's chunk proofs has no ORDER BY: put them in chain order.
-    let order = chain_order(&roots)?;
+    let order = chain_order(&roots, "chunk")?;
     for w in order.windows(2) {
         let (a, b) = (&roots[w[0]], &roots[w[1]]);
         if a.chain_id != b.chain_id {
@@ -429,7 +424,7 @@ pub fn gen_batch_proof(store: &Store, chunk_proofs_json: &str) -> Result<String>
     }
     Ok(AggBytes {
         proof: frame(KIND_BATCH, n as u16, &proof.to_bytes()),
-        final_pair: [batch_pi_hash(&instance)?, commitment].concat(),
+        final_pair: [agg_pi_hash(&instance, BATCH_DATA_HASHES)?, commitment].concat(),
         block_count: proof.public_inputs[batch_pi::BLOCKS].to_canonical_u64(),
         instance,
         vk: hash_bytes(&circuit.data.verifier_only.circuit_digest).to_vec(),
@@ -475,25 +470,21 @@ fn compare_batch(p: &AggBytes, task: &[Expected]) -> Result<()> {
     Ok(())
 }
 
-/// Verifies a batch proof as a proof of the task whose ordered chunk infos are `chunk_infos_json`.
-pub fn verify_batch_proof(store: &Store, proof_json: &str, chunk_infos_json: &str) -> Result<()> {
-    let task: Vec<Expected> = match serde_json::from_str(chunk_infos_json)
-        .map_err(|e| anyhow!("chunk_infos: expected a JSON array of chunk info: {e}"))?
-    {
-        Value::Array(a) if !a.is_empty() => a
-            .into_iter()
-            .enumerate()
-            .map(|(k, v)| Expected::from_value(v, &format!("chunk_infos[{k}]")))
-            .collect::<Result<_>>()?,
-        _ => bail!("chunk_infos: expected a non-empty JSON array of chunk info"),
-    };
-    let p = AggBytes::from_json(proof_json)?;
-    let (n, payload) = unframe(KIND_BATCH, &p.proof)?;
-    let n = n as usize;
+/// Chunk count of a batch AggProof, from its frame (no other check).
+fn batch_chunk_count(p: &AggBytes) -> Result<usize> {
+    let (n, _) = unframe(KIND_BATCH, &p.proof)?;
     if n == 0 {
         bail!("batch of 0 chunks");
     }
-    count_eq("chunk_count", n as u64, task.len() as u64)?;
+    Ok(n as usize)
+}
+
+/// Checks every byte of a batch AggProof against its proof and the batch key for its chunk count,
+/// short of the (costly) cryptographic verification, which the caller runs with the returned
+/// verifier data after comparing the instance with what the task determines.
+fn check_batch(store: &Store, p: &AggBytes) -> Result<(Proof, usize, Arc<VerifierData>)> {
+    let n = batch_chunk_count(p)?;
+    let (_, payload) = unframe(KIND_BATCH, &p.proof)?;
     let vd = store.batch_vd(n)?;
     let proof = Proof::from_bytes(payload.to_vec(), &vd.common)?;
     if proof.to_bytes() != payload {
@@ -511,14 +502,308 @@ pub fn verify_batch_proof(store: &Store, proof_json: &str, chunk_infos_json: &st
     }
     if p.final_pair[..]
         != [
-            batch_pi_hash(&p.instance)?,
+            agg_pi_hash(&p.instance, BATCH_DATA_HASHES)?,
             p.instance[104..136].try_into()?,
         ]
         .concat()[..]
     {
         bail!("final_pair does not match the instance");
     }
+    if p.block_count != pis[batch_pi::BLOCKS].to_canonical_u64() {
+        bail!("block_count does not match the proof's public inputs");
+    }
+    Ok((proof, n, vd))
+}
+
+/// Verifies a batch proof as a proof of the task whose ordered chunk infos are `chunk_infos_json`.
+pub fn verify_batch_proof(store: &Store, proof_json: &str, chunk_infos_json: &str) -> Result<()> {
+    let task: Vec<Expected> = match serde_json::from_str(chunk_infos_json)
+        .map_err(|e| anyhow!("chunk_infos: expected a JSON array of chunk info: {e}"))?
+    {
+        Value::Array(a) if !a.is_empty() => a
+            .into_iter()
+            .enumerate()
+            .map(|(k, v)| Expected::from_value(v, &format!("chunk_infos[{k}]")))
+            .collect::<Result<_>>()?,
+        _ => bail!("chunk_infos: expected a non-empty JSON array of chunk info"),
+    };
+    let p = AggBytes::from_json(proof_json)?;
+    // Before any circuit is loaded or built for the proof's chunk count.
+    count_eq(
+        "chunk_count",
+        batch_chunk_count(&p)? as u64,
+        task.len() as u64,
+    )?;
+    let (proof, _, vd) = check_batch(store, &p)?;
     compare_batch(&p, &task)?;
+    vd.verify(proof).context("proof does not verify")
+}
+
+/// Parses a JSON array of AggProof objects (or JSON strings holding one); `what` names the items.
+fn agg_proofs(json_text: &str, what: &str) -> Result<Vec<AggBytes>> {
+    let items: Vec<Value> = match serde_json::from_str(json_text)
+        .map_err(|e| anyhow!("{what} proofs: expected a JSON array of AggProof: {e}"))?
+    {
+        Value::Array(a) => a,
+        _ => bail!("{what} proofs: expected a JSON array of AggProof"),
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            match v {
+                Value::String(s) => AggBytes::from_json(&s),
+                other => AggBytes::from_value(other),
+            }
+            .with_context(|| format!("{what} proof {i}"))
+        })
+        .collect()
+}
+
+/// Proves a bundle over batch AggProofs (Scroll's `batch_proofs`): each batch proof checked and
+/// verified, put in chain order by its roots (or refused naming the break), one chain id, then the
+/// bundle circuit for the batches' chunk counts in that order.
+pub fn gen_bundle_proof(store: &Store, batch_proofs_json: &str) -> Result<String> {
+    let items = agg_proofs(batch_proofs_json, "batch")?;
+    if items.is_empty() {
+        bail!("empty bundle: no batch proofs");
+    }
+    if items.len() > MAX_BUNDLE_BATCHES {
+        bail!(
+            "bundle of {} batch proofs exceeds the maximum of {MAX_BUNDLE_BATCHES} per bundle \
+             proof; split the bundle",
+            items.len()
+        );
+    }
+    let mut checked = Vec::with_capacity(items.len());
+    let mut roots = Vec::with_capacity(items.len());
+    for (i, p) in items.iter().enumerate() {
+        let (proof, n, vd) =
+            check_batch(store, p).with_context(|| format!("batch proof {i} invalid"))?;
+        vd.verify(proof.clone())
+            .with_context(|| format!("batch proof {i} invalid: proof does not verify"))?;
+        roots.push(roots_of(&p.instance)?);
+        checked.push((proof, n));
+    }
+    let order = chain_order(&roots, "batch")?;
+    for w in order.windows(2) {
+        let (a, b) = (&roots[w[0]], &roots[w[1]]);
+        if a.chain_id != b.chain_id {
+            bail!(
+                "chain_id differs between batch proofs {} and {} ({} vs {})",
+                w[0],
+                w[1],
+                a.chain_id,
+                b.chain_id
+            );
+        }
+    }
+    let mut slots: Vec<Option<_>> = checked.into_iter().map(Some).collect();
+    let checked: Vec<(Proof, usize)> = order.iter().filter_map(|&i| slots[i].take()).collect();
+    let sizes: Vec<usize> = checked.iter().map(|c| c.1).collect();
+    let circuit = store.bundle(&sizes)?;
+    let batch_pis: Vec<Vec<F>> = checked.iter().map(|c| c.0.public_inputs.clone()).collect();
+    let proofs: Vec<Proof> = checked.into_iter().map(|c| c.0).collect();
+    let pw = set_bundle_witness(&circuit.targets, &proofs)?;
+    let proof = prove_guarded("bundle", || circuit.data.prove(pw))?;
+    let instance = bundle_instance(&proof.public_inputs)?;
+    let commitment = hash_bytes(&batch_commitment(&batch_pis));
+    if instance[104..136] != commitment {
+        bail!("internal error: bundle commitment mismatch");
+    }
+    Ok(AggBytes {
+        proof: frame(KIND_BUNDLE, sizes.len() as u16, &proof.to_bytes()),
+        final_pair: [
+            agg_pi_hash(&instance, BUNDLE_BATCH_COMMITMENTS)?,
+            commitment,
+        ]
+        .concat(),
+        block_count: proof.public_inputs[bundle_pi::BLOCKS].to_canonical_u64(),
+        instance,
+        vk: hash_bytes(&circuit.data.verifier_only.circuit_digest).to_vec(),
+    }
+    .to_json())
+}
+
+/// Batch info as a bundle task determines it: what the task's (already verified) batch proof
+/// attests, i.e. its instance decoded (`batch_info_of_instance`; roller.ffi builds the same).
+#[derive(Deserialize, Clone)]
+struct BatchInfoJson {
+    chain_id: u64,
+    prev_state_root: String,
+    post_state_root: String,
+    withdraw_root: String,
+    commitment: String,
+    chunk_count: u64,
+    block_count: u64,
+    data_hashes: Vec<String>,
+}
+
+struct ExpectedBatch {
+    chain_id: u64,
+    prev: [u8; 32],
+    post: [u8; 32],
+    withdraw: [u8; 32],
+    commitment: [u8; 32],
+    block_count: u64,
+    data_hashes: Vec<[u8; 32]>,
+}
+
+impl ExpectedBatch {
+    fn from_value(v: Value, what: &str) -> Result<Self> {
+        let e: BatchInfoJson =
+            serde_json::from_value(v).map_err(|e| anyhow!("{what}: batch info JSON: {e}"))?;
+        let h = |s: &str, f: &str| parse_h256(s, &format!("{what}.{f}"));
+        if e.chunk_count == 0 || e.chunk_count > u16::MAX as u64 {
+            bail!("{what}.chunk_count: {} is not a batch size", e.chunk_count);
+        }
+        if e.data_hashes.len() as u64 != e.chunk_count {
+            bail!(
+                "{what}.data_hashes: {} hashes for chunk_count {}",
+                e.data_hashes.len(),
+                e.chunk_count
+            );
+        }
+        Ok(ExpectedBatch {
+            chain_id: e.chain_id,
+            prev: h(&e.prev_state_root, "prev_state_root")?,
+            post: h(&e.post_state_root, "post_state_root")?,
+            withdraw: h(&e.withdraw_root, "withdraw_root")?,
+            commitment: h(&e.commitment, "commitment")?,
+            block_count: e.block_count,
+            data_hashes: e
+                .data_hashes
+                .iter()
+                .enumerate()
+                .map(|(k, d)| h(d, &format!("data_hashes[{k}]")))
+                .collect::<Result<_>>()?,
+        })
+    }
+
+    /// The batch circuit's public inputs this batch info determines (all of them).
+    fn public_inputs(&self) -> Vec<F> {
+        let mut v = vec![
+            F::from_canonical_u64(self.chain_id >> 32),
+            F::from_canonical_u64(self.chain_id & 0xffff_ffff),
+        ];
+        for part in [&self.prev, &self.post, &self.withdraw] {
+            v.extend_from_slice(&limbs_of(part));
+        }
+        for c in self.commitment.chunks(8) {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(c);
+            v.push(F::from_noncanonical_u64(u64::from_be_bytes(b)));
+        }
+        v.push(F::from_canonical_usize(self.data_hashes.len()));
+        v.push(F::from_canonical_u64(self.block_count));
+        for d in &self.data_hashes {
+            v.extend_from_slice(&limbs_of(d));
+        }
+        v
+    }
+}
+
+/// Batch info JSON of a batch instance (what a bundle verifier takes per batch); `block_count`
+/// is the batch AggProof's.
+pub fn batch_info_of_instance(instance: &[u8], block_count: u64) -> Result<Value> {
+    if instance.len() < BATCH_DATA_HASHES
+        || !(instance.len() - BATCH_DATA_HASHES).is_multiple_of(32)
+    {
+        bail!("batch instance of {} bytes is malformed", instance.len());
+    }
+    let r = roots_of(instance)?;
+    Ok(json!({
+        "chain_id": r.chain_id,
+        "prev_state_root": hex(&r.prev),
+        "post_state_root": hex(&r.post),
+        "withdraw_root": hex(&r.withdraw),
+        "commitment": hex(&instance[104..136]),
+        "chunk_count": u64_at(instance, 136)?,
+        "block_count": block_count,
+        "data_hashes": instance[BATCH_DATA_HASHES..].chunks(32).map(hex).collect::<Vec<_>>(),
+    }))
+}
+
+/// Compares a bundle instance with the ordered batch infos of the task's sub-proofs.
+fn compare_bundle(p: &AggBytes, task: &[ExpectedBatch]) -> Result<()> {
+    let k = task.len();
+    let i = &p.instance;
+    count_eq("batch_count", u64_at(i, 136)?, k as u64)?;
+    for (j, w) in task.windows(2).enumerate() {
+        if w[0].post != w[1].prev || w[0].chain_id != w[1].chain_id {
+            bail!("batch_infos: task batches {j} and {} do not chain", j + 1);
+        }
+    }
+    count_eq("chain_id", u64_at(i, 0)?, task[0].chain_id)?;
+    field_eq("prev_state_root", &i[8..40], &task[0].prev)?;
+    field_eq("post_state_root", &i[40..72], &task[k - 1].post)?;
+    field_eq("withdraw_root", &i[72..104], &task[k - 1].withdraw)?;
+    let blocks: u64 = task.iter().map(|e| e.block_count).sum();
+    count_eq("block_count", u64_at(i, 144)?, blocks)?;
+    count_eq("block_count (AggProof)", p.block_count, blocks)?;
+    for (j, e) in task.iter().enumerate() {
+        let at = BUNDLE_BATCH_COMMITMENTS + 32 * j;
+        field_eq(
+            &format!("batch {j} commitment"),
+            &i[at..at + 32],
+            &e.commitment,
+        )?;
+    }
+    // Every batch public input (roots, counts, each chunk's data hash) is bound through this.
+    let all: Vec<Vec<F>> = task.iter().map(ExpectedBatch::public_inputs).collect();
+    field_eq(
+        "commitment",
+        &i[104..136],
+        &hash_bytes(&batch_commitment(&all)),
+    )
+}
+
+/// Verifies a bundle proof as a proof of the task whose ordered batch infos are
+/// `batch_infos_json` (one per batch proof of the task, in chain order).
+pub fn verify_bundle_proof(store: &Store, proof_json: &str, batch_infos_json: &str) -> Result<()> {
+    let task: Vec<ExpectedBatch> = match serde_json::from_str(batch_infos_json)
+        .map_err(|e| anyhow!("batch_infos: expected a JSON array of batch info: {e}"))?
+    {
+        Value::Array(a) if !a.is_empty() => a
+            .into_iter()
+            .enumerate()
+            .map(|(k, v)| ExpectedBatch::from_value(v, &format!("batch_infos[{k}]")))
+            .collect::<Result<_>>()?,
+        _ => bail!("batch_infos: expected a non-empty JSON array of batch info"),
+    };
+    let p = AggBytes::from_json(proof_json)?;
+    let (k, payload) = unframe(KIND_BUNDLE, &p.proof)?;
+    let k = k as usize;
+    count_eq("batch_count", k as u64, task.len() as u64)?;
+    // The circuit is the one the task determines: a proof over batches of other sizes carries
+    // another key and is refused below.
+    let sizes: Vec<usize> = task.iter().map(|e| e.data_hashes.len()).collect();
+    check_bundle_shape(&sizes)?;
+    let vd = store.bundle_vd(&sizes)?;
+    let proof = Proof::from_bytes(payload.to_vec(), &vd.common)?;
+    if proof.to_bytes() != payload {
+        bail!("proof bytes are not canonical");
+    }
+    if p.vk != hash_bytes(&vd.verifier_only.circuit_digest) {
+        bail!("vk does not match the bundle verifier key for the task's batch sizes");
+    }
+    let pis = &proof.public_inputs;
+    if pis.len() != bundle_pi::len(k) || pis[bundle_pi::COUNT] != F::from_canonical_usize(k) {
+        bail!("bundle public inputs malformed");
+    }
+    if p.instance != bundle_instance(pis)? {
+        bail!("instance does not match the proof's public inputs");
+    }
+    if p.final_pair[..]
+        != [
+            agg_pi_hash(&p.instance, BUNDLE_BATCH_COMMITMENTS)?,
+            p.instance[104..136].try_into()?,
+        ]
+        .concat()[..]
+    {
+        bail!("final_pair does not match the instance");
+    }
+    compare_bundle(&p, &task)?;
     vd.verify(proof).context("proof does not verify")
 }
 

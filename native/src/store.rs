@@ -14,12 +14,14 @@ use plonky2::util::serialization::{
 };
 
 use crate::circuits::{
-    build_batch, build_chunk, pad_and_build, vk_hash, wrap_builder, BatchTargets, ChunkTargets,
-    Common, Data, C, D, F, NUM_BUCKETS,
+    build_batch, build_bundle, build_chunk, pad_and_build, vk_hash, wrap_builder, BatchTargets,
+    BundleTargets, ChunkTargets, Common, Data, C, D, F, MAX_BUNDLE_BATCHES, NUM_BUCKETS,
 };
 use crate::ffi::relock;
 
 /// Bump when any circuit changes: old caches then live in a different folder and are ignored.
+/// (Adding a circuit kind under new file names, as the bundle circuits did, needs no bump: the
+/// existing files stay valid and the new ones are built on first use.)
 pub const CACHE_VERSION: &str = "roller_prover_v2";
 
 pub type VerifierData = VerifierCircuitData<F, C, D>;
@@ -36,6 +38,11 @@ pub struct BatchCircuit {
     pub targets: BatchTargets,
 }
 
+pub struct BundleCircuit {
+    pub data: Data,
+    pub targets: BundleTargets,
+}
+
 /// Everything loaded for one params directory.
 pub struct Store {
     dir: PathBuf,
@@ -46,6 +53,9 @@ pub struct Store {
     buckets: Mutex<HashMap<usize, Arc<ChunkBucket>>>,
     batches: Mutex<HashMap<usize, Arc<BatchCircuit>>>,
     batch_vds: Mutex<HashMap<usize, Arc<VerifierData>>>,
+    /// Keyed by the chunk counts of the bundled batches, in chain order.
+    bundles: Mutex<HashMap<Vec<usize>, Arc<BundleCircuit>>>,
+    bundle_vds: Mutex<HashMap<Vec<usize>, Arc<VerifierData>>>,
 }
 
 fn io_err(what: &str) -> impl Fn(plonky2::util::serialization::IoError) -> anyhow::Error + '_ {
@@ -169,6 +179,46 @@ fn batch_targets_from(bytes: &[u8]) -> Result<BatchTargets> {
     Ok(t)
 }
 
+fn bundle_targets_bytes(t: &BundleTargets) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    buf.write_usize(t.proofs.len()).map_err(io_err("targets"))?;
+    for p in &t.proofs {
+        buf.write_target_proof_with_public_inputs(p)
+            .map_err(io_err("targets"))?;
+    }
+    Ok(buf)
+}
+
+fn bundle_targets_from(bytes: &[u8]) -> Result<BundleTargets> {
+    let mut b = Buffer::new(bytes);
+    let k = b.read_usize().map_err(io_err("targets"))?;
+    let proofs = (0..k)
+        .map(|_| {
+            b.read_target_proof_with_public_inputs()
+                .map_err(io_err("targets"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(BundleTargets { proofs })
+}
+
+/// Refuses a bundle shape no circuit is built for: no batches, too many, or an empty batch.
+pub fn check_bundle_shape(sizes: &[usize]) -> Result<()> {
+    if sizes.is_empty() {
+        bail!("empty bundle: no batch proofs");
+    }
+    if sizes.len() > MAX_BUNDLE_BATCHES {
+        bail!(
+            "bundle of {} batches exceeds the maximum of {MAX_BUNDLE_BATCHES} per bundle proof; \
+             split the bundle",
+            sizes.len()
+        );
+    }
+    if let Some(i) = sizes.iter().position(|&n| n == 0 || n > u16::MAX as usize) {
+        bail!("batch {i} of the bundle has {} chunks", sizes[i]);
+    }
+    Ok(())
+}
+
 fn log2_ceil(n: usize) -> usize {
     n.next_power_of_two().trailing_zeros() as usize
 }
@@ -188,6 +238,16 @@ impl Store {
     }
     fn batch_vd_path(&self, n: usize) -> PathBuf {
         self.dir.join(format!("batch_{n}.vd"))
+    }
+    fn bundle_stem(&self, sizes: &[usize]) -> PathBuf {
+        let key: Vec<String> = sizes.iter().map(usize::to_string).collect();
+        self.dir.join(format!("bundle_{}", key.join("-")))
+    }
+    fn bundle_path(&self, sizes: &[usize]) -> PathBuf {
+        self.bundle_stem(sizes).with_extension("bin")
+    }
+    fn bundle_vd_path(&self, sizes: &[usize]) -> PathBuf {
+        self.bundle_stem(sizes).with_extension("vd")
     }
 
     /// Opens (building on first use) the chunk and wrap circuits of every bucket under `params_dir`.
@@ -214,6 +274,8 @@ impl Store {
             buckets: Mutex::new(HashMap::new()),
             batches: Mutex::new(HashMap::new()),
             batch_vds: Mutex::new(HashMap::new()),
+            bundles: Mutex::new(HashMap::new()),
+            bundle_vds: Mutex::new(HashMap::new()),
         })
     }
 
@@ -283,6 +345,59 @@ impl Store {
         let vd = Arc::new(vd);
         let mut map = relock(self.batch_vds.lock());
         map.insert(n, vd.clone());
+        Ok(vd)
+    }
+}
+
+impl Store {
+    /// Bundle circuit over batches of `sizes` chunks (in chain order), built and cached on first
+    /// use from the batch circuits' verifier data (which builds those batch circuits if needed).
+    pub fn bundle(&self, sizes: &[usize]) -> Result<Arc<BundleCircuit>> {
+        check_bundle_shape(sizes)?;
+        let mut map = relock(self.bundles.lock());
+        if let Some(b) = map.get(sizes) {
+            return Ok(b.clone());
+        }
+        let path = self.bundle_path(sizes);
+        let circuit = if path.exists() {
+            let (data, t) = load_circuit(&path)?;
+            BundleCircuit {
+                data,
+                targets: bundle_targets_from(&t)?,
+            }
+        } else {
+            let vds = sizes
+                .iter()
+                .map(|&n| self.batch_vd(n))
+                .collect::<Result<Vec<_>>>()?;
+            let batches: Vec<_> = vds.iter().map(|v| (&v.common, &v.verifier_only)).collect();
+            let (data, targets) = build_bundle(&batches);
+            save_circuit(&path, &data, bundle_targets_bytes(&targets)?)?;
+            save_vd(&self.bundle_vd_path(sizes), &data)?;
+            BundleCircuit { data, targets }
+        };
+        let c = Arc::new(circuit);
+        map.insert(sizes.to_vec(), c.clone());
+        Ok(c)
+    }
+
+    /// Bundle verifier data for batches of `sizes` chunks (builds the circuit if never built here).
+    pub fn bundle_vd(&self, sizes: &[usize]) -> Result<Arc<VerifierData>> {
+        check_bundle_shape(sizes)?;
+        {
+            let map = relock(self.bundle_vds.lock());
+            if let Some(v) = map.get(sizes) {
+                return Ok(v.clone());
+            }
+        }
+        let path = self.bundle_vd_path(sizes);
+        let vd = if path.exists() {
+            load_vd(&path)?
+        } else {
+            self.bundle(sizes)?.data.verifier_data()
+        };
+        let vd = Arc::new(vd);
+        relock(self.bundle_vds.lock()).insert(sizes.to_vec(), vd.clone());
         Ok(vd)
     }
 }

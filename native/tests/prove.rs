@@ -7,10 +7,11 @@ use std::sync::{Arc, OnceLock};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use roller_prover::circuits::ChunkWitness;
+use roller_prover::circuits::{build_bundle, ChunkWitness};
 use roller_prover::prover::{
-    chunk_aggproof, chunk_info_json, gen_batch_proof, gen_chunk_proof, prepare_chunk,
-    prove_chunk_witness, verify_batch_proof, verify_chunk_proof,
+    batch_info_of_instance, chunk_aggproof, chunk_info_json, gen_batch_proof, gen_bundle_proof,
+    gen_chunk_proof, prepare_chunk, prove_chunk_witness, verify_batch_proof, verify_bundle_proof,
+    verify_chunk_proof,
 };
 use roller_prover::store::Store;
 use roller_prover::trace::pi_hash;
@@ -280,4 +281,164 @@ fn batch_over_contiguous_chunks_verifies_and_gaps_are_refused() {
         &format!("[{a},{}]", tamper(&b, "proof", 777)),
     ));
     assert!(e.contains("invalid"), "{e}");
+}
+
+/// Batch proofs over mainnet blocks 2640.. for the bundle tests, proved once:
+/// a = 2640-2644 (chunks 2640x2, 2642x3), b = 2645-2646 (2645x1, 2646x1): a then b chain;
+/// a2 = 2640-2645 (2640x2, 2642x4): another batch from the same start, ending elsewhere.
+struct Batches {
+    a: String,
+    b: String,
+    a2: String,
+}
+
+fn batches() -> &'static Batches {
+    static B: OnceLock<Batches> = OnceLock::new();
+    B.get_or_init(|| {
+        let c1 = chunk_proof(&mainnet_blocks(2640, 2));
+        let c2 = chunk_proof(&mainnet_blocks(2642, 3));
+        let c3 = chunk_proof(&mainnet_blocks(2645, 1));
+        let c4 = chunk_proof(&mainnet_blocks(2646, 1));
+        let c2b = chunk_proof(&mainnet_blocks(2642, 4));
+        let s = store();
+        let batch = |x: &str, y: &str| gen_batch_proof(&s, &format!("[{x},{y}]")).expect("batch");
+        Batches {
+            a: batch(&c1, &c2),
+            b: batch(&c3, &c4),
+            a2: batch(&c1, &c2b),
+        }
+    })
+}
+
+/// The batch info a bundle task over this (verified) batch proof determines.
+fn batch_info(batch_json: &str) -> Value {
+    let v: Value = serde_json::from_str(batch_json).expect("json");
+    let instance = STANDARD
+        .decode(v["instance"].as_str().expect("instance"))
+        .expect("b64");
+    batch_info_of_instance(&instance, v["block_count"].as_u64().expect("block_count"))
+        .expect("batch info")
+}
+
+fn batch_infos(batch_jsons: &[&str]) -> String {
+    Value::Array(batch_jsons.iter().map(|b| batch_info(b)).collect()).to_string()
+}
+
+#[test]
+fn bundle_over_chained_batches_verifies_and_binds_order_and_count() {
+    let Batches { a, b, .. } = batches();
+    let s = store();
+    let task = batch_infos(&[a, b]);
+    let bundle = gen_bundle_proof(&s, &format!("[{a},{b}]")).expect("bundle proof");
+    let v: Value = serde_json::from_str(&bundle).expect("json");
+    assert_eq!(v["block_count"], 7);
+    verify_bundle_proof(&s, &bundle, &task).expect("valid bundle");
+    assert!(verify_bundle_proof(&s, &tamper(&bundle, "proof", 999), &task).is_err());
+    assert!(verify_bundle_proof(&s, &tamper(&bundle, "instance", 50), &task).is_err());
+    assert!(verify_bundle_proof(&s, &tamper(&bundle, "final_pair", 3), &task).is_err());
+    // Wrong count: the task has one batch only.
+    let e = err_text(verify_bundle_proof(&s, &bundle, &batch_infos(&[a])));
+    assert!(e.contains("batch_count"), "{e}");
+    // Wrong order in the task: its batches do not chain.
+    let e = err_text(verify_bundle_proof(&s, &bundle, &batch_infos(&[b, a])));
+    assert!(e.contains("do not chain"), "{e}");
+    // Batch proofs given out of chain order are put in order by their roots.
+    let swapped = gen_bundle_proof(&s, &format!("[{b},{a}]")).expect("reordered bundle");
+    verify_bundle_proof(&s, &swapped, &task).expect("reordered bundle answers the task");
+    // Batches as JSON strings (how a coordinator may embed them) are accepted too.
+    let strings = Value::Array(vec![Value::String(a.clone()), Value::String(b.clone())]);
+    gen_bundle_proof(&s, &strings.to_string()).expect("bundle of JSON strings");
+}
+
+#[test]
+fn bundle_of_another_batch_and_padding_are_refused() {
+    let Batches { a, b, a2 } = batches();
+    let s = store();
+    let bundle = gen_bundle_proof(&s, &format!("[{a}]")).expect("bundle of one batch");
+    verify_bundle_proof(&s, &bundle, &batch_infos(&[a])).expect("valid bundle");
+    // A valid bundle of another batch (same start and size, other blocks): the field is named.
+    let e = err_text(verify_bundle_proof(&s, &bundle, &batch_infos(&[a2])));
+    assert!(e.contains("post_state_root"), "{e}");
+    // A task whose one batch differs only in a data hash the roots do not show: the commitment
+    // over every batch public input refuses it.
+    let mut other: Value = batch_info(a);
+    other["data_hashes"][1] = Value::String(format!("0x{}", "11".repeat(32)));
+    let e = err_text(verify_bundle_proof(
+        &s,
+        &bundle,
+        &Value::Array(vec![other]).to_string(),
+    ));
+    assert!(e.contains("instance field commitment"), "{e}");
+    // Padding: a batch repeated to fill the bundle does not chain and is refused, naming the break.
+    let e = err_text(gen_bundle_proof(&s, &format!("[{a},{a}]")));
+    assert!(
+        e.contains("batch proofs not in chain order: batch 0"),
+        "{e}"
+    );
+    // Non-zero bytes in the proof frame's padding.
+    let mut v: Value = serde_json::from_str(&bundle).expect("json");
+    let mut bytes = STANDARD
+        .decode(v["proof"].as_str().expect("proof"))
+        .expect("b64");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    v["proof"] = Value::String(STANDARD.encode(bytes));
+    let e = err_text(verify_bundle_proof(&s, &v.to_string(), &batch_infos(&[a])));
+    assert!(e.contains("padding") || e.contains("payload length"), "{e}");
+    // A gap between batches (a2 ends after block 2645, b starts at 2645).
+    let e = err_text(gen_bundle_proof(&s, &format!("[{a2},{b}]")));
+    assert!(e.contains("not in chain order"), "{e}");
+    // Proof of another kind in place of a batch proof, and a tampered batch proof.
+    let chunk = chunk_proof(&mainnet_blocks(2645, 1));
+    let e = err_text(gen_bundle_proof(&s, &format!("[{chunk}]")));
+    assert!(
+        e.contains("batch proof 0 invalid") && e.contains("kind 0"),
+        "{e}"
+    );
+    let e = err_text(gen_bundle_proof(
+        &s,
+        &format!("[{a},{}]", tamper(b, "proof", 777)),
+    ));
+    assert!(e.contains("batch proof 1 invalid"), "{e}");
+    // A batch proof is not a bundle proof.
+    let e = err_text(verify_bundle_proof(&s, a, &batch_infos(&[a])));
+    assert!(e.contains("kind 1"), "{e}");
+}
+
+#[test]
+fn bundle_shape_errors_are_named() {
+    let s = store();
+    let e = err_text(gen_bundle_proof(&s, "[]"));
+    assert!(e.contains("empty bundle"), "{e}");
+    let e = err_text(gen_bundle_proof(&s, "{}"));
+    assert!(e.contains("expected a JSON array"), "{e}");
+    let a = &batches().a;
+    let many = format!("[{}]", vec![a.as_str(); 65].join(","));
+    let e = err_text(gen_bundle_proof(&s, &many));
+    assert!(e.contains("exceeds the maximum of 64"), "{e}");
+    let e = err_text(verify_bundle_proof(&s, a, "[]"));
+    assert!(e.contains("non-empty JSON array"), "{e}");
+    let mut info = batch_info(a);
+    info["chunk_count"] = Value::from(3);
+    let e = err_text(verify_bundle_proof(
+        &s,
+        a,
+        &Value::Array(vec![info]).to_string(),
+    ));
+    assert!(e.contains("2 hashes for chunk_count 3"), "{e}");
+}
+
+/// A coordinator and a roller build their bundle circuits apart: the key must be a function of
+/// the batch sizes (and the cached batch keys) alone, so a fresh build equals the cached one.
+#[test]
+fn bundle_keys_are_deterministic() {
+    let s = store();
+    let cached = s.bundle_vd(&[2]).expect("bundle vd");
+    let batch = s.batch_vd(2).expect("batch vd");
+    let (fresh, _) = build_bundle(&[(&batch.common, &batch.verifier_only)]);
+    assert_eq!(
+        fresh.verifier_only.circuit_digest,
+        cached.verifier_only.circuit_digest
+    );
+    assert_eq!(fresh.common, cached.common);
 }

@@ -48,6 +48,7 @@ from roller.devnet.tasksource import (
     AGGREGATOR,
     ASSIGNED,
     BASIC,
+    BUNDLE,
     FAILED,
     UNASSIGNED,
     VERIFIED,
@@ -74,7 +75,6 @@ from roller.protocol.messages import AggProof
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-BUNDLE = 2  # TaskRecord.type of a bundle (ProveType.BUNDLE)
 MOCK_VK = "mock_vk"
 PREFIX = "/coordinator/v1/"
 _TO_HTTP = {BASIC: TaskType.CHUNK, AGGREGATOR: TaskType.BATCH, BUNDLE: TaskType.BUNDLE}

@@ -17,6 +17,7 @@ from roller.protocol.messages import AggProof, ProveType, TaskMsg, WsVariant
 
 BASIC = 0
 AGGREGATOR = 1
+BUNDLE = 2  # HTTP H3+ only: a bundle over batch proofs (ProveType.BUNDLE)
 
 # Task states (spec 3.5 proving status names, in-memory).
 UNASSIGNED, ASSIGNED, PROVED, VERIFIED, FAILED = (

@@ -4,12 +4,14 @@ of the task it answers.
 `native` recomputes what the task determines and hands it to the native prover library
 (`roller.ffi`) with the proof: for a chunk task, the chunk info of the traces the devnet serves for
 its blocks (chain id, roots, data hash, commitment, block count); for a batch task, the ordered
-chunk infos of the sub-proofs it served (each verified against its own chunk task before). A
-valid proof of other blocks is refused with the differing field named. `stand-in` is a clearly
-fake verifier for tests and machines without the library: the coordinator's mock rule (the proof
-bytes `this is a invalid proof` are invalid), the downstream shape rule (proof and final_pair
-non-empty, lengths multiples of 32) and the one task field a mock proof carries honestly, the
-block count; it checks no cryptography and no other instance field.
+chunk infos of the sub-proofs it served (each verified against its own chunk task before); for a
+bundle task (HTTP H3+), the ordered batch infos of the batch proofs it served (likewise verified
+before). A valid proof of other blocks is refused with the differing field named. `stand-in`
+is a clearly fake verifier for tests and machines without the library: the coordinator's mock
+rule (the proof bytes `this is a invalid proof` are invalid), the downstream shape rule (proof
+and final_pair non-empty, lengths multiples of 32) and the one task field a mock proof carries
+honestly, the block count (a batch's or bundle's: the sum over its sub-proofs); it checks no
+cryptography and no other instance field.
 
 Failure model: every refusal is a `Verdict` whose reason names the field or the missing input;
 a verifier error (library missing a trace, malformed proof) is an invalid proof, as in Go.
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from roller.devnet.tasksource import AGGREGATOR, TaskRecord
+from roller.devnet.tasksource import AGGREGATOR, BUNDLE, TaskRecord
 from roller.devnet.traces import TraceIndex
 from roller.errors import ConfigError, RollerError
 from roller.protocol.messages import AggProof
@@ -57,7 +59,7 @@ class Verifier(Protocol):
 
 
 def _task_block_count(task: TaskRecord) -> int:
-    if task.type == AGGREGATOR:
+    if task.type in (AGGREGATOR, BUNDLE):
         return sum(p.block_count for p in task.sub_proofs)
     return len(task.block_hashes)
 
@@ -90,8 +92,9 @@ class NativeVerifier:
             raise ConfigError("native verifier unavailable: no params directory (--params-dir)")
         try:
             ffi = importlib.import_module("roller.ffi")
-            self._info_of_instance = importlib.import_module(
-                "roller.ffi.native").chunk_info_of_instance
+            native = importlib.import_module("roller.ffi.native")
+            self._info_of_instance = native.chunk_info_of_instance
+            self._batch_info_of_instance = native.batch_info_of_instance
         except (ImportError, AttributeError) as exc:
             raise ConfigError(f"native verifier unavailable: {exc}") from exc
         try:
@@ -120,10 +123,20 @@ class NativeVerifier:
         return json.dumps([self._info_of_instance(p.instance, p.block_count)
                            for p in task.sub_proofs])
 
+    def _batch_infos(self, task: TaskRecord) -> str:
+        """Ordered batch infos of the bundle task's batch proofs (verified before they were
+        served)."""
+        if not task.sub_proofs:
+            raise RollerError("bundle task has no batch proofs")
+        return json.dumps([self._batch_info_of_instance(p.instance, p.block_count)
+                           for p in task.sub_proofs])
+
     def verify(self, task: TaskRecord, proof: AggProof) -> Verdict:
         text = proof.dumps()
         try:
-            if task.type == AGGREGATOR:
+            if task.type == BUNDLE:
+                reason = self._prover.bundle_proof_rejection(text, self._batch_infos(task))
+            elif task.type == AGGREGATOR:
                 reason = self._prover.batch_proof_rejection(text, self._chunk_infos(task))
             else:
                 reason = self._prover.chunk_proof_rejection(text, self._chunk_info(task))

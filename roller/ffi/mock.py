@@ -1,10 +1,11 @@
 """Instant fake prover for orchestration unit tests (never for real tasks).
 
-Proofs are self-consistent hashes: verify_* accepts exactly what gen_* produced for the same
-input, and the AggProof shape follows the coordinator's sanity rules (non-empty fields, lengths
-multiple of 32). A mock instance is a hash of the input, not chunk info: of the task's chunk info
-verify_* checks only the block count (the one field a mock proof carries honestly), like the
-devnet's stand-in verifier.
+Proofs are self-consistent hashes: verify_* accepts exactly what gen_* of the same kind (chunk,
+batch, bundle: the kind is sealed in) produced, and the AggProof shape follows the coordinator's
+sanity rules (non-empty fields, lengths multiple of 32). A mock instance is a hash of the input,
+not chunk info: of the task's chunk (or batch) infos verify_* checks only the block count (the one
+field a mock proof carries honestly), like the devnet's stand-in verifier. As natively, a batch
+takes chunk proofs only and a bundle batch proofs only.
 """
 
 from __future__ import annotations
@@ -22,8 +23,12 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def _seal(instance: bytes) -> bytes:
-    return hashlib.sha256(b"mock-proof" + instance).digest()
+CHUNK, BATCH, BUNDLE = 0, 1, 2
+_KIND_NAMES = {CHUNK: "chunk", BATCH: "batch", BUNDLE: "bundle"}
+
+
+def _seal(kind: int, instance: bytes) -> bytes:
+    return hashlib.sha256(b"mock-proof" + bytes([kind]) + instance).digest()
 
 
 class MockProver:
@@ -37,14 +42,14 @@ class MockProver:
     def warm_up(self, prove_type: int) -> None:
         """Nothing to initialise."""
 
-    def _proof(self, instance: bytes, block_count: int) -> str:
+    def _proof(self, kind: int, instance: bytes, block_count: int) -> str:
         if self.delay:
             time.sleep(self.delay)
         if self.fail_with is not None:
             raise ProverError(self.fail_with)
         return json.dumps(
             {
-                "proof": _b64(_seal(instance)),
+                "proof": _b64(_seal(kind, instance)),
                 "instance": _b64(instance),
                 "final_pair": _b64(hashlib.sha256(b"mock-pair" + instance).digest()),
                 "vk": _b64(bytes(32)),
@@ -65,48 +70,60 @@ class MockProver:
     def gen_chunk_proof(self, traces_json: str) -> str:
         self.calls.append("chunk")
         traces = self._array(traces_json, "traces")
-        return self._proof(hashlib.sha256(traces_json.encode()).digest(), len(traces))
+        return self._proof(CHUNK, hashlib.sha256(traces_json.encode()).digest(), len(traces))
 
-    def gen_batch_proof(self, chunk_proofs_json: str) -> str:
-        self.calls.append("batch")
-        proofs = self._array(chunk_proofs_json, "chunk proofs")
+    def _aggregate(self, kind: int, sub_proofs_json: str) -> str:
+        """A batch over chunk proofs or a bundle over batch proofs: every sub-proof checked."""
+        sub_kind = kind - 1
+        what = _KIND_NAMES[sub_kind]
+        self.calls.append(_KIND_NAMES[kind])
+        proofs = self._array(sub_proofs_json, f"{what} proofs")
         blocks = 0
         for i, p in enumerate(proofs):
             text = p if isinstance(p, str) else json.dumps(p)
-            if not self.verify_chunk_proof(text):
-                raise ProverError(f"chunk proof {i} invalid")
+            if not self._verify(sub_kind, text, None):
+                raise ProverError(f"{what} proof {i} invalid")
             blocks += int(json.loads(text).get("block_count", 0))
-        return self._proof(hashlib.sha256(chunk_proofs_json.encode()).digest(), blocks)
+        return self._proof(kind, hashlib.sha256(sub_proofs_json.encode()).digest(), blocks)
+
+    def gen_batch_proof(self, chunk_proofs_json: str) -> str:
+        return self._aggregate(BATCH, chunk_proofs_json)
+
+    def gen_bundle_proof(self, batch_proofs_json: str) -> str:
+        return self._aggregate(BUNDLE, batch_proofs_json)
 
     @staticmethod
-    def _sealed(proof_json: str) -> dict[str, Any] | None:
+    def _sealed(kind: int, proof_json: str) -> dict[str, Any] | None:
         try:
             p = json.loads(proof_json)
-            if base64.b64decode(p["proof"]) == _seal(base64.b64decode(p["instance"])):
+            if base64.b64decode(p["proof"]) == _seal(kind, base64.b64decode(p["instance"])):
                 return dict(p)
         except (ValueError, KeyError, TypeError):
             pass
         return None
 
     @staticmethod
-    def _task_blocks(task_json: str | None, batch: bool) -> int | None:
-        """Block count the task determines (chunk info, or the batch's ordered chunk infos)."""
+    def _task_blocks(task_json: str | None, many: bool) -> int | None:
+        """Block count the task determines (chunk info, or the ordered chunk/batch infos)."""
         if task_json is None:
             return None
         try:
             task = json.loads(task_json)
-            infos = task if batch else [task]
+            infos = task if many else [task]
             return sum(int(i["block_count"]) for i in infos)
         except (ValueError, KeyError, TypeError):
             return -1  # an unreadable task matches no proof
 
-    def _verify(self, proof_json: str, task_json: str | None, batch: bool) -> bool:
-        p = self._sealed(proof_json)
-        blocks = self._task_blocks(task_json, batch)
+    def _verify(self, kind: int, proof_json: str, task_json: str | None) -> bool:
+        p = self._sealed(kind, proof_json)
+        blocks = self._task_blocks(task_json, many=kind != CHUNK)
         return p is not None and (blocks is None or p.get("block_count") == blocks)
 
     def verify_chunk_proof(self, proof_json: str, chunk_info_json: str | None = None) -> bool:
-        return self._verify(proof_json, chunk_info_json, batch=False)
+        return self._verify(CHUNK, proof_json, chunk_info_json)
 
     def verify_batch_proof(self, proof_json: str, chunk_infos_json: str | None = None) -> bool:
-        return self._verify(proof_json, chunk_infos_json, batch=True)
+        return self._verify(BATCH, proof_json, chunk_infos_json)
+
+    def verify_bundle_proof(self, proof_json: str, batch_infos_json: str | None = None) -> bool:
+        return self._verify(BUNDLE, proof_json, batch_infos_json)

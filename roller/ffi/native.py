@@ -7,7 +7,8 @@ proof is computed. Libraries are opened and initialised lazily, once per process
 
 Verification is of a proof *for a task*: the roller ABI's verifiers take the chunk info the task
 determines (`chunk_info` of the task's traces; for a batch the ordered chunk infos of its
-sub-proofs) and refuse, naming the field, a valid proof of anything else. The seed ABI's
+sub-proofs; for a bundle the ordered batch infos of its batch sub-proofs) and refuse, naming the
+field, a valid proof of anything else. The seed ABI's
 verify_agg_proof takes no task: its verdict is "some valid proof" only, and is logged as such.
 """
 
@@ -23,7 +24,13 @@ from typing import Any, Protocol
 from cffi import FFI
 
 from roller.errors import ProverError
-from roller.ffi.abi import CHUNK_INSTANCE_LEN, ROLLER_ABI_VERSION, ROLLER_CDEF, SEED_CDEF
+from roller.ffi.abi import (
+    BATCH_DATA_HASHES,
+    CHUNK_INSTANCE_LEN,
+    ROLLER_ABI_VERSION,
+    ROLLER_CDEF,
+    SEED_CDEF,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +56,20 @@ class Prover(Protocol):
     """What the worker needs from a prover; every method may raise ProverError."""
 
     def warm_up(self, prove_type: int) -> None:
-        """Initialise what proving `prove_type` (0 chunk, 1 batch) needs, before a job."""
+        """Initialise what proving `prove_type` needs, before a job: 0 chunk; 1 batch and bundle
+        (a batch prover slot proves both, spec 5.1); 2 bundle."""
 
     def gen_chunk_proof(self, traces_json: str) -> str: ...
 
     def gen_batch_proof(self, chunk_proofs_json: str) -> str: ...
 
+    def gen_bundle_proof(self, batch_proofs_json: str) -> str: ...
+
     def verify_chunk_proof(self, proof_json: str, chunk_info_json: str) -> bool: ...
 
     def verify_batch_proof(self, proof_json: str, chunk_infos_json: str) -> bool: ...
+
+    def verify_bundle_proof(self, proof_json: str, batch_infos_json: str) -> bool: ...
 
 
 def default_library_path() -> str:
@@ -112,8 +124,35 @@ def chunk_info_of_instance(instance: bytes, block_count: int) -> dict[str, Any]:
     }
 
 
+def _hex(data: bytes) -> str:
+    return "0x" + data.hex()
+
+
+def batch_info_of_instance(instance: bytes, block_count: int) -> dict[str, Any]:
+    """The batch info a verified batch proof's instance carries (roller_prover.h layout): a
+    bundle task's expected batch infos, from the batch sub-proofs the coordinator served."""
+    if len(instance) < BATCH_DATA_HASHES or (len(instance) - BATCH_DATA_HASHES) % 32:
+        raise ProverError(f"batch instance: {len(instance)} bytes, expected "
+                          f"{BATCH_DATA_HASHES} + 32 per chunk")
+    hashes = [_hex(instance[i:i + 32]) for i in range(BATCH_DATA_HASHES, len(instance), 32)]
+    return {
+        "chain_id": int.from_bytes(instance[0:8], "big"),
+        "prev_state_root": _hex(instance[8:40]),
+        "post_state_root": _hex(instance[40:72]),
+        "withdraw_root": _hex(instance[72:104]),
+        "commitment": _hex(instance[104:136]),
+        "chunk_count": int.from_bytes(instance[136:144], "big"),
+        "block_count": block_count,
+        "data_hashes": hashes,
+    }
+
+
 class RollerProver:
-    """The roller's native prover (ABI version 2).
+    """The roller's native prover (ABI version 3).
+
+    The ABI's one error convention: a call returns its failure value (init non-zero, a NULL
+    result, verify 0) and prover_last_error, read on the same thread right after, says why;
+    every failure becomes a ProverError with that message (verify: a rejection reason).
 
     `chain_id`: the chain the roller proves for (configuration); None means the traces must name
     it (`chainID`). Either way the native side refuses traces naming another chain.
@@ -149,16 +188,15 @@ class RollerProver:
         return self._checked_json(func, getattr(self._lib, func)(arg.encode()))
 
     def _checked_json(self, func: str, ptr: Any) -> str:
-        """The library's JSON result; its {"error": ...} becomes a ProverError."""
+        """The library's JSON result; NULL (the ABI's failure value, the message in
+        prover_last_error on this thread) becomes a ProverError."""
         if ptr == _roller_ffi.NULL:
-            raise ProverError(f"{func} returned NULL")
+            raise ProverError(self._last_error() or f"{func} failed without a message")
         text = _take_string(_roller_ffi, self._lib, ptr)
         try:
-            parsed = json.loads(text)
+            json.loads(text)
         except ValueError as e:
             raise ProverError(f"{func} returned invalid JSON: {e}") from e
-        if isinstance(parsed, dict) and "error" in parsed:
-            raise ProverError(str(parsed["error"]))
         return text
 
     def _rejection(self, kind: str, func: str, proof_json: str, task_json: str) -> str | None:
@@ -171,7 +209,12 @@ class RollerProver:
         return reason or "rejected"
 
     def warm_up(self, prove_type: int) -> None:
-        self._ensure("batch_prover" if prove_type else "chunk_prover")
+        if prove_type == 0:
+            self._ensure("chunk_prover")
+            return
+        if prove_type == 1:
+            self._ensure("batch_prover")
+        self._ensure("bundle_prover")
 
     def gen_chunk_proof(self, traces_json: str) -> str:
         self._ensure("chunk_prover")
@@ -180,6 +223,9 @@ class RollerProver:
 
     def gen_batch_proof(self, chunk_proofs_json: str) -> str:
         return self._call_json("batch_prover", "gen_batch_proof", chunk_proofs_json)
+
+    def gen_bundle_proof(self, batch_proofs_json: str) -> str:
+        return self._call_json("bundle_prover", "gen_bundle_proof", batch_proofs_json)
 
     def chunk_proof_rejection(self, proof_json: str, chunk_info_json: str) -> str | None:
         """None if the proof is a valid proof of the task with this chunk info, else why not."""
@@ -191,11 +237,19 @@ class RollerProver:
         return self._rejection("batch_verifier", "verify_batch_proof", proof_json,
                                chunk_infos_json)
 
+    def bundle_proof_rejection(self, proof_json: str, batch_infos_json: str) -> str | None:
+        """None if the proof is a valid proof of the bundle of these ordered batch infos."""
+        return self._rejection("bundle_verifier", "verify_bundle_proof", proof_json,
+                               batch_infos_json)
+
     def verify_chunk_proof(self, proof_json: str, chunk_info_json: str) -> bool:
         return self.chunk_proof_rejection(proof_json, chunk_info_json) is None
 
     def verify_batch_proof(self, proof_json: str, chunk_infos_json: str) -> bool:
         return self.batch_proof_rejection(proof_json, chunk_infos_json) is None
+
+    def verify_bundle_proof(self, proof_json: str, batch_infos_json: str) -> bool:
+        return self.bundle_proof_rejection(proof_json, batch_infos_json) is None
 
     def batch_chunk_infos(self, chunk_traces: list[str]) -> list[dict[str, Any]]:
         """Chunk infos of a batch's chunks (traces JSON each, in chain order), with the L1
@@ -281,6 +335,9 @@ class SeedProver:
     def gen_batch_proof(self, chunk_proofs_json: str) -> str:
         raise ProverError("batch proofs are not supported by the seed-era prover ABI")
 
+    def gen_bundle_proof(self, batch_proofs_json: str) -> str:
+        raise ProverError("bundle proofs are not supported by the seed-era prover ABI")
+
     def _verify(self, proof_json: str) -> bool:
         # verify_agg_proof takes no task: this says "some valid proof", not "a proof of the task".
         log.warning("seed verifier checks no task: instance not compared with the task")
@@ -298,6 +355,9 @@ class SeedProver:
     def verify_batch_proof(self, proof_json: str, chunk_infos_json: str = "") -> bool:
         raise ProverError("batch proofs are not supported by the seed-era prover ABI")
 
+    def verify_bundle_proof(self, proof_json: str, batch_infos_json: str = "") -> bool:
+        raise ProverError("bundle proofs are not supported by the seed-era prover ABI")
+
 
 def load_prover(
     library_path: str | None,
@@ -310,7 +370,7 @@ def load_prover(
 
     `chain_id` (roller ABI): the chain proved for; None = the traces' chainID, required then.
 
-    Initialisation of each kind (chunk/batch prover/verifier) happens on its first call, so a
+    Initialisation of each kind (chunk/batch/bundle prover/verifier) happens on its first call, so a
     Celery parent process that only loads the module never starts prover threads before fork.
     """
     path = library_path or default_library_path()

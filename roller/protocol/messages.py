@@ -66,6 +66,19 @@ class ProveType(IntEnum):
     BUNDLE = 2
 
 
+# Task types a prover slot of each prove type proves: a batch prover also proves bundles
+# (HTTP spec 5.1: prover type 2 covers batch and bundle tasks).
+SLOT_TASK_TYPES: dict[int, tuple[int, ...]] = {
+    ProveType.BASIC: (ProveType.BASIC,),
+    ProveType.AGGREGATOR: (ProveType.AGGREGATOR, ProveType.BUNDLE),
+}
+
+
+def slot_proves(slot_prove_type: int, task_type: int) -> bool:
+    """Whether a slot of `slot_prove_type` (0 chunk, 1 batch) proves a task of `task_type`."""
+    return task_type in SLOT_TASK_TYPES.get(slot_prove_type, (slot_prove_type,))
+
+
 class RespStatus(IntEnum):
     OK = 0
     ERROR = 1

@@ -1,5 +1,10 @@
 """One proving job: task record -> traces or sub-proofs -> prover -> outbox.
 
+Task types (roller numbering): 0 chunk (block traces), 1 batch (chunk proofs), 2 bundle (batch
+proofs; HTTP generations H3+). A batch slot proves batches and bundles (spec 5.1: the batch prover
+type covers both). Sub-proofs are the TaskMsg's (an HTTP task's `chunk_proofs` / `batch_proofs`
+are put there when the listener records it).
+
 The Celery binding lives in roller.tasks; this module holds the logic with its
 collaborators passed in, so the orchestration can be unit-tested with a mock prover.
 A job ends at "answer stored": the listener, which holds the keys and the coordinator
@@ -118,9 +123,12 @@ def _prove(ctx: JobContext, rec: TaskRecord) -> ProofDetail:
         prove: Callable[[str], str] = ctx.prover.gen_chunk_proof
         payload = traces_json
     else:
-        log.info("proving batch %s chunks=%d", fields, len(task.sub_proofs))
-        prove = ctx.prover.gen_batch_proof
-        payload = json.dumps([p.to_json() for p in task.sub_proofs])
+        bundle = task.type == ProveType.BUNDLE
+        proofs = task.sub_proofs
+        log.info("proving %s %s %s=%d", proof_kind(task.type), fields,
+                 "batches" if bundle else "chunks", len(proofs))
+        prove = ctx.prover.gen_bundle_proof if bundle else ctx.prover.gen_batch_proof
+        payload = json.dumps([p.to_json() for p in proofs])
     try:
         ctx.ledger.note(rec.slot, task.id, prove_started_at=time.time())
     except redis.RedisError as exc:  # a status hint only: a Redis blip must not cost a proof

@@ -49,7 +49,7 @@ from roller.logs import kv, setup_logging
 from roller.operator import metrics
 from roller.operator.config_check import orphan_keystores
 from roller.protocol.http_messages import task_generation
-from roller.protocol.messages import ProveType, TaskMsg
+from roller.protocol.messages import TaskMsg, slot_proves
 from roller.protocol.session import CoordinatorSession
 from roller.reconcile import Reconciler, stranded
 from roller.submitter import Submitter
@@ -64,9 +64,6 @@ HEARTBEAT_SECONDS = 5.0
 TICK_ERRORS: tuple[type[Exception], ...] = (BrokerUnavailable, *BROKER_ERRORS)
 SESSION_ERRORS: tuple[type[Exception], ...] = (ConnectionLost, CoordinatorError,
                                                WrongGeneration, *BROKER_ERRORS)
-# The task types a slot proves: a batch prover also proves bundles (HTTP H3+, spec 5.1).
-SLOT_TASK_TYPES = {ProveType.BASIC: (ProveType.BASIC,),
-                   ProveType.AGGREGATOR: (ProveType.AGGREGATOR, ProveType.BUNDLE)}
 NewSession = Callable[[SlotConfig, LocalAccount], CoordinatorSession]
 
 
@@ -87,7 +84,7 @@ class Dispatcher:
     def accept(self, slot: SlotConfig, task: TaskMsg, epoch: int) -> AssignResult | None:
         """Act on one notification (the rule is in roller.ledger); None if ignored."""
         fields = kv(task_id=task.id, slot=slot.name)
-        if task.type not in SLOT_TASK_TYPES[ProveType(slot.prove_type)]:
+        if not slot_proves(slot.prove_type, task.type):
             log.error("task of the wrong type ignored %s type=%s want=%s", fields, task.type,
                       slot.prove_type)
             return None

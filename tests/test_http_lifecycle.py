@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 from eth_account import Account
+from eth_account.signers.local import LocalAccount
 from test_http_client_devnet import GOOD, Clock, client_for, make_coordinator
 
 from roller.config import RetryConfig
 from roller.ledger import AssignResult, TaskLedger, TaskState
+from roller.protocol.http_client import HttpCoordinatorClient
 from roller.protocol.http_messages import Generation, to_task_msg
 from roller.protocol.messages import ProofDetail, TaskMsg
 from roller.protocol.session import HttpCoordinatorSession
@@ -56,6 +58,18 @@ def proved(ledger: TaskLedger, task: TaskMsg) -> None:
     assert ledger.store_proof(SLOT, detail, 1.0).ok
 
 
+def proved_task(coordinator: Any, clock: Clock, ledger: TaskLedger
+                ) -> tuple[LocalAccount, HttpCoordinatorClient, TaskMsg]:
+    """A key's chunk task from the coordinator, proved, its answer in our outbox."""
+    account = Account.create()
+    client = client_for(coordinator, account, clock=clock)
+    answer = client.get_task((1,), 10**6)
+    assert answer is not None
+    task = to_task_msg(answer)
+    proved(ledger, task)
+    return account, client, task
+
+
 @pytest.fixture
 def h3(clock: Clock) -> Iterator[Any]:
     c = make_coordinator(Generation.H3, clock, collection_time=60)
@@ -66,12 +80,7 @@ def h3(clock: Clock) -> Iterator[Any]:
 
 def test_late_proof_is_refused_for_good_and_the_slot_asks_again(
         h3: Any, clock: Clock, ledger: TaskLedger) -> None:
-    account = Account.create()
-    client = client_for(h3, account, clock=clock)
-    answer = client.get_task((1,), 10**6)
-    assert answer is not None
-    task = to_task_msg(answer)
-    proved(ledger, task)
+    account, client, task = proved_task(h3, clock, ledger)
     clock.now += 61  # the coordinator's timeout cron marks the assignment invalid
     session = HttpCoordinatorSession(client, slot=SLOT, prover_height=lambda: 10**6)
     pokes = Pokes(session)
@@ -86,12 +95,7 @@ def test_late_proof_is_refused_for_good_and_the_slot_asks_again(
 
 
 def test_delivery_pokes_the_session(h3: Any, clock: Clock, ledger: TaskLedger) -> None:
-    account = Account.create()
-    client = client_for(h3, account, clock=clock)
-    answer = client.get_task((1,), 10**6)
-    assert answer is not None
-    task = to_task_msg(answer)
-    proved(ledger, task)
+    account, client, task = proved_task(h3, clock, ledger)
     session = HttpCoordinatorSession(client, slot=SLOT, prover_height=lambda: 10**6)
     session._connected = True
     pokes = Pokes(session)

@@ -17,6 +17,9 @@ setup-dev: setup system-dev venv-dev
 
 RUNTIME_CMDS := redis-server:redis-server gcc:build-essential pkg-config:pkg-config
 DEV_CMDS := chromium:chromium systemd-analyze:systemd
+# The fleet's systemd test hosts (tests/fleet/nspawn.py). Without recommends: the recommended
+# libnss-mymachines would edit this machine's /etc/nsswitch.conf.
+NSPAWN_CMDS := systemd-nspawn:systemd-container debootstrap:debootstrap
 
 system:
 	@$(MAKE) --no-print-directory _apt CMDS="$(RUNTIME_CMDS)"
@@ -24,6 +27,7 @@ system:
 
 system-dev:
 	@$(MAKE) --no-print-directory _apt CMDS="$(DEV_CMDS)"
+	@$(MAKE) --no-print-directory _apt CMDS="$(NSPAWN_CMDS)" APT_OPTS=--no-install-recommends
 
 _apt:
 	@missing=""; \
@@ -32,7 +36,7 @@ _apt:
 	$(PY) -c 'import venv, ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_OPTS) $$missing; \
 	fi
 
 $(BIN)/python:

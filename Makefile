@@ -71,10 +71,11 @@ test-fast: venv-dev
 faults: setup-dev faultlib
 	$(BIN)/pytest -q tests/faults -m "faults or faults_smoke"
 
-# ops/ansible for real: two test hosts installed, proving, and upgraded mid-proof (~4 min).
-# All of it also runs in `make test`.
+# ops/ansible for real: test hosts under systemd (nspawn containers) and under supervisord
+# installed, proving, and upgraded mid-proof. `make test` runs it too, less the supervisord
+# tests that the systemd hosts repeat.
 fleet: setup-dev
-	$(BIN)/pytest -q -s tests/test_ansible_lint.py tests/test_ansible_units.py tests/fleet
+	ROLLER_FLEET_ALL=1 $(BIN)/pytest -q -s tests/test_ansible_lint.py tests/test_ansible_units.py tests/fleet
 
 lint: venv-dev
 	$(BIN)/ruff check roller tests bench celeryconfig.py

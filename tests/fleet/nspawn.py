@@ -342,6 +342,8 @@ class Container:
                     d.rmdir()
             with contextlib.suppress(OSError):
                 cg.rmdir()
+        # nspawn's own mount-propagation directory for this machine, if it left it behind.
+        shutil.rmtree(Path("/run/systemd/nspawn/propagate") / self.machine, ignore_errors=True)
         self.leader = 0
 
     def _kill_all(self) -> None:

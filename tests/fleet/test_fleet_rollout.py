@@ -2,7 +2,8 @@
 rolls a new version out while a proof runs, without killing or repeating it.
 
 Slow (a few minutes): `make fleet` or `pytest -m fleet`. Hosts are root prefixes on this
-machine driven over Ansible's local connection with supervisord (see conftest.py).
+machine driven over Ansible's local connection with supervisord (see conftest.py). The
+check_* functions are shared with the systemd hosts (test_fleet_systemd.py).
 """
 
 from __future__ import annotations
@@ -182,6 +183,7 @@ def test_site_installs_hosts_that_prove(fleet: Fleet) -> None:
     check_site_installs_hosts_that_prove(fleet)
 
 
+@pytest.mark.fleet_also_on_systemd
 def test_upgrade_during_a_long_proof(fleet: Fleet) -> None:
     check_upgrade_during_a_long_proof(fleet)
 

@@ -129,8 +129,10 @@ def test_warm_stop_waits_for_the_proof_and_acks_the_job(systemd_fleet: Fleet) ->
     wait_for(lambda: fleet.task(task_id)["state"] == "verified", 120, "the proof's verification")
     log = host.log(f"roller-worker-{gpu}")
     assert log.count(f"job received task_id={task_id}") == 1, "job redelivered"
+    # SIGTERM came first, the proof was stored after it, and only then did the unit stop.
     stored = log.index(f"proof stored in outbox task_id={task_id}")
-    assert log.index("Warm shutdown", stored) > stored
+    assert "Warm shutdown" in log[:stored]
+    assert f"Stopped roller-worker@{gpu}.service" in log[stored:], log[-3000:]
     task = fleet.task(task_id)
     assert task["dispatch_count"] == 1 and len(accepted(task)) == 1
     rec = host.ledger().get(slot, task_id)

@@ -204,6 +204,9 @@ class Fleet:
         env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
                    ANSIBLE_HOME=str(self.workdir / "ansible-home"), ANSIBLE_FORCE_COLOR="0",
                    ANSIBLE_NOCOLOR="1")
+        # The hosts' commands must see only their own venv: a source tree on PYTHONPATH (with
+        # the egg-info that building the wheel leaves) would make pip skip the roller package.
+        env.pop("PYTHONPATH", None)
         self.outputs.append(log)
         return subprocess.Popen([str(PLAYBOOK), "-i", str(self.inventory), name, *extra],
                                 cwd=ANSIBLE_DIR, env=env, stdout=log.open("wb"),

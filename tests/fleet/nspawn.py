@@ -53,7 +53,10 @@ HIERARCHIES = ("unified", "systemd")
 # requires async-timeout below Python 3.11.3.
 EXTRA_WHEELS = ["async-timeout>=4.0.3"]
 BUILD_VERSION = "1"
-PRUNE_AFTER_S = 86400  # bump to force a rebuild when the steps below change
+PRUNE_AFTER_S = 86400
+# What a command run inside a host sees, rather than this process's environment.
+HOST_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "LANG": "C.UTF-8"}  # bump to force a rebuild when the steps below change
 
 
 def unavailable() -> str | None:
@@ -315,11 +318,18 @@ class Container:
             input: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run a command inside the host (all of its namespaces)."""
         out = subprocess.run(["nsenter", "-t", str(self.leader), "-a", "--", *argv],
-                             capture_output=True, text=True, timeout=timeout, input=input)
+                             capture_output=True, text=True, timeout=timeout, input=input,
+                             env=HOST_ENV)
         if check and out.returncode != 0:
             raise RollerError(f"command failed on test host {self.name} rc={out.returncode} "
                               f"argv={' '.join(argv)}: {out.stdout[-2000:]}{out.stderr[-2000:]}")
         return out
+
+    def popen(self, *argv: str) -> subprocess.Popen[str]:
+        """Start a command inside the host without waiting for it (output: stdout)."""
+        return subprocess.Popen(["nsenter", "-t", str(self.leader), "-a", "--", *argv],
+                                text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                env=HOST_ENV)
 
     def stop(self, timeout: float = 120.0) -> None:
         """Power the host off (systemd stops every unit), kill what is left, remove cgroups."""

@@ -110,9 +110,7 @@ def test_warm_stop_waits_for_the_proof_and_acks_the_job(systemd_fleet: Fleet) ->
         slot, gpu = worker_slot(host, task_id)
         unit = f"roller-worker@{gpu}.service"
         main_pid = host.pids()[f"roller-worker-{gpu}"]
-        stop = subprocess.Popen(["nsenter", "-t", str(host.box.leader), "-a", "--",
-                                 "systemctl", "stop", unit], text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        stop = host.box.popen("systemctl", "stop", unit)
         wait_for(lambda: host.systemctl("is-active", unit) == "deactivating", 30,
                  f"{unit} to be stopping")
         # Held: the warm stop waits (TimeoutStopSec is far above this), the worker lives.
@@ -211,9 +209,8 @@ def test_worker_that_cannot_start_stops_the_rollout(systemd_fleet: Fleet) -> Non
     started = time.monotonic()
     run = fleet.playbook("upgrade.yml", "-e", f"roller_wheel={fleet.new_wheel}",
                          "-e", f"roller_native_library={broken}",
-                         # Past the worker's start-limit window (60 s), so that the rescue's
-                         # restart is not refused.
-                         "-e", "roller_health_timeout=75", log=log)
+                         # Enough for three failed starts (RestartSec=5), not the default 120.
+                         "-e", "roller_health_timeout=30", log=log)
     rc = run.wait(timeout=600)
     timed(fleet, "failed_start_upgrade_s", started)
     out = log.read_text()

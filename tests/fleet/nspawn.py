@@ -352,8 +352,12 @@ class Container:
                     d.rmdir()
             with contextlib.suppress(OSError):
                 cg.rmdir()
-        # nspawn's own mount-propagation directory for this machine, if it left it behind.
+        # What a killed nspawn leaves behind: its mount-propagation directory and the lock of
+        # this host's root directory.
         shutil.rmtree(Path("/run/systemd/nspawn/propagate") / self.machine, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            st = self.root.stat()
+            (Path("/run/systemd/nspawn/locks") / f"inode-{st.st_dev}:{st.st_ino}").unlink()
         self.leader = 0
 
     def _kill_all(self) -> None:

@@ -59,13 +59,19 @@ HOST_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
             "LANG": "C.UTF-8"}  # bump to force a rebuild when the steps below change
 
 
+def tool(name: str) -> str | None:
+    """A system command's path; debootstrap and chroot live in sbin, which a PATH may lack."""
+    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+    return shutil.which(name, path=path)
+
+
 def unavailable() -> str | None:
     """Why this machine cannot run the systemd test hosts, or None if it can."""
     if os.geteuid() != 0:
         return "systemd test hosts need root (systemd-nspawn)"
-    for tool in ("systemd-nspawn", "debootstrap", "nsenter"):
-        if shutil.which(tool) is None:
-            return f"{tool} missing: make system-dev installs systemd-container and debootstrap"
+    for name in ("systemd-nspawn", "debootstrap", "nsenter", "chroot"):
+        if tool(name) is None:
+            return f"{name} missing: make system-dev installs systemd-container and debootstrap"
     if not all((CGROUP / h).is_dir() for h in HIERARCHIES) and not (
             CGROUP / "cgroup.controllers").exists():
         return "no cgroup hierarchy usable for systemd-nspawn"
@@ -115,16 +121,18 @@ def root_image() -> Path:
         log = tmp / "build.log"
         root = tmp / "root"
         started = time.monotonic()
-        _run(["debootstrap", "--variant=minbase", "--include=systemd,systemd-sysv,dbus",
-              SUITE, str(root)], 900, log)
+        # debootstrap and dpkg run sbin tools (chroot, ldconfig): a PATH that has them.
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", PATH=HOST_ENV["PATH"])
+        _run([str(tool("debootstrap")), "--variant=minbase", "--include=systemd,systemd-sysv,dbus",
+              SUITE, str(root)], 900, log, env=env)
         # Packages only: nothing may start in the chroot (policy-rc.d 101 = "not now").
         policy = root / "usr/sbin/policy-rc.d"
         policy.write_text("#!/bin/sh\nexit 101\n")
         policy.chmod(0o755)
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        _run(["chroot", str(root), "apt-get", "install", "-y", "-q", "--no-install-recommends",
-              *PACKAGES], 900, log, env=env)
-        _run(["chroot", str(root), "apt-get", "clean"], 120, log)
+        chroot = [str(tool("chroot")), str(root)]
+        _run([*chroot, "apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES],
+             900, log, env=env)
+        _run([*chroot, "apt-get", "clean"], 120, log, env=env)
         policy.unlink()
         # roller-redis is the broker; Debian's own redis-server.service would hold 6379.
         _run(["systemctl", f"--root={root}", "disable", "redis-server.service"], 60, log)

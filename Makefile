@@ -17,6 +17,9 @@ setup-dev: setup system-dev venv-dev
 
 RUNTIME_CMDS := redis-server:redis-server gcc:build-essential pkg-config:pkg-config
 DEV_CMDS := chromium:chromium systemd-analyze:systemd
+# The fleet's systemd test hosts (tests/fleet/nspawn.py). Without recommends: the recommended
+# libnss-mymachines would edit this machine's /etc/nsswitch.conf.
+NSPAWN_CMDS := systemd-nspawn:systemd-container debootstrap:debootstrap
 
 system:
 	@$(MAKE) --no-print-directory _apt CMDS="$(RUNTIME_CMDS)"
@@ -24,6 +27,7 @@ system:
 
 system-dev:
 	@$(MAKE) --no-print-directory _apt CMDS="$(DEV_CMDS)"
+	@$(MAKE) --no-print-directory _apt CMDS="$(NSPAWN_CMDS)" APT_OPTS=--no-install-recommends
 
 _apt:
 	@missing=""; \
@@ -32,7 +36,7 @@ _apt:
 	$(PY) -c 'import venv, ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_OPTS) $$missing; \
 	fi
 
 $(BIN)/python:
@@ -74,10 +78,11 @@ test-random: venv-dev
 faults: setup-dev faultlib
 	$(BIN)/pytest -q tests/faults -m "faults or faults_smoke"
 
-# ops/ansible for real: two test hosts installed, proving, and upgraded mid-proof (~4 min).
-# All of it also runs in `make test`.
+# ops/ansible for real: test hosts under systemd (nspawn containers) and under supervisord
+# installed, proving, and upgraded mid-proof. `make test` runs it too, less the supervisord
+# tests that the systemd hosts repeat.
 fleet: setup-dev
-	$(BIN)/pytest -q -s tests/test_ansible_lint.py tests/test_ansible_units.py tests/fleet
+	ROLLER_FLEET_ALL=1 $(BIN)/pytest -q -s tests/test_ansible_lint.py tests/test_ansible_units.py tests/fleet
 
 lint: venv-dev
 	$(BIN)/ruff check roller tests bench celeryconfig.py

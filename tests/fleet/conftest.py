@@ -1,29 +1,60 @@
-"""The fleet fixture: two test hosts installed by ops/ansible/site.yml (see fleetlib)."""
+"""The fleet fixtures: two test hosts installed by ops/ansible/site.yml (see fleetlib).
+
+`fleet`: hosts under supervisord (root prefixes on this machine); `systemd_fleet`: hosts that
+boot systemd in systemd-nspawn containers (nspawn.py). Both are set up the same way: wheels
+built, devnet started, site.yml run, circuits built in the background meanwhile.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
 from roller.ffi import default_library_path
 from roller.localrun import DevnetProcess, free_port
 
-from .fleetlib import PLAYBOOK, ROOT, Fleet, Host, build_wheel, new_version_tree, write_inventory
+from . import nspawn
+from .fleetlib import (
+    PLAYBOOK,
+    ROOT,
+    Fleet,
+    Host,
+    SystemdHost,
+    build_wheel,
+    new_version_tree,
+    write_inventory,
+)
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    if not PLAYBOOK.exists():
-        pytest.skip("ansible not installed: pip install -e '.[fleet]'")
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server missing: apt-get install redis-server")
-    workdir = tmp_path_factory.mktemp("fleet")
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`make test` checks each fleet guarantee once: a supervisord test marked
+    fleet_also_on_systemd is skipped where the systemd hosts run the same check, unless
+    ROLLER_FLEET_ALL is set (`make fleet` runs both)."""
+    if os.environ.get("ROLLER_FLEET_ALL") or nspawn.unavailable() is not None:
+        return
+    skip = pytest.mark.skip(reason="checked on the systemd test hosts (make fleet runs both)")
+    for item in items:
+        if item.get_closest_marker("fleet_also_on_systemd"):
+            item.add_marker(skip)
+
+
+# (workdir, devnet, params, timings, hosts): appends each host as soon as it exists, so that
+# a failure half-way still stops the hosts made so far.
+HostsFactory = Callable[[Path, DevnetProcess, Path, dict[str, float], list[Host]], None]
+
+
+@contextlib.contextmanager
+def installed_fleet(workdir: Path, make_hosts: HostsFactory) -> Iterator[Fleet]:
     started = time.monotonic()
     library = workdir / "libroller_prover.so"
     shutil.copy(default_library_path(), library)  # a rebuild elsewhere must not change it
@@ -45,8 +76,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
                                                     "--params-dir", str(params),
                                                     "--dispatch-interval", "0.3"],
                                {"ROLLER_PROVER_LIB": str(library)}).start()
-        hosts = [Host("host-a", workdir / "host-a", [0, 1], free_port(), free_port()),
-                 Host("host-b", workdir / "host-b", [0], free_port(), free_port())]
+        make_hosts(workdir, devnet, params, timings, hosts)
         inventory = workdir / "inventory.json"
         write_inventory(inventory, devnet, old_wheel, library, params, hosts)
         fleet = Fleet(workdir, devnet, hosts, inventory, new_wheel, timings)
@@ -67,3 +97,60 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             devnet.stop()
         print(f"\nfleet timings: {json.dumps({k: round(v, 1) for k, v in timings.items()})}")
 
+
+def _need_ansible() -> None:
+    if not PLAYBOOK.exists():
+        pytest.skip("ansible not installed: pip install -e '.[fleet]'")
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    _need_ansible()
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server missing: apt-get install redis-server")
+
+    def hosts(workdir: Path, devnet: DevnetProcess, params: Path, timings: dict[str, float],
+              made: list[Host]) -> None:
+        made += [Host("host-a", workdir / "host-a", [0, 1], free_port(), free_port()),
+                 Host("host-b", workdir / "host-b", [0], free_port(), free_port())]
+
+    with installed_fleet(tmp_path_factory.mktemp("fleet"), hosts) as f:
+        yield f
+
+
+# A SIGKILLed worker's unacknowledged job comes back after the broker's visibility timeout
+# (the config's minimum): host-b's, so that test_worker_sigkill waits a minute, not a day.
+SHORT_VISIBILITY_S = 60
+
+
+@pytest.fixture(scope="module")
+def systemd_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    _need_ansible()
+    reason = nspawn.unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+
+    def hosts(workdir: Path, devnet: DevnetProcess, params: Path, timings: dict[str, float],
+              made: list[Host]) -> None:
+        t0 = time.monotonic()
+        image = nspawn.root_image()
+        timings["image_s"] = time.monotonic() - t0
+        timings["image_build_s"] = nspawn.image_build_seconds(image)
+        # The devnet listens on this machine's loopback; inside a host the same ports lead
+        # to it through relays, so the URLs in the config are the devnet's own.
+        devnet_ports = [int(urlparse(u).port or 0) for u in (devnet.ws_url, devnet.l2_url)]
+        t0 = time.monotonic()
+        for name, gpus, extra in (("host-a", [0, 1], {}),
+                                  ("host-b", [0], {"roller_visibility_timeout_seconds":
+                                                   SHORT_VISIBILITY_S})):
+            broker_port = free_port()
+            box = nspawn.Container.create(name, image, workdir, inward=devnet_ports,
+                                          outward={6379: broker_port},
+                                          binds=[(params, "/var/lib/roller/params")])
+            host = SystemdHost(name, box.root, gpus, broker_port, 5555, extra, container=box)
+            made.append(host)
+            box.start()
+        timings["hosts_boot_s"] = time.monotonic() - t0
+
+    with installed_fleet(tmp_path_factory.mktemp("systemd-fleet"), hosts) as f:
+        yield f

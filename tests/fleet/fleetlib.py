@@ -1,9 +1,16 @@
 """Helpers of the fleet tests: two test hosts on this machine, installed by site.yml for real.
 
-Each host is a root prefix under the test's temporary directory, reached over Ansible's local
-connection, managed by its own supervisord (roller_process_manager: supervisor) with its own
-Redis broker, listener, workers and Flower on loopback ports. host-a has two GPU slots, host-b
-one. One devnet (coordinator + L2 node, native verifier) serves both.
+Two kinds of test host, one interface (Host):
+- Host (roller_process_manager: supervisor): a root prefix under the test's temporary
+  directory, reached over Ansible's local connection, managed by its own supervisord with its
+  own Redis broker, listener, workers and Flower on loopback ports.
+- SystemdHost (roller_process_manager: systemd): a systemd-nspawn container booting systemd
+  (see nspawn.py), reached over an nsenter connection; everything on the production paths
+  (/opt/roller, /etc/roller, user roller) and default ports, in its own network namespace.
+
+host-a has two GPU slots, host-b one. One devnet (coordinator + L2 node, native verifier)
+serves both. Failure model: every command and wait is bounded; a host that does not stop in
+time is killed (supervisord) or powered off and then killed (containers).
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from typing import Any
 from roller.ledger import TaskLedger
 from roller.localrun import DevnetProcess, free_port, wait_for
 
+from .nspawn import WHEELHOUSE, Container
+
 ROOT = Path(__file__).resolve().parents[2]
 ANSIBLE_DIR = ROOT / "ops" / "ansible"
 BIN = Path(sys.executable).parent
@@ -41,6 +50,7 @@ class Host:
     gpus: list[int]
     broker_port: int
     flower_port: int
+    extra_vars: dict[str, Any] = field(default_factory=dict)  # per-host inventory overrides
 
     @property
     def broker_url(self) -> str:
@@ -61,10 +71,18 @@ class Host:
                              capture_output=True, text=True, timeout=60)
         return out.stdout
 
+    @property
+    def opt(self) -> str:
+        """/opt/roller as the host's own commands see it."""
+        return str(self.prefix / "opt/roller")
+
+    def exec(self, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run a command on the host."""
+        return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
+
     def celery(self, *args: str) -> str:
         """The host's celery CLI (roller-celery: its config and secrets)."""
-        out = subprocess.run([str(self.prefix / "opt/roller/bin/roller-celery"), *args],
-                             capture_output=True, text=True, timeout=120)
+        out = self.exec(f"{self.opt}/bin/roller-celery", *args)
         assert out.returncode == 0, out.stdout + out.stderr
         return out.stdout
 
@@ -72,10 +90,15 @@ class Host:
         return {p: int(self.supervisorctl("pid", p).strip() or 0) for p in self.programs()}
 
     def installed_version(self) -> str:
-        venv_python = self.prefix / "opt/roller/venv/bin/python"
-        return subprocess.run([str(venv_python), "-I", "-c",
-                               "import importlib.metadata as m; print(m.version('roller'))"],
-                              capture_output=True, text=True, timeout=60).stdout.strip()
+        return self.exec(f"{self.opt}/venv/bin/python", "-I", "-c",
+                         "import importlib.metadata as m; print(m.version('roller'))",
+                         timeout=60).stdout.strip()
+
+    def inventory_vars(self) -> dict[str, Any]:
+        return {"roller_prefix": str(self.prefix), "roller_gpus": self.gpus,
+                "roller_broker_port": self.broker_port, "roller_flower_port": self.flower_port,
+                "roller_metrics_listener_port": free_port(),
+                "roller_metrics_worker_port": free_port(), **self.extra_vars}
 
     def keystores(self) -> list[Path]:
         return sorted((self.prefix / "var/lib/roller/keystore").glob("keystore-gpu*.json"))
@@ -97,6 +120,66 @@ class Host:
             return
         except Exception:
             os.kill(pid, signal.SIGKILL)
+
+
+@dataclass
+class SystemdHost(Host):
+    """A test host booting systemd in a container; broker_port is this machine's end of a
+    relay to the host's Redis (6379 inside). Programs are named as under supervisor and
+    mapped to units (roller-worker-K -> roller-worker@K)."""
+
+    container: Container | None = None
+
+    @property
+    def box(self) -> Container:
+        assert self.container is not None
+        return self.container
+
+    @property
+    def opt(self) -> str:
+        return "/opt/roller"
+
+    @staticmethod
+    def unit(program: str) -> str:
+        if program.startswith("roller-worker-"):
+            return f"roller-worker@{program.rsplit('-', 1)[1]}"
+        return program
+
+    def exec(self, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return self.box.run(*argv, timeout=timeout, check=False)
+
+    def systemctl(self, *args: str) -> str:
+        return self.exec("systemctl", *args, timeout=60).stdout.strip()
+
+    def pids(self) -> dict[str, int]:
+        return {p: int(self.systemctl("show", "-p", "MainPID", "--value", f"{self.unit(p)}.service")
+                       or 0) for p in self.programs()}
+
+    def active(self, program: str) -> str:
+        return self.systemctl("is-active", f"{self.unit(program)}.service")
+
+    def log(self, program: str) -> str:
+        """The unit's lines in journald (what the roller printed, and systemd's own)."""
+        return self.exec("journalctl", "-q", "--no-pager", "-o", "cat", "-u",
+                         f"{self.unit(program)}.service", timeout=60).stdout
+
+    def inventory_vars(self) -> dict[str, Any]:
+        # Production paths, user and ports: each host has its own namespace. The host has no
+        # network but its loopback, so pip installs from the image's wheelhouse.
+        return {"ansible_connection": "community.docker.nsenter",
+                "ansible_nsenter_pid": f"{{{{ lookup('file', '{self.box.leader_file}') }}}}",
+                "ansible_python_interpreter": "/usr/bin/python3",
+                "roller_process_manager": "systemd",
+                "roller_manage_user": True,
+                "roller_user": "roller", "roller_group": "roller",
+                "roller_broker_user": "redis",
+                "roller_broker_redis_server": "/usr/bin/redis-server",
+                "roller_pip_extra_args": f"--no-index --find-links /{WHEELHOUSE}",
+                "roller_params_path": "/var/lib/roller/params",
+                "roller_gpus": self.gpus, **self.extra_vars}
+
+    def stop(self) -> None:
+        self.box.stop()
 
 
 def _alive(pid: int) -> bool:
@@ -121,6 +204,9 @@ class Fleet:
         env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
                    ANSIBLE_HOME=str(self.workdir / "ansible-home"), ANSIBLE_FORCE_COLOR="0",
                    ANSIBLE_NOCOLOR="1")
+        # The hosts' commands must see only their own venv: a source tree on PYTHONPATH (with
+        # the egg-info that building the wheel leaves) would make pip skip the roller package.
+        env.pop("PYTHONPATH", None)
         self.outputs.append(log)
         return subprocess.Popen([str(PLAYBOOK), "-i", str(self.inventory), name, *extra],
                                 cwd=ANSIBLE_DIR, env=env, stdout=log.open("wb"),
@@ -202,13 +288,7 @@ def write_inventory(path: Path, devnet: DevnetProcess, wheel: Path,
                                                   "reconnect_backoff_max_seconds": 2}},
             },
             "children": {
-                "roller_hosts": {"hosts": {
-                    h.name: {"roller_prefix": str(h.prefix), "roller_gpus": h.gpus,
-                             "roller_broker_port": h.broker_port,
-                             "roller_flower_port": h.flower_port,
-                             "roller_metrics_listener_port": free_port(),
-                             "roller_metrics_worker_port": free_port()}
-                    for h in hosts}},
+                "roller_hosts": {"hosts": {h.name: h.inventory_vars() for h in hosts}},
                 "roller_brokers": {"children": {"roller_hosts": {}}},
             },
         }

@@ -2,7 +2,8 @@
 rolls a new version out while a proof runs, without killing or repeating it.
 
 Slow (a few minutes): `make fleet` or `pytest -m fleet`. Hosts are root prefixes on this
-machine driven over Ansible's local connection with supervisord (see conftest.py).
+machine driven over Ansible's local connection with supervisord (see conftest.py). The
+check_* functions are shared with the systemd hosts (test_fleet_systemd.py).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def digests(host: Host) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in host.keystores()}
 
 
-def test_site_installs_hosts_that_prove(fleet: Fleet) -> None:
+def check_site_installs_hosts_that_prove(fleet: Fleet) -> None:
     site_log = (fleet.workdir / "site.log").read_text()
     assert KEYSTORE_PASSWORD not in site_log and BROKER_PASSWORD not in site_log
     for host in fleet.hosts:
@@ -88,7 +89,7 @@ def proving_host(fleet: Fleet, task_id: str) -> Host | None:
     return None
 
 
-def test_upgrade_during_a_long_proof(fleet: Fleet) -> None:
+def check_upgrade_during_a_long_proof(fleet: Fleet) -> None:
     """The L2 node holds the job's trace fetch, so the job runs until the upgrade's drain
     has been seen waiting for it; the host's restart must come only after the proof."""
     before_pids = {h.name: h.pids() for h in fleet.hosts}
@@ -152,7 +153,7 @@ def test_upgrade_during_a_long_proof(fleet: Fleet) -> None:
     assert plays.rindex("[host-a]") < plays.index("[host-b]")
 
 
-def test_failed_host_stops_the_rollout(fleet: Fleet) -> None:
+def check_failed_host_stops_the_rollout(fleet: Fleet) -> None:
     """The first host's install fails: it goes back to consuming, the next host is untouched."""
     first, second = fleet.hosts
     before = {h.name: h.pids() for h in fleet.hosts}
@@ -176,3 +177,16 @@ def test_failed_host_stops_the_rollout(fleet: Fleet) -> None:
     queues = json.loads(first.celery("inspect", "active_queues", "-j", "-t", "10", "-d", workers))
     assert {w: [q["name"] for q in qs] for w, qs in queues.items()} == {
         f"gpu{g}@{first.name}": [f"gpu{g}"] for g in first.gpus}
+
+
+def test_site_installs_hosts_that_prove(fleet: Fleet) -> None:
+    check_site_installs_hosts_that_prove(fleet)
+
+
+@pytest.mark.fleet_also_on_systemd
+def test_upgrade_during_a_long_proof(fleet: Fleet) -> None:
+    check_upgrade_during_a_long_proof(fleet)
+
+
+def test_failed_host_stops_the_rollout(fleet: Fleet) -> None:
+    check_failed_host_stops_the_rollout(fleet)

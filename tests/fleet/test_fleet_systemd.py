@@ -1,0 +1,231 @@
+"""The fleet on systemd, for real: site.yml installs two test hosts that boot systemd
+(systemd-nspawn containers, see nspawn.py) with roller_process_manager: systemd, the devnet
+proves through them, upgrade.yml runs during a held proof, and the units' promises are
+checked on the real units: warm stop, restart after SIGKILL, a worker that cannot start,
+journald, a reboot of a host.
+
+Slow (a few minutes; the root image is built once per machine, ~1-2 min): `make fleet` or
+`pytest -m fleet`. Skipped, with the reason, where systemd-nspawn cannot run (not root, no
+systemd-container or debootstrap).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+
+import pytest
+
+from roller.broker import UNACKED_KEY
+from roller.localrun import wait_for
+
+from .conftest import SHORT_VISIBILITY_S
+from .fleetlib import BROKER_PASSWORD, KEYSTORE_PASSWORD, OLD_VERSION, Fleet, SystemdHost
+from .test_fleet_rollout import (
+    accepted,
+    check_site_installs_hosts_that_prove,
+    check_upgrade_during_a_long_proof,
+    proving_host,
+    sessions,
+)
+
+pytestmark = pytest.mark.fleet
+
+
+def hosts(fleet: Fleet) -> list[SystemdHost]:
+    out = [h for h in fleet.hosts if isinstance(h, SystemdHost)]
+    assert len(out) == len(fleet.hosts)
+    return out
+
+
+def timed(fleet: Fleet, name: str, started: float) -> None:
+    fleet.timings[name] = time.monotonic() - started
+
+
+def only_on(fleet: Fleet, host: SystemdHost) -> list[SystemdHost]:
+    """Stop the listeners of the other hosts, so the coordinator dispatches to `host` only;
+    returns them (start_listeners puts them back)."""
+    others = [h for h in hosts(fleet) if h is not host]
+    for other in others:
+        other.systemctl("stop", "roller-listener.service")
+    return others
+
+
+def start_listeners(others: list[SystemdHost]) -> None:
+    for other in others:
+        other.systemctl("start", "roller-listener.service")
+        wait_for(lambda o=other: all(s["state"] == "registered"
+                                     for s in sessions(o).values()),  # type: ignore[misc]
+                 60, f"the sessions of {other.name} to register")
+
+
+def worker_slot(host: SystemdHost, task_id: str) -> tuple[str, int]:
+    slot = next(s for s in host.slots() if host.ledger().get(s, task_id) is not None)
+    return slot, int(slot.rsplit("gpu", 1)[1])
+
+
+def test_site_installs_hosts_that_prove(systemd_fleet: Fleet) -> None:
+    fleet = systemd_fleet
+    for host in hosts(fleet):
+        units = [f"{host.unit(p)}.service" for p in host.programs()] + ["roller-redis.service"]
+        for unit in units:
+            assert host.systemctl("is-active", unit) == "active", (host.name, unit)
+            assert host.systemctl("is-enabled", unit) == "enabled", (host.name, unit)
+        # The processes run as the roller user, on production paths, under systemd.
+        show = host.systemctl("show", "-p", "User", "-p", "KillMode", "-p", "TimeoutStopUSec",
+                              "-p", "OOMPolicy", "roller-worker@0.service")
+        assert "User=roller" in show and "KillMode=mixed" in show and "OOMPolicy=continue" in show
+        pid = host.pids()["roller-worker-0"]
+        assert host.exec("stat", "-c", "%U", f"/proc/{pid}").stdout.strip() == "roller"
+        assert host.systemctl("is-active", "redis-server.service") != "active"
+    check_site_installs_hosts_that_prove(fleet)
+    for host in hosts(fleet):
+        assert host.installed_version() == OLD_VERSION
+
+
+def test_journald_carries_the_key_value_lines(systemd_fleet: Fleet) -> None:
+    for host in hosts(systemd_fleet):
+        workers = "".join(host.log(f"roller-worker-{g}") for g in host.gpus)
+        assert re.search(r"job received task_id=\S+ slot=" + re.escape(host.name), workers)
+        assert re.search(r"proof stored in outbox task_id=\S+", workers)
+        listener = host.log("roller-listener")
+        assert re.search(r"slot=" + re.escape(host.slots()[0]), listener), listener[-2000:]
+        journal = host.exec("journalctl", "-q", "--no-pager", "-o", "cat", timeout=60).stdout
+        assert KEYSTORE_PASSWORD not in journal and BROKER_PASSWORD not in journal
+
+
+def test_warm_stop_waits_for_the_proof_and_acks_the_job(systemd_fleet: Fleet) -> None:
+    """`systemctl stop` of a worker whose job is held: the unit stays deactivating, the
+    proof finishes, the job is acknowledged (not redelivered when the worker starts again)."""
+    fleet = systemd_fleet
+    host = hosts(fleet)[0]
+    others = only_on(fleet, host)
+    started = time.monotonic()
+    fleet.devnet.control("l2_fault", {"mode": "hang"})
+    stop: subprocess.Popen[str] | None = None
+    try:
+        task_id = fleet.push(2674, 2)
+        wait_for(lambda: proving_host(fleet, task_id) is host, 120, "the proof to start")
+        slot, gpu = worker_slot(host, task_id)
+        unit = f"roller-worker@{gpu}.service"
+        main_pid = host.pids()[f"roller-worker-{gpu}"]
+        stop = host.box.popen("systemctl", "stop", unit)
+        wait_for(lambda: host.systemctl("is-active", unit) == "deactivating", 30,
+                 f"{unit} to be stopping")
+        # Held: the warm stop waits (TimeoutStopSec is far above this), the worker lives.
+        assert stop.poll() is None and host.pids()[f"roller-worker-{gpu}"] == main_pid
+        fleet.devnet.control("l2_fault", {"mode": "none"})
+        assert stop.wait(timeout=240) == 0, stop.stdout.read() if stop.stdout else ""
+    finally:
+        fleet.devnet.control("l2_fault", {"mode": "none"})
+        if stop is not None and stop.poll() is None:
+            stop.kill()
+    assert host.systemctl("is-active", unit) == "inactive"
+    assert host.ledger().r.hlen(UNACKED_KEY) == 0, "the job was not acknowledged"
+    host.systemctl("start", unit)
+    wait_for(lambda: fleet.task(task_id)["state"] == "verified", 120, "the proof's verification")
+    log = host.log(f"roller-worker-{gpu}")
+    assert log.count(f"job received task_id={task_id}") == 1, "job redelivered"
+    # SIGTERM came first, the proof was stored after it, and only then did the unit stop.
+    stored = log.index(f"proof stored in outbox task_id={task_id}")
+    assert "Warm shutdown" in log[:stored]
+    assert f"Stopped roller-worker@{gpu}.service" in log[stored:], log[-3000:]
+    task = fleet.task(task_id)
+    assert task["dispatch_count"] == 1 and len(accepted(task)) == 1
+    rec = host.ledger().get(slot, task_id)
+    assert rec is not None and rec.attempts == 1
+    start_listeners(others)
+    timed(fleet, "warm_stop_s", started)
+
+
+def test_worker_sigkill_is_restarted_and_the_job_redelivered(systemd_fleet: Fleet) -> None:
+    """kill -9 of a worker's main process: systemd restarts it (Restart=on-failure); the
+    job, unacknowledged, comes back after the visibility timeout and is answered once."""
+    fleet = systemd_fleet
+    host = hosts(fleet)[1]
+    assert host.extra_vars["roller_visibility_timeout_seconds"] == SHORT_VISIBILITY_S
+    others = only_on(fleet, host)
+    started = time.monotonic()
+    task_id = fleet.push(2676, 2)
+    wait_for(lambda: proving_host(fleet, task_id) is host, 120, "the proof to start")
+    slot, gpu = worker_slot(host, task_id)
+    unit = f"roller-worker@{gpu}.service"
+    before = host.pids()[f"roller-worker-{gpu}"]
+    restarts = int(host.systemctl("show", "-p", "NRestarts", "--value", unit))
+    host.systemctl("kill", "--kill-whom=main", "--signal=SIGKILL", unit)
+    wait_for(lambda: host.pids()[f"roller-worker-{gpu}"] not in (0, before)
+             and host.systemctl("is-active", unit) == "active", 60, f"systemd to restart {unit}")
+    assert int(host.systemctl("show", "-p", "NRestarts", "--value", unit)) == restarts + 1
+    wait_for(lambda: fleet.task(task_id)["state"] == "verified", SHORT_VISIBILITY_S + 240,
+             "the redelivered job's proof to be verified", interval=1.0)
+    timed(fleet, "sigkill_recovery_s", started)
+    task = fleet.task(task_id)
+    assert task["dispatch_count"] == 1 and len(accepted(task)) == 1, task["submissions"]
+    log = host.log(f"roller-worker-{gpu}")
+    assert log.count(f"job received task_id={task_id}") == 2, "job not redelivered"
+    assert "status=9/KILL" in log or "signal=KILL" in log, log[-3000:]
+    start_listeners(others)
+
+
+def test_upgrade_during_a_long_proof(systemd_fleet: Fleet) -> None:
+    fleet = systemd_fleet
+    # host-b's short visibility timeout would redeliver a job held through host-a's upgrade.
+    host_a, host_b = hosts(fleet)
+    only_on(fleet, host_a)  # upgrade.yml restarts host-b's listener itself
+    check_upgrade_during_a_long_proof(fleet)
+
+
+def test_reboot_brings_every_unit_back(systemd_fleet: Fleet) -> None:
+    fleet = systemd_fleet
+    host = hosts(fleet)[1]
+    before = sessions(host)
+    started = time.monotonic()
+    host.box.restart()
+    timed(fleet, "reboot_s", started)
+    for program in host.programs():
+        wait_for(lambda p=program: host.active(p) == "active", 60,  # type: ignore[misc]
+                 f"{program} on {host.name} after the reboot")
+    wait_for(lambda: all(s["state"] == "registered"
+                         and int(s["registrations"]) > int(before[slot]["registrations"])
+                         for slot, s in sessions(host).items()), 90,
+             f"the sessions of {host.name} to register again")
+    timed(fleet, "reboot_to_registered_s", started)
+    task_id = fleet.push(2678, 1)
+    wait_for(lambda: fleet.task(task_id)["state"] == "verified", 240, "a proof after the reboot")
+
+
+def test_worker_that_cannot_start_stops_the_rollout(systemd_fleet: Fleet) -> None:
+    """A new prover library that does not load: the worker exits before it consumes
+    anything, systemd gives up on it (`failed`), the health check fails and the rollout
+    stops before host-b. Last: it leaves host-a broken."""
+    fleet = systemd_fleet
+    first, second = hosts(fleet)
+    before = second.pids()
+    broken = fleet.workdir / "broken" / "libroller_prover.so"
+    broken.parent.mkdir()
+    broken.write_bytes(b"not a shared library\n")
+    log = fleet.workdir / "upgrade-broken.log"
+    started = time.monotonic()
+    run = fleet.playbook("upgrade.yml", "-e", f"roller_wheel={fleet.new_wheel}",
+                         "-e", f"roller_native_library={broken}",
+                         # Enough for three failed starts (RestartSec=5), not the default 120.
+                         "-e", "roller_health_timeout=30", log=log)
+    rc = run.wait(timeout=600)
+    timed(fleet, "failed_start_upgrade_s", started)
+    out = log.read_text()
+    assert rc != 0, out
+    assert "Check worker and session health" in out and "the rollout stops here" in out
+    plays = out[:out.index("PLAY RECAP")]
+    assert f"[{second.name}]" not in plays, "the rollout went on to the next host"
+    assert second.pids() == before
+    for gpu in first.gpus:
+        unit = f"roller-worker@{gpu}.service"
+        wait_for(lambda u=unit: first.systemctl("is-failed", u) == "failed",  # type: ignore[misc]
+                 120, f"{unit} to be failed")
+        journal = first.log(f"roller-worker-{gpu}")
+        assert "prover unusable" in journal, journal[-3000:]
+        assert "Connected to redis" not in journal.split("prover unusable")[-1]
+    # Nothing consumes host-a's queues.
+    ping = first.exec("/opt/roller/bin/roller-celery", "inspect", "ping", "-t", "5")
+    assert "pong" not in ping.stdout

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -34,19 +33,6 @@ from .fleetlib import (
     new_version_tree,
     write_inventory,
 )
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """`make test` checks each fleet guarantee once: a supervisord test marked
-    fleet_also_on_systemd is skipped where the systemd hosts run the same check, unless
-    ROLLER_FLEET_ALL is set (`make fleet` runs both)."""
-    if os.environ.get("ROLLER_FLEET_ALL") or nspawn.unavailable() is not None:
-        return
-    skip = pytest.mark.skip(reason="checked on the systemd test hosts (make fleet runs both)")
-    for item in items:
-        if item.get_closest_marker("fleet_also_on_systemd"):
-            item.add_marker(skip)
-
 
 # (workdir, devnet, params, timings, hosts): appends each host as soon as it exists, so that
 # a failure half-way still stops the hosts made so far.

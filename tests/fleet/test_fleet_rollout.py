@@ -183,7 +183,6 @@ def test_site_installs_hosts_that_prove(fleet: Fleet) -> None:
     check_site_installs_hosts_that_prove(fleet)
 
 
-@pytest.mark.fleet_also_on_systemd
 def test_upgrade_during_a_long_proof(fleet: Fleet) -> None:
     check_upgrade_during_a_long_proof(fleet)
 

@@ -30,7 +30,7 @@ from .test_fleet_rollout import (
     sessions,
 )
 
-pytestmark = pytest.mark.fleet
+pytestmark = [pytest.mark.fleet, pytest.mark.fleet_systemd]
 
 
 def hosts(fleet: Fleet) -> list[SystemdHost]:

@@ -259,6 +259,28 @@ def test_task_msg_bridge_and_ws_json_unchanged() -> None:
         from_task_msg(TaskMsg.loads(ws))
 
 
+def test_task_msg_carries_the_sub_proofs_of_batch_and_bundle_tasks() -> None:
+    one = AggProof(b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, b"\x04", 3)
+    two = AggProof(b"\x05" * 32, b"\x06" * 32, b"", b"", 2)
+    proofs = [json.loads(agg_proof_to_json(p)) for p in (one, two)]
+    # A coordinator's re-encoded proofs gain members (`storage_trace`, `chunk_info`, ...):
+    # ignored, like Go's decoder; batch_header and blob_bytes stay in http_task, opaque.
+    proofs[0].update(storage_trace=None, chunk_info={"chain_id": 1})
+    batch = GetTaskResponse(Generation.H3, "0x02", 2, json.dumps(
+        {"chunk_infos": [{}, {}], "chunk_proofs": proofs, "batch_header": None,
+         "blob_bytes": None}), uuid="u2")
+    msg = to_task_msg(batch)
+    assert msg.type == ProveType.AGGREGATOR and msg.sub_proofs == (one, two)
+    assert from_task_msg(TaskMsg.loads(msg.dumps())) == batch
+    bundle = GetTaskResponse(Generation.H4, "ab" * 32, 3, json.dumps(
+        {"fork_name": "euclidv2", "batch_proofs": proofs[1:]}), uuid="u3")
+    assert to_task_msg(bundle).sub_proofs == (two,)
+    with pytest.raises(WireFormatError, match=r"task_data.chunk_proofs\[1\].proof"):
+        bad = [proofs[0], {"proof": "not base64!"}]
+        to_task_msg(GetTaskResponse(Generation.H2, "0x02", 2, json.dumps(
+            {"chunk_infos": [], "chunk_proofs": bad}), uuid="u4"))
+
+
 def test_agg_proof_json_round_trip() -> None:
     proof = AggProof(b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, b"\x04", 3)
     text = agg_proof_to_json(proof)

@@ -2,7 +2,7 @@
 
 A seed config (one `keystore_path`, `prover.prove_type`) means one slot on queue `gpu0`.
 Extensions: `broker_url`, `coordinator` (the protocol generation and its login settings),
-`slots` (or the `gpus` shorthand), `session_window_minutes`,
+`slots` (or the `gpus` shorthand), `identities_per_gpu`, `session_window_minutes`,
 `retention_hours`, `reconcile_interval_seconds`,
 `retry`, `prover.library_path`/`prover.abi`, `metrics`, `flower`. Secrets come from the
 environment when set. Every error names the key path.
@@ -42,7 +42,8 @@ def proof_kind(prove_type: int) -> str:
 
 @dataclass(frozen=True)
 class SlotConfig:
-    """One prover slot: one GPU, one identity, one coordinator session, one queue."""
+    """One prover slot: one identity, one coordinator session, one queue (of one GPU).
+    Several slots share a queue with `identities_per_gpu` > 1 (or slots naming one queue)."""
 
     name: str
     queue: str
@@ -231,6 +232,31 @@ def _keystore_for_gpu(keystore: Path, gpu: int) -> Path:
     return keystore.with_name(f"{keystore.stem}-gpu{gpu}{keystore.suffix or '.json'}")
 
 
+def identity_suffix(k: int) -> str:
+    """What identity k >= 1 of a GPU adds to its slot's name and keystore stem. Identity 0
+    adds nothing, so a config that grows `identities_per_gpu` keeps its existing keys."""
+    return f"-id{k}" if k else ""
+
+
+def _extra_identities(slots: list[SlotConfig], per_gpu: int) -> list[SlotConfig]:
+    """`identities_per_gpu`: each configured slot becomes `per_gpu` slots on the same queue
+    and GPU, identity k named `<name>-id<k>` with keystore `<stem>-id<k><suffix>` (k >= 1);
+    identity 0 is the slot as configured. The coordinator gives one task per identity, so
+    the GPU's queue holds the next task (its traces fetched ahead) while the coordinator
+    verifies the previous proof."""
+    out = []
+    for slot in slots:
+        out.append(slot)
+        for k in range(1, per_gpu):
+            ks = slot.keystore_path
+            out.append(SlotConfig(
+                name=f"{slot.name}{identity_suffix(k)}", queue=slot.queue, gpu=slot.gpu,
+                prove_type=slot.prove_type,
+                keystore_path=ks.with_name(f"{ks.stem}{identity_suffix(k)}"
+                                           f"{ks.suffix or '.json'}")))
+    return out
+
+
 def _slots(r: _Reader, base: Path, name: str, default_type: int) -> tuple[SlotConfig, ...]:
     keystore = _resolve(base, r.text("keystore_path")) if r.has("keystore_path") else None
     if r.has("slots"):
@@ -264,6 +290,7 @@ def _slots(r: _Reader, base: Path, name: str, default_type: int) -> tuple[SlotCo
         if keystore is None:
             raise ConfigError("keystore_path: required (or give slots)")
         slots = [SlotConfig(name, "gpu0", 0, default_type, keystore)]
+    slots = _extra_identities(slots, r.integer("identities_per_gpu", 1, minimum=1))
     seen: set[tuple[str, str]] = set()
     for slot in slots:
         for value, what in ((slot.name, "name"), (str(slot.keystore_path), "keystore_path")):
@@ -288,6 +315,7 @@ def _with_password(url: str, password: str | None) -> str:
 # The seed roller's keys (spec 6.1) and ours.
 ROOT_KEYS = ("roller_name", "keystore_path", "keystore_password", "coordinator_url",
              "trace_endpoint", "db_path", "prover", "broker_url", "coordinator", "slots", "gpus",
+             "identities_per_gpu",
              "session_window_minutes", "retention_hours", "reconcile_interval_seconds",
              "visibility_timeout_seconds", "retry", "metrics", "flower")
 

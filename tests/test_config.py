@@ -36,6 +36,28 @@ def test_gpus_shorthand(tmp_path: Path) -> None:
     ]
 
 
+def test_identities_per_gpu_share_the_gpu_queue_and_keep_the_first_keys(tmp_path: Path
+                                                                       ) -> None:
+    cfg = parse_config({**SEED, "gpus": [0, 1], "identities_per_gpu": 2}, tmp_path, env={})
+    assert [(s.name, s.queue, s.gpu, s.keystore_path.name) for s in cfg.slots] == [
+        ("my_roller-gpu0", "gpu0", 0, "keystore-gpu0.json"),
+        ("my_roller-gpu0-id1", "gpu0", 0, "keystore-gpu0-id1.json"),
+        ("my_roller-gpu1", "gpu1", 1, "keystore-gpu1.json"),
+        ("my_roller-gpu1-id1", "gpu1", 1, "keystore-gpu1-id1.json"),
+    ]
+    seed = parse_config({**SEED, "identities_per_gpu": 3}, tmp_path, env={})
+    assert [(s.name, s.queue, s.keystore_path.name) for s in seed.slots] == [
+        ("my_roller", "gpu0", "keystore.json"), ("my_roller-id1", "gpu0", "keystore-id1.json"),
+        ("my_roller-id2", "gpu0", "keystore-id2.json")]
+    slots = [{"name": "b", "queue": "q", "gpu": 2, "prove_type": 1, "keystore_path": "b.key"}]
+    explicit = parse_config({**SEED, "slots": slots, "identities_per_gpu": 2}, tmp_path, env={})
+    assert [(s.name, s.queue, s.gpu, s.prove_type, s.keystore_path.name)
+            for s in explicit.slots] == [("b", "q", 2, 1, "b.key"), ("b-id1", "q", 2, 1,
+                                                                    "b-id1.key")]
+    with pytest.raises(ConfigError, match="identities_per_gpu: expected an integer >= 1"):
+        parse_config({**SEED, "identities_per_gpu": 0}, tmp_path, env={})
+
+
 def test_explicit_slots_and_batch_type(tmp_path: Path) -> None:
     slots = [{"name": "a", "queue": "gpu0", "gpu": 0, "keystore_path": "a.json"},
              {"name": "b", "queue": "gpu1", "gpu": 1, "prove_type": 1, "keystore_path": "b.json"}]

@@ -107,6 +107,10 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                        help="rollers given the same task (default: %(default)s)")
     coord.add_argument("--dispatch-interval", type=float, default=2.0, metavar="SECONDS",
                        help="period of the dispatch loop (default: %(default)s)")
+    coord.add_argument("--verify-delay", type=float, default=0.0, metavar="SECONDS",
+                       help="wait before each proof verification, WS and HTTP (a real "
+                            "verifier takes seconds; POST /submit_delay changes it) "
+                            "(default: %(default)s)")
     coord.add_argument("--verifier", choices=VERIFIER_CHOICES, default="auto",
                        help="proof verifier: native = the prover library (roller.ffi); "
                             "stand-in = fake check (rejects `this is a invalid proof` and "
@@ -173,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
         max_verifier_workers=args.max_verifier_workers, seed=args.seed,
         protocol=args.protocol, http_port=args.http_port, challenge_ttl=args.challenge_ttl,
         login_ttl=args.login_ttl, min_prover_version=args.min_prover_version,
+        verify_delay=args.verify_delay,
     )
     try:
         devnet = Devnet(config)

@@ -9,7 +9,7 @@ POST /dispatch_now      run one dispatch round now
 POST /drop_connections  {"pk": optional} abort WS connections (network failure)
 POST /restart           coordinator restart: pool and tokens empty, sessions kept, new timers
 POST /stop_for          {"seconds": s} coordinator down now, back after s
-POST /submit_delay      {"seconds": s} extra delay before each verification
+POST /submit_delay      {"seconds": s} extra delay before each verification (WS, HTTP)
 POST /collection_time   {"seconds": s} session timeout for timers armed from now on
 POST /l2_fault          {"mode": "none|error|null|http500|hang", "count": optional n}
 Errors answer {"error": text} with status 400 (bad input) or 404 (unknown path).

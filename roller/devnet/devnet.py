@@ -81,6 +81,8 @@ class DevnetConfig:
     challenge_ttl: float = 10.0
     login_ttl: float = 3600.0
     min_prover_version: str | None = None
+    # Seconds each verification waits first (WS and HTTP; also /submit_delay at run time).
+    verify_delay: float = 0.0
 
 
 @dataclass
@@ -138,6 +140,7 @@ class Devnet:
                 rollers_per_session=cfg.rollers_per_session,
                 session_attempts=cfg.session_attempts or 2,
                 collection_time=cfg.collection_time,
+                submit_delay=cfg.verify_delay,
             ),
             self.pool, self.book, self.verifier, self.metrics, executor,
             random.Random(cfg.seed), self.variant,
@@ -154,7 +157,8 @@ class Devnet:
                     generation=Generation(cfg.protocol), challenge_ttl=cfg.challenge_ttl,
                     login_ttl=cfg.login_ttl, collection_time=cfg.collection_time,
                     session_attempts=cfg.session_attempts or 2,
-                    min_prover_version=cfg.min_prover_version),
+                    min_prover_version=cfg.min_prover_version,
+                    verify_delay=cfg.verify_delay),
                 run=self._call, rng=random.Random(cfg.seed))
             http_port = self.http.start(cfg.host, cfg.http_port)
         ws_port = self._run(self._astart(cfg.ws_port))
@@ -353,6 +357,8 @@ class Devnet:
     def set_submit_delay(self, seconds: float) -> None:
         assert self.sessions is not None
         self.sessions.config.submit_delay = float(seconds)
+        if self.http is not None:
+            self.http.config.verify_delay = float(seconds)
 
     def set_collection_time(self, seconds: float) -> None:
         """Applies to timers armed from now on."""

@@ -48,6 +48,7 @@ from roller.ledger import AssignResult, TaskLedger, TaskState, job_id
 from roller.logs import kv, setup_logging
 from roller.operator import metrics
 from roller.operator.config_check import orphan_keystores
+from roller.pipeline import room_on_queue
 from roller.protocol.http_messages import task_generation
 from roller.protocol.messages import TaskMsg, slot_proves
 from roller.protocol.session import CoordinatorSession
@@ -189,13 +190,15 @@ class SlotSession(threading.Thread):
 
     def _idle(self) -> bool:
         """Whether a polling session may ask for a task: the coordinator keeps one assigned
-        task per key, so not while one is received, in flight or waiting in the outbox. A
+        task per key, so not while one is received, in flight or waiting in the outbox, nor
+        while its GPU queue holds what the session window can prove (roller.pipeline). A
         ledger that cannot be read says busy: asking then could pile up assignments."""
         with self.lock:
             if self.pending:
                 return False
         try:
-            return not self.dispatcher.ledger.live_rows(self.slot.name)
+            return not self.dispatcher.ledger.live_rows(self.slot.name) \
+                and room_on_queue(self.cfg, self.slot, self.dispatcher.ledger)
         except BROKER_ERRORS:
             return False
 

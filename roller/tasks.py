@@ -30,6 +30,7 @@ from roller.errors import RollerError
 from roller.ffi import Prover, load_configured_prover
 from roller.ledger import TaskLedger
 from roller.logs import kv
+from roller.pipeline import TracePrefetcher
 from roller.protocol.messages import SLOT_TASK_TYPES
 from roller.worker.job import JobContext, run_job
 from roller.worker.trace_client import TraceClient
@@ -64,12 +65,16 @@ def _build_context() -> JobContext:
         prover.warm_up(prove_type)
     log.info("worker process ready %s", kv(pid=os.getpid(),
                                              cuda=os.environ.get("CUDA_VISIBLE_DEVICES", "")))
+    ledger = TaskLedger.from_url(cfg.broker_url, cfg.retention_seconds)
+    traces = TraceClient(cfg.trace_endpoint, retries=cfg.retry.trace_retries)
     return JobContext(
         cfg=cfg,
-        ledger=TaskLedger.from_url(cfg.broker_url, cfg.retention_seconds),
+        ledger=ledger,
         prover=prover,
-        traces=TraceClient(cfg.trace_endpoint, retries=cfg.retry.trace_retries),
+        traces=traces,
         worker=f"{socket.gethostname()}:{os.getpid()}",
+        prefetch=TracePrefetcher(ledger, TraceClient(cfg.trace_endpoint, retries=1),
+                                 [s for s in cfg.slots if s.queue in queues]),
     )
 
 

@@ -34,6 +34,7 @@ from roller.ffi import Prover
 from roller.ledger import Attempt, Moved, TaskLedger, TaskRecord, TaskState
 from roller.logs import kv
 from roller.operator import metrics
+from roller.pipeline import TracePrefetcher
 from roller.protocol.messages import AggProof, ProofDetail, ProveType, RespStatus, TaskMsg
 from roller.worker.trace_client import TraceClient
 
@@ -64,6 +65,8 @@ class JobContext:
     traces: TraceClient
     worker: str
     on_proved: Callable[[str, ProofDetail, float], None] | None = None
+    # Several identities on this worker's queue: the next job's traces, fetched ahead.
+    prefetch: TracePrefetcher | None = None
 
 
 def failure(task: TaskMsg, error: str) -> ProofDetail:
@@ -113,9 +116,11 @@ def _prove(ctx: JobContext, rec: TaskRecord) -> ProofDetail:
     task = rec.task
     fields = kv(task_id=task.id, slot=rec.slot)
     if task.type == ProveType.BASIC:
+        traces_json = ctx.prefetch.take(rec) if ctx.prefetch is not None else None
         try:
             with metrics.TRACE_FETCH_SECONDS.labels(rec.slot).time():
-                traces_json = ctx.traces.get_traces_json(list(task.block_hashes))
+                if traces_json is None:
+                    traces_json = ctx.traces.get_traces_json(list(task.block_hashes))
         except TraceFetchError as exc:
             log.error("trace fetch failed %s error=%r", fields, str(exc))
             return failure(task, TRACES_FAILED)
@@ -129,6 +134,8 @@ def _prove(ctx: JobContext, rec: TaskRecord) -> ProofDetail:
                  "batches" if bundle else "chunks", len(proofs))
         prove = ctx.prover.gen_bundle_proof if bundle else ctx.prover.gen_batch_proof
         payload = json.dumps([p.to_json() for p in proofs])
+    if ctx.prefetch is not None:
+        ctx.prefetch.ahead_of(rec)  # while this one proves
     try:
         ctx.ledger.note(rec.slot, task.id, prove_started_at=time.time())
     except redis.RedisError as exc:  # a status hint only: a Redis blip must not cost a proof

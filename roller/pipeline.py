@@ -1,0 +1,130 @@
+"""Several identities on one GPU queue (`identities_per_gpu`): what keeps that safe and fast.
+
+`TracePrefetcher` (in a worker process): while the current job proves, it fetches the
+traces of the next chunk task waiting on this worker's queues, so that job starts proving
+at once. `room_on_queue` (in the listener): whether a slot may take one more task without
+its GPU queue holding more than can be proved within the session window.
+
+Failure model: prefetching is an optimisation only. A failed or stale prefetch leaves
+nothing behind and the job fetches its own traces (with its retries and its `get traces
+failed` answer); at most one set of traces is held, so memory stays bounded; a Redis error
+skips the prefetch. The window check reads the ledger; a ledger that cannot be read says
+no room (asking then could pile up assignments), and with no proof time known yet on the
+queue it allows one task behind the current ones, so the first proofs give the estimate.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+
+import redis
+
+from roller.config import RollerConfig, SlotConfig
+from roller.errors import TraceFetchError
+from roller.ledger import TaskLedger, TaskRecord, TaskState
+from roller.logs import kv
+from roller.protocol.messages import ProveType
+from roller.worker.trace_client import TraceClient
+
+log = logging.getLogger(__name__)
+
+# Records that still need GPU time: the ones a queue holds or proves.
+NEEDS_GPU = frozenset({TaskState.RECEIVED, TaskState.QUEUED, TaskState.PROVING})
+# Final records read per slot for the proof time estimate.
+RECENT_PROOFS = 5
+
+
+class TracePrefetcher:
+    """Traces of the next queued chunk task of `slots` (the slots of this worker's queues),
+    fetched on a background thread while the current task proves; one entry at most."""
+
+    def __init__(self, ledger: TaskLedger, traces: TraceClient, slots: Sequence[SlotConfig]
+                 ) -> None:
+        self.ledger = ledger
+        self.traces = traces
+        self.slots = [s for s in slots if s.prove_type == ProveType.BASIC]
+        self._lock = threading.Lock()
+        self._held: tuple[str, str, tuple[str, ...], str] | None = None  # slot, id, hashes, json
+        self._thread: threading.Thread | None = None
+
+    def take(self, rec: TaskRecord) -> str | None:
+        """The prefetched traces of `rec`'s task, if these are they (then forgotten)."""
+        with self._lock:
+            held, self._held = self._held, None
+        if held is None:
+            return None
+        slot, task_id, hashes, traces_json = held
+        if (slot, task_id, hashes) != (rec.slot, rec.task.id, tuple(rec.task.block_hashes)):
+            return None
+        log.info("traces prefetched %s", kv(task_id=task_id, slot=slot))
+        return traces_json
+
+    def ahead_of(self, current: TaskRecord) -> None:
+        """Start fetching the next waiting task's traces (one fetch at a time)."""
+        if len(self.slots) < 2:
+            return  # one identity: nothing waits behind the current task
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._thread = threading.Thread(target=self._fetch_next, args=(current,),
+                                            name="trace-prefetch", daemon=True)
+            self._thread.start()
+
+    def _next(self, current: TaskRecord) -> TaskRecord | None:
+        waiting: list[TaskRecord] = []
+        for slot in self.slots:
+            for row in self.ledger.live_rows(slot.name):
+                if row.state == TaskState.QUEUED and (slot.name, row.task_id) != (
+                        current.slot, current.task.id):
+                    rec = self.ledger.get(slot.name, row.task_id)
+                    if rec is not None and rec.task.type == ProveType.BASIC:
+                        waiting.append(rec)
+        # Celery's queue is FIFO: the oldest queued record is the next job.
+        return min(waiting, key=lambda r: r.received_at, default=None)
+
+    def _fetch_next(self, current: TaskRecord) -> None:
+        try:
+            nxt = self._next(current)
+            if nxt is None:
+                return
+            hashes = tuple(nxt.task.block_hashes)
+            traces_json = self.traces.get_traces_json(list(hashes))
+        except (redis.RedisError, TraceFetchError) as exc:
+            log.warning("trace prefetch skipped %s", kv(task_id=current.task.id,
+                                                        slot=current.slot, error=exc))
+            return
+        with self._lock:
+            self._held = (nxt.slot, nxt.task.id, hashes, traces_json)
+
+
+def _proof_seconds(ledger: TaskLedger, slots: Sequence[SlotConfig]) -> float | None:
+    """The longest of the queue's recent proof times, None while none is known."""
+    seen = [float(fields["prove_seconds"]) for s in slots
+            for _, fields in ledger.recent(s.name, ("prove_seconds",), RECENT_PROOFS)
+            if "prove_seconds" in fields]
+    return max(seen) if seen else None
+
+
+def room_on_queue(cfg: RollerConfig, slot: SlotConfig, ledger: TaskLedger) -> bool:
+    """Whether `slot` may take a task: the tasks its GPU queue already holds for the other
+    identities, plus this one, must be provable within the session window (a task proved
+    after it is dropped). One identity per queue: always."""
+    siblings = [s for s in cfg.slots if s.queue == slot.queue and s.name != slot.name]
+    if not siblings:
+        return True
+    try:
+        ahead = sum(row.state in NEEDS_GPU for s in siblings for row in ledger.live_rows(s.name))
+        if ahead == 0:
+            return True
+        seconds = _proof_seconds(ledger, [slot, *siblings])
+    except redis.RedisError:
+        return False
+    if seconds is None:
+        return ahead < 2
+    fits = (ahead + 1) * seconds <= cfg.window_seconds
+    if not fits:
+        log.info("queue full for the session window, not asking for a task %s",
+                 kv(slot=slot.name, queue=slot.queue, ahead=ahead, proof_s=round(seconds, 1)))
+    return fits

@@ -16,6 +16,7 @@ import requests
 from ledger_check import Row, find_record, judge
 from prometheus_client.parser import text_string_to_metric_families
 
+from roller.config import load_config
 from roller.devnet.traces import DEFAULT_TRACE_DIR, read_trace_file
 from roller.ledger import FINAL_STATES, TaskLedger, TaskRecord
 from roller.localrun import HOST, LocalCluster, Proc, demo_slots, free_port, wait_for
@@ -43,8 +44,9 @@ class FaultCluster:
         # On an HTTP generation with uuids our ledger keys each assignment by its uuid.
         protocol = cluster.config_extra.get("coordinator", {}).get("protocol", "ws")
         self.by_uuid = protocol in ("http-h2", "http-h3")
-        self.slot_names = [s["name"] for s in cluster.slots]
-        self.queues = [s["queue"] for s in cluster.slots]
+        # From the config: identities_per_gpu adds slots the cluster's list does not name.
+        self.slot_names = [s.name for s in load_config(cluster.config).slots]
+        self.queues = list(dict.fromkeys(s["queue"] for s in cluster.slots))
         self.rng = random.Random(5)
         hashes = {}
         for n in range(FIRST_BLOCK, LAST_BLOCK + 1):

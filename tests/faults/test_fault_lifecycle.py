@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from faultlib import FaultCluster
+from faultlib import FaultCluster, start_cluster
 
 from roller.broker import waiting_messages
 from roller.ledger import job_id
@@ -179,3 +179,41 @@ def test_listener_with_config_only(fc: FaultCluster) -> None:
     fc.wait_final([task_id])
     fc.check("25 listener with --config only, broker on another port", [task_id],
              repetitions=1, recover_s=[time.monotonic() - started])
+
+
+# -- 26. Two identities on one GPU queue: the worker killed while the second task waits -------
+
+def test_worker_killed_while_another_identitys_task_waits(
+        tmp_path_factory: pytest.TempPathFactory, params_dir: Path, fault_lib: Path) -> None:
+    """identities_per_gpu 2: both identities' tasks sit on the one GPU queue; the worker
+    dies proving the first while the second waits behind it. Both are answered (the waiting
+    job is taken by the restarted worker, the killed one comes back after the visibility
+    timeout) and neither is proved twice."""
+    cluster = start_cluster(tmp_path_factory.mktemp("two-ids"), params_dir, fault_lib,
+                            chunk_slots=1, config_extra={"identities_per_gpu": 2})
+    try:
+        wc = FaultCluster(cluster).wait_registered()
+        assert len(wc.slot_names) == 2 and wc.queues == ["gpu0"]
+        wc.worker("gpu0").stop()  # both tasks queue up before the worker takes one
+        ids = [wc.push(3), wc.push(3)]
+        for task_id in ids:
+            wc.wait_state(task_id, {"queued"})
+        assert {wc.rec(t).slot for t in ids} == set(wc.slot_names)  # type: ignore[union-attr]
+        wc.c.start_worker("gpu0")
+        wait_for(lambda: sorted(wc.state(t) for t in ids) == ["proving", "queued"], 180,
+                 "one task proving while the other waits", interval=0.05)
+        proving = next(t for t in ids if wc.state(t) == "proving")
+        killed_at = time.monotonic()
+        wc.worker("gpu0").kill()
+        wc.c.start_worker("gpu0")
+        recover = wc.wait_final(ids, 240) - killed_at
+        for task_id in ids:
+            rec = wc.rec(task_id)
+            assert rec is not None and rec.state == "delivered", (task_id, rec)
+        wc.check("26 worker SIGKILL, 2nd identity's task queued on the GPU", ids,
+                 repetitions=1, recover_s=[recover], crashes={proving: 1})
+    except Exception:
+        print(cluster.logs()[-20000:])
+        raise
+    finally:
+        cluster.stop()

@@ -472,3 +472,14 @@ def test_h4_redelivers_the_assigned_task_and_keeps_a_failed_one_from_its_key(
         assert c.book.tasks[CHUNK].state == VERIFIED
     finally:
         c.stop()
+
+
+def test_verify_delay_applies_to_http_and_ws_verification() -> None:
+    with Devnet(ws_port=0, l2_port=0, control_port=0, http_port=0, verifier="stand-in",
+                trace_dir=TRACES, protocol="http-h1", verify_delay=0.5) as net:
+        assert net.http is not None and net.sessions is not None
+        assert (net.http.config.verify_delay, net.sessions.config.submit_delay) == (0.5, 0.5)
+        changed = requests.post(net.control_url + "submit_delay", json={"seconds": 0},
+                                timeout=5)
+        assert changed.status_code == 200
+        assert (net.http.config.verify_delay, net.sessions.config.submit_delay) == (0, 0)

@@ -1,9 +1,10 @@
 """Several identities on one GPU queue (`identities_per_gpu`): what keeps that safe and fast.
 
-`TracePrefetcher` (in a worker process): while the current job proves, it fetches the
-traces of the next chunk task waiting on this worker's queues, so that job starts proving
-at once. `room_on_queue` (in the listener): whether a slot may take one more task without
-its GPU queue holding more than can be proved within the session window.
+`TracePrefetcher` (in a worker process): while the current job proves, it looks every
+second for the next chunk task waiting on this worker's queues and fetches its traces, so
+that job starts proving at once. `room_on_queue` (in the listener): whether a slot may take
+one more task without its GPU queue holding more than can be proved within the session
+window.
 
 Failure model: prefetching is an optimisation only. A failed or stale prefetch leaves
 nothing behind and the job fetches its own traces (with its retries and its `get traces
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 
 import redis
@@ -34,6 +36,10 @@ log = logging.getLogger(__name__)
 NEEDS_GPU = frozenset({TaskState.RECEIVED, TaskState.QUEUED, TaskState.PROVING})
 # Final records read per slot for the proof time estimate.
 RECENT_PROOFS = 5
+# How often, while a task proves, the worker looks for a next task to fetch ahead: the
+# other identity's task usually arrives during the proof (after its own previous proof is
+# verified), not before it starts.
+LOOK_AHEAD_SECONDS = 1.0
 
 
 class TracePrefetcher:
@@ -48,6 +54,7 @@ class TracePrefetcher:
         self._lock = threading.Lock()
         self._held: tuple[str, str, tuple[str, ...], str] | None = None  # slot, id, hashes, json
         self._thread: threading.Thread | None = None
+        self._proving = threading.Event()
 
     def take(self, rec: TaskRecord) -> str | None:
         """The prefetched traces of `rec`'s task, if these are they (then forgotten)."""
@@ -62,15 +69,28 @@ class TracePrefetcher:
         return traces_json
 
     def ahead_of(self, current: TaskRecord) -> None:
-        """Start fetching the next waiting task's traces (one fetch at a time)."""
+        """While `current` proves (until `proved()`), look for the next waiting task every
+        LOOK_AHEAD_SECONDS and fetch its traces (one look-ahead thread at a time)."""
         if len(self.slots) < 2:
             return  # one identity: nothing waits behind the current task
         with self._lock:
             if self._thread is not None and self._thread.is_alive():
                 return
-            self._thread = threading.Thread(target=self._fetch_next, args=(current,),
+            self._proving.set()
+            self._thread = threading.Thread(target=self._look_ahead, args=(current,),
                                             name="trace-prefetch", daemon=True)
             self._thread.start()
+
+    def proved(self) -> None:
+        """The current task's prover call returned: stop looking (a fetch under way ends)."""
+        self._proving.clear()
+
+    def _look_ahead(self, current: TaskRecord) -> None:
+        # Bounded by the proof: the loop ends when proved() clears the flag.
+        while self._proving.is_set():
+            if self._fetch_next(current):
+                return
+            time.sleep(LOOK_AHEAD_SECONDS)
 
     def _next(self, current: TaskRecord) -> TaskRecord | None:
         waiting: list[TaskRecord] = []
@@ -84,19 +104,21 @@ class TracePrefetcher:
         # Celery's queue is FIFO: the oldest queued record is the next job.
         return min(waiting, key=lambda r: r.received_at, default=None)
 
-    def _fetch_next(self, current: TaskRecord) -> None:
+    def _fetch_next(self, current: TaskRecord) -> bool:
+        """Fetch the next waiting task's traces; False if none waits yet."""
         try:
             nxt = self._next(current)
             if nxt is None:
-                return
+                return False
             hashes = tuple(nxt.task.block_hashes)
             traces_json = self.traces.get_traces_json(list(hashes))
         except (redis.RedisError, TraceFetchError) as exc:
             log.warning("trace prefetch skipped %s", kv(task_id=current.task.id,
                                                         slot=current.slot, error=exc))
-            return
+            return True  # the job fetches its own: no retry loop here
         with self._lock:
             self._held = (nxt.slot, nxt.task.id, hashes, traces_json)
+        return True
 
 
 def _proof_seconds(ledger: TaskLedger, slots: Sequence[SlotConfig]) -> float | None:

@@ -4,6 +4,7 @@ Real Redis, the devnet's L2 node, the mock prover."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,6 +74,29 @@ def test_the_queued_task_of_the_other_identity_is_fetched_while_one_proves(
     assert own.fetched == [tuple(BLOCKS[:1])]  # the second job fetched nothing itself
     rec = ledger.get(second, "0xb2")
     assert rec is not None and rec.state is TaskState.PROVED
+
+
+def test_a_task_queued_while_one_proves_is_fetched_before_its_job_starts(
+        tmp_path: Path, devnet: Devnet, redis_url: str) -> None:
+    """The usual order: the other identity's next task arrives during the current proof
+    (after the coordinator verified that identity's previous proof)."""
+    cfg = two_ids(tmp_path, devnet, redis_url)
+    first, second = (s.name for s in cfg.slots)
+    ledger = TaskLedger.from_url(redis_url)
+    own = CountingTraces(devnet.l2_url)
+    ahead = CountingTraces(devnet.l2_url)
+    ctx = JobContext(cfg=cfg, ledger=ledger, prover=MockProver(delay=3), traces=own,
+                     worker="test", prefetch=TracePrefetcher(ledger, ahead, cfg.slots))
+    queue_task(ledger, first, "0xf6", BLOCKS[:1])
+    job = threading.Thread(target=run_job, args=(ctx, first, "0xf6"))
+    job.start()
+    wait_for(lambda: "prove_started_at" in ledger.r.hgetall(f"roller:task:{first}:0xf6"),
+             10, "the first proof to start", interval=0.02)
+    queue_task(ledger, second, "0xf7", BLOCKS)
+    job.join(30)
+    assert ahead.fetched == [tuple(BLOCKS)]
+    assert run_job(ctx, second, "0xf7") is JobOutcome.STORED
+    assert own.fetched == [tuple(BLOCKS[:1])]
 
 
 def test_prefetched_traces_of_another_task_are_not_used(

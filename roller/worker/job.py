@@ -141,7 +141,11 @@ def _prove(ctx: JobContext, rec: TaskRecord) -> ProofDetail:
     except redis.RedisError as exc:  # a status hint only: a Redis blip must not cost a proof
         log.warning("cannot record the proof start %s error=%r", fields, str(exc))
     try:
-        proof = AggProof.from_json(json.loads(prove(payload)))
+        try:
+            proof = AggProof.from_json(json.loads(prove(payload)))
+        finally:
+            if ctx.prefetch is not None:
+                ctx.prefetch.proved()
     except (ProverError, ValueError, RollerError) as exc:
         log.error("prover error %s error=%r", fields, str(exc))
         return failure(task, str(exc) or "unexpected end of JSON input")

@@ -94,6 +94,7 @@ lint: venv-dev
 
 bench: setup
 	$(BIN)/python bench/dispatch.py
+	$(BIN)/python bench/gpu_busy.py
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/worker_rss.py
 	$(BIN)/python bench/prover.py

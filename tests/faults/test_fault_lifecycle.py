@@ -1,7 +1,9 @@
-"""Faults 20-25: the task lifecycle (issue "every assigned task is answered").
+"""Faults 20-26: the task lifecycle (issue "every assigned task is answered"), and two
+identities on one GPU queue (issue 16).
 
 Each row judges both ledgers per assignment: 0 lost, 0 proved twice. All run in `make test`
-(`faults_smoke`): each is one or two tasks on the shared fault cluster.
+(`faults_smoke`): each is one or two tasks, on the shared fault cluster except 26, which
+needs a cluster with `identities_per_gpu` 2 (about 90 s).
 """
 
 from __future__ import annotations

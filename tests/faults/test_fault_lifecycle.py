@@ -1,9 +1,9 @@
 """Faults 20-26: the task lifecycle (issue "every assigned task is answered"), and two
 identities on one GPU queue (issue 16).
 
-Each row judges both ledgers per assignment: 0 lost, 0 proved twice. All run in `make test`
-(`faults_smoke`): each is one or two tasks, on the shared fault cluster except 26, which
-needs a cluster with `identities_per_gpu` 2 (about 90 s).
+Each row judges both ledgers per assignment: 0 lost, 0 proved twice. Rows 20-25 run in
+`make test` (`faults_smoke`): each is one or two tasks on the shared fault cluster. Row 26
+needs a cluster of its own with `identities_per_gpu` 2 (about 90 s): `make faults`.
 """
 
 from __future__ import annotations
@@ -185,6 +185,7 @@ def test_listener_with_config_only(fc: FaultCluster) -> None:
 
 # -- 26. Two identities on one GPU queue: the worker killed while the second task waits -------
 
+@pytest.mark.faults
 def test_worker_killed_while_another_identitys_task_waits(
         tmp_path_factory: pytest.TempPathFactory, params_dir: Path, fault_lib: Path) -> None:
     """identities_per_gpu 2: both identities' tasks sit on the one GPU queue; the worker

@@ -62,10 +62,8 @@ pub mod chunk_pi {
 /// withdraw root of the last (8), Poseidon commitment over every chunk's public inputs (4),
 /// chunk count (1), total block count (1, summed in-circuit), then each chunk's data hash (8 each).
 pub mod batch_pi {
-    pub const CHAIN_ID: usize = 0;
-    pub const PREV: usize = 2;
-    pub const POST: usize = 10;
-    pub const WITHDRAW: usize = 18;
+    // The chunk layout's head: the first 104 instance bytes are the same in every kind (`roots_of`).
+    pub use super::chunk_pi::{CHAIN_ID, POST, PREV, WITHDRAW};
     pub const COMMITMENT: usize = 26;
     pub const COUNT: usize = 30;
     pub const BLOCKS: usize = 31;
@@ -79,13 +77,8 @@ pub mod batch_pi {
 /// withdraw root of the last (8), Poseidon commitment over every batch's public inputs (4), batch
 /// count (1), total block count (1, summed in-circuit), then each batch's commitment (4 each).
 pub mod bundle_pi {
-    pub const CHAIN_ID: usize = 0;
-    pub const PREV: usize = 2;
-    pub const POST: usize = 10;
-    pub const WITHDRAW: usize = 18;
-    pub const COMMITMENT: usize = 26;
-    pub const COUNT: usize = 30;
-    pub const BLOCKS: usize = 31;
+    // The batch layout's head: both come from `bind_chain`, and the verifier reads both alike.
+    pub use super::batch_pi::{BLOCKS, CHAIN_ID, COMMITMENT, COUNT, POST, PREV, WITHDRAW};
     pub const BATCH_COMMITMENTS: usize = 32;
     pub fn len(k: usize) -> usize {
         BATCH_COMMITMENTS + 4 * k

@@ -144,10 +144,7 @@ struct ExpectedJson {
 }
 
 pub struct Expected {
-    chain_id: u64,
-    prev: [u8; 32],
-    post: [u8; 32],
-    withdraw: [u8; 32],
+    roots: Roots,
     data_hash: [u8; 32],
     block_count: u64,
     commitment: Option<[u8; 32]>,
@@ -160,10 +157,11 @@ impl Expected {
             serde_json::from_value(v).map_err(|e| anyhow!("{what}: chunk info JSON: {e}"))?;
         let h = |s: &str, f: &str| parse_h256(s, &format!("{what}.{f}"));
         Ok(Expected {
-            chain_id: e.chain_id,
-            prev: h(&e.prev_state_root, "prev_state_root")?,
-            post: h(&e.post_state_root, "post_state_root")?,
-            withdraw: h(&e.withdraw_root, "withdraw_root")?,
+            roots: task_roots(
+                e.chain_id,
+                [&e.prev_state_root, &e.post_state_root, &e.withdraw_root],
+                what,
+            )?,
             data_hash: h(&e.data_hash, "data_hash")?,
             block_count: e.block_count,
             commitment: e
@@ -178,15 +176,9 @@ impl Expected {
     /// The chunk circuit's public inputs this task determines (when commitment and len are known).
     fn public_inputs(&self) -> Option<Vec<F>> {
         let (commitment, len) = (self.commitment?, self.len?);
-        let pi = pi_hash(
-            self.chain_id,
-            &self.prev,
-            &self.post,
-            &self.withdraw,
-            &self.data_hash,
-        );
-        let parts = [&self.prev, &self.post, &self.withdraw, &self.data_hash, &pi];
-        let mut v = limbed(self.chain_id, &parts);
+        let r = &self.roots;
+        let pi = pi_hash(r.chain_id, &r.prev, &r.post, &r.withdraw, &self.data_hash);
+        let mut v = limbed(r, &[&self.data_hash, &pi]);
         v.extend(commitment_elems(&commitment));
         v.push(F::from_canonical_u64(len));
         v.push(F::from_canonical_u64(self.block_count));
@@ -201,17 +193,42 @@ fn hex(b: &[u8]) -> String {
     )
 }
 
-/// The public inputs a chunk or batch circuit starts with: the chain id as two u32 limbs, then each
-/// 32-byte part as eight (big-endian, as the circuits pack them).
-fn limbed(chain_id: u64, parts: &[&[u8; 32]]) -> Vec<F> {
+/// Chain id and roots as a task's chunk or batch info gives them (the same JSON fields in both;
+/// `what` names the info in errors).
+fn task_roots(chain_id: u64, [prev, post, withdraw]: [&str; 3], what: &str) -> Result<Roots> {
+    let h = |s: &str, f: &str| parse_h256(s, &format!("{what}.{f}"));
+    Ok(Roots {
+        chain_id,
+        prev: h(prev, "prev_state_root")?,
+        post: h(post, "post_state_root")?,
+        withdraw: h(withdraw, "withdraw_root")?,
+    })
+}
+
+/// The public inputs a chunk or batch circuit starts with: the chain id as two u32 limbs, the
+/// three roots and then each further 32-byte part as eight (big-endian, as the circuits pack them).
+fn limbed(r: &Roots, parts: &[&[u8; 32]]) -> Vec<F> {
     let mut v = vec![
-        F::from_canonical_u64(chain_id >> 32),
-        F::from_canonical_u64(chain_id & 0xffff_ffff),
+        F::from_canonical_u64(r.chain_id >> 32),
+        F::from_canonical_u64(r.chain_id & 0xffff_ffff),
     ];
-    for part in parts {
+    for part in [&r.prev, &r.post, &r.withdraw]
+        .into_iter()
+        .chain(parts.iter().copied())
+    {
         v.extend_from_slice(&limbs_of(part));
     }
     v
+}
+
+/// Compares an instance's chain id and roots (its first 104 bytes, the same in every kind) with
+/// the task's: chain id and prev root of the first sub-proof, post and withdraw roots of the last
+/// (for a chunk, both its own).
+fn compare_roots(i: &[u8], first: &Roots, last: &Roots) -> Result<()> {
+    count_eq("chain_id", u64_at(i, 0)?, first.chain_id)?;
+    field_eq("prev_state_root", &i[8..40], &first.prev)?;
+    field_eq("post_state_root", &i[40..72], &last.post)?;
+    field_eq("withdraw_root", &i[72..104], &last.withdraw)
 }
 
 /// The four field elements of a Poseidon commitment from its bytes (the inverse of `hash_bytes`).
@@ -251,10 +268,7 @@ fn u64_at(instance: &[u8], at: usize) -> Result<u64> {
 /// Compares a chunk instance (already checked against its proof) with the task's chunk info.
 fn compare_chunk(p: &AggBytes, e: &Expected) -> Result<()> {
     let i = &p.instance;
-    count_eq("chain_id", u64_at(i, 0)?, e.chain_id)?;
-    field_eq("prev_state_root", &i[8..40], &e.prev)?;
-    field_eq("post_state_root", &i[40..72], &e.post)?;
-    field_eq("withdraw_root", &i[72..104], &e.withdraw)?;
+    compare_roots(i, &e.roots, &e.roots)?;
     field_eq("data_hash", &i[104..136], &e.data_hash)?;
     count_eq("block_count", u64_at(i, 208)?, e.block_count)?;
     count_eq("block_count (AggProof)", p.block_count, e.block_count)?;
@@ -437,7 +451,7 @@ const BUNDLE: Level = Level {
 
 /// What a batch or bundle task says of each of its sub-proofs (a chunk info, a batch info).
 trait SubInfo {
-    fn roots(&self) -> Roots;
+    fn roots(&self) -> &Roots;
     fn block_count(&self) -> u64;
     /// The sub-proof's entry in the instance's list (a chunk's data hash, a batch's commitment).
     fn listed(&self) -> &[u8; 32];
@@ -446,13 +460,8 @@ trait SubInfo {
 }
 
 impl SubInfo for Expected {
-    fn roots(&self) -> Roots {
-        Roots {
-            chain_id: self.chain_id,
-            prev: self.prev,
-            post: self.post,
-            withdraw: self.withdraw,
-        }
+    fn roots(&self) -> &Roots {
+        &self.roots
     }
     fn block_count(&self) -> u64 {
         self.block_count
@@ -615,11 +624,7 @@ fn compare_agg<T: SubInfo>(l: &Level, p: &AggBytes, task: &[T]) -> Result<()> {
             );
         }
     }
-    let (first, last) = (task[0].roots(), task[n - 1].roots());
-    count_eq("chain_id", u64_at(i, 0)?, first.chain_id)?;
-    field_eq("prev_state_root", &i[8..40], &first.prev)?;
-    field_eq("post_state_root", &i[40..72], &last.post)?;
-    field_eq("withdraw_root", &i[72..104], &last.withdraw)?;
+    compare_roots(i, task[0].roots(), task[n - 1].roots())?;
     let blocks: u64 = task.iter().map(T::block_count).sum();
     count_eq("block_count", u64_at(i, 144)?, blocks)?;
     count_eq("block_count (AggProof)", p.block_count, blocks)?;
@@ -760,10 +765,7 @@ struct BatchInfoJson {
 }
 
 struct ExpectedBatch {
-    chain_id: u64,
-    prev: [u8; 32],
-    post: [u8; 32],
-    withdraw: [u8; 32],
+    roots: Roots,
     commitment: [u8; 32],
     block_count: u64,
     data_hashes: Vec<[u8; 32]>,
@@ -785,10 +787,11 @@ impl ExpectedBatch {
             );
         }
         Ok(ExpectedBatch {
-            chain_id: e.chain_id,
-            prev: h(&e.prev_state_root, "prev_state_root")?,
-            post: h(&e.post_state_root, "post_state_root")?,
-            withdraw: h(&e.withdraw_root, "withdraw_root")?,
+            roots: task_roots(
+                e.chain_id,
+                [&e.prev_state_root, &e.post_state_root, &e.withdraw_root],
+                what,
+            )?,
             commitment: h(&e.commitment, "commitment")?,
             block_count: e.block_count,
             data_hashes: e
@@ -802,7 +805,7 @@ impl ExpectedBatch {
 
     /// The batch circuit's public inputs this batch info determines (all of them).
     fn public_inputs(&self) -> Vec<F> {
-        let mut v = limbed(self.chain_id, &[&self.prev, &self.post, &self.withdraw]);
+        let mut v = limbed(&self.roots, &[]);
         v.extend(commitment_elems(&self.commitment));
         v.push(F::from_canonical_usize(self.data_hashes.len()));
         v.push(F::from_canonical_u64(self.block_count));
@@ -835,13 +838,8 @@ pub fn batch_info_of_instance(instance: &[u8], block_count: u64) -> Result<Value
 }
 
 impl SubInfo for ExpectedBatch {
-    fn roots(&self) -> Roots {
-        Roots {
-            chain_id: self.chain_id,
-            prev: self.prev,
-            post: self.post,
-            withdraw: self.withdraw,
-        }
+    fn roots(&self) -> &Roots {
+        &self.roots
     }
     fn block_count(&self) -> u64 {
         self.block_count

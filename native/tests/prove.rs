@@ -97,6 +97,13 @@ fn tamper(proof_json: &str, field: &str, byte: usize) -> String {
     v.to_string()
 }
 
+/// A task's infos (JSON array) with hash `field` of info `k` replaced by another hash.
+fn other_hash(task: &str, k: usize, field: &str) -> String {
+    let mut v: Value = serde_json::from_str(task).expect("json");
+    v[k][field] = Value::String(format!("0x{}", "11".repeat(32)));
+    v.to_string()
+}
+
 #[test]
 fn chunk_proof_verifies_and_tampering_fails() {
     let p = chunk_proof(&[fixture("02"), fixture("03")]);
@@ -273,9 +280,11 @@ fn batch_over_contiguous_chunks_verifies_and_gaps_are_refused() {
         e.contains("chunk_infos: task chunks 0 and 1 do not chain"),
         "{e}"
     );
-    let mut other: Value = serde_json::from_str(&task).expect("json");
-    other[1]["data_hash"] = Value::String(format!("0x{}", "11".repeat(32)));
-    let e = err_text(verify_batch_proof(&s, &batch, &other.to_string()));
+    let e = err_text(verify_batch_proof(
+        &s,
+        &batch,
+        &other_hash(&task, 1, "data_hash"),
+    ));
     assert!(
         e.contains("instance field chunk 1 data_hash differs from the task"),
         "{e}"
@@ -358,9 +367,11 @@ fn bundle_over_chained_batches_verifies_and_binds_order_and_count() {
         e.contains("batch_infos: task batches 0 and 1 do not chain"),
         "{e}"
     );
-    let mut other: Value = serde_json::from_str(&task).expect("json");
-    other[1]["commitment"] = Value::String(format!("0x{}", "11".repeat(32)));
-    let e = err_text(verify_bundle_proof(&s, &bundle, &other.to_string()));
+    let e = err_text(verify_bundle_proof(
+        &s,
+        &bundle,
+        &other_hash(&task, 1, "commitment"),
+    ));
     assert!(
         e.contains("instance field batch 1 commitment differs from the task"),
         "{e}"

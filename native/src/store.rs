@@ -152,79 +152,67 @@ trait StoredTargets: Sized {
 
 impl StoredTargets for BatchTargets {
     fn to_bytes(&self) -> Result<Vec<u8>> {
-        batch_targets_bytes(self)
+        let mut buf = Vec::new();
+        buf.write_usize(self.proofs.len())
+            .map_err(io_err("targets"))?;
+        for i in 0..self.proofs.len() {
+            buf.write_target_proof_with_public_inputs(&self.proofs[i])
+                .map_err(io_err("targets"))?;
+            buf.write_target_verifier_circuit(&self.vks[i])
+                .map_err(io_err("targets"))?;
+            buf.write_target_bool_vec(&self.selectors[i])
+                .map_err(io_err("targets"))?;
+        }
+        Ok(buf)
     }
+
     fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        batch_targets_from(bytes)
+        let mut b = Buffer::new(bytes);
+        let n = b.read_usize().map_err(io_err("targets"))?;
+        let mut t = BatchTargets {
+            proofs: vec![],
+            vks: vec![],
+            selectors: vec![],
+        };
+        for _ in 0..n {
+            t.proofs.push(
+                b.read_target_proof_with_public_inputs()
+                    .map_err(io_err("targets"))?,
+            );
+            t.vks.push(
+                b.read_target_verifier_circuit()
+                    .map_err(io_err("targets"))?,
+            );
+            t.selectors
+                .push(b.read_target_bool_vec().map_err(io_err("targets"))?);
+        }
+        Ok(t)
     }
 }
 
 impl StoredTargets for BundleTargets {
     fn to_bytes(&self) -> Result<Vec<u8>> {
-        bundle_targets_bytes(self)
+        let mut buf = Vec::new();
+        buf.write_usize(self.proofs.len())
+            .map_err(io_err("targets"))?;
+        for p in &self.proofs {
+            buf.write_target_proof_with_public_inputs(p)
+                .map_err(io_err("targets"))?;
+        }
+        Ok(buf)
     }
+
     fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        bundle_targets_from(bytes)
+        let mut b = Buffer::new(bytes);
+        let k = b.read_usize().map_err(io_err("targets"))?;
+        let proofs = (0..k)
+            .map(|_| {
+                b.read_target_proof_with_public_inputs()
+                    .map_err(io_err("targets"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(BundleTargets { proofs })
     }
-}
-
-fn batch_targets_bytes(t: &BatchTargets) -> Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    buf.write_usize(t.proofs.len()).map_err(io_err("targets"))?;
-    for i in 0..t.proofs.len() {
-        buf.write_target_proof_with_public_inputs(&t.proofs[i])
-            .map_err(io_err("targets"))?;
-        buf.write_target_verifier_circuit(&t.vks[i])
-            .map_err(io_err("targets"))?;
-        buf.write_target_bool_vec(&t.selectors[i])
-            .map_err(io_err("targets"))?;
-    }
-    Ok(buf)
-}
-
-fn batch_targets_from(bytes: &[u8]) -> Result<BatchTargets> {
-    let mut b = Buffer::new(bytes);
-    let n = b.read_usize().map_err(io_err("targets"))?;
-    let mut t = BatchTargets {
-        proofs: vec![],
-        vks: vec![],
-        selectors: vec![],
-    };
-    for _ in 0..n {
-        t.proofs.push(
-            b.read_target_proof_with_public_inputs()
-                .map_err(io_err("targets"))?,
-        );
-        t.vks.push(
-            b.read_target_verifier_circuit()
-                .map_err(io_err("targets"))?,
-        );
-        t.selectors
-            .push(b.read_target_bool_vec().map_err(io_err("targets"))?);
-    }
-    Ok(t)
-}
-
-fn bundle_targets_bytes(t: &BundleTargets) -> Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    buf.write_usize(t.proofs.len()).map_err(io_err("targets"))?;
-    for p in &t.proofs {
-        buf.write_target_proof_with_public_inputs(p)
-            .map_err(io_err("targets"))?;
-    }
-    Ok(buf)
-}
-
-fn bundle_targets_from(bytes: &[u8]) -> Result<BundleTargets> {
-    let mut b = Buffer::new(bytes);
-    let k = b.read_usize().map_err(io_err("targets"))?;
-    let proofs = (0..k)
-        .map(|_| {
-            b.read_target_proof_with_public_inputs()
-                .map_err(io_err("targets"))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(BundleTargets { proofs })
 }
 
 /// Refuses a bundle shape no circuit is built for: no batches, too many, or an empty batch.

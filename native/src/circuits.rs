@@ -62,10 +62,8 @@ pub mod chunk_pi {
 /// withdraw root of the last (8), Poseidon commitment over every chunk's public inputs (4),
 /// chunk count (1), total block count (1, summed in-circuit), then each chunk's data hash (8 each).
 pub mod batch_pi {
-    pub const CHAIN_ID: usize = 0;
-    pub const PREV: usize = 2;
-    pub const POST: usize = 10;
-    pub const WITHDRAW: usize = 18;
+    // The chunk layout's head: the first 104 instance bytes are the same in every kind (`roots_of`).
+    pub use super::chunk_pi::{CHAIN_ID, POST, PREV, WITHDRAW};
     pub const COMMITMENT: usize = 26;
     pub const COUNT: usize = 30;
     pub const BLOCKS: usize = 31;
@@ -79,13 +77,8 @@ pub mod batch_pi {
 /// withdraw root of the last (8), Poseidon commitment over every batch's public inputs (4), batch
 /// count (1), total block count (1, summed in-circuit), then each batch's commitment (4 each).
 pub mod bundle_pi {
-    pub const CHAIN_ID: usize = 0;
-    pub const PREV: usize = 2;
-    pub const POST: usize = 10;
-    pub const WITHDRAW: usize = 18;
-    pub const COMMITMENT: usize = 26;
-    pub const COUNT: usize = 30;
-    pub const BLOCKS: usize = 31;
+    // The batch layout's head: both come from `bind_chain`, and the verifier reads both alike.
+    pub use super::batch_pi::{BLOCKS, CHAIN_ID, COMMITMENT, COUNT, POST, PREV, WITHDRAW};
     pub const BATCH_COMMITMENTS: usize = 32;
     pub fn len(k: usize) -> usize {
         BATCH_COMMITMENTS + 4 * k
@@ -345,6 +338,74 @@ fn vk_hash_target(b: &mut CircuitBuilder<F, D>, vd: &VerifierCircuitTarget) -> H
     b.hash_n_to_hash_no_pad::<PoseidonHash>(elems)
 }
 
+/// Where the public inputs of one sub-proof keep what a recursion over such sub-proofs binds: the
+/// batch circuit's chunk proofs, the bundle circuit's batch proofs.
+struct SubLayout {
+    chain_id: usize,
+    prev: usize,
+    post: usize,
+    withdraw: usize,
+    block_count: usize,
+    /// Range re-exposed per sub-proof: a chunk's data hash, a batch's commitment.
+    listed: std::ops::Range<usize>,
+}
+
+const CHUNKS_IN_BATCH: SubLayout = SubLayout {
+    chain_id: chunk_pi::CHAIN_ID,
+    prev: chunk_pi::PREV,
+    post: chunk_pi::POST,
+    withdraw: chunk_pi::WITHDRAW,
+    block_count: chunk_pi::BLOCK_COUNT,
+    listed: chunk_pi::DATA_HASH..chunk_pi::DATA_HASH + 8,
+};
+
+const BATCHES_IN_BUNDLE: SubLayout = SubLayout {
+    chain_id: batch_pi::CHAIN_ID,
+    prev: batch_pi::PREV,
+    post: batch_pi::POST,
+    withdraw: batch_pi::WITHDRAW,
+    block_count: batch_pi::BLOCKS,
+    listed: batch_pi::COMMITMENT..batch_pi::COMMITMENT + 4,
+};
+
+/// The binding rules the batch circuit applies to its chunk proofs and the bundle circuit to its
+/// batch proofs: sub-proofs chain (post root i == prev root i+1, same chain id); public inputs are
+/// chain id, first prev root, last post and withdraw roots, a Poseidon commitment over every
+/// sub-proof public input, the count, the summed block count, then each sub-proof's `listed`
+/// range (the `batch_pi` / `bundle_pi` layouts). One function for both, in one order of builder
+/// calls: the order fixes the circuit, hence the keys and the cached files.
+fn bind_chain(
+    b: &mut CircuitBuilder<F, D>,
+    proofs: &[ProofWithPublicInputsTarget<D>],
+    l: &SubLayout,
+) {
+    let pis: Vec<&Vec<Target>> = proofs.iter().map(|p| &p.public_inputs).collect();
+    for w in pis.windows(2) {
+        for i in 0..8 {
+            b.connect(w[0][l.post + i], w[1][l.prev + i]);
+        }
+        for i in 0..2 {
+            b.connect(w[0][l.chain_id + i], w[1][l.chain_id + i]);
+        }
+    }
+    let first = pis[0];
+    let last = pis[pis.len() - 1];
+    let all: Vec<Target> = pis.iter().flat_map(|p| p.iter().copied()).collect();
+    let commitment = b.hash_n_to_hash_no_pad::<PoseidonHash>(all);
+    b.register_public_inputs(&first[l.chain_id..l.chain_id + 2]);
+    b.register_public_inputs(&first[l.prev..l.prev + 8]);
+    b.register_public_inputs(&last[l.post..l.post + 8]);
+    b.register_public_inputs(&last[l.withdraw..l.withdraw + 8]);
+    b.register_public_inputs(&commitment.elements);
+    let count = b.constant(F::from_canonical_usize(pis.len()));
+    b.register_public_input(count);
+    let blocks = b.add_many(pis.iter().map(|p| p[l.block_count]));
+    b.register_public_input(blocks);
+    for p in &pis {
+        b.register_public_inputs(&p[l.listed.clone()]);
+    }
+}
+
 pub struct BatchTargets {
     pub proofs: Vec<ProofWithPublicInputsTarget<D>>,
     pub vks: Vec<VerifierCircuitTarget>,
@@ -355,7 +416,6 @@ pub struct BatchTargets {
 /// of the wrap keys in `allowed`; chunks must chain (post root i == prev root i+1, same chain id);
 /// the total block count is summed from the chunks' public inputs.
 pub fn build_batch(n: usize, wrap_common: &Common, allowed: &[HashOut<F>]) -> (Data, BatchTargets) {
-    use chunk_pi as cp;
     let mut b = CircuitBuilder::<F, D>::new(config());
     let cap_height = wrap_common.config.fri_config.cap_height;
     let mut proofs = Vec::with_capacity(n);
@@ -384,31 +444,7 @@ pub fn build_batch(n: usize, wrap_common: &Common, allowed: &[HashOut<F>]) -> (D
         vks.push(vd);
         selectors.push(sel);
     }
-    let pis: Vec<&Vec<Target>> = proofs.iter().map(|p| &p.public_inputs).collect();
-    for w in pis.windows(2) {
-        for k in 0..8 {
-            b.connect(w[0][cp::POST + k], w[1][cp::PREV + k]);
-        }
-        for k in 0..2 {
-            b.connect(w[0][cp::CHAIN_ID + k], w[1][cp::CHAIN_ID + k]);
-        }
-    }
-    let first = pis[0];
-    let last = pis[n - 1];
-    let all: Vec<Target> = pis.iter().flat_map(|p| p.iter().copied()).collect();
-    let commitment = b.hash_n_to_hash_no_pad::<PoseidonHash>(all);
-    b.register_public_inputs(&first[cp::CHAIN_ID..cp::CHAIN_ID + 2]);
-    b.register_public_inputs(&first[cp::PREV..cp::PREV + 8]);
-    b.register_public_inputs(&last[cp::POST..cp::POST + 8]);
-    b.register_public_inputs(&last[cp::WITHDRAW..cp::WITHDRAW + 8]);
-    b.register_public_inputs(&commitment.elements);
-    let count = b.constant(F::from_canonical_usize(n));
-    b.register_public_input(count);
-    let blocks = b.add_many(pis.iter().map(|p| p[cp::BLOCK_COUNT]));
-    b.register_public_input(blocks);
-    for p in &pis {
-        b.register_public_inputs(&p[cp::DATA_HASH..cp::DATA_HASH + 8]);
-    }
+    bind_chain(&mut b, &proofs, &CHUNKS_IN_BATCH);
     let data = b.build::<C>();
     (
         data,
@@ -453,45 +489,19 @@ pub struct BundleTargets {
 /// chain id); each batch's chunk count is re-asserted; the total block count is summed from the
 /// batches' public inputs. The same rules the batch circuit applies to chunk proofs.
 pub fn build_bundle(batches: &[(&Common, &VerifierOnly)]) -> (Data, BundleTargets) {
-    use batch_pi as bp;
-    let k = batches.len();
     let mut b = CircuitBuilder::<F, D>::new(config());
-    let mut proofs = Vec::with_capacity(k);
+    let mut proofs = Vec::with_capacity(batches.len());
     for (common, vk) in batches {
         let proof = b.add_virtual_proof_with_pis(common);
         let vd = b.constant_verifier_data(vk);
         b.verify_proof::<C>(&proof, &vd, common);
         // The key already fixes it; explicit so the count is bound whatever the batch circuit.
-        let n = (proof.public_inputs.len() - bp::DATA_HASHES) / 8;
+        let n = (proof.public_inputs.len() - batch_pi::DATA_HASHES) / 8;
         let n_t = b.constant(F::from_canonical_usize(n));
-        b.connect(proof.public_inputs[bp::COUNT], n_t);
+        b.connect(proof.public_inputs[batch_pi::COUNT], n_t);
         proofs.push(proof);
     }
-    let pis: Vec<&Vec<Target>> = proofs.iter().map(|p| &p.public_inputs).collect();
-    for w in pis.windows(2) {
-        for i in 0..8 {
-            b.connect(w[0][bp::POST + i], w[1][bp::PREV + i]);
-        }
-        for i in 0..2 {
-            b.connect(w[0][bp::CHAIN_ID + i], w[1][bp::CHAIN_ID + i]);
-        }
-    }
-    let first = pis[0];
-    let last = pis[k - 1];
-    let all: Vec<Target> = pis.iter().flat_map(|p| p.iter().copied()).collect();
-    let commitment = b.hash_n_to_hash_no_pad::<PoseidonHash>(all);
-    b.register_public_inputs(&first[bp::CHAIN_ID..bp::CHAIN_ID + 2]);
-    b.register_public_inputs(&first[bp::PREV..bp::PREV + 8]);
-    b.register_public_inputs(&last[bp::POST..bp::POST + 8]);
-    b.register_public_inputs(&last[bp::WITHDRAW..bp::WITHDRAW + 8]);
-    b.register_public_inputs(&commitment.elements);
-    let count = b.constant(F::from_canonical_usize(k));
-    b.register_public_input(count);
-    let blocks = b.add_many(pis.iter().map(|p| p[bp::BLOCKS]));
-    b.register_public_input(blocks);
-    for p in &pis {
-        b.register_public_inputs(&p[bp::COMMITMENT..bp::COMMITMENT + 4]);
-    }
+    bind_chain(&mut b, &proofs, &BATCHES_IN_BUNDLE);
     let data = b.build::<C>();
     (data, BundleTargets { proofs })
 }

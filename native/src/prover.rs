@@ -18,7 +18,7 @@ use crate::aggproof::{
 use crate::circuits::{
     batch_commitment, batch_pi, bucket_capacity, bucket_for, bundle_pi, chunk_pi, commitment_of,
     hash_bytes, limbs_of, set_batch_witness, set_bundle_witness, set_chunk_witness, ChunkWitness,
-    Proof, VerifierOnly, F, MAX_BUNDLE_BATCHES, NUM_BUCKETS,
+    Data, Proof, VerifierOnly, F, MAX_BUNDLE_BATCHES, NUM_BUCKETS,
 };
 use std::sync::Arc;
 
@@ -144,10 +144,7 @@ struct ExpectedJson {
 }
 
 pub struct Expected {
-    chain_id: u64,
-    prev: [u8; 32],
-    post: [u8; 32],
-    withdraw: [u8; 32],
+    roots: Roots,
     data_hash: [u8; 32],
     block_count: u64,
     commitment: Option<[u8; 32]>,
@@ -160,10 +157,11 @@ impl Expected {
             serde_json::from_value(v).map_err(|e| anyhow!("{what}: chunk info JSON: {e}"))?;
         let h = |s: &str, f: &str| parse_h256(s, &format!("{what}.{f}"));
         Ok(Expected {
-            chain_id: e.chain_id,
-            prev: h(&e.prev_state_root, "prev_state_root")?,
-            post: h(&e.post_state_root, "post_state_root")?,
-            withdraw: h(&e.withdraw_root, "withdraw_root")?,
+            roots: task_roots(
+                e.chain_id,
+                [&e.prev_state_root, &e.post_state_root, &e.withdraw_root],
+                what,
+            )?,
             data_hash: h(&e.data_hash, "data_hash")?,
             block_count: e.block_count,
             commitment: e
@@ -178,24 +176,10 @@ impl Expected {
     /// The chunk circuit's public inputs this task determines (when commitment and len are known).
     fn public_inputs(&self) -> Option<Vec<F>> {
         let (commitment, len) = (self.commitment?, self.len?);
-        let mut v = vec![
-            F::from_canonical_u64(self.chain_id >> 32),
-            F::from_canonical_u64(self.chain_id & 0xffff_ffff),
-        ];
-        let pi = pi_hash(
-            self.chain_id,
-            &self.prev,
-            &self.post,
-            &self.withdraw,
-            &self.data_hash,
-        );
-        for part in [&self.prev, &self.post, &self.withdraw, &self.data_hash, &pi] {
-            v.extend_from_slice(&limbs_of(part));
-        }
-        for c in commitment.chunks(8) {
-            let e = u64::from_be_bytes(c.try_into().ok()?);
-            v.push(F::from_noncanonical_u64(e));
-        }
+        let r = &self.roots;
+        let pi = pi_hash(r.chain_id, &r.prev, &r.post, &r.withdraw, &self.data_hash);
+        let mut v = limbed(r, &[&self.data_hash, &pi]);
+        v.extend(commitment_elems(&commitment));
         v.push(F::from_canonical_u64(len));
         v.push(F::from_canonical_u64(self.block_count));
         Some(v)
@@ -207,6 +191,53 @@ fn hex(b: &[u8]) -> String {
         "0x{}",
         b.iter().map(|x| format!("{x:02x}")).collect::<String>()
     )
+}
+
+/// Chain id and roots as a task's chunk or batch info gives them (the same JSON fields in both;
+/// `what` names the info in errors).
+fn task_roots(chain_id: u64, [prev, post, withdraw]: [&str; 3], what: &str) -> Result<Roots> {
+    let h = |s: &str, f: &str| parse_h256(s, &format!("{what}.{f}"));
+    Ok(Roots {
+        chain_id,
+        prev: h(prev, "prev_state_root")?,
+        post: h(post, "post_state_root")?,
+        withdraw: h(withdraw, "withdraw_root")?,
+    })
+}
+
+/// The public inputs a chunk or batch circuit starts with: the chain id as two u32 limbs, the
+/// three roots and then each further 32-byte part as eight (big-endian, as the circuits pack them).
+fn limbed(r: &Roots, parts: &[&[u8; 32]]) -> Vec<F> {
+    let mut v = vec![
+        F::from_canonical_u64(r.chain_id >> 32),
+        F::from_canonical_u64(r.chain_id & 0xffff_ffff),
+    ];
+    for part in [&r.prev, &r.post, &r.withdraw]
+        .into_iter()
+        .chain(parts.iter().copied())
+    {
+        v.extend_from_slice(&limbs_of(part));
+    }
+    v
+}
+
+/// Compares an instance's chain id and roots (its first 104 bytes, the same in every kind) with
+/// the task's: chain id and prev root of the first sub-proof, post and withdraw roots of the last
+/// (for a chunk, both its own).
+fn compare_roots(i: &[u8], first: &Roots, last: &Roots) -> Result<()> {
+    count_eq("chain_id", u64_at(i, 0)?, first.chain_id)?;
+    field_eq("prev_state_root", &i[8..40], &first.prev)?;
+    field_eq("post_state_root", &i[40..72], &last.post)?;
+    field_eq("withdraw_root", &i[72..104], &last.withdraw)
+}
+
+/// The four field elements of a Poseidon commitment from its bytes (the inverse of `hash_bytes`).
+fn commitment_elems(c: &[u8; 32]) -> impl Iterator<Item = F> + '_ {
+    c.chunks_exact(8).map(|b| {
+        let mut e = [0u8; 8];
+        e.copy_from_slice(b);
+        F::from_noncanonical_u64(u64::from_be_bytes(e))
+    })
 }
 
 fn field_eq(field: &str, proof: &[u8], task: &[u8]) -> Result<()> {
@@ -237,10 +268,7 @@ fn u64_at(instance: &[u8], at: usize) -> Result<u64> {
 /// Compares a chunk instance (already checked against its proof) with the task's chunk info.
 fn compare_chunk(p: &AggBytes, e: &Expected) -> Result<()> {
     let i = &p.instance;
-    count_eq("chain_id", u64_at(i, 0)?, e.chain_id)?;
-    field_eq("prev_state_root", &i[8..40], &e.prev)?;
-    field_eq("post_state_root", &i[40..72], &e.post)?;
-    field_eq("withdraw_root", &i[72..104], &e.withdraw)?;
+    compare_roots(i, &e.roots, &e.roots)?;
     field_eq("data_hash", &i[104..136], &e.data_hash)?;
     count_eq("block_count", u64_at(i, 208)?, e.block_count)?;
     count_eq("block_count (AggProof)", p.block_count, e.block_count)?;
@@ -262,13 +290,7 @@ fn check_chunk(store: &Store, p: &AggBytes, task: Option<&Expected>) -> Result<(
         .wrap_vds
         .get(bucket)
         .ok_or_else(|| anyhow!("unknown chunk bucket {bucket}"))?;
-    let proof = Proof::from_bytes(payload.to_vec(), &vd.common)?;
-    if proof.to_bytes() != payload {
-        bail!("proof bytes are not canonical");
-    }
-    if p.vk != hash_bytes(&vd.verifier_only.circuit_digest) {
-        bail!("vk does not match the chunk verifier key");
-    }
+    let proof = decode_proof(p, payload, vd, "chunk verifier key")?;
     let pis = &proof.public_inputs;
     if p.instance != chunk_instance(pis)? {
         bail!("instance does not match the proof's public inputs");
@@ -378,27 +400,131 @@ pub fn chain_order(roots: &[Roots], what: &str) -> Result<Vec<usize>> {
     Ok(order)
 }
 
-pub fn gen_batch_proof(store: &Store, chunk_proofs_json: &str) -> Result<String> {
-    // AggProof objects or JSON strings holding one.
-    let items = agg_proofs(chunk_proofs_json, "chunk")?;
-    if items.is_empty() {
-        bail!("empty batch: no chunk proofs");
+/// One level of recursion over sub-proofs: a batch over chunk proofs, a bundle over batch proofs.
+/// Both apply the same binding rules (count, chaining, chain id, roots, block count, one listed
+/// field per sub-proof, a commitment over every sub-proof public input), so one code path serves
+/// both, parameterised by the names and offsets here.
+struct Level {
+    /// What this level proves: "batch", "bundle".
+    name: &'static str,
+    /// What it aggregates: "chunk", "batch"; `subs` is the plural, `count_field` names the count.
+    sub: &'static str,
+    subs: &'static str,
+    count_field: &'static str,
+    /// Instance field each sub-proof contributes to the list at `list_at`.
+    listed: &'static str,
+    list_at: usize,
+    kind: u16,
+    instance: fn(&[F]) -> Result<Vec<u8>>,
+    pi_len: fn(usize) -> usize,
+    pi_count: usize,
+    pi_blocks: usize,
+}
+
+const BATCH: Level = Level {
+    name: "batch",
+    sub: "chunk",
+    subs: "chunks",
+    count_field: "chunk_count",
+    listed: "data_hash",
+    list_at: BATCH_DATA_HASHES,
+    kind: KIND_BATCH,
+    instance: batch_instance,
+    pi_len: batch_pi::len,
+    pi_count: batch_pi::COUNT,
+    pi_blocks: batch_pi::BLOCKS,
+};
+
+const BUNDLE: Level = Level {
+    name: "bundle",
+    sub: "batch",
+    subs: "batches",
+    count_field: "batch_count",
+    listed: "commitment",
+    list_at: BUNDLE_BATCH_COMMITMENTS,
+    kind: KIND_BUNDLE,
+    instance: bundle_instance,
+    pi_len: bundle_pi::len,
+    pi_count: bundle_pi::COUNT,
+    pi_blocks: bundle_pi::BLOCKS,
+};
+
+/// What a batch or bundle task says of each of its sub-proofs (a chunk info, a batch info).
+trait SubInfo {
+    fn roots(&self) -> &Roots;
+    fn block_count(&self) -> u64;
+    /// The sub-proof's entry in the instance's list (a chunk's data hash, a batch's commitment).
+    fn listed(&self) -> &[u8; 32];
+    /// The sub-proof's public inputs as the task determines them, when it determines all of them.
+    fn public_inputs(&self) -> Option<Vec<F>>;
+}
+
+impl SubInfo for Expected {
+    fn roots(&self) -> &Roots {
+        &self.roots
     }
+    fn block_count(&self) -> u64 {
+        self.block_count
+    }
+    fn listed(&self) -> &[u8; 32] {
+        &self.data_hash
+    }
+    fn public_inputs(&self) -> Option<Vec<F>> {
+        Expected::public_inputs(self)
+    }
+}
+
+/// Parses a non-empty JSON array of task infos: `field` names the argument ("chunk_infos"),
+/// `noun` one item ("chunk info").
+fn task_infos<T>(
+    json_text: &str,
+    field: &str,
+    noun: &str,
+    parse: fn(Value, &str) -> Result<T>,
+) -> Result<Vec<T>> {
+    match serde_json::from_str(json_text)
+        .map_err(|e| anyhow!("{field}: expected a JSON array of {noun}: {e}"))?
+    {
+        Value::Array(a) if !a.is_empty() => a
+            .into_iter()
+            .enumerate()
+            .map(|(k, v)| parse(v, &format!("{field}[{k}]")))
+            .collect(),
+        _ => bail!("{field}: expected a non-empty JSON array of {noun}"),
+    }
+}
+
+/// The sub-proofs a batch or bundle prover is given: AggProof objects or JSON strings holding one,
+/// at least one.
+fn sub_proofs(l: &Level, json_text: &str) -> Result<Vec<AggBytes>> {
+    let items = agg_proofs(json_text, l.sub)?;
+    if items.is_empty() {
+        bail!("empty {}: no {} proofs", l.name, l.sub);
+    }
+    Ok(items)
+}
+
+/// Checks each sub-proof (`check`; a failure names the sub-proof by its given position), then
+/// returns what `check` returned in chain order by the sub-proofs' roots (or refuses, naming the
+/// break), all of one chain id.
+fn chain_ordered<T>(
+    l: &Level,
+    items: &[AggBytes],
+    check: impl Fn(&AggBytes) -> Result<T>,
+) -> Result<Vec<T>> {
+    let what = l.sub;
     let mut checked = Vec::with_capacity(items.len());
     let mut roots = Vec::with_capacity(items.len());
     for (i, p) in items.iter().enumerate() {
-        let (proof, bucket) =
-            check_chunk(store, p, None).with_context(|| format!("chunk proof {i} invalid"))?;
+        checked.push(check(p).with_context(|| format!("{what} proof {i} invalid"))?);
         roots.push(roots_of(&p.instance)?);
-        checked.push((proof, bucket));
     }
-    // The coordinator's query for a batch's chunk proofs has no ORDER BY: put them in chain order.
-    let order = chain_order(&roots, "chunk")?;
+    let order = chain_order(&roots, what)?;
     for w in order.windows(2) {
         let (a, b) = (&roots[w[0]], &roots[w[1]]);
         if a.chain_id != b.chain_id {
             bail!(
-                "chain_id differs between chunk proofs {} and {} ({} vs {})",
+                "chain_id differs between {what} proofs {} and {} ({} vs {})",
                 w[0],
                 w[1],
                 a.chain_id,
@@ -406,8 +532,128 @@ pub fn gen_batch_proof(store: &Store, chunk_proofs_json: &str) -> Result<String>
             );
         }
     }
-    let mut slots: Vec<Option<_>> = checked.into_iter().map(Some).collect();
-    let checked: Vec<(Proof, usize)> = order.iter().filter_map(|&i| slots[i].take()).collect();
+    let mut slots: Vec<Option<T>> = checked.into_iter().map(Some).collect();
+    Ok(order.iter().filter_map(|&i| slots[i].take()).collect())
+}
+
+/// Proves a batch or bundle circuit (`data`, witness `pw`) over `count` sub-proofs whose public
+/// inputs are `sub_pis`, and returns its AggProof JSON.
+fn prove_agg(
+    l: &Level,
+    data: &Data,
+    pw: PartialWitness<F>,
+    count: usize,
+    sub_pis: &[Vec<F>],
+) -> Result<String> {
+    let proof = prove_guarded(l.name, || data.prove(pw))?;
+    let instance = (l.instance)(&proof.public_inputs)?;
+    let commitment = hash_bytes(&batch_commitment(sub_pis));
+    if instance[104..136] != commitment {
+        bail!("internal error: {} commitment mismatch", l.name);
+    }
+    Ok(AggBytes {
+        proof: frame(l.kind, count as u16, &proof.to_bytes()),
+        final_pair: [agg_pi_hash(&instance, l.list_at)?, commitment].concat(),
+        block_count: proof.public_inputs[l.pi_blocks].to_canonical_u64(),
+        instance,
+        vk: hash_bytes(&data.verifier_only.circuit_digest).to_vec(),
+    }
+    .to_json())
+}
+
+/// Decodes a proof payload for verifier data `vd` and checks its bytes are canonical and the
+/// AggProof's `vk` is that key (`key` names it in the error).
+fn decode_proof(p: &AggBytes, payload: &[u8], vd: &VerifierData, key: &str) -> Result<Proof> {
+    let proof = Proof::from_bytes(payload.to_vec(), &vd.common)?;
+    if proof.to_bytes() != payload {
+        bail!("proof bytes are not canonical");
+    }
+    if p.vk != hash_bytes(&vd.verifier_only.circuit_digest) {
+        bail!("vk does not match the {key}");
+    }
+    Ok(proof)
+}
+
+/// Checks every byte of a batch or bundle AggProof over `count` sub-proofs against its proof and
+/// the verifier data of its circuit, short of the (costly) cryptographic verification, which the
+/// caller runs after comparing the instance with what the task determines.
+fn check_agg(
+    l: &Level,
+    p: &AggBytes,
+    payload: &[u8],
+    count: usize,
+    vd: &VerifierData,
+    key: &str,
+) -> Result<Proof> {
+    let proof = decode_proof(p, payload, vd, key)?;
+    let pis = &proof.public_inputs;
+    if pis.len() != (l.pi_len)(count) || pis[l.pi_count] != F::from_canonical_usize(count) {
+        bail!("{} public inputs malformed", l.name);
+    }
+    if p.instance != (l.instance)(pis)? {
+        bail!("instance does not match the proof's public inputs");
+    }
+    if p.final_pair[..]
+        != [
+            agg_pi_hash(&p.instance, l.list_at)?,
+            p.instance[104..136].try_into()?,
+        ]
+        .concat()[..]
+    {
+        bail!("final_pair does not match the instance");
+    }
+    if p.block_count != pis[l.pi_blocks].to_canonical_u64() {
+        bail!("block_count does not match the proof's public inputs");
+    }
+    Ok(proof)
+}
+
+/// Compares a batch or bundle instance with the ordered infos of the task's sub-proofs.
+fn compare_agg<T: SubInfo>(l: &Level, p: &AggBytes, task: &[T]) -> Result<()> {
+    let n = task.len();
+    let i = &p.instance;
+    count_eq(l.count_field, u64_at(i, 136)?, n as u64)?;
+    for (k, w) in task.windows(2).enumerate() {
+        let (a, b) = (w[0].roots(), w[1].roots());
+        if a.post != b.prev || a.chain_id != b.chain_id {
+            bail!(
+                "{}_infos: task {} {k} and {} do not chain",
+                l.sub,
+                l.subs,
+                k + 1
+            );
+        }
+    }
+    compare_roots(i, task[0].roots(), task[n - 1].roots())?;
+    let blocks: u64 = task.iter().map(T::block_count).sum();
+    count_eq("block_count", u64_at(i, 144)?, blocks)?;
+    count_eq("block_count (AggProof)", p.block_count, blocks)?;
+    for (k, e) in task.iter().enumerate() {
+        let at = l.list_at + 32 * k;
+        field_eq(
+            &format!("{} {k} {}", l.sub, l.listed),
+            &i[at..at + 32],
+            e.listed(),
+        )?;
+    }
+    // When the task determines every sub-proof's public inputs (a chunk info with its commitment
+    // and length, always a batch info), all of them (block counts, each chunk's data hash down the
+    // levels) are bound through the commitment.
+    if let Some(all) = task
+        .iter()
+        .map(T::public_inputs)
+        .collect::<Option<Vec<_>>>()
+    {
+        let c = hash_bytes(&batch_commitment(&all));
+        field_eq("commitment", &i[104..136], &c)?;
+    }
+    Ok(())
+}
+
+pub fn gen_batch_proof(store: &Store, chunk_proofs_json: &str) -> Result<String> {
+    let items = sub_proofs(&BATCH, chunk_proofs_json)?;
+    // The coordinator's query for a batch's chunk proofs has no ORDER BY: put them in chain order.
+    let checked = chain_ordered(&BATCH, &items, |p| check_chunk(store, p, None))?;
     let n = checked.len();
     let circuit = store.batch(n)?;
     let inputs: Vec<(Proof, VerifierOnly, usize)> = checked
@@ -416,58 +662,7 @@ pub fn gen_batch_proof(store: &Store, chunk_proofs_json: &str) -> Result<String>
         .collect();
     let chunk_pis: Vec<Vec<F>> = inputs.iter().map(|i| i.0.public_inputs.clone()).collect();
     let pw = set_batch_witness(&circuit.targets, &inputs)?;
-    let proof = prove_guarded("batch", || circuit.data.prove(pw))?;
-    let instance = batch_instance(&proof.public_inputs)?;
-    let commitment = hash_bytes(&batch_commitment(&chunk_pis));
-    if instance[104..136] != commitment {
-        bail!("internal error: batch commitment mismatch");
-    }
-    Ok(AggBytes {
-        proof: frame(KIND_BATCH, n as u16, &proof.to_bytes()),
-        final_pair: [agg_pi_hash(&instance, BATCH_DATA_HASHES)?, commitment].concat(),
-        block_count: proof.public_inputs[batch_pi::BLOCKS].to_canonical_u64(),
-        instance,
-        vk: hash_bytes(&circuit.data.verifier_only.circuit_digest).to_vec(),
-    }
-    .to_json())
-}
-
-/// Compares a batch instance with the ordered chunk infos of the task's sub-proofs.
-fn compare_batch(p: &AggBytes, task: &[Expected]) -> Result<()> {
-    let n = task.len();
-    let i = &p.instance;
-    count_eq("chunk_count", u64_at(i, 136)?, n as u64)?;
-    for (k, w) in task.windows(2).enumerate() {
-        if w[0].post != w[1].prev || w[0].chain_id != w[1].chain_id {
-            bail!("chunk_infos: task chunks {k} and {} do not chain", k + 1);
-        }
-    }
-    count_eq("chain_id", u64_at(i, 0)?, task[0].chain_id)?;
-    field_eq("prev_state_root", &i[8..40], &task[0].prev)?;
-    field_eq("post_state_root", &i[40..72], &task[n - 1].post)?;
-    field_eq("withdraw_root", &i[72..104], &task[n - 1].withdraw)?;
-    let blocks: u64 = task.iter().map(|e| e.block_count).sum();
-    count_eq("block_count", u64_at(i, 144)?, blocks)?;
-    count_eq("block_count (AggProof)", p.block_count, blocks)?;
-    for (k, e) in task.iter().enumerate() {
-        let at = BATCH_DATA_HASHES + 32 * k;
-        field_eq(
-            &format!("chunk {k} data_hash"),
-            &i[at..at + 32],
-            &e.data_hash,
-        )?;
-    }
-    // With every chunk's commitment and length known, the whole of each chunk's public inputs
-    // (block counts included) is bound through the batch commitment.
-    if let Some(all) = task
-        .iter()
-        .map(Expected::public_inputs)
-        .collect::<Option<Vec<_>>>()
-    {
-        let c = hash_bytes(&batch_commitment(&all));
-        field_eq("commitment", &i[104..136], &c)?;
-    }
-    Ok(())
+    prove_agg(&BATCH, &circuit.data, pw, n, &chunk_pis)
 }
 
 /// Chunk count of a batch AggProof, from its frame (no other check).
@@ -479,54 +674,24 @@ fn batch_chunk_count(p: &AggBytes) -> Result<usize> {
     Ok(n as usize)
 }
 
-/// Checks every byte of a batch AggProof against its proof and the batch key for its chunk count,
-/// short of the (costly) cryptographic verification, which the caller runs with the returned
-/// verifier data after comparing the instance with what the task determines.
+/// Checks every byte of a batch AggProof against its proof and the batch key for its chunk count
+/// (`check_agg`); returns the proof, its chunk count and the verifier data to verify it with.
 fn check_batch(store: &Store, p: &AggBytes) -> Result<(Proof, usize, Arc<VerifierData>)> {
     let n = batch_chunk_count(p)?;
     let (_, payload) = unframe(KIND_BATCH, &p.proof)?;
     let vd = store.batch_vd(n)?;
-    let proof = Proof::from_bytes(payload.to_vec(), &vd.common)?;
-    if proof.to_bytes() != payload {
-        bail!("proof bytes are not canonical");
-    }
-    if p.vk != hash_bytes(&vd.verifier_only.circuit_digest) {
-        bail!("vk does not match the batch verifier key");
-    }
-    let pis = &proof.public_inputs;
-    if pis.len() != batch_pi::len(n) || pis[batch_pi::COUNT] != F::from_canonical_usize(n) {
-        bail!("batch public inputs malformed");
-    }
-    if p.instance != batch_instance(pis)? {
-        bail!("instance does not match the proof's public inputs");
-    }
-    if p.final_pair[..]
-        != [
-            agg_pi_hash(&p.instance, BATCH_DATA_HASHES)?,
-            p.instance[104..136].try_into()?,
-        ]
-        .concat()[..]
-    {
-        bail!("final_pair does not match the instance");
-    }
-    if p.block_count != pis[batch_pi::BLOCKS].to_canonical_u64() {
-        bail!("block_count does not match the proof's public inputs");
-    }
+    let proof = check_agg(&BATCH, p, payload, n, &vd, "batch verifier key")?;
     Ok((proof, n, vd))
 }
 
 /// Verifies a batch proof as a proof of the task whose ordered chunk infos are `chunk_infos_json`.
 pub fn verify_batch_proof(store: &Store, proof_json: &str, chunk_infos_json: &str) -> Result<()> {
-    let task: Vec<Expected> = match serde_json::from_str(chunk_infos_json)
-        .map_err(|e| anyhow!("chunk_infos: expected a JSON array of chunk info: {e}"))?
-    {
-        Value::Array(a) if !a.is_empty() => a
-            .into_iter()
-            .enumerate()
-            .map(|(k, v)| Expected::from_value(v, &format!("chunk_infos[{k}]")))
-            .collect::<Result<_>>()?,
-        _ => bail!("chunk_infos: expected a non-empty JSON array of chunk info"),
-    };
+    let task = task_infos(
+        chunk_infos_json,
+        "chunk_infos",
+        "chunk info",
+        Expected::from_value,
+    )?;
     let p = AggBytes::from_json(proof_json)?;
     // Before any circuit is loaded or built for the proof's chunk count.
     count_eq(
@@ -535,7 +700,7 @@ pub fn verify_batch_proof(store: &Store, proof_json: &str, chunk_infos_json: &st
         task.len() as u64,
     )?;
     let (proof, _, vd) = check_batch(store, &p)?;
-    compare_batch(&p, &task)?;
+    compare_agg(&BATCH, &p, &task)?;
     vd.verify(proof).context("proof does not verify")
 }
 
@@ -564,10 +729,7 @@ fn agg_proofs(json_text: &str, what: &str) -> Result<Vec<AggBytes>> {
 /// verified, put in chain order by its roots (or refused naming the break), one chain id, then the
 /// bundle circuit for the batches' chunk counts in that order.
 pub fn gen_bundle_proof(store: &Store, batch_proofs_json: &str) -> Result<String> {
-    let items = agg_proofs(batch_proofs_json, "batch")?;
-    if items.is_empty() {
-        bail!("empty bundle: no batch proofs");
-    }
+    let items = sub_proofs(&BUNDLE, batch_proofs_json)?;
     if items.len() > MAX_BUNDLE_BATCHES {
         bail!(
             "bundle of {} batch proofs exceeds the maximum of {MAX_BUNDLE_BATCHES} per bundle \
@@ -575,54 +737,17 @@ pub fn gen_bundle_proof(store: &Store, batch_proofs_json: &str) -> Result<String
             items.len()
         );
     }
-    let mut checked = Vec::with_capacity(items.len());
-    let mut roots = Vec::with_capacity(items.len());
-    for (i, p) in items.iter().enumerate() {
-        let (proof, n, vd) =
-            check_batch(store, p).with_context(|| format!("batch proof {i} invalid"))?;
-        vd.verify(proof.clone())
-            .with_context(|| format!("batch proof {i} invalid: proof does not verify"))?;
-        roots.push(roots_of(&p.instance)?);
-        checked.push((proof, n));
-    }
-    let order = chain_order(&roots, "batch")?;
-    for w in order.windows(2) {
-        let (a, b) = (&roots[w[0]], &roots[w[1]]);
-        if a.chain_id != b.chain_id {
-            bail!(
-                "chain_id differs between batch proofs {} and {} ({} vs {})",
-                w[0],
-                w[1],
-                a.chain_id,
-                b.chain_id
-            );
-        }
-    }
-    let mut slots: Vec<Option<_>> = checked.into_iter().map(Some).collect();
-    let checked: Vec<(Proof, usize)> = order.iter().filter_map(|&i| slots[i].take()).collect();
+    let checked = chain_ordered(&BUNDLE, &items, |p| {
+        let (proof, n, vd) = check_batch(store, p)?;
+        vd.verify(proof.clone()).context("proof does not verify")?;
+        Ok((proof, n))
+    })?;
     let sizes: Vec<usize> = checked.iter().map(|c| c.1).collect();
     let circuit = store.bundle(&sizes)?;
     let batch_pis: Vec<Vec<F>> = checked.iter().map(|c| c.0.public_inputs.clone()).collect();
     let proofs: Vec<Proof> = checked.into_iter().map(|c| c.0).collect();
     let pw = set_bundle_witness(&circuit.targets, &proofs)?;
-    let proof = prove_guarded("bundle", || circuit.data.prove(pw))?;
-    let instance = bundle_instance(&proof.public_inputs)?;
-    let commitment = hash_bytes(&batch_commitment(&batch_pis));
-    if instance[104..136] != commitment {
-        bail!("internal error: bundle commitment mismatch");
-    }
-    Ok(AggBytes {
-        proof: frame(KIND_BUNDLE, sizes.len() as u16, &proof.to_bytes()),
-        final_pair: [
-            agg_pi_hash(&instance, BUNDLE_BATCH_COMMITMENTS)?,
-            commitment,
-        ]
-        .concat(),
-        block_count: proof.public_inputs[bundle_pi::BLOCKS].to_canonical_u64(),
-        instance,
-        vk: hash_bytes(&circuit.data.verifier_only.circuit_digest).to_vec(),
-    }
-    .to_json())
+    prove_agg(&BUNDLE, &circuit.data, pw, sizes.len(), &batch_pis)
 }
 
 /// Batch info as a bundle task determines it: what the task's (already verified) batch proof
@@ -640,10 +765,7 @@ struct BatchInfoJson {
 }
 
 struct ExpectedBatch {
-    chain_id: u64,
-    prev: [u8; 32],
-    post: [u8; 32],
-    withdraw: [u8; 32],
+    roots: Roots,
     commitment: [u8; 32],
     block_count: u64,
     data_hashes: Vec<[u8; 32]>,
@@ -665,10 +787,11 @@ impl ExpectedBatch {
             );
         }
         Ok(ExpectedBatch {
-            chain_id: e.chain_id,
-            prev: h(&e.prev_state_root, "prev_state_root")?,
-            post: h(&e.post_state_root, "post_state_root")?,
-            withdraw: h(&e.withdraw_root, "withdraw_root")?,
+            roots: task_roots(
+                e.chain_id,
+                [&e.prev_state_root, &e.post_state_root, &e.withdraw_root],
+                what,
+            )?,
             commitment: h(&e.commitment, "commitment")?,
             block_count: e.block_count,
             data_hashes: e
@@ -682,18 +805,8 @@ impl ExpectedBatch {
 
     /// The batch circuit's public inputs this batch info determines (all of them).
     fn public_inputs(&self) -> Vec<F> {
-        let mut v = vec![
-            F::from_canonical_u64(self.chain_id >> 32),
-            F::from_canonical_u64(self.chain_id & 0xffff_ffff),
-        ];
-        for part in [&self.prev, &self.post, &self.withdraw] {
-            v.extend_from_slice(&limbs_of(part));
-        }
-        for c in self.commitment.chunks(8) {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(c);
-            v.push(F::from_noncanonical_u64(u64::from_be_bytes(b)));
-        }
+        let mut v = limbed(&self.roots, &[]);
+        v.extend(commitment_elems(&self.commitment));
         v.push(F::from_canonical_usize(self.data_hashes.len()));
         v.push(F::from_canonical_u64(self.block_count));
         for d in &self.data_hashes {
@@ -724,53 +837,30 @@ pub fn batch_info_of_instance(instance: &[u8], block_count: u64) -> Result<Value
     }))
 }
 
-/// Compares a bundle instance with the ordered batch infos of the task's sub-proofs.
-fn compare_bundle(p: &AggBytes, task: &[ExpectedBatch]) -> Result<()> {
-    let k = task.len();
-    let i = &p.instance;
-    count_eq("batch_count", u64_at(i, 136)?, k as u64)?;
-    for (j, w) in task.windows(2).enumerate() {
-        if w[0].post != w[1].prev || w[0].chain_id != w[1].chain_id {
-            bail!("batch_infos: task batches {j} and {} do not chain", j + 1);
-        }
+impl SubInfo for ExpectedBatch {
+    fn roots(&self) -> &Roots {
+        &self.roots
     }
-    count_eq("chain_id", u64_at(i, 0)?, task[0].chain_id)?;
-    field_eq("prev_state_root", &i[8..40], &task[0].prev)?;
-    field_eq("post_state_root", &i[40..72], &task[k - 1].post)?;
-    field_eq("withdraw_root", &i[72..104], &task[k - 1].withdraw)?;
-    let blocks: u64 = task.iter().map(|e| e.block_count).sum();
-    count_eq("block_count", u64_at(i, 144)?, blocks)?;
-    count_eq("block_count (AggProof)", p.block_count, blocks)?;
-    for (j, e) in task.iter().enumerate() {
-        let at = BUNDLE_BATCH_COMMITMENTS + 32 * j;
-        field_eq(
-            &format!("batch {j} commitment"),
-            &i[at..at + 32],
-            &e.commitment,
-        )?;
+    fn block_count(&self) -> u64 {
+        self.block_count
     }
-    // Every batch public input (roots, counts, each chunk's data hash) is bound through this.
-    let all: Vec<Vec<F>> = task.iter().map(ExpectedBatch::public_inputs).collect();
-    field_eq(
-        "commitment",
-        &i[104..136],
-        &hash_bytes(&batch_commitment(&all)),
-    )
+    fn listed(&self) -> &[u8; 32] {
+        &self.commitment
+    }
+    fn public_inputs(&self) -> Option<Vec<F>> {
+        Some(ExpectedBatch::public_inputs(self))
+    }
 }
 
 /// Verifies a bundle proof as a proof of the task whose ordered batch infos are
 /// `batch_infos_json` (one per batch proof of the task, in chain order).
 pub fn verify_bundle_proof(store: &Store, proof_json: &str, batch_infos_json: &str) -> Result<()> {
-    let task: Vec<ExpectedBatch> = match serde_json::from_str(batch_infos_json)
-        .map_err(|e| anyhow!("batch_infos: expected a JSON array of batch info: {e}"))?
-    {
-        Value::Array(a) if !a.is_empty() => a
-            .into_iter()
-            .enumerate()
-            .map(|(k, v)| ExpectedBatch::from_value(v, &format!("batch_infos[{k}]")))
-            .collect::<Result<_>>()?,
-        _ => bail!("batch_infos: expected a non-empty JSON array of batch info"),
-    };
+    let task = task_infos(
+        batch_infos_json,
+        "batch_infos",
+        "batch info",
+        ExpectedBatch::from_value,
+    )?;
     let p = AggBytes::from_json(proof_json)?;
     let (k, payload) = unframe(KIND_BUNDLE, &p.proof)?;
     let k = k as usize;
@@ -780,30 +870,9 @@ pub fn verify_bundle_proof(store: &Store, proof_json: &str, batch_infos_json: &s
     let sizes: Vec<usize> = task.iter().map(|e| e.data_hashes.len()).collect();
     check_bundle_shape(&sizes)?;
     let vd = store.bundle_vd(&sizes)?;
-    let proof = Proof::from_bytes(payload.to_vec(), &vd.common)?;
-    if proof.to_bytes() != payload {
-        bail!("proof bytes are not canonical");
-    }
-    if p.vk != hash_bytes(&vd.verifier_only.circuit_digest) {
-        bail!("vk does not match the bundle verifier key for the task's batch sizes");
-    }
-    let pis = &proof.public_inputs;
-    if pis.len() != bundle_pi::len(k) || pis[bundle_pi::COUNT] != F::from_canonical_usize(k) {
-        bail!("bundle public inputs malformed");
-    }
-    if p.instance != bundle_instance(pis)? {
-        bail!("instance does not match the proof's public inputs");
-    }
-    if p.final_pair[..]
-        != [
-            agg_pi_hash(&p.instance, BUNDLE_BATCH_COMMITMENTS)?,
-            p.instance[104..136].try_into()?,
-        ]
-        .concat()[..]
-    {
-        bail!("final_pair does not match the instance");
-    }
-    compare_bundle(&p, &task)?;
+    let key = "bundle verifier key for the task's batch sizes";
+    let proof = check_agg(&BUNDLE, &p, payload, k, &vd, key)?;
+    compare_agg(&BUNDLE, &p, &task)?;
     vd.verify(proof).context("proof does not verify")
 }
 

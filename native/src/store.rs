@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fs;
+use std::hash::Hash;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -33,15 +34,16 @@ pub struct ChunkBucket {
     pub wrap_proof: ProofWithPublicInputsTarget<D>,
 }
 
-pub struct BatchCircuit {
+/// A recursion circuit (batch or bundle) and the targets its prover fills in.
+pub struct Circuit<T> {
     pub data: Data,
-    pub targets: BatchTargets,
+    pub targets: T,
 }
 
-pub struct BundleCircuit {
-    pub data: Data,
-    pub targets: BundleTargets,
-}
+pub type BatchCircuit = Circuit<BatchTargets>;
+pub type BundleCircuit = Circuit<BundleTargets>;
+
+type Registry<K, V> = Mutex<HashMap<K, Arc<V>>>;
 
 /// Everything loaded for one params directory.
 pub struct Store {
@@ -50,12 +52,12 @@ pub struct Store {
     pub wrap_vds: Vec<VerifierData>,
     /// Poseidon hashes of the wrap keys: the set the batch circuit accepts.
     pub allowed: Vec<HashOut<F>>,
-    buckets: Mutex<HashMap<usize, Arc<ChunkBucket>>>,
-    batches: Mutex<HashMap<usize, Arc<BatchCircuit>>>,
-    batch_vds: Mutex<HashMap<usize, Arc<VerifierData>>>,
+    buckets: Registry<usize, ChunkBucket>,
+    batches: Registry<usize, BatchCircuit>,
+    batch_vds: Registry<usize, VerifierData>,
     /// Keyed by the chunk counts of the bundled batches, in chain order.
-    bundles: Mutex<HashMap<Vec<usize>, Arc<BundleCircuit>>>,
-    bundle_vds: Mutex<HashMap<Vec<usize>, Arc<VerifierData>>>,
+    bundles: Registry<Vec<usize>, BundleCircuit>,
+    bundle_vds: Registry<Vec<usize>, VerifierData>,
 }
 
 fn io_err(what: &str) -> impl Fn(plonky2::util::serialization::IoError) -> anyhow::Error + '_ {
@@ -142,63 +144,75 @@ fn chunk_targets_from(bytes: &[u8]) -> Result<ChunkTargets> {
     })
 }
 
-fn batch_targets_bytes(t: &BatchTargets) -> Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    buf.write_usize(t.proofs.len()).map_err(io_err("targets"))?;
-    for i in 0..t.proofs.len() {
-        buf.write_target_proof_with_public_inputs(&t.proofs[i])
-            .map_err(io_err("targets"))?;
-        buf.write_target_verifier_circuit(&t.vks[i])
-            .map_err(io_err("targets"))?;
-        buf.write_target_bool_vec(&t.selectors[i])
-            .map_err(io_err("targets"))?;
-    }
-    Ok(buf)
+/// Targets stored after their circuit in its cache file.
+trait StoredTargets: Sized {
+    fn to_bytes(&self) -> Result<Vec<u8>>;
+    fn from_bytes(bytes: &[u8]) -> Result<Self>;
 }
 
-fn batch_targets_from(bytes: &[u8]) -> Result<BatchTargets> {
-    let mut b = Buffer::new(bytes);
-    let n = b.read_usize().map_err(io_err("targets"))?;
-    let mut t = BatchTargets {
-        proofs: vec![],
-        vks: vec![],
-        selectors: vec![],
-    };
-    for _ in 0..n {
-        t.proofs.push(
-            b.read_target_proof_with_public_inputs()
-                .map_err(io_err("targets"))?,
-        );
-        t.vks.push(
-            b.read_target_verifier_circuit()
-                .map_err(io_err("targets"))?,
-        );
-        t.selectors
-            .push(b.read_target_bool_vec().map_err(io_err("targets"))?);
-    }
-    Ok(t)
-}
-
-fn bundle_targets_bytes(t: &BundleTargets) -> Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    buf.write_usize(t.proofs.len()).map_err(io_err("targets"))?;
-    for p in &t.proofs {
-        buf.write_target_proof_with_public_inputs(p)
+impl StoredTargets for BatchTargets {
+    fn to_bytes(&self) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        buf.write_usize(self.proofs.len())
             .map_err(io_err("targets"))?;
+        for i in 0..self.proofs.len() {
+            buf.write_target_proof_with_public_inputs(&self.proofs[i])
+                .map_err(io_err("targets"))?;
+            buf.write_target_verifier_circuit(&self.vks[i])
+                .map_err(io_err("targets"))?;
+            buf.write_target_bool_vec(&self.selectors[i])
+                .map_err(io_err("targets"))?;
+        }
+        Ok(buf)
     }
-    Ok(buf)
+
+    fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let mut b = Buffer::new(bytes);
+        let n = b.read_usize().map_err(io_err("targets"))?;
+        let mut t = BatchTargets {
+            proofs: vec![],
+            vks: vec![],
+            selectors: vec![],
+        };
+        for _ in 0..n {
+            t.proofs.push(
+                b.read_target_proof_with_public_inputs()
+                    .map_err(io_err("targets"))?,
+            );
+            t.vks.push(
+                b.read_target_verifier_circuit()
+                    .map_err(io_err("targets"))?,
+            );
+            t.selectors
+                .push(b.read_target_bool_vec().map_err(io_err("targets"))?);
+        }
+        Ok(t)
+    }
 }
 
-fn bundle_targets_from(bytes: &[u8]) -> Result<BundleTargets> {
-    let mut b = Buffer::new(bytes);
-    let k = b.read_usize().map_err(io_err("targets"))?;
-    let proofs = (0..k)
-        .map(|_| {
-            b.read_target_proof_with_public_inputs()
-                .map_err(io_err("targets"))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(BundleTargets { proofs })
+impl StoredTargets for BundleTargets {
+    fn to_bytes(&self) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        buf.write_usize(self.proofs.len())
+            .map_err(io_err("targets"))?;
+        for p in &self.proofs {
+            buf.write_target_proof_with_public_inputs(p)
+                .map_err(io_err("targets"))?;
+        }
+        Ok(buf)
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let mut b = Buffer::new(bytes);
+        let k = b.read_usize().map_err(io_err("targets"))?;
+        let proofs = (0..k)
+            .map(|_| {
+                b.read_target_proof_with_public_inputs()
+                    .map_err(io_err("targets"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(BundleTargets { proofs })
+    }
 }
 
 /// Refuses a bundle shape no circuit is built for: no batches, too many, or an empty batch.
@@ -233,21 +247,22 @@ impl Store {
     fn wrap_vd_path(dir: &Path, j: usize) -> PathBuf {
         dir.join(format!("wrap_{j}.vd"))
     }
-    fn batch_path(&self, n: usize) -> PathBuf {
-        self.dir.join(format!("batch_{n}.bin"))
+    /// File stem of the batch circuit for `n` chunks: `batch_<n>`.
+    fn batch_stem(n: usize) -> String {
+        format!("batch_{n}")
     }
-    fn batch_vd_path(&self, n: usize) -> PathBuf {
-        self.dir.join(format!("batch_{n}.vd"))
-    }
-    fn bundle_stem(&self, sizes: &[usize]) -> PathBuf {
+    /// File stem of the bundle circuit for batches of `sizes` chunks: `bundle_<n1>-<n2>-...`.
+    fn bundle_stem(sizes: &[usize]) -> String {
         let key: Vec<String> = sizes.iter().map(usize::to_string).collect();
-        self.dir.join(format!("bundle_{}", key.join("-")))
+        format!("bundle_{}", key.join("-"))
     }
-    fn bundle_path(&self, sizes: &[usize]) -> PathBuf {
-        self.bundle_stem(sizes).with_extension("bin")
+    /// `<stem>.bin`: prover data and targets.
+    fn circuit_path(&self, stem: &str) -> PathBuf {
+        self.dir.join(format!("{stem}.bin"))
     }
-    fn bundle_vd_path(&self, sizes: &[usize]) -> PathBuf {
-        self.bundle_stem(sizes).with_extension("vd")
+    /// `<stem>.vd`: verifier data.
+    fn vd_path(&self, stem: &str) -> PathBuf {
+        self.dir.join(format!("{stem}.vd"))
     }
 
     /// Opens (building on first use) the chunk and wrap circuits of every bucket under `params_dir`.
@@ -304,101 +319,100 @@ impl Store {
         Ok(b)
     }
 
-    /// Batch circuit for `n` chunks, built and cached on first use.
-    pub fn batch(&self, n: usize) -> Result<Arc<BatchCircuit>> {
-        let mut map = relock(self.batches.lock());
-        if let Some(b) = map.get(&n) {
-            return Ok(b.clone());
+    /// The circuit `key` of registry `map`: loaded from `<stem>.bin`, else built by `build` and
+    /// written with its `<stem>.vd`. The registry stays locked meanwhile, so a process builds each
+    /// circuit once.
+    fn circuit<K: Hash + Eq, T: StoredTargets>(
+        &self,
+        map: &Registry<K, Circuit<T>>,
+        key: K,
+        stem: &str,
+        build: impl FnOnce() -> Result<(Data, T)>,
+    ) -> Result<Arc<Circuit<T>>> {
+        let mut map = relock(map.lock());
+        if let Some(c) = map.get(&key) {
+            return Ok(c.clone());
         }
-        let path = self.batch_path(n);
+        let path = self.circuit_path(stem);
         let circuit = if path.exists() {
             let (data, t) = load_circuit(&path)?;
-            BatchCircuit {
+            Circuit {
                 data,
-                targets: batch_targets_from(&t)?,
+                targets: T::from_bytes(&t)?,
             }
         } else {
-            let (data, targets) = build_batch(n, self.wrap_common(), &self.allowed);
-            save_circuit(&path, &data, batch_targets_bytes(&targets)?)?;
-            save_vd(&self.batch_vd_path(n), &data)?;
-            BatchCircuit { data, targets }
+            let (data, targets) = build()?;
+            save_circuit(&path, &data, targets.to_bytes()?)?;
+            save_vd(&self.vd_path(stem), &data)?;
+            Circuit { data, targets }
         };
         let c = Arc::new(circuit);
-        map.insert(n, c.clone());
+        map.insert(key, c.clone());
         Ok(c)
+    }
+
+    /// The verifier data `key` of registry `map`: loaded from `<stem>.vd`, else taken from the
+    /// circuit (`circuit` loads or builds it). Not locked while the circuit is built: that takes
+    /// the circuit registry's lock.
+    fn verifier_data<K: Hash + Eq, T>(
+        &self,
+        map: &Registry<K, VerifierData>,
+        key: K,
+        stem: &str,
+        circuit: impl FnOnce() -> Result<Arc<Circuit<T>>>,
+    ) -> Result<Arc<VerifierData>> {
+        if let Some(v) = relock(map.lock()).get(&key) {
+            return Ok(v.clone());
+        }
+        let path = self.vd_path(stem);
+        let vd = if path.exists() {
+            load_vd(&path)?
+        } else {
+            circuit()?.data.verifier_data()
+        };
+        let vd = Arc::new(vd);
+        relock(map.lock()).insert(key, vd.clone());
+        Ok(vd)
+    }
+
+    /// Batch circuit for `n` chunks, built and cached on first use.
+    pub fn batch(&self, n: usize) -> Result<Arc<BatchCircuit>> {
+        self.circuit(&self.batches, n, &Self::batch_stem(n), || {
+            Ok(build_batch(n, self.wrap_common(), &self.allowed))
+        })
     }
 
     /// Batch verifier data for `n` chunks (builds the batch circuit if it was never built here).
     pub fn batch_vd(&self, n: usize) -> Result<Arc<VerifierData>> {
-        {
-            let map = relock(self.batch_vds.lock());
-            if let Some(v) = map.get(&n) {
-                return Ok(v.clone());
-            }
-        }
-        let path = self.batch_vd_path(n);
-        let vd = if path.exists() {
-            load_vd(&path)?
-        } else {
-            self.batch(n)?.data.verifier_data()
-        };
-        let vd = Arc::new(vd);
-        let mut map = relock(self.batch_vds.lock());
-        map.insert(n, vd.clone());
-        Ok(vd)
+        self.verifier_data(&self.batch_vds, n, &Self::batch_stem(n), || self.batch(n))
     }
-}
 
-impl Store {
     /// Bundle circuit over batches of `sizes` chunks (in chain order), built and cached on first
     /// use from the batch circuits' verifier data (which builds those batch circuits if needed).
     pub fn bundle(&self, sizes: &[usize]) -> Result<Arc<BundleCircuit>> {
         check_bundle_shape(sizes)?;
-        let mut map = relock(self.bundles.lock());
-        if let Some(b) = map.get(sizes) {
-            return Ok(b.clone());
-        }
-        let path = self.bundle_path(sizes);
-        let circuit = if path.exists() {
-            let (data, t) = load_circuit(&path)?;
-            BundleCircuit {
-                data,
-                targets: bundle_targets_from(&t)?,
-            }
-        } else {
-            let vds = sizes
-                .iter()
-                .map(|&n| self.batch_vd(n))
-                .collect::<Result<Vec<_>>>()?;
-            let batches: Vec<_> = vds.iter().map(|v| (&v.common, &v.verifier_only)).collect();
-            let (data, targets) = build_bundle(&batches);
-            save_circuit(&path, &data, bundle_targets_bytes(&targets)?)?;
-            save_vd(&self.bundle_vd_path(sizes), &data)?;
-            BundleCircuit { data, targets }
-        };
-        let c = Arc::new(circuit);
-        map.insert(sizes.to_vec(), c.clone());
-        Ok(c)
+        self.circuit(
+            &self.bundles,
+            sizes.to_vec(),
+            &Self::bundle_stem(sizes),
+            || {
+                let vds = sizes
+                    .iter()
+                    .map(|&n| self.batch_vd(n))
+                    .collect::<Result<Vec<_>>>()?;
+                let batches: Vec<_> = vds.iter().map(|v| (&v.common, &v.verifier_only)).collect();
+                Ok(build_bundle(&batches))
+            },
+        )
     }
 
     /// Bundle verifier data for batches of `sizes` chunks (builds the circuit if never built here).
     pub fn bundle_vd(&self, sizes: &[usize]) -> Result<Arc<VerifierData>> {
         check_bundle_shape(sizes)?;
-        {
-            let map = relock(self.bundle_vds.lock());
-            if let Some(v) = map.get(sizes) {
-                return Ok(v.clone());
-            }
-        }
-        let path = self.bundle_vd_path(sizes);
-        let vd = if path.exists() {
-            load_vd(&path)?
-        } else {
-            self.bundle(sizes)?.data.verifier_data()
-        };
-        let vd = Arc::new(vd);
-        relock(self.bundle_vds.lock()).insert(sizes.to_vec(), vd.clone());
-        Ok(vd)
+        let stem = Self::bundle_stem(sizes);
+        self.verifier_data(&self.bundle_vds, sizes.to_vec(), &stem, || {
+            self.bundle(sizes)
+        })
     }
 }
 

@@ -97,6 +97,13 @@ fn tamper(proof_json: &str, field: &str, byte: usize) -> String {
     v.to_string()
 }
 
+/// A task's infos (JSON array) with hash `field` of info `k` replaced by another hash.
+fn other_hash(task: &str, k: usize, field: &str) -> String {
+    let mut v: Value = serde_json::from_str(task).expect("json");
+    v[k][field] = Value::String(format!("0x{}", "11".repeat(32)));
+    v.to_string()
+}
+
 #[test]
 fn chunk_proof_verifies_and_tampering_fails() {
     let p = chunk_proof(&[fixture("02"), fixture("03")]);
@@ -267,6 +274,21 @@ fn batch_over_contiguous_chunks_verifies_and_gaps_are_refused() {
     let bc = mainnet_blocks(2642, 4);
     let e = err_text(verify_batch_proof(&s, &batch, &infos(&[&ba, &bc])));
     assert!(e.contains("post_state_root"), "{e}");
+    // The wording batch and bundle verifiers share, with the batch's names in it.
+    let e = err_text(verify_batch_proof(&s, &batch, &infos(&[&bb, &ba])));
+    assert!(
+        e.contains("chunk_infos: task chunks 0 and 1 do not chain"),
+        "{e}"
+    );
+    let e = err_text(verify_batch_proof(
+        &s,
+        &batch,
+        &other_hash(&task, 1, "data_hash"),
+    ));
+    assert!(
+        e.contains("instance field chunk 1 data_hash differs from the task"),
+        "{e}"
+    );
     // Out of chain order (the coordinator's query has no ORDER BY): put in order by roots.
     let swapped = gen_batch_proof(&s, &format!("[{b},{a}]")).expect("reordered batch");
     verify_batch_proof(&s, &swapped, &task).expect("reordered batch answers the task");
@@ -341,7 +363,19 @@ fn bundle_over_chained_batches_verifies_and_binds_order_and_count() {
     assert!(e.contains("batch_count"), "{e}");
     // Wrong order in the task: its batches do not chain.
     let e = err_text(verify_bundle_proof(&s, &bundle, &batch_infos(&[b, a])));
-    assert!(e.contains("do not chain"), "{e}");
+    assert!(
+        e.contains("batch_infos: task batches 0 and 1 do not chain"),
+        "{e}"
+    );
+    let e = err_text(verify_bundle_proof(
+        &s,
+        &bundle,
+        &other_hash(&task, 1, "commitment"),
+    ));
+    assert!(
+        e.contains("instance field batch 1 commitment differs from the task"),
+        "{e}"
+    );
     // Batch proofs given out of chain order are put in order by their roots.
     let swapped = gen_bundle_proof(&s, &format!("[{b},{a}]")).expect("reordered bundle");
     verify_bundle_proof(&s, &swapped, &task).expect("reordered bundle answers the task");

@@ -1,7 +1,7 @@
 """Dispatch latency per coordinator generation: task received -> prover call starts.
 
 Measured side by side in one run, for each generation (the 2023 WS protocol, its 2023-07
-variant and the HTTP generations h1..h3 of the devnet), on the same tasks: our path
+variant and the HTTP generations h1..h4 of the devnet), on the same tasks: our path
 (listener -> Redis -> Celery worker -> trace fetch -> prover) and a seed-style loop that
 polls its task store every 3 s and then fetches traces before proving (the Go roller's
 prove loop, spec 6.5). The seed loop observes the same ledger the listener writes, so both
@@ -11,7 +11,7 @@ WS, here 2 s as on the real coordinator; on HTTP the roller asks again right aft
 submission, else every --poll-interval). Runs real processes: redis-server, the devnet,
 the listener, one Celery worker, the native prover.
 
-    python bench/dispatch.py [--tasks 20] [--protocols ws,ws-2023-07,http-h1,http-h2,http-h3]
+    python bench/dispatch.py [--tasks 20] [--protocols ws,http-h1,...]
                              [--ops]
 
 --ops runs the operators' view too: Flower (sees every job event) and a scraper hitting the
@@ -157,7 +157,7 @@ def measure(args: argparse.Namespace, protocol: str) -> Result:
 def main() -> int:
     parser = bench_parser(__doc__, "dispatch")
     parser.add_argument("--tasks", type=int, default=20, help="1-block tasks (max 49)")
-    parser.add_argument("--protocols", default="ws,ws-2023-07,http-h1,http-h2,http-h3",
+    parser.add_argument("--protocols", default="ws,ws-2023-07,http-h1,http-h2,http-h3,http-h4",
                         help="comma-separated: ws (2023-06), ws-2023-07 and the devnet's "
                         "HTTP generations")
     parser.add_argument("--poll-interval", type=float, default=15.0,

@@ -11,39 +11,47 @@ keystores (e.g. the previous release, for a before/after figure in one run).
 
 from __future__ import annotations
 
-import re
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 from common import bench_parser
 
 from roller.keys import load_or_create_keystore
+from roller.ledger import TaskLedger
 from roller.localrun import DevnetProcess, Proc, RedisServer, python_env, wait_for, write_config
 
 PASSWORD = "bench-listener-start"
-LINE = re.compile(r"ts=(\S+ \S+) .*session registered slot=(\S+)")
 
 
 def run_listener(workdir: Path, config: Path, label: str, roller_path: str | None,
-                 slots: int) -> list[float]:
+                 slots: list[str], ledger: TaskLedger) -> list[float]:
+    """Seconds from the listener's start to each slot's registration, read from the times
+    the listener writes into the ledger (the same clock as ours)."""
     env = python_env({"PYTHONPATH": roller_path} if roller_path else None)
     env.pop("ROLLER_CONFIG", None)
+    # cwd outside any checkout: `python -m` puts the cwd first on sys.path.
     proc = Proc(f"listener-{label}", [sys.executable, "-m", "roller.listener", "--config",
-                                      str(config)], workdir / f"listener-{label}.log", env)
+                                      str(config)], workdir / f"listener-{label}.log", env,
+                cwd=workdir)
     started = time.time()
     proc.start()
+
+    def registered() -> dict[str, float]:
+        out = {}
+        for slot in slots:
+            fields = ledger.session(slot)
+            since = float(fields.get("since") or 0)
+            if fields.get("state") == "registered" and since > started:
+                out[slot] = since - started
+        return out
+
     try:
-        wait_for(lambda: len(LINE.findall(proc.output())) >= slots, 300,
-                 f"{slots} registrations ({label})", interval=0.2)
+        wait_for(lambda: len(registered()) == len(slots), 300,
+                 f"{len(slots)} registrations ({label})", interval=0.1)
+        return sorted(registered().values())
     finally:
         proc.stop()
-    seen: dict[str, float] = {}
-    for stamp, slot in LINE.findall(proc.output()):
-        at = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
-        seen.setdefault(slot, at - started)
-    return sorted(seen.values())
 
 
 def main() -> int:
@@ -65,12 +73,14 @@ def main() -> int:
         config = write_config(workdir / "config.json", coordinator_url=devnet.ws_url,
                               trace_endpoint=devnet.l2_url, broker_url=redis.url,
                               slots=slots, params_dir=workdir, password=PASSWORD)
+        names = [s["name"] for s in slots]
+        ledger = TaskLedger.from_url(redis.url)
         if args.roller_path:
-            results.append(("other checkout", run_listener(workdir, config, "other",
-                                                           str(Path(args.roller_path).resolve()),
-                                                           args.slots)))
-        results.append(("this checkout", run_listener(workdir, config, "this", None,
-                                                      args.slots)))
+            other = str(Path(args.roller_path).resolve())
+            results.append(("other checkout",
+                            run_listener(workdir, config, "other", other, names, ledger)))
+        results.append(("this checkout",
+                        run_listener(workdir, config, "this", None, names, ledger)))
     finally:
         devnet.stop()
         redis.stop()

@@ -74,6 +74,16 @@ class NotACoordinator(ConnectionLost):
     """HTTP 200 but not a JSON envelope (a proxy page, a JSON-RPC server...)."""
 
 
+class HttpStatusError(ConnectionLost):
+    """An HTTP status other than 200 and 404: retried like any transport failure, but a 4xx
+    answer to the challenge tells auto-detection there is no HTTP API there (a WebSocket
+    server answers a plain GET with 400 or 426)."""
+
+    def __init__(self, endpoint: str, status: int) -> None:
+        super().__init__(f"{endpoint}: HTTP {status}")
+        self.status = status
+
+
 @dataclass(frozen=True)
 class Timeouts:
     connect: float = DEFAULT_CONNECT_TIMEOUT
@@ -99,7 +109,7 @@ def _call(session: requests.Session, method: str, url: str, endpoint: str,
         raise WrongGeneration(f"{endpoint}: HTTP 404 from {redact_url(url)}: no HTTP "
                               "coordinator API there")
     if resp.status_code != 200:
-        raise ConnectionLost(f"{endpoint}: HTTP {resp.status_code}")
+        raise HttpStatusError(endpoint, resp.status_code)
     try:
         return Envelope.loads(resp.content)
     except WireFormatError as exc:
@@ -318,9 +328,16 @@ def detect_generation(url: str, account: LocalAccount, *, prover_name: str,
     try:
         env = _call(session, "GET", url.rstrip("/") + API_PREFIX + "/challenge", "challenge",
                     timeouts)
+    except HttpStatusError as exc:
+        if not 400 <= exc.status < 500:
+            raise  # 5xx: a coordinator (or its proxy) in trouble, not an answer
+        log.info("detect url=%s HTTP %d to the challenge: WS era", redact_url(url),
+                 exc.status)
+        return Detection(None)
     except (WrongGeneration, NotACoordinator):
         # No HTTP at all (ConnectionLost, propagated) is indistinguishable from an outage;
-        # only a clear non-envelope answer (404, a JSON-RPC error page) means the WS era.
+        # only a clear non-envelope answer (404, a 4xx such as a WebSocket server's 426, a
+        # JSON-RPC error page) means the WS era.
         log.info("detect url=%s no HTTP coordinator API: WS era", redact_url(url))
         return Detection(None)
     if not env.ok:

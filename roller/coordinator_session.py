@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from eth_account.signers.local import LocalAccount
 
-from roller.config import RollerConfig, SlotConfig
+from roller.config import WS_PROTOCOLS, RollerConfig, SlotConfig
 from roller.l2_head import L2Head
 from roller.protocol.coordinator_client import CoordinatorClient, redact_url
 from roller.protocol.http_client import (
@@ -82,7 +82,7 @@ class SessionFactory:
             if detection.generation is None:
                 return self._ws(ws_url_of(url), "ws-2023-06", slot, account)
             protocol, four = detection.generation.value, detection.h2_always_four
-        if not self.coordinator.http:
+        if protocol in WS_PROTOCOLS:
             return self._ws(url, protocol, slot, account)
         return self._http(url, Generation(protocol), slot, account, four)
 

@@ -65,7 +65,6 @@ HEARTBEAT_SECONDS = 5.0
 TICK_ERRORS: tuple[type[Exception], ...] = (BrokerUnavailable, *BROKER_ERRORS)
 SESSION_ERRORS: tuple[type[Exception], ...] = (ConnectionLost, CoordinatorError,
                                                WrongGeneration, *BROKER_ERRORS)
-NewSession = Callable[[SlotConfig, LocalAccount], CoordinatorSession]
 
 
 def reconnect_delay(failures: int, base: float, cap: float) -> float:
@@ -149,13 +148,14 @@ class Dispatcher:
 class SlotSession(threading.Thread):
     """Keeps one slot registered with the coordinator for as long as the listener runs: it
     dispatches the slot's notifications, delivers its answers and reconciles its records.
-    Nothing ends this thread but the listener's stop. `new_session` makes the slot's
-    coordinator session for each connection (default: the configured generation)."""
+    Nothing ends this thread but the listener's stop. `sessions` makes the slot's
+    coordinator session for each connection; the listener's slots share one, so the
+    generation is detected once and the L2 head read once for all of them."""
 
     def __init__(self, cfg: RollerConfig, slot: SlotConfig,
                  account: LocalAccount | Future[LocalAccount],
                  dispatcher: Dispatcher, submitter: Submitter, reconciler: Reconciler,
-                 stopping: threading.Event, new_session: NewSession | None = None) -> None:
+                 stopping: threading.Event, sessions: SessionFactory | None = None) -> None:
         super().__init__(name=f"session-{slot.name}", daemon=True)
         self.cfg = cfg
         self.slot = slot
@@ -170,7 +170,7 @@ class SlotSession(threading.Thread):
         self.wake = threading.Event()
         self.pending: list[tuple[TaskMsg, int]] = []
         self.lock = threading.Lock()
-        self.new_session = new_session or SessionFactory(cfg).new
+        self.sessions = sessions or SessionFactory(cfg)
         self.coordinator: CoordinatorSession | None = None
         self.epoch = 0
         self.connect_attempts = 0
@@ -236,7 +236,7 @@ class SlotSession(threading.Thread):
     def _session(self) -> None:
         self.connect_attempts += 1
         assert self.account is not None  # run() connects only with the key
-        session = self.new_session(self.slot, self.account)
+        session = self.sessions.new(self.slot, self.account)
         self.coordinator = session
         ledger = self.dispatcher.ledger
         try:
@@ -287,9 +287,7 @@ class SlotSession(threading.Thread):
             except WrongGeneration as exc:
                 log.error("coordinator speaks another generation %s",
                           kv(slot=self.slot.name, error=exc))
-                factory = getattr(self.new_session, "__self__", None)
-                if isinstance(factory, SessionFactory):
-                    factory.forget_detection()
+                self.sessions.forget_detection()
             except SESSION_ERRORS as exc:
                 log.warning("session failed %s", kv(slot=self.slot.name, error=exc))
             except Exception:  # noqa: BLE001 (last resort: the slot must outlive any bug)
@@ -325,12 +323,13 @@ class Listener:
         self._keys = ThreadPoolExecutor(max_workers=max(1, min(len(cfg.slots),
                                                                 os.cpu_count() or 1)),
                                         thread_name_prefix="keystore")
+        factory = SessionFactory(cfg)
         self.sessions = {
             slot.name: SlotSession(cfg, slot,
                                    self._keys.submit(load_or_create_keystore,
                                                      slot.keystore_path, cfg.keystore_password),
                                    self.dispatcher, self.submitter, self.reconciler,
-                                   self.stopping)
+                                   self.stopping, factory)
             for slot in cfg.slots
         }
         self._keys.shutdown(wait=False)

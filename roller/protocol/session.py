@@ -56,7 +56,6 @@ from roller.protocol.messages import ProofDetail, ProofMsg, RespStatus, TaskMsg
 
 log = logging.getLogger(__name__)
 
-WS_GENERATION = "ws-2023-06"
 # WS refusals that no retry can cure: the session is gone or our message is wrong (Go texts
 # of the 2023 coordinator, spec coordinator-protocol 2.3).
 WS_PERMANENT_REFUSALS = (

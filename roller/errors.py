@@ -53,6 +53,11 @@ class ProverError(RollerError):
     """The native prover returned an error (or NULL) for a task."""
 
 
+class WorkerUnusable(RollerError):
+    """This worker process cannot prove (its prover library does not load or warm up): a
+    fault of the worker, never of the task, so no attempt is counted for it."""
+
+
 class BrokerUnavailable(RollerError):
     """Redis (the ledger and Celery's broker) refused or dropped a call; the message names
     the task and slot. Raised where a job is enqueued or the ledger is written, in place of

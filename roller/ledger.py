@@ -11,11 +11,11 @@ State table (`TaskState`); each state is entered by one function only:
 | state     | entered by      | from                              | meaning                     |
 |-----------|-----------------|-----------------------------------|-----------------------------|
 | received  | `assign`        | (none), any final state           | recorded, job not yet sent  |
-|           | `requeue`       | queued, proving (stranded)        |                             |
+|           | `requeue`       | queued, proving (dead: no lease)  |                             |
 | queued    | `mark_queued`   | received                          | job sent to the slot queue  |
 | proving   | `start_attempt` | received, queued, proving         | a worker holds the lease    |
-| proved    | `store_proof`   | proving                           | answer in the outbox        |
-|           | `assign`        | final, with a kept valid proof    | re-assigned: resubmit it    |
+| proved    | `store_proof`   | proving, by the lease's attempt   | answer in the outbox        |
+|           | `assign`        | delivered, with its valid proof   | re-assigned: resubmit it    |
 | delivered | `finish`        | proved                            | proof accepted              |
 | failed    | `finish`        | proved                            | failure report accepted     |
 | refused   | `finish`        | proved                            | refused for good            |
@@ -31,9 +31,21 @@ only while that same assignment is in flight in the same registration of the slo
 assignment with a fresh attempt budget (`attempts`), under a cap for the task id across
 assignments (`total_attempts`).
 
+Drives. Every job message sent for a record carries the record's next drive number
+(`begin_send`) and a job id made from it, so a stale message (kombu's redelivery of a dead
+worker's job, long after the record was re-driven) is told from the current one: the job
+compares its drive with the record's and stops (see roller.lifecycle for the liveness rule).
+
+Attempts and leases. A job proves only under the task's lease, and `start_attempt` writes
+the lease's owner into the record; `store_proof` takes the answer only from that attempt,
+while it holds the lease or nobody does. A job whose lease ran out (a Redis outage longer
+than the TTL, a frozen process) takes it back with `retake_lease` only if the record is
+still its attempt; otherwise another attempt owns the task and the job stores nothing.
+
 Keys (all prefixed `roller:`):
 - `task:{slot}:{id}`  hash: the TaskMsg JSON, state, assignment, epoch, timestamps,
-                      attempts, outcome, proof. Final records expire after the retention.
+                      attempts, drive, owner (of the current attempt), outcome, proof.
+                      Final records expire after the retention.
 - `live:{slot}`       sorted set of non-final task ids by receive time (start-up and
                       reconciliation touch only these).
 - `done:{slot}`       sorted set of final task ids by finish time, trimmed to the retention.
@@ -130,11 +142,14 @@ class Attempt:
 class LiveRow:
     """The small fields of an in-flight record (reconciliation, status): no task body."""
 
+    slot: str
     task_id: str
     state: TaskState
     updated_at: float
+    received_at: float
     leased: bool
     due: bool  # in the outbox
+    drive: int  # the drive number of its current job message (0: none sent by this release)
 
 
 # --- scripts: KEYS and ARGV are documented at each; every one checks its from-state -------
@@ -174,7 +189,9 @@ redis.call('zadd', live, now, id)
 redis.call('hdel', key, 'finished_at', 'submit_attempts', 'prove_started_at')
 redis.call('hset', key, 'task', ARGV[1], 'epoch', epoch, 'received_at', now,
            'updated_at', now, 'attempts', 0, 'outcome', '')
-if redis.call('hget', key, 'proof_ok') == '1' then
+-- Only a proof the coordinator took is worth sending again: a refused or rejected one is
+-- dropped and the task proved again.
+if state == 'delivered' and redis.call('hget', key, 'proof_ok') == '1' then
   redis.call('hset', key, 'state', 'proved')
   redis.call('zadd', outbox, now, id)
   return {'resubmit', 'proved', n}
@@ -227,15 +244,20 @@ end
 local n = redis.call('hincrby', KEYS[1], 'attempts', 1)
 local total = redis.call('hincrby', KEYS[1], 'total_attempts', 1)
 redis.call('hset', KEYS[1], 'state', 'proving', 'worker', ARGV[3], 'queue', ARGV[4],
-           'updated_at', ARGV[5])
+           'updated_at', ARGV[5], 'owner', ARGV[2])
 return {1, n, total, 'proving'}
 """
 
-# KEYS: task, outbox, wake list. ARGV: proof json, ok flag, prove seconds or '', now, id,
-# wake member.
+# KEYS: task, outbox, wake list, lock. ARGV: proof json, ok flag, prove seconds or '', now,
+# id, wake member, owner. Only the current attempt (the record's owner) stores, and only while
+# it holds the lease or nobody does.
 _STORE_PROOF = """
 local state = redis.call('hget', KEYS[1], 'state')
 if state ~= 'proving' then return {0, state or ''} end
+local lock = redis.call('get', KEYS[4])
+if redis.call('hget', KEYS[1], 'owner') ~= ARGV[7] or (lock and lock ~= ARGV[7]) then
+  return {0, 'proving'}
+end
 redis.call('hset', KEYS[1], 'state', 'proved', 'proof', ARGV[1], 'proof_ok', ARGV[2],
            'updated_at', ARGV[4])
 if ARGV[3] ~= '' then redis.call('hset', KEYS[1], 'prove_seconds', ARGV[3]) end
@@ -261,11 +283,30 @@ redis.call('expire', KEYS[1], ARGV[5])
 return {1, ARGV[2]}
 """
 
-# KEYS: lock. ARGV: owner, ttl. Renew (ttl > 0) or release (ttl = 0) only one's own lease.
-_LEASE = """
+# KEYS: lock. ARGV: owner. Release only one's own lease.
+_RELEASE = """
 if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
-if tonumber(ARGV[2]) > 0 then return redis.call('expire', KEYS[1], ARGV[2]) end
 return redis.call('del', KEYS[1])
+"""
+
+# KEYS: lock, task. ARGV: owner, ttl. Renew one's own lease, or take it back when nobody
+# holds it and the record is still one's own attempt in `proving`.
+_RETAKE = """
+local lock = redis.call('get', KEYS[1])
+if lock == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) end
+if lock then return 0 end
+if redis.call('hget', KEYS[2], 'state') ~= 'proving'
+    or redis.call('hget', KEYS[2], 'owner') ~= ARGV[1] then
+  return 0
+end
+redis.call('set', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 2
+"""
+
+# KEYS: task. The next drive number of an existing record (0: no record).
+_DRIVE = """
+if redis.call('exists', KEYS[1]) == 0 then return 0 end
+return redis.call('hincrby', KEYS[1], 'drive', 1)
 """
 
 # KEYS: lock. ARGV: the stale owner seen, the new owner, ttl.
@@ -311,9 +352,12 @@ def _mine(owner: str) -> bool:
     return owner.split(":")[:2] == process_owner().split(":")
 
 
-def job_id(slot: str, task_id: str) -> str:
-    """The Celery job id of a task: deterministic, so a task maps to one job everywhere."""
-    return str(uuid.uuid5(JOB_NAMESPACE, f"{slot}:{task_id}"))
+def job_id(slot: str, task_id: str, drive: int = 0) -> str:
+    """The Celery job id of a task's `drive`-th job message: deterministic, so the
+    listener finds it among kombu's messages (drive 0: the one id of the releases before
+    drives, kept so their messages are still recognised)."""
+    name = f"{slot}:{task_id}" if drive == 0 else f"{slot}:{task_id}:{drive}"
+    return str(uuid.uuid5(JOB_NAMESPACE, name))
 
 
 @dataclass(frozen=True)
@@ -331,6 +375,8 @@ class TaskRecord:
     worker: str
     queue: str
     updated_at: float
+    drive: int = 0
+    owner: str = ""
 
     def age(self, now: float | None = None) -> float:
         return (now or time.time()) - self.received_at
@@ -355,8 +401,10 @@ class TaskLedger:
         self._start = self.r.register_script(_START_ATTEMPT)
         self._store = self.r.register_script(_STORE_PROOF)
         self._close = self.r.register_script(_CLOSE)
-        self._lease = self.r.register_script(_LEASE)
+        self._release = self.r.register_script(_RELEASE)
         self._take_over = self.r.register_script(_TAKE_OVER)
+        self._retake = self.r.register_script(_RETAKE)
+        self._drive = self.r.register_script(_DRIVE)
         self._note = self.r.register_script(_NOTE)
 
     @classmethod
@@ -416,17 +464,23 @@ class TaskLedger:
             args=[_csv(FROM_STATES["start_attempt"]), owner, worker, queue, time.time()])
         return Attempt(bool(ok), int(attempts), int(total), _state(state))
 
-    def store_proof(self, slot: str, detail: ProofDetail, prove_seconds: float | None
-                    ) -> Moved:
-        """PROVING -> PROVED: the answer (a proof or a failure report) enters the outbox, due
-        now, and the listener is woken to deliver it."""
+    def store_proof(self, slot: str, detail: ProofDetail, prove_seconds: float | None, *,
+                    owner: str) -> Moved:
+        """PROVING -> PROVED, by the attempt `owner` only (see the module): the answer (a
+        proof or a failure report) enters the outbox, due now, and the listener is woken to
+        deliver it."""
         now = time.time()
         ok, state = self._store(
-            keys=[self._key(slot, detail.id), self._index("outbox", slot), WAKE_KEY],
+            keys=[self._key(slot, detail.id), self._index("outbox", slot), WAKE_KEY,
+                  self._lock(slot, detail.id)],
             args=[detail.dumps(), "1" if detail.status == 0 else "0",
                   "" if prove_seconds is None else prove_seconds, now, detail.id,
-                  f"{slot}|{detail.id}"])
+                  f"{slot}|{detail.id}", owner])
         return Moved(bool(ok), _state(state))
+
+    def begin_send(self, slot: str, task_id: str) -> int:
+        """The drive number of the job message about to be sent (0: no such record)."""
+        return int(self._drive(keys=[self._key(slot, task_id)]))
 
     def finish(self, slot: str, task_id: str, state: TaskState, outcome: str) -> Moved:
         """PROVED -> DELIVERED, FAILED or REFUSED: the coordinator's answer to a submission."""
@@ -466,6 +520,8 @@ class TaskLedger:
             worker=raw.get("worker", ""),
             queue=raw.get("queue", ""),
             updated_at=float(raw.get("updated_at") or raw.get("received_at") or 0),
+            drive=int(raw.get("drive") or 0),
+            owner=raw.get("owner", ""),
         )
 
     def live_ids(self, slot: str) -> list[str]:
@@ -480,16 +536,18 @@ class TaskLedger:
         ids = self.live_ids(slot)
         pipe = self.r.pipeline(transaction=False)
         for task_id in ids:
-            pipe.hmget(self._key(slot, task_id), "state", "updated_at")
+            pipe.hmget(self._key(slot, task_id), "state", "updated_at", "received_at",
+                       "drive")
             pipe.exists(self._lock(slot, task_id))
             pipe.zscore(self._index("outbox", slot), task_id)
         out = pipe.execute()
         rows = []
         for i, task_id in enumerate(ids):
-            (state, updated), leased, due = out[3 * i], out[3 * i + 1], out[3 * i + 2]
+            (state, updated, received, drive), leased, due = out[3 * i:3 * i + 3]
             if state:
-                rows.append(LiveRow(task_id, TaskState(state), float(updated or 0),
-                                    bool(leased), due is not None))
+                rows.append(LiveRow(slot, task_id, TaskState(state), float(updated or 0),
+                                    float(received or 0), bool(leased), due is not None,
+                                    int(drive or 0)))
         return rows
 
     def recent(self, slot: str, fields: Sequence[str], count: int
@@ -535,11 +593,15 @@ class TaskLedger:
             return False
         return bool(self._take_over(keys=[key], args=[held_by, owner, ttl]))
 
-    def renew_lease(self, slot: str, task_id: str, owner: str, ttl: int) -> bool:
-        return bool(self._lease(keys=[self._lock(slot, task_id)], args=[owner, max(ttl, 1)]))
+    def retake_lease(self, slot: str, task_id: str, owner: str, ttl: int) -> int:
+        """Renew `owner`'s lease (1), or take it back (2) if it ran out while nobody else
+        took it and the record is still `owner`'s attempt; 0: another attempt owns the task
+        (or the record moved on), and `owner` must store nothing."""
+        return int(self._retake(keys=[self._lock(slot, task_id), self._key(slot, task_id)],
+                                args=[owner, max(ttl, 1)]))
 
     def release_lease(self, slot: str, task_id: str, owner: str) -> bool:
-        return bool(self._lease(keys=[self._lock(slot, task_id)], args=[owner, 0]))
+        return bool(self._release(keys=[self._lock(slot, task_id)], args=[owner]))
 
     def leased(self, slot: str, task_id: str) -> bool:
         return bool(self.r.exists(self._lock(slot, task_id)))

@@ -11,10 +11,12 @@ Workers store their answers in the outbox and wake the listener, which submits t
 the slot's session. Keystores are decrypted in parallel (scrypt, ~1 s each, runs outside
 the GIL) and each slot's session starts as soon as its own key is ready.
 
-Failure model: a broker outage keeps notifications in memory and retries them every tick;
+Failure model: a broker outage keeps notifications in memory and retries them every tick
+(a stop in that state logs their ids: the coordinator sends them again after the restart);
 a record left in flight with nothing working on it is re-driven by the reconciliation
-(roller.reconcile); a session that fails for any reason, a bug included, is logged and
-reconnected, so no slot thread ever dies. SIGTERM: unsubscribe, close, exit 0.
+(roller.reconcile, by roller.lifecycle's liveness rule); a session that fails for any
+reason, a bug included, is logged and reconnected, so no slot thread ever dies. SIGTERM:
+unsubscribe, close, exit 0.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from celery import Celery
 from eth_account.signers.local import LocalAccount
 
-from roller.broker import BROKER_ERRORS, waiting_messages
+from roller.broker import BROKER_ERRORS
 from roller.config import RollerConfig, SlotConfig, process_config, proof_kind
 from roller.coordinator_session import SessionFactory
 from roller.errors import (
@@ -41,18 +43,20 @@ from roller.errors import (
     ConnectionLost,
     CoordinatorError,
     RollerError,
+    WireFormatError,
     WrongGeneration,
 )
 from roller.keys import load_or_create_keystore
-from roller.ledger import AssignResult, TaskLedger, TaskState, job_id
+from roller.ledger import AssignResult, TaskLedger, TaskRecord, TaskState, job_id
+from roller.lifecycle import WINDOW_PASSED
 from roller.logs import kv, setup_logging
 from roller.operator import metrics
 from roller.operator.config_check import orphan_keystores
 from roller.pipeline import room_on_queue
 from roller.protocol.http_messages import task_generation
-from roller.protocol.messages import TaskMsg, slot_proves
+from roller.protocol.messages import ProofDetail, RespStatus, TaskMsg, slot_proves
 from roller.protocol.session import CoordinatorSession
-from roller.reconcile import Reconciler, stranded
+from roller.reconcile import Reconciler
 from roller.submitter import Submitter
 
 log = logging.getLogger("roller.listener")
@@ -80,6 +84,8 @@ class Dispatcher:
         self.app = app
         self.ledger = ledger
         self.wake = wake
+        # The liveness rule for a re-notified task in flight (the listener's Reconciler).
+        self.check: Callable[[SlotConfig, str], int] | None = None
 
     def accept(self, slot: SlotConfig, task: TaskMsg, epoch: int) -> AssignResult | None:
         """Act on one notification (the rule is in roller.ledger); None if ignored."""
@@ -104,24 +110,15 @@ class Dispatcher:
             self.send(slot, task.id)
         elif state == TaskState.PROVED:
             self.wake(slot.name)  # its answer is due in the outbox now
-        else:
-            # In flight: a re-notification of a task nothing works on any more re-drives it.
-            self._redrive_if_stranded(slot, task.id)
+        elif self.check is not None:
+            # In flight: a re-notification of a task nothing works on any more re-drives it
+            # (by the liveness rule, grace included).
+            try:
+                self.check(slot, task.id)
+            except BROKER_ERRORS as exc:
+                raise BrokerUnavailable(f"cannot check task {task.id} of slot {slot.name}: "
+                                        f"{exc}") from exc
         return result
-
-    def _redrive_if_stranded(self, slot: SlotConfig, task_id: str) -> None:
-        try:
-            row = next((r for r in self.ledger.live_rows(slot.name) if r.task_id == task_id),
-                       None)
-            waiting = waiting_messages(self.ledger.r, slot.queue)
-        except BROKER_ERRORS as exc:
-            raise BrokerUnavailable(f"cannot check task {task_id} of slot {slot.name}: "
-                                    f"{exc}") from exc
-        if row is not None and stranded(slot, row, waiting, time.time()) \
-                and self.ledger.requeue(slot.name, task_id).ok:
-            log.warning("stranded task re-driven on re-notification %s",
-                        kv(task_id=task_id, slot=slot.name))
-            self.send(slot, task_id)
 
     def send(self, slot: SlotConfig, task_id: str) -> None:
         """Enqueue the task's job and mark it queued; BrokerUnavailable leaves the record in
@@ -134,8 +131,11 @@ class Dispatcher:
             size = len(task.sub_proofs) if task.type else len(task.block_hashes)
             # The kind label names the coordinator generation too, for Flower's job list.
             label = f"{proof_kind(task.type)} {task_generation(task)}"
-            self.app.send_task("roller.prove", args=(slot.name, task_id, label, size),
-                               task_id=job_id(slot.name, task_id), queue=slot.queue,
+            # A new drive number per message: a stale message of an earlier drive is told
+            # apart by its job (roller.ledger).
+            drive = self.ledger.begin_send(slot.name, task_id)
+            self.app.send_task("roller.prove", args=(slot.name, task_id, label, size, drive),
+                               task_id=job_id(slot.name, task_id, drive), queue=slot.queue,
                                ignore_result=True)
             self.ledger.mark_queued(slot.name, task_id)
         except BROKER_ERRORS as exc:
@@ -228,10 +228,26 @@ class SlotSession(threading.Thread):
             self.submitter.drain(self.slot.name, self.account, session)
             if time.monotonic() >= self._next_sweep:
                 self._next_sweep = time.monotonic() + self.cfg.reconcile_interval_seconds
-                self.reconciler.sweep(self.slot)
+                self.reconciler.sweep(self.slot, on_expired=self._report_expired)
         except TICK_ERRORS as exc:
             log.error("broker unavailable, outbox and reconciliation wait %s",
                       kv(slot=self.slot.name, error=exc))
+
+    def _report_expired(self, slot: SlotConfig, rec: TaskRecord) -> None:
+        """Tell the coordinator that a task the window expired unanswered will not be
+        answered, where the generation takes a failure report: once, best effort (the
+        record is final already; the coordinator's own timer is the fallback)."""
+        session, fields = self.coordinator, kv(task_id=rec.task.id, slot=slot.name)
+        if session is None or not session.connected or self.account is None:
+            return
+        detail = ProofDetail(id=rec.task.id, type=rec.task.type, status=RespStatus.ERROR,
+                             proof=None, error=WINDOW_PASSED)
+        try:
+            session.submit(rec.task, detail, self.account)
+        except (CoordinatorError, ConnectionLost, WireFormatError) as exc:
+            log.info("expiry not reported %s error=%r", fields, str(exc))
+            return
+        log.info("expiry reported to the coordinator %s", fields)
 
     def _session(self) -> None:
         self.connect_attempts += 1
@@ -316,6 +332,7 @@ class Listener:
         self.ledger = TaskLedger.from_url(cfg.broker_url, cfg.retention_seconds)
         self.dispatcher = Dispatcher(app or default_app, self.ledger, self._wake)
         self.reconciler = Reconciler(self.ledger, self.dispatcher.send, cfg.window_seconds)
+        self.dispatcher.check = self.reconciler.check
         self.submitter = Submitter(self.ledger, cfg.retry, cfg.window_seconds)
         self.stopping = threading.Event()
         # Decrypting starts now, in slot order, one thread per core: scrypt runs outside the
@@ -360,7 +377,7 @@ class Listener:
         for session in self.sessions.values():
             try:
                 self.ledger.migrate([session.slot.name])
-                self.reconciler.sweep(session.slot, confirm=False)
+                self.reconciler.sweep(session.slot, startup=True)
             except TICK_ERRORS as exc:
                 log.error("recovery postponed to the first sweep %s",
                           kv(slot=session.slot.name, error=exc))
@@ -393,6 +410,14 @@ class Listener:
             session.wake.set()
             session.join(timeout)
         for session in self.sessions.values():
+            with session.lock:
+                held = [task.id for task, _ in session.pending]
+            if held:
+                # Never recorded (the broker was down): the coordinator keeps them assigned to
+                # this key and sends them again when the slot registers after the restart.
+                log.warning("tasks held in memory not recorded at stop %s",
+                            kv(slot=session.slot.name, count=len(held),
+                               task_ids=",".join(held)))
             try:
                 self.ledger.set_session(session.slot.name, "disconnected")
             except BROKER_ERRORS:

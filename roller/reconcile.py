@@ -1,94 +1,111 @@
-"""Reconciliation: the listener's periodic sweep that re-drives tasks nothing is working on.
+"""Reconciliation: the listener's periodic sweep over every in-flight record of a slot.
 
-Failure model. A record can be stranded in flight without anybody noticing: a send that
+Failure model. A record can be left in flight with nothing working on it: a send that
 failed after the record was written, a job that raised (Celery acks it and forgets it), a
-message lost with a Redis that died before its AOF was written. The sweep finds every
-in-flight record of a slot that has no live lease, no job message waiting in its queue or
-held unacknowledged by a worker, and no answer due in the outbox, and sends its job again.
-A record is re-driven only after it has looked stranded on two sweeps in a row (a message
-moves between kombu's queue list and its unacked hash in two steps), and every re-drive is
-bounded by the task's attempt budget, which the job counts.
+worker SIGKILLed or a host powered off mid-proof (kombu keeps its message unacknowledged
+until the visibility timeout, a day by default), a message lost with a Redis that died
+before its AOF was written. Each sweep applies roller.lifecycle's two policies to every
+live record of the slot: the session window (a record past it is expired, and the
+coordinator told where the generation takes a failure report) and the liveness rule (a
+record without a renewed lease and without a waiting job message is re-driven once it has
+looked dead for the grace). Every re-drive is bounded by the task's attempt budget, which
+the job counts. It also drops final records past the retention from the slot's index.
 
-It also expires in-flight records whose session window has passed with no job on them, and
-drops final records past the retention from the slot's index.
+Cost: one pipelined read of the slot's live records per sweep; kombu's queue lists are read
+only when a record without a lease needs them, once per sweep, and the `unacked` hash never.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 
-from roller.broker import waiting_messages
+from roller.broker import waiting_job_ids
 from roller.config import SlotConfig
-from roller.ledger import LiveRow, TaskLedger, TaskState, job_id
+from roller.ledger import LiveRow, TaskLedger, TaskRecord, TaskState
+from roller.lifecycle import Liveness, Window
 from roller.logs import kv
 from roller.operator import metrics
 
 log = logging.getLogger(__name__)
 
-# A record younger than this is being handled by the dispatcher or a worker right now.
-GRACE_SECONDS = 5.0
-
-def stranded(slot: SlotConfig, row: LiveRow, waiting: str, now: float,
-             grace: float = GRACE_SECONDS) -> bool:
-    """True if nothing works on `row`: no live lease, no answer due, no job message among
-    `waiting` (see roller.broker.waiting_messages), and older than `grace`."""
-    if row.leased or row.due or now - row.updated_at < grace:
-        return False
-    if row.state == TaskState.RECEIVED:
-        return True
-    return (row.state in (TaskState.QUEUED, TaskState.PROVING)
-            and job_id(slot.name, row.task_id) not in waiting)
+# Told of a record the window expired before it was answered (the listener sends the
+# coordinator a failure report where the generation takes one).
+OnExpired = Callable[[SlotConfig, TaskRecord], None]
 
 
 class Reconciler:
-    """One per listener; `sweep` runs in each slot's session thread."""
+    """One per listener; `sweep` runs in each slot's session thread, `check` on a
+    re-notification."""
 
     def __init__(self, ledger: TaskLedger, send: Callable[[SlotConfig, str], None],
-                 window_seconds: float) -> None:
+                 window_seconds: float, liveness: Liveness | None = None) -> None:
         self.ledger = ledger
         self.send = send
-        self.window_seconds = window_seconds
-        self._suspects: dict[str, set[str]] = {}
+        self.window = Window(window_seconds)
+        self.liveness = liveness or Liveness()
 
-    def sweep(self, slot: SlotConfig, now: float | None = None, confirm: bool = True) -> int:
-        """Re-drive the slot's stranded records; returns how many jobs were sent.
-
-        `confirm=False` (at start-up, when no send of this listener can be in flight) acts
-        on the first sighting, without a grace period."""
-        now = now or time.time()
+    def sweep(self, slot: SlotConfig, now: float | None = None,
+              on_expired: OnExpired | None = None, startup: bool = False) -> int:
+        """Apply the window and the liveness rule to every live record of `slot`; returns
+        how many jobs were sent again. `startup`: no send of this listener can be under way,
+        so a received record is sent at once, however young."""
+        now = self.liveness.clock() if now is None else now
         rows = self.ledger.live_rows(slot.name)
-        waiting = waiting_messages(self.ledger.r, slot.queue) if rows else ""
-        seen = self._suspects.setdefault(slot.name, set())
-        suspects = set()
+        waiting = _WaitingJobs(self.ledger, slot.queue)
         sent = 0
         for row in rows:
-            if not stranded(slot, row, waiting, now, GRACE_SECONDS if confirm else 0):
+            if self.window.passed(row.received_at, now):
+                self._expire(slot, row, on_expired)
                 continue
-            fields = kv(task_id=row.task_id, slot=slot.name, state=row.state)
-            if self._expired(slot, row, now):
-                continue
-            if row.state != TaskState.RECEIVED and confirm and row.task_id not in seen:
-                suspects.add(row.task_id)
-                continue
-            if row.state != TaskState.RECEIVED and not self.ledger.requeue(
-                    slot.name, row.task_id).ok:
-                continue  # a worker took it meanwhile
-            log.warning("stranded task re-driven %s", fields)
-            metrics.REDRIVES.labels(slot.name).inc()
-            self.send(slot, row.task_id)
-            sent += 1
-        self._suspects[slot.name] = suspects
+            sent += self._redrive_if_dead(slot, row, waiting.has, now, startup)
+        self.liveness.forget(slot.name, {row.task_id for row in rows})
         self.ledger.prune(slot.name, now)
         return sent
 
-    def _expired(self, slot: SlotConfig, row: LiveRow, now: float) -> bool:
+    def check(self, slot: SlotConfig, task_id: str) -> int:
+        """The liveness rule for one record (a re-notification of a task in flight)."""
+        row = next((r for r in self.ledger.live_rows(slot.name) if r.task_id == task_id), None)
+        if row is None:
+            return 0
+        return self._redrive_if_dead(slot, row, _WaitingJobs(self.ledger, slot.queue).has,
+                                     self.liveness.clock())
+
+    def _redrive_if_dead(self, slot: SlotConfig, row: LiveRow,
+                         job_waiting: Callable[[str], bool], now: float,
+                         startup: bool = False) -> int:
+        verdict = self.liveness.dead(row, job_waiting, now, startup)
+        if verdict is None:
+            return 0
+        if row.state != TaskState.RECEIVED and not self.ledger.requeue(slot.name,
+                                                                        row.task_id).ok:
+            return 0  # a worker took it (or it was answered) meanwhile
+        log.warning("dead task re-driven %s", kv(task_id=row.task_id, slot=slot.name,
+                                                 state=row.state, why=verdict.why))
+        metrics.REDRIVES.labels(slot.name).inc()
+        self.liveness.redriven(slot.name, row.task_id)
+        self.send(slot, row.task_id)
+        return 1
+
+    def _expire(self, slot: SlotConfig, row: LiveRow, on_expired: OnExpired | None) -> None:
         rec = self.ledger.get(slot.name, row.task_id)
-        if rec is None or rec.age(now) <= self.window_seconds:
-            return False
-        if self.ledger.expire(slot.name, row.task_id, "session window passed").ok:
-            log.error("task not proved: session window passed %s",
-                      kv(task_id=row.task_id, slot=slot.name, age_s=round(rec.age(now))))
-            metrics.proof_outcome(rec.task.type, "expired")
-        return True
+        if rec is None or not self.window.expire(self.ledger, slot.name, row.task_id,
+                                                 rec.task.type, rec.received_at, "reconcile"):
+            return
+        if on_expired is not None and rec.state != TaskState.PROVED:
+            on_expired(slot, rec)
+
+
+class _WaitingJobs:
+    """The job ids waiting in one queue's lists, read at most once, and only if asked."""
+
+    def __init__(self, ledger: TaskLedger, queue: str) -> None:
+        self.ledger = ledger
+        self.queue = queue
+        self._ids: frozenset[str] | None = None
+
+    def has(self, job: str) -> bool:
+        if self._ids is None:
+            self._ids = waiting_job_ids(self.ledger.r, self.queue)
+        return job in self._ids
+

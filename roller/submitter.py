@@ -23,6 +23,7 @@ from eth_account.signers.local import LocalAccount
 from roller.config import RetryConfig, proof_kind
 from roller.errors import ConnectionLost, CoordinatorError, WireFormatError
 from roller.ledger import TaskLedger, TaskState
+from roller.lifecycle import Window
 from roller.logs import kv
 from roller.operator import metrics
 from roller.protocol.session import CoordinatorSession
@@ -50,7 +51,7 @@ class Submitter:
                  on_result: Callable[[str, SubmitResult], None] | None = None) -> None:
         self.ledger = ledger
         self.retry = retry
-        self.window_seconds = window_seconds
+        self.window = Window(window_seconds)
         self.on_result = on_result
 
     def submit(self, slot: str, task_id: str, account: LocalAccount,
@@ -68,11 +69,9 @@ class Submitter:
         if rec is None or rec.proof is None or rec.state != TaskState.PROVED:
             return SubmitResult.SKIPPED
         fields = kv(task_id=task_id, slot=slot, assignment=rec.assignment)
-        if rec.age() > self.window_seconds:
-            if self.ledger.expire(slot, task_id, "session window passed").ok:
-                log.error("proof dropped: session window passed %s age_s=%d window_s=%d",
-                          fields, rec.age(), self.window_seconds)
-                metrics.proof_outcome(rec.task.type, "expired")
+        if self.window.passed(rec.received_at):
+            self.window.expire(self.ledger, slot, task_id, rec.task.type, rec.received_at,
+                               "submit")
             return SubmitResult.EXPIRED
         attempt = self.ledger.submit_attempt(slot, task_id)
         try:

@@ -18,7 +18,7 @@ import os
 import signal
 import socket
 import threading
-from typing import Any
+from typing import Any, NoReturn
 
 import redis
 from celery import signals
@@ -26,7 +26,7 @@ from celery.exceptions import Reject
 
 from roller.celery_app import app
 from roller.config import RollerConfig, process_config
-from roller.errors import RollerError
+from roller.errors import RollerError, WorkerUnusable
 from roller.ffi import Prover, load_configured_prover
 from roller.ledger import TaskLedger
 from roller.logs import kv
@@ -57,14 +57,37 @@ def _context() -> JobContext:
         return _contexts[0]
 
 
-def _build_context() -> JobContext:
-    cfg = process_config()
-    prover = _prover()
-    queues = set(os.environ.get("ROLLER_WORKER_QUEUES", "").split(","))
-    for prove_type in prove_types(cfg, queues):
-        prover.warm_up(prove_type)
+_warm_lock = threading.Lock()
+_warmed: list[bool] = []
+
+
+def _warm() -> None:
+    """Initialise the prover for this worker's task types, once per process (the warm-up
+    thread and the first job may race for it; the job waits under its task's lease)."""
+    with _warm_lock:
+        if _warmed:
+            return
+        try:
+            prover = _prover()
+            for prove_type in prove_types(process_config(), _queues()):
+                prover.warm_up(prove_type)
+        except (RollerError, OSError) as exc:
+            raise WorkerUnusable(f"prover warm-up failed: {exc}") from exc
+        _warmed.append(True)
     log.info("worker process ready %s", kv(pid=os.getpid(),
                                              cuda=os.environ.get("CUDA_VISIBLE_DEVICES", "")))
+
+
+def _queues() -> set[str]:
+    return set(os.environ.get("ROLLER_WORKER_QUEUES", "").split(","))
+
+
+def _build_context() -> JobContext:
+    """Cheap: config, ledger, trace clients and the loaded (not yet warm) prover. The
+    warm-up runs as the context's `ready`, under the first job's lease."""
+    cfg = process_config()
+    prover = _prover()
+    queues = _queues()
     ledger = TaskLedger.from_url(cfg.broker_url, cfg.retention_seconds)
     traces = TraceClient(cfg.trace_endpoint, retries=cfg.retry.trace_retries)
     return JobContext(
@@ -75,6 +98,7 @@ def _build_context() -> JobContext:
         worker=f"{socket.gethostname()}:{os.getpid()}",
         prefetch=TracePrefetcher(ledger, TraceClient(cfg.trace_endpoint, retries=1),
                                  [s for s in cfg.slots if s.queue in queues]),
+        ready=_warm,
     )
 
 
@@ -98,6 +122,7 @@ def _warm_up() -> None:
     """Load and initialise the prover before the first job (the parent checked it works)."""
     try:
         _context()
+        _warm()
     except (RollerError, OSError, redis.RedisError) as exc:
         log.warning("warm-up failed, the first job retries it %s", kv(error=exc))
 
@@ -117,21 +142,31 @@ def _start_warm_up(**_: Any) -> None:
     retry_backoff=True,
     max_retries=5,
 )
-def prove(self: Any, slot: str, task_id: str, kind: str = "", size: int = 0) -> str:
+def prove(self: Any, slot: str, task_id: str, kind: str = "", size: int = 0,
+          drive: int = 0) -> str:
     """Prove one coordinator task for `slot` and store the answer for the listener.
 
     `kind` (chunk/batch/bundle and the coordinator generation) and `size` (blocks or
-    sub-proofs) only label the job for Flower.
+    sub-proofs) only label the job for Flower; `drive` is the record's drive number when the
+    listener sent this message (roller.ledger), which tells a stale message from the current.
     """
     queue = (self.request.delivery_info or {}).get("routing_key") or ""
-    log.info("job received %s", kv(task_id=task_id, slot=slot, queue=queue))
+    log.info("job received %s", kv(task_id=task_id, slot=slot, queue=queue, drive=drive))
     try:
         ctx = _context()
     except (RollerError, OSError) as exc:
-        # A worker fault: the job goes back to its queue uncounted, and this worker stops so
-        # that its process manager shows the fault and a healthy worker takes the queue.
-        log.critical("prover unusable, job returned to the queue, worker stopping %s",
-                     kv(task_id=task_id, slot=slot, error=exc))
-        os.kill(os.getppid(), signal.SIGTERM)
-        raise Reject(str(exc), requeue=True) from exc
-    return run_job(ctx, slot, task_id, queue).value
+        _worker_fault(slot, task_id, exc)
+    try:
+        return run_job(ctx, slot, task_id, queue, drive).value
+    except WorkerUnusable as exc:
+        _worker_fault(slot, task_id, exc)
+
+
+def _worker_fault(slot: str, task_id: str, exc: Exception) -> NoReturn:
+    """A worker fault: the job goes back to its queue uncounted (its lease, if taken, is
+    released), and this worker stops so that its process manager shows the fault and a
+    healthy worker takes the queue."""
+    log.critical("prover unusable, job returned to the queue, worker stopping %s",
+                 kv(task_id=task_id, slot=slot, error=exc))
+    os.kill(os.getppid(), signal.SIGTERM)
+    raise Reject(str(exc), requeue=True) from exc

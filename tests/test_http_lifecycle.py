@@ -55,7 +55,7 @@ def proved(ledger: TaskLedger, task: TaskMsg) -> None:
     assert ledger.mark_queued(SLOT, task.id).ok
     assert ledger.start_attempt(SLOT, task.id, "w:1", "w", "gpu0").started
     detail = ProofDetail(id=task.id, type=task.type, status=0, proof=GOOD, error="")
-    assert ledger.store_proof(SLOT, detail, 1.0).ok
+    assert ledger.store_proof(SLOT, detail, 1.0, owner="w:1").ok
 
 
 def proved_task(coordinator: Any, clock: Clock, ledger: TaskLedger

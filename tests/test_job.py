@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import queue
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -270,3 +271,71 @@ def test_prove_types_of_a_batch_queue_are_plain_ints(tmp_path: Path) -> None:
     }, tmp_path, env={})
     assert repr(prove_types(cfg, {"gpu1"})) == "[1, 2]"
     assert repr(prove_types(cfg, {"gpu0", "gpu1"})) == "[0, 1, 2]"
+
+
+def test_stale_message_of_an_earlier_drive_is_acknowledged_without_proving(
+        tmp_path: Path, devnet: Devnet, redis_url: str, account: LocalAccount) -> None:
+    prover = MockProver()
+    ctx = make_ctx(make_cfg(tmp_path, devnet, redis_url), prover)
+    _, task = receive(devnet, ctx, account, BLOCKS)
+    assert ctx.ledger.begin_send(SLOT, task.id) == 1
+    assert ctx.ledger.begin_send(SLOT, task.id) == 2  # re-driven: a second message
+    assert run_job(ctx, SLOT, task.id, drive=1) is JobOutcome.STALE
+    rec = ctx.ledger.get(SLOT, task.id)
+    assert rec is not None and rec.attempts == 0 and prover.calls == []
+    assert run_job(ctx, SLOT, task.id, drive=2) is JobOutcome.STORED
+
+
+def test_warm_up_runs_under_the_lease(tmp_path: Path, devnet: Devnet, redis_url: str,
+                                      account: LocalAccount) -> None:
+    """A first job's warm-up (minutes on a real GPU) holds the lease: never a dead worker."""
+    seen: list[bool] = []
+    ctx = make_ctx(make_cfg(tmp_path, devnet, redis_url), MockProver())
+    _, task = receive(devnet, ctx, account, BLOCKS)
+    ctx = replace(ctx, ready=lambda: seen.append(ctx.ledger.leased(SLOT, task.id)))
+    assert run_job(ctx, SLOT, task.id) is JobOutcome.STORED
+    assert seen == [True]
+
+
+def test_a_job_that_lost_its_lease_to_another_attempt_stores_nothing(
+        tmp_path: Path, devnet: Devnet, redis_url: str, account: LocalAccount,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frozen past its lease (a stopped process, a long Redis outage), the task re-driven
+    and taken by another worker: when the first proof returns it is thrown away."""
+    # Renewal every 0.2 s instead of 10 s: the same code path, in test time.
+    monkeypatch.setattr("roller.worker.job.LEASE_RENEW_SECONDS", 0.2)
+    prover = MockProver(delay=2.0)
+    ctx = make_ctx(make_cfg(tmp_path, devnet, redis_url), prover)
+    _, task = receive(devnet, ctx, account, BLOCKS)
+    ledger = ctx.ledger
+    outcome: list[JobOutcome] = []
+    job = threading.Thread(target=lambda: outcome.append(run_job(ctx, SLOT, task.id)))
+    job.start()
+    wait_until(lambda: prover.calls != [], 5)
+    # The lease runs out under the frozen job; the listener re-drives; another worker takes it.
+    ledger.r.delete(f"roller:lock:{SLOT}:{task.id}")
+    assert ledger.requeue(SLOT, task.id).ok
+    assert ledger.acquire_lease(SLOT, task.id, "other:1:x", 30)
+    assert ledger.start_attempt(SLOT, task.id, "other:1:x", "other", "gpu0").started
+    job.join(10)
+    assert outcome == [JobOutcome.LEASE_LOST]
+    rec = ledger.get(SLOT, task.id)
+    assert rec is not None and rec.state is TaskState.PROVING and rec.proof is None
+    assert ledger.outbox_due(SLOT) == []
+
+
+def test_a_lease_lost_with_nobody_else_is_taken_back(
+        tmp_path: Path, devnet: Devnet, redis_url: str, account: LocalAccount,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("roller.worker.job.LEASE_RENEW_SECONDS", 0.2)
+    prover = MockProver(delay=1.5)
+    ctx = make_ctx(make_cfg(tmp_path, devnet, redis_url), prover)
+    _, task = receive(devnet, ctx, account, BLOCKS)
+    outcome: list[JobOutcome] = []
+    job = threading.Thread(target=lambda: outcome.append(run_job(ctx, SLOT, task.id)))
+    job.start()
+    wait_until(lambda: prover.calls != [], 5)
+    ctx.ledger.r.delete(f"roller:lock:{SLOT}:{task.id}")  # a Redis restart lost it
+    wait_until(lambda: ctx.ledger.leased(SLOT, task.id), 5)  # the job took it back
+    job.join(10)
+    assert outcome == [JobOutcome.STORED]

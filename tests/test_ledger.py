@@ -52,7 +52,7 @@ def put_in(ledger: TaskLedger, state: TaskState, ok: bool = True) -> None:
     if state == TaskState.PROVING:
         ledger.release_lease(SLOT, TASK.id, OWNER)
         return
-    assert ledger.store_proof(SLOT, proof(ok), 1.0).ok
+    assert ledger.store_proof(SLOT, proof(ok), 1.0, owner=OWNER).ok
     ledger.release_lease(SLOT, TASK.id, OWNER)
     if state != TaskState.PROVED:
         assert ledger.finish(SLOT, TASK.id, state, "outcome").ok
@@ -69,7 +69,7 @@ TRANSITIONS: dict[str, tuple[TaskState, Callable[[TaskLedger], Moved]]] = {
     "mark_queued": (TaskState.QUEUED, lambda lg: lg.mark_queued(SLOT, TASK.id)),
     "requeue": (TaskState.RECEIVED, lambda lg: lg.requeue(SLOT, TASK.id)),
     "start_attempt": (TaskState.PROVING, attempt),
-    "store_proof": (TaskState.PROVED, lambda lg: lg.store_proof(SLOT, proof(), 2.0)),
+    "store_proof": (TaskState.PROVED, lambda lg: lg.store_proof(SLOT, proof(), 2.0, owner=OWNER)),
     "finish": (TaskState.DELIVERED,
                lambda lg: lg.finish(SLOT, TASK.id, TaskState.DELIVERED, "accepted")),
     "expire": (TaskState.EXPIRED, lambda lg: lg.expire(SLOT, TASK.id, "window passed")),
@@ -159,11 +159,11 @@ def test_final_record_is_a_new_assignment(ledger: TaskLedger, state: TaskState, 
     assert rec is not None and rec.assignment == 2 and rec.attempts == 0
     assert TASK.id in ledger.live_ids(SLOT)
     assert ledger.r.ttl(f"roller:task:{SLOT}:{TASK.id}") == -1  # no longer expiring
-    kept = ok and state != TaskState.EXPIRED
-    if kept:  # a kept valid proof is resubmitted, not proved again
+    kept = ok and state == TaskState.DELIVERED
+    if kept:  # a valid proof the coordinator took is resubmitted, not proved again
         assert (again.result, again.state) == (AssignResult.RESUBMIT, TaskState.PROVED)
         assert rec.proof == proof() and TASK.id in ledger.outbox_due(SLOT)
-    else:
+    else:  # refused, reported as failed, or never delivered: proved again
         assert (again.result, again.state) == (AssignResult.REPROVE, TaskState.RECEIVED)
         assert rec.proof is None and ledger.outbox_due(SLOT) == []
     assert rec.total_attempts == (0 if state == TaskState.EXPIRED else 1)
@@ -186,13 +186,45 @@ def test_note_never_revives_an_expired_record(ledger: TaskLedger) -> None:
 
 
 def test_lease_renew_and_release_only_by_the_owner(ledger: TaskLedger) -> None:
+    put_in(ledger, TaskState.QUEUED)
     assert ledger.acquire_lease(SLOT, TASK.id, OWNER, 30)
     assert not ledger.acquire_lease(SLOT, TASK.id, "otherhost:2:x", 30)
-    assert not ledger.renew_lease(SLOT, TASK.id, "otherhost:2:x", 30)
+    assert ledger.retake_lease(SLOT, TASK.id, "otherhost:2:x", 30) == 0
     assert not ledger.release_lease(SLOT, TASK.id, "otherhost:2:x")
-    assert ledger.renew_lease(SLOT, TASK.id, OWNER, 30)
+    assert ledger.retake_lease(SLOT, TASK.id, OWNER, 30) == 1  # renewed
     assert ledger.release_lease(SLOT, TASK.id, OWNER)
     assert not ledger.leased(SLOT, TASK.id)
+
+
+def test_a_lost_lease_is_taken_back_only_by_its_own_attempt(ledger: TaskLedger) -> None:
+    put_in(ledger, TaskState.PROVING)  # OWNER's attempt; its lease ran out (released)
+    other = "otherhost:2:x"
+    assert ledger.retake_lease(SLOT, TASK.id, other, 30) == 0  # not its attempt
+    assert ledger.retake_lease(SLOT, TASK.id, OWNER, 30) == 2  # taken back
+    assert ledger.leased(SLOT, TASK.id)
+    # Another attempt started meanwhile (the record was re-driven): the first stores nothing.
+    ledger.release_lease(SLOT, TASK.id, OWNER)
+    assert ledger.requeue(SLOT, TASK.id).ok
+    assert ledger.acquire_lease(SLOT, TASK.id, other, 30)
+    assert ledger.start_attempt(SLOT, TASK.id, other, "w2", "gpu0").started
+    assert ledger.retake_lease(SLOT, TASK.id, OWNER, 30) == 0
+    assert ledger.store_proof(SLOT, proof(), 1.0, owner=OWNER) == Moved(False, TaskState.PROVING)
+    assert ledger.store_proof(SLOT, proof(), 1.0, owner=other).ok
+
+
+def test_store_refused_while_another_owner_holds_the_lease(ledger: TaskLedger) -> None:
+    put_in(ledger, TaskState.PROVING)
+    ledger.r.set(f"roller:lock:{SLOT}:{TASK.id}", "intruder")
+    assert not ledger.store_proof(SLOT, proof(), 1.0, owner=OWNER).ok
+
+
+def test_each_send_gets_the_next_drive(ledger: TaskLedger) -> None:
+    assert ledger.begin_send(SLOT, TASK.id) == 0  # no record: nothing to send
+    put_in(ledger, TaskState.RECEIVED)
+    assert [ledger.begin_send(SLOT, TASK.id) for _ in range(2)] == [1, 2]
+    rec = ledger.get(SLOT, TASK.id)
+    assert rec is not None and rec.drive == 2
+    assert [row.drive for row in ledger.live_rows(SLOT)] == [2]
 
 
 def test_store_wakes_the_listener(ledger: TaskLedger) -> None:

@@ -1,5 +1,6 @@
 """The listener's failure boundaries against a real redis-server, with a broker stand-in that
-fails on cue: sends that fail after the record, reconciliation of stranded records."""
+fails on cue: sends that fail after the record, and the reconciliation's two policies
+(roller.lifecycle: liveness from the lease, with an injected clock; the session window)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import pytest
 from roller.config import SlotConfig
 from roller.errors import BrokerUnavailable
 from roller.ledger import AssignResult, TaskLedger, TaskState, job_id
+from roller.lifecycle import LIVENESS_GRACE_SECONDS, SEND_GRACE_SECONDS, Liveness
 from roller.listener import Dispatcher
 from roller.protocol.messages import TaskMsg
-from roller.reconcile import GRACE_SECONDS, Reconciler
+from roller.reconcile import Reconciler
 
 SLOT = SlotConfig("chunk-gpu0", "gpu0", 0, 0, Path("k.json"))
 TASK = TaskMsg(id="0x" + "cd" * 32, type=0, block_hashes=("0x" + "11" * 32,), sub_proofs=())
@@ -27,12 +29,27 @@ class FlakyCelery:
     def __init__(self, fail: int = 0) -> None:
         self.fail = fail
         self.sent: list[str] = []
+        self.job_ids: list[str] = []
 
-    def send_task(self, name: str, args: tuple[Any, ...], **_: Any) -> None:
+    def send_task(self, name: str, args: tuple[Any, ...], **kw: Any) -> None:
         if self.fail:
             self.fail -= 1
             raise kombu.exceptions.OperationalError("Error 111 connecting to 127.0.0.1:6390")
         self.sent.append(args[1])
+        self.job_ids.append(kw["task_id"])
+
+
+class Clock:
+    """The reconciler's clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 @pytest.fixture
@@ -41,13 +58,21 @@ def ledger(redis_url: str) -> TaskLedger:
 
 
 class Rig:
-    """A dispatcher over a flaky broker and a reconciler sending through it."""
+    """A dispatcher over a flaky broker and a reconciler sending through it, on a clock."""
 
     def __init__(self, ledger: TaskLedger, fail: int = 0, window: float = 3600) -> None:
         self.app = FlakyCelery(fail)
+        self.clock = Clock()
         self.dispatcher = Dispatcher(self.app, ledger,  # type: ignore[arg-type]
                                      lambda _slot: None)
-        self.reconciler = Reconciler(ledger, self.dispatcher.send, window)
+        self.reconciler = Reconciler(ledger, self.dispatcher.send, window,
+                                     Liveness(clock=self.clock))
+        self.dispatcher.check = self.reconciler.check
+        self.expired: list[str] = []
+
+    def sweep(self) -> int:
+        return self.reconciler.sweep(SLOT, on_expired=lambda _s, rec:
+                                     self.expired.append(rec.task.id))
 
 
 def state(ledger: TaskLedger) -> TaskState:
@@ -56,9 +81,21 @@ def state(ledger: TaskLedger) -> TaskState:
     return rec.state
 
 
-def age(ledger: TaskLedger) -> None:
-    """Make the record look older than the reconciliation's grace period."""
-    ledger.note(SLOT.name, TASK.id, updated_at=time.time() - GRACE_SECONDS - 1)
+def proving(ledger: TaskLedger, rig: Rig, owner: str = "w:1") -> None:
+    """The task sent and taken by a worker, which holds its lease."""
+    assert rig.dispatcher.accept(SLOT, TASK, epoch=1) is AssignResult.NEW
+    assert ledger.acquire_lease(SLOT.name, TASK.id, owner, 30)
+    assert ledger.start_attempt(SLOT.name, TASK.id, owner, "w", "gpu0").started
+
+
+def held_unacked(ledger: TaskLedger, job: str) -> None:
+    """kombu's record of a message delivered to a worker and not acknowledged."""
+    message = f'{{"headers": {{"id": "{job}"}}}}'
+    ledger.r.hset("unacked", "tag1", f'[{message}, "", "gpu0"]')
+
+
+def waiting(ledger: TaskLedger, job: str) -> None:
+    ledger.r.lpush("gpu0\x06\x163", f'{{"headers": {{"id": "{job}"}}, "body": ""}}')
 
 
 def test_send_failing_after_the_record_is_retried(ledger: TaskLedger) -> None:
@@ -84,54 +121,105 @@ def test_ledger_down_when_recording_is_a_broker_error(ledger: TaskLedger) -> Non
 def test_reconcile_sends_what_a_crash_left_unsent(ledger: TaskLedger) -> None:
     rig = Rig(ledger)
     ledger.assign(SLOT.name, TASK, epoch=1)  # the listener died before sending
-    assert rig.reconciler.sweep(SLOT, confirm=False) == 1
-    app = rig.app
-    assert app.sent == [TASK.id] and state(ledger) == TaskState.QUEUED
+    assert rig.reconciler.sweep(SLOT, startup=True) == 1
+    assert rig.app.sent == [TASK.id] and state(ledger) == TaskState.QUEUED
 
 
-def test_reconcile_redrives_a_job_that_raised_after_two_sightings(ledger: TaskLedger) -> None:
+def test_a_young_unsent_record_waits_for_its_sender(ledger: TaskLedger) -> None:
     rig = Rig(ledger)
-    app, reconciler = rig.app, rig.reconciler
     ledger.assign(SLOT.name, TASK, epoch=1)
-    ledger.mark_queued(SLOT.name, TASK.id)
-    assert ledger.acquire_lease(SLOT.name, TASK.id, "w:1", 30)
-    assert ledger.start_attempt(SLOT.name, TASK.id, "w:1", "w", "gpu0").started
-    assert reconciler.sweep(SLOT) == 0  # leased: a worker proves it
-    ledger.release_lease(SLOT.name, TASK.id, "w:1")  # the job raised; Celery acked it
-    age(ledger)
-    assert reconciler.sweep(SLOT) == 0  # first sighting
-    assert reconciler.sweep(SLOT) == 1
-    assert app.sent == [TASK.id] and state(ledger) == TaskState.QUEUED
+    assert rig.sweep() == 0  # the dispatcher may be sending it right now
+    rig.clock.advance(SEND_GRACE_SECONDS + 1)
+    assert rig.sweep() == 1
 
 
-def test_reconcile_leaves_a_waiting_job_alone(ledger: TaskLedger) -> None:
+def test_liveness_rule_dead_worker_with_its_message_unacked(ledger: TaskLedger) -> None:
+    """The rule the fleet relies on: a lease gone while kombu still holds the job message
+    unacknowledged (a SIGKILLed worker) is re-driven after the grace, with a new drive."""
     rig = Rig(ledger)
-    app, reconciler = rig.app, rig.reconciler
-    ledger.assign(SLOT.name, TASK, epoch=1)
-    ledger.mark_queued(SLOT.name, TASK.id)
-    age(ledger)
-    message = f'{{"headers": {{"id": "{job_id(SLOT.name, TASK.id)}"}}}}'
-    ledger.r.lpush("gpu0\x06\x163", message)  # waiting in a priority list
-    assert reconciler.sweep(SLOT) == 0 and reconciler.sweep(SLOT) == 0
+    proving(ledger, rig)
+    held_unacked(ledger, rig.app.job_ids[0])
+    assert rig.sweep() == 0  # leased
+    ledger.r.delete(f"roller:lock:{SLOT.name}:{TASK.id}")  # the worker died: TTL ran out
+    assert rig.sweep() == 0  # first sighting
+    rig.clock.advance(LIVENESS_GRACE_SECONDS - 1)
+    assert rig.sweep() == 0
+    rig.clock.advance(1)
+    assert rig.sweep() == 1
+    assert rig.app.sent == [TASK.id, TASK.id] and state(ledger) == TaskState.QUEUED
+    rec = ledger.get(SLOT.name, TASK.id)
+    assert rec is not None and rec.drive == 2
+    assert rig.app.job_ids[1] == job_id(SLOT.name, TASK.id, 2) != rig.app.job_ids[0]
+
+
+def test_liveness_rule_a_renewed_lease_is_left_alone(ledger: TaskLedger) -> None:
+    rig = Rig(ledger)
+    proving(ledger, rig)
+    for _ in range(10):  # a proof of many grace periods, its lease renewed throughout
+        rig.clock.advance(LIVENESS_GRACE_SECONDS)
+        assert ledger.retake_lease(SLOT.name, TASK.id, "w:1", 30) == 1
+        assert rig.sweep() == 0
+    assert rig.app.sent == [TASK.id] and state(ledger) == TaskState.PROVING
+
+
+def test_a_lease_back_within_the_grace_resets_it(ledger: TaskLedger) -> None:
+    rig = Rig(ledger)
+    proving(ledger, rig)
+    ledger.release_lease(SLOT.name, TASK.id, "w:1")  # lost in a Redis restart
+    assert rig.sweep() == 0
+    rig.clock.advance(LIVENESS_GRACE_SECONDS - 1)
+    assert ledger.retake_lease(SLOT.name, TASK.id, "w:1", 30) == 2  # the job took it back
+    assert rig.sweep() == 0
+    ledger.release_lease(SLOT.name, TASK.id, "w:1")
+    assert rig.sweep() == 0  # a new sighting: its grace starts again
+    rig.clock.advance(LIVENESS_GRACE_SECONDS - 1)
+    assert rig.sweep() == 0
+    rig.clock.advance(1)
+    assert rig.sweep() == 1
+
+
+def test_a_job_waiting_in_its_queue_is_alive(ledger: TaskLedger) -> None:
+    rig = Rig(ledger)
+    assert rig.dispatcher.accept(SLOT, TASK, epoch=1) is AssignResult.NEW
+    waiting(ledger, rig.app.job_ids[0])  # behind other jobs on the GPU
+    for _ in range(5):
+        rig.clock.advance(LIVENESS_GRACE_SECONDS)
+        assert rig.sweep() == 0
+    # A message of an earlier drive waiting is no sign of life for the current one.
     ledger.r.delete("gpu0\x06\x163")
-    ledger.r.hset("unacked", "tag1", f'[{message}, "", "gpu0"]')  # held by a worker
-    assert reconciler.sweep(SLOT) == 0 and reconciler.sweep(SLOT) == 0
-    assert app.sent == []
+    waiting(ledger, job_id(SLOT.name, TASK.id, 0))
+    assert rig.sweep() == 0
+    rig.clock.advance(LIVENESS_GRACE_SECONDS)
+    assert rig.sweep() == 1
+    assert rig.app.sent == [TASK.id, TASK.id]
 
 
-def test_reconcile_expires_a_task_whose_window_passed(ledger: TaskLedger) -> None:
+def test_a_job_that_raised_is_redriven_after_the_grace(ledger: TaskLedger) -> None:
+    rig = Rig(ledger)
+    proving(ledger, rig)
+    ledger.release_lease(SLOT.name, TASK.id, "w:1")  # the job raised; Celery acked it
+    assert rig.sweep() == 0
+    rig.clock.advance(LIVENESS_GRACE_SECONDS)
+    assert rig.sweep() == 1 and state(ledger) == TaskState.QUEUED
+
+
+def test_reconcile_expires_every_live_record_past_the_window(ledger: TaskLedger) -> None:
     rig = Rig(ledger, window=60)
-    ledger.assign(SLOT.name, TASK, epoch=1, now=time.time() - 120)
-    age(ledger)
-    assert rig.reconciler.sweep(SLOT, confirm=False) == 0
-    app = rig.app
-    assert state(ledger) == TaskState.EXPIRED and app.sent == []
+    proving(ledger, rig)  # leased and alive: the window still applies
+    rig.clock.advance(61)
+    assert rig.sweep() == 0
+    assert state(ledger) == TaskState.EXPIRED and rig.app.sent == [TASK.id]
+    assert rig.expired == [TASK.id]  # the listener reports it where the generation can
 
 
-def test_renotified_stranded_task_is_redriven(ledger: TaskLedger) -> None:
+def test_renotified_dead_task_is_redriven(ledger: TaskLedger) -> None:
     rig = Rig(ledger)
     app, dispatcher = rig.app, rig.dispatcher
     assert dispatcher.accept(SLOT, TASK, epoch=1) is AssignResult.NEW
-    age(ledger)  # its job message is gone: nothing works on it
+    # Its job message is gone and no lease: nothing works on it. The first sighting...
+    assert dispatcher.accept(SLOT, TASK, epoch=1) is AssignResult.IN_FLIGHT
+    assert app.sent == [TASK.id]
+    rig.clock.advance(LIVENESS_GRACE_SECONDS)
+    # ... and a re-notification after the grace re-drives it.
     assert dispatcher.accept(SLOT, TASK, epoch=1) is AssignResult.IN_FLIGHT
     assert app.sent == [TASK.id, TASK.id]

@@ -75,7 +75,7 @@ def test_status_table_from_the_ledger(redis_url: str, tmp_path: Path) -> None:
     ledger.acquire_lease("chunk-gpu0", done.id, "w:1", 30)
     ledger.start_attempt("chunk-gpu0", done.id, "w:1", "w", "gpu0")
     ledger.store_proof("chunk-gpu0", ProofDetail(id=done.id, type=0, status=RespStatus.ERROR,
-                                                 proof=None, error="x"), 42.0)
+                                                 proof=None, error="x"), 42.0, owner="w:1")
     ledger.finish("chunk-gpu0", done.id, TaskState.DELIVERED, "accepted")
     ledger.assign("chunk-gpu0", running, epoch=1, now=now - 95)
     ledger.acquire_lease("chunk-gpu0", running.id, "w:2", 30)

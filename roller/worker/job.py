@@ -8,9 +8,14 @@ are put there when the listener records it).
 The Celery binding lives in roller.tasks; this module holds the logic with its
 collaborators passed in, so the orchestration can be unit-tested with a mock prover.
 A job ends at "answer stored": the listener, which holds the keys and the coordinator
-session, delivers it. Failure model: attempts are counted under the task's lease before
-proving, so a crash still counts and a poison task ends as a failure report after the
-attempt budget; a proof finished during a Redis outage waits in memory for the ledger; a
+session, delivers it. Failure model: the job takes the task's lease as soon as it has the
+message and holds it through warm-up, trace fetch and proof (roller.lifecycle: a record
+without a renewed lease is dead and re-driven, whatever kombu still holds); a message whose
+drive number is not the record's is stale (the record was re-driven since) and is
+acknowledged without proving. Attempts are counted under the lease before proving, so a
+crash still counts and a poison task ends as a failure report after the attempt budget. A
+job whose lease ran out takes it back if nobody else did; if another attempt holds the task
+it stores nothing. A proof finished during a Redis outage waits in memory for the ledger; a
 job that raises leaves its record in `proving` without a lease, which the listener's
 reconciliation re-drives.
 """
@@ -32,6 +37,7 @@ from roller.config import RollerConfig, proof_kind
 from roller.errors import ProverError, RollerError, TraceFetchError
 from roller.ffi import Prover
 from roller.ledger import Attempt, Moved, TaskLedger, TaskRecord, TaskState
+from roller.lifecycle import LEASE_RENEW_SECONDS, LEASE_SECONDS, Window
 from roller.logs import kv
 from roller.operator import metrics
 from roller.pipeline import TracePrefetcher
@@ -40,8 +46,6 @@ from roller.worker.trace_client import TraceClient
 
 log = logging.getLogger(__name__)
 
-LEASE_SECONDS = 30
-LEASE_RENEW_SECONDS = 10
 # How long a finished proof waits in memory for the ledger (Redis) to come back.
 STORE_PATIENCE_SECONDS = 600
 PROVING_PANIC = "zk proving panic"
@@ -54,6 +58,8 @@ class JobOutcome(StrEnum):
     EXPIRED = "expired"
     ALREADY_DONE = "already done"
     DUPLICATE = "duplicate delivery"
+    STALE = "stale message"  # the record was re-driven after this message was sent
+    LEASE_LOST = "lease lost"  # another attempt took the task over: nothing stored
     UNKNOWN_TASK = "unknown task"
 
 
@@ -67,6 +73,9 @@ class JobContext:
     on_proved: Callable[[str, ProofDetail, float], None] | None = None
     # Several identities on this worker's queue: the next job's traces, fetched ahead.
     prefetch: TracePrefetcher | None = None
+    # Makes the prover ready (warm-up: circuits, parameters), called under the task's lease
+    # so that a long first warm-up never looks like a dead worker; raises WorkerUnusable.
+    ready: Callable[[], None] | None = None
 
 
 def failure(task: TaskMsg, error: str) -> ProofDetail:
@@ -75,20 +84,34 @@ def failure(task: TaskMsg, error: str) -> ProofDetail:
 
 
 class _LeaseKeeper:
-    """Renews the task lease while a proof runs, so a redelivered copy waits instead of proving."""
+    """Renews the task lease while the job runs (the listener's proof of life, see
+    roller.lifecycle). A renewal that finds the lease gone (a Redis outage longer than its
+    TTL, a frozen process) takes it back if the record is still this attempt's; if another
+    attempt holds the task, `lost` is set and renewal stops: the job stores nothing."""
 
     def __init__(self, ledger: TaskLedger, slot: str, task_id: str, owner: str) -> None:
         self.args = (slot, task_id, owner)
         self.ledger = ledger
         self.stop = threading.Event()
+        self.lost = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True, name="lease")
 
     def _run(self) -> None:
+        slot, task_id, _ = self.args
         while not self.stop.wait(LEASE_RENEW_SECONDS):
             try:
-                self.ledger.renew_lease(*self.args, LEASE_SECONDS)
+                kept = self.ledger.retake_lease(*self.args, LEASE_SECONDS)
             except redis.RedisError as exc:
-                log.warning("lease renewal failed %s", kv(task_id=self.args[1], error=exc))
+                log.warning("lease renewal failed %s", kv(task_id=task_id, slot=slot, error=exc))
+                continue
+            if kept == 2:
+                log.warning("lease had run out and was taken back %s",
+                            kv(task_id=task_id, slot=slot))
+            elif not kept:
+                log.warning("lease lost to another attempt, this one will store nothing %s",
+                            kv(task_id=task_id, slot=slot))
+                self.lost.set()
+                return
 
     def __enter__(self) -> _LeaseKeeper:
         self.thread.start()
@@ -158,7 +181,10 @@ def _dump(dump_dir: Path, detail: ProofDetail) -> None:
         (dump_dir / detail.id).write_text(json.dumps(detail.proof.to_json()))
 
 
-def run_job(ctx: JobContext, slot: str, task_id: str, queue: str = "") -> JobOutcome:
+def run_job(ctx: JobContext, slot: str, task_id: str, queue: str = "", drive: int = 0
+            ) -> JobOutcome:
+    """Prove one task for `slot` from its job message (`drive`: the message's drive number,
+    0 for messages of releases before drives) and store the answer."""
     rec = ctx.ledger.get(slot, task_id)
     fields = kv(task_id=task_id, slot=slot)
     if rec is None:
@@ -168,27 +194,34 @@ def run_job(ctx: JobContext, slot: str, task_id: str, queue: str = "") -> JobOut
     if rec.state not in PROVABLE:
         log.info("task already answered, nothing to do %s state=%s", fields, rec.state)
         return JobOutcome.ALREADY_DONE
-    if rec.age() > ctx.cfg.window_seconds:
-        if ctx.ledger.expire(slot, task_id, "session window passed").ok:
-            log.error("task not proved: session window passed %s age_s=%d", fields, rec.age())
-            metrics.proof_outcome(rec.task.type, "expired")
+    if drive != rec.drive:
+        # A dead worker's message that kombu gave back after the record was re-driven: the
+        # record's current message (or the attempt it started) answers the task.
+        log.info("stale job message acknowledged without proving %s drive=%d current=%d",
+                 fields, drive, rec.drive)
+        return JobOutcome.STALE
+    window = Window(ctx.cfg.window_seconds)
+    if window.passed(rec.received_at):
+        window.expire(ctx.ledger, slot, task_id, rec.task.type, rec.received_at, "job")
         return JobOutcome.EXPIRED
     owner = f"{ctx.worker}:{time.time()}"
     if not _acquire_lease(ctx, slot, task_id, owner):
         log.warning("another job is proving this task, duplicate delivery ignored %s", fields)
         return JobOutcome.DUPLICATE
-    with _LeaseKeeper(ctx.ledger, slot, task_id, owner):
+    with _LeaseKeeper(ctx.ledger, slot, task_id, owner) as lease:
+        if ctx.ready is not None:
+            ctx.ready()
         attempt = ctx.ledger.start_attempt(slot, task_id, owner, ctx.worker, queue)
         if not attempt.started:
             # Between our read and the lease another job stored the answer (or the window
             # closed the record): this copy has nothing left to do.
             log.info("task already answered, nothing to do %s state=%s", fields, attempt.state)
             return JobOutcome.ALREADY_DONE
-        _prove_and_store(ctx, rec, queue, attempt)
-    return JobOutcome.STORED
+        return _prove_and_store(ctx, rec, queue, attempt, owner, lease.lost)
 
 
-def _prove_and_store(ctx: JobContext, rec: TaskRecord, queue: str, attempt: Attempt) -> None:
+def _prove_and_store(ctx: JobContext, rec: TaskRecord, queue: str, attempt: Attempt,
+                     owner: str, lost: threading.Event) -> JobOutcome:
     retry = ctx.cfg.retry
     fields = kv(task_id=rec.task.id, slot=rec.slot, attempt=attempt.attempts,
                 assignment=rec.assignment, worker=ctx.worker)
@@ -211,24 +244,31 @@ def _prove_and_store(ctx: JobContext, rec: TaskRecord, queue: str, attempt: Atte
     metrics.TASK_ATTEMPTS.labels(proof_kind(rec.task.type)).observe(attempt.attempts)
     if detail.status == 0:
         metrics.PROVE_SECONDS.labels(proof_kind(rec.task.type)).observe(seconds)
-    stored = _store(ctx, rec.slot, detail, seconds if detail.status == 0 else None)
+    if lost.is_set():
+        log.warning("answer not stored: another attempt holds the task %s", fields)
+        return JobOutcome.LEASE_LOST
+    stored = _store(ctx, rec.slot, detail, seconds if detail.status == 0 else None, owner)
     if not stored.ok:
-        log.error("answer not stored: the record moved on %s state=%s", fields, stored.state)
-        return
+        log.warning("answer not stored: the record moved on or another attempt holds it %s "
+                    "state=%s", fields, stored.state)
+        return JobOutcome.LEASE_LOST if stored.state == TaskState.PROVING \
+            else JobOutcome.ALREADY_DONE
     log.info("proof stored in outbox %s status=%d prove_s=%.2f", fields, detail.status, seconds)
     if ctx.cfg.prover.dump_dir is not None:
         _dump(ctx.cfg.prover.dump_dir, detail)
     if ctx.on_proved is not None:
         ctx.on_proved(rec.slot, detail, seconds)
+    return JobOutcome.STORED
 
 
-def _store(ctx: JobContext, slot: str, detail: ProofDetail, seconds: float | None) -> Moved:
+def _store(ctx: JobContext, slot: str, detail: ProofDetail, seconds: float | None,
+           owner: str) -> Moved:
     """Store the answer, waiting out a Redis outage: failing the job here would throw the
     proof away and prove the task again."""
     deadline = time.monotonic() + STORE_PATIENCE_SECONDS
     while True:
         try:
-            return ctx.ledger.store_proof(slot, detail, seconds)
+            return ctx.ledger.store_proof(slot, detail, seconds, owner=owner)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             if time.monotonic() > deadline:
                 raise

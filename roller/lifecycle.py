@@ -1,0 +1,145 @@
+"""The policies that act on an in-flight task, each written once: liveness (is anything
+still working on it?) and the session window (may it still be answered?).
+
+The ledger (roller.ledger) owns the states and their transitions; this module decides when
+the listener moves a record on its own. The reconciler applies both policies to every live
+record every sweep, the dispatcher applies liveness to a re-notified task, the job and the
+submitter apply the window before they spend work on a record.
+
+Liveness rule. An in-flight record is alive while its lease is renewed:
+
+- A job holds the task's lease (`lock:{slot}:{id}`, TTL LEASE_SECONDS) from the moment it
+  takes the job message until it has stored the answer, and renews it every
+  LEASE_RENEW_SECONDS; its warm-up, its trace fetch and its proof all run under it.
+- A queued or proving record without a lease is alive only while its current job message
+  waits in its queue's lists (behind other jobs on the GPU, or put back by a worker's warm
+  shutdown). A message only in kombu's `unacked` hash proves nothing: kombu keeps the message
+  of a worker that was SIGKILLed or lost its host there until the visibility timeout (24 h
+  by default), exactly as it keeps the message of a live one.
+- Otherwise the record is dead once the reconciler has seen it so for LIVENESS_GRACE_SECONDS
+  (two renewal periods: a lease that a Redis restart lost is taken back by its job within
+  one), and it is re-driven: back to `received` and sent again as a new job message with the
+  next drive number. A stale message that turns up later (kombu's redelivery after the
+  visibility timeout, a worker's restore) carries an older drive number; its job finds the
+  record re-driven, leased or final and is acknowledged without proving.
+- A received record (recorded, its job never sent) is dead once older than SEND_GRACE_SECONDS.
+
+So a worker's death costs at most LEASE_SECONDS (the lease running out) plus
+LIVENESS_GRACE_SECONDS plus two reconcile intervals (the sweep that first sees it and the
+one that acts) before its task is sent again; `visibility_timeout_seconds` bounds nothing
+any more but the time a dead worker's stale message occupies kombu's `unacked` hash.
+
+Window rule. The coordinator collects a task's answer only within its session window
+(`session_window_minutes`, counted from the assignment): a record older than that is
+expired, wherever it is (queued, proving, waiting in the outbox), with one WARNING, the
+`expired` outcome metric, and, from the reconciler, a failure report where the generation
+takes one (so the coordinator hears of it from us, not from its own timer).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from roller.config import proof_kind
+from roller.ledger import LiveRow, TaskLedger, TaskState, job_id
+from roller.logs import kv
+from roller.operator import metrics
+
+log = logging.getLogger(__name__)
+
+# A running job's lease: its TTL and how often the job renews it.
+LEASE_SECONDS = 30
+LEASE_RENEW_SECONDS = 10
+# How long the reconciler sees a record with no lease and no waiting message before it
+# re-drives it: two renewal periods, so a job whose lease a Redis restart lost takes it back
+# first.
+LIVENESS_GRACE_SECONDS = 2.0 * LEASE_RENEW_SECONDS
+# A received record younger than this is being sent by the dispatcher right now.
+SEND_GRACE_SECONDS = 5.0
+WINDOW_PASSED = "session window passed"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the liveness rule says of one record at one sweep."""
+
+    alive: bool
+    why: str  # for the log line: "leased", "waiting", "answer due", "never sent", ...
+
+
+def judge(row: LiveRow, job_waiting: Callable[[str], bool], now: float,
+          send_grace: float = SEND_GRACE_SECONDS) -> Verdict:
+    """The liveness rule for one record, without the grace (see `Liveness`): `job_waiting`
+    tells whether a job id waits in the record's queue lists (called only when needed)."""
+    if row.due or row.state == TaskState.PROVED:
+        return Verdict(True, "answer due")
+    if row.state == TaskState.RECEIVED:
+        if send_grace > 0 and now - row.updated_at < send_grace:
+            return Verdict(True, "being sent")
+        return Verdict(False, "never sent")
+    if row.leased:
+        return Verdict(True, "leased")
+    if job_waiting(job_id(row.slot, row.task_id, row.drive)):
+        return Verdict(True, "waiting")
+    return Verdict(False, "no lease, no waiting job")
+
+
+@dataclass
+class Liveness:
+    """Applies the liveness rule with its grace: a record is dead once it has looked dead
+    for LIVENESS_GRACE_SECONDS of `clock` time (a received one at once). One per listener,
+    shared by its slots' threads (each slot touches only its own keys)."""
+
+    grace_seconds: float = LIVENESS_GRACE_SECONDS
+    clock: Callable[[], float] = time.time
+    _since: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def dead(self, row: LiveRow, job_waiting: Callable[[str], bool],
+             now: float | None = None, startup: bool = False) -> Verdict | None:
+        """The verdict if `row` is to be re-driven now, else None (`startup`: a received
+        record is sent at once, since no send of this listener can be under way)."""
+        now = self.clock() if now is None else now
+        verdict = judge(row, job_waiting, now, 0.0 if startup else SEND_GRACE_SECONDS)
+        key = (row.slot, row.task_id)
+        if verdict.alive:
+            self._since.pop(key, None)
+            return None
+        if row.state == TaskState.RECEIVED:
+            self._since.pop(key, None)
+            return verdict
+        first = self._since.setdefault(key, now)
+        return verdict if now - first >= self.grace_seconds else None
+
+    def forget(self, slot: str, keep: set[str]) -> None:
+        """Drop the sightings of `slot`'s records that are no longer live."""
+        for key in [k for k in self._since if k[0] == slot and k[1] not in keep]:
+            del self._since[key]
+
+    def redriven(self, slot: str, task_id: str) -> None:
+        self._since.pop((slot, task_id), None)
+
+
+@dataclass(frozen=True)
+class Window:
+    """The session window: one check, one way to expire a record."""
+
+    seconds: float
+
+    def passed(self, received_at: float, now: float | None = None) -> bool:
+        return ((time.time() if now is None else now) - received_at) > self.seconds
+
+    def expire(self, ledger: TaskLedger, slot: str, task_id: str, prove_type: int,
+               received_at: float, where: str) -> bool:
+        """Expire the record (any in-flight state); True if this call did. `where` names
+        the step that found it (job, reconcile, submit) for the log line."""
+        if not ledger.expire(slot, task_id, WINDOW_PASSED).ok:
+            return False
+        log.warning("task not answered: session window passed %s",
+                    kv(task_id=task_id, slot=slot, kind=proof_kind(prove_type),
+                       age_s=round(time.time() - received_at), window_s=round(self.seconds),
+                       found_by=where))
+        metrics.proof_outcome(prove_type, "expired")
+        return True

@@ -19,9 +19,11 @@ from roller.errors import RollerError
 def broker_settings(cfg: RollerConfig | None) -> dict[str, Any]:
     """The settings that follow from the config: broker URL and visibility timeout."""
     url = cfg.broker_url if cfg else "redis://127.0.0.1:6379/0"
+    # Since the liveness rule (roller.lifecycle) re-drives a dead worker's task from its lease,
+    # this only bounds how long a dead worker's stale message stays unacknowledged; it must
+    # still exceed the longest proof plus queue wait, or kombu would hand a live job's
+    # message to a second worker (which finds the lease held and acknowledges it unproved).
     visibility = cfg.visibility_timeout_seconds if cfg else 86400
-    # Tests shrink it to exercise redelivery after a whole-node death.
-    visibility = int(os.environ.get("ROLLER_VISIBILITY_TIMEOUT", visibility))
     transport = {"visibility_timeout": visibility, "socket_keepalive": True}
     return {
         "broker_url": url,

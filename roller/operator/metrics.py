@@ -60,8 +60,8 @@ TASKS_DEDUPLICATED = Counter("roller_tasks_deduplicated",
                              "Task notifications already recorded, not enqueued again", ["slot"])
 JOBS_QUEUED = Counter("roller_jobs_queued", "Proving jobs sent to a slot queue", ["queue"])
 REDRIVES = Counter("roller_tasks_redriven",
-                   "Tasks found stranded in flight (no lease, no job, no answer) and sent "
-                   "again", ["slot"])
+                   "Tasks found dead in flight (no renewed lease, no waiting job, no answer: "
+                   "a worker died, a job raised, a send failed) and sent again", ["slot"])
 PROOFS = Counter("roller_proofs",
                  "Tasks finished, by proof type and outcome: accepted, refused (final "
                  "coordinator refusal), prover_error, poison (attempt budget spent), expired",

@@ -1,7 +1,25 @@
 """The fault suite's cluster: a real LocalCluster (redis-server with AOF, the devnet coordinator
 and L2 node, `python -m roller.listener`, `celery -A roller worker -Q gpuN` per slot, the native
 prover built with the `fault-injection` feature) plus what the faults need, and the session's
-result rows."""
+result rows.
+
+Production settings. The clusters run the roller's production defaults (above all kombu's
+visibility timeout of 86400 s and the lease, grace and window of roller.lifecycle), with
+these overrides only, each for the reason given:
+
+- `retry.submit_backoff_seconds` / `_max_seconds` 0.5 / 4 (default 2 / 120): delivery
+  retries within test time; the backoff's shape is unit-tested.
+- `retry.reconnect_backoff_seconds` / `_max_seconds` 1 / 20 (default 1 / 60): reconnects
+  within a two-minute outage (row 5a counts them).
+- `reconcile_interval_seconds` 2 (default 30): the sweep period only scales how soon a dead
+  record is seen (the bound is 2 sweeps + lease + grace); row 27e runs with no override at
+  all and measures the production bound.
+- `metrics.listener_port` a free port (default 9464): tests read the listener's counters,
+  and several clusters run at once.
+- `session_window_minutes` 0.25, row 9 only (default 180): row 9 is about the window.
+
+`production=True` (row 27e) drops every override but the metrics port.
+"""
 
 from __future__ import annotations
 
@@ -26,8 +44,6 @@ REPO = Path(__file__).resolve().parents[2]
 FAULT_LIB = REPO / "native/target/features-fault-injection/release/libroller_prover.so"
 # Short proofs: tasks of 1-3 shipped mainnet blocks (ids are unique even for the same blocks).
 FIRST_BLOCK, LAST_BLOCK = 2640, 2688
-# Small on purpose: a SIGKILLed worker's message comes back after this (fault 3).
-VISIBILITY_TIMEOUT = 25
 RETRY = {"submit_backoff_seconds": 0.5, "submit_backoff_max_seconds": 4,
          "reconnect_backoff_seconds": 1, "reconnect_backoff_max_seconds": 20}
 
@@ -46,6 +62,8 @@ class FaultCluster:
         self.by_uuid = protocol in ("http-h2", "http-h3")
         # From the config: identities_per_gpu adds slots the cluster's list does not name.
         self.slot_names = [s.name for s in load_config(cluster.config).slots]
+        # Workers a fault started beside the cluster's one per queue (their logs count too).
+        self.extra_workers: list[Proc] = []
         self.queues = list(dict.fromkeys(s["queue"] for s in cluster.slots))
         self.rng = random.Random(5)
         hashes = {}
@@ -165,7 +183,7 @@ class FaultCluster:
         """Judge every task of this fault; record the row; fail on any lost or duplicate."""
         crashes = crashes or {}
         tasks = self.devnet_tasks()
-        logs = "".join(w.output() for w in self.c.workers.values())
+        logs = "".join(w.output() for w in [*self.c.workers.values(), *self.extra_workers])
         row = ROWS.setdefault(fault, Row(fault))
         row.repetitions += repetitions
         row.recover_s += recover_s
@@ -185,18 +203,20 @@ class FaultCluster:
 
 def start_cluster(workdir: Path, params_dir: Path, fault_lib: Path, *, chunk_slots: int = 2,
                   config_extra: dict[str, Any] | None = None,
-                  devnet_args: tuple[str, ...] = ()) -> LocalCluster:
+                  devnet_args: tuple[str, ...] = (), production: bool = False) -> LocalCluster:
+    """A fault cluster with the overrides in the module's table (`production`: none of
+    them but the metrics port)."""
     slots = demo_slots(workdir, chunk_slots=chunk_slots, batch_slots=0)
+    overrides = {} if production else {"retry": RETRY, "reconcile_interval_seconds": 2}
     cluster = LocalCluster(
         workdir, slots=slots, params_dir=params_dir,
         devnet_args=["--no-chunk-tasks", "--verifier", "native", "--dispatch-interval", "0.2",
                      *devnet_args],
         # A fixed listener metrics port, so the faults can read its counters.
-        config_extra={"retry": RETRY, "reconcile_interval_seconds": 2,
+        config_extra={**overrides,
                       "metrics": {"bind": HOST, "listener_port": free_port(), "worker_port": 0},
                       **(config_extra or {})},
-        env={"ROLLER_PROVER_LIB": str(fault_lib),
-             "ROLLER_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT)})
+        env={"ROLLER_PROVER_LIB": str(fault_lib)})
     LOG_DIRS.append(workdir)
     try:
         cluster.start()

@@ -140,7 +140,7 @@ def test_worker_without_prover_consumes_nothing(fc: FaultCluster) -> None:
         # Every worker has exited (above): the jobs wait in the broker, nobody holds them.
         for rec in recs:
             waiting = waiting_messages(fc.ledger.r, fc.queues[fc.slot_names.index(rec.slot)])
-            assert job_id(rec.slot, rec.task.id) in waiting
+            assert job_id(rec.slot, rec.task.id, rec.drive) in waiting
         assert all(fc.state(t) == "queued" for t in ids)
     finally:
         fc.restart_workers({})
@@ -190,8 +190,9 @@ def test_worker_killed_while_another_identitys_task_waits(
         tmp_path_factory: pytest.TempPathFactory, params_dir: Path, fault_lib: Path) -> None:
     """identities_per_gpu 2: both identities' tasks sit on the one GPU queue; the worker
     dies proving the first while the second waits behind it. Both are answered (the waiting
-    job is taken by the restarted worker, the killed one comes back after the visibility
-    timeout) and neither is proved twice."""
+    job is taken by the restarted worker; the killed one's lease runs out and the listener
+    re-drives it, while kombu still holds its message for a day) and neither is proved
+    twice."""
     cluster = start_cluster(tmp_path_factory.mktemp("two-ids"), params_dir, fault_lib,
                             chunk_slots=1, config_extra={"identities_per_gpu": 2})
     try:

@@ -104,11 +104,6 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         yield f
 
 
-# A SIGKILLed worker's unacknowledged job comes back after the broker's visibility timeout
-# (the config's minimum): host-b's, so that test_worker_sigkill waits a minute, not a day.
-SHORT_VISIBILITY_S = 60
-
-
 @pytest.fixture(scope="module")
 def systemd_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     _need_ansible()
@@ -126,9 +121,9 @@ def systemd_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         # to it through relays, so the URLs in the config are the devnet's own.
         devnet_ports = [int(urlparse(u).port or 0) for u in (devnet.ws_url, devnet.l2_url)]
         t0 = time.monotonic()
-        for name, gpus, extra in (("host-a", [0, 1], {}),
-                                  ("host-b", [0], {"roller_visibility_timeout_seconds":
-                                                   SHORT_VISIBILITY_S})):
+        # Production defaults on both hosts (visibility timeout a day, reconcile every 30 s):
+        # a dead worker's task is re-driven from its lease, not by kombu's redelivery.
+        for name, gpus, extra in (("host-a", [0, 1], {}), ("host-b", [0], {})):
             broker_port = free_port()
             box = nspawn.Container.create(name, image, workdir, inward=devnet_ports,
                                           outward={6379: broker_port},

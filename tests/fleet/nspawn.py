@@ -339,12 +339,16 @@ class Container:
                                 text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 env=HOST_ENV)
 
-    def stop(self, timeout: float = 120.0) -> None:
-        """Power the host off (systemd stops every unit), kill what is left, remove cgroups."""
+    def stop(self, timeout: float = 120.0, hard: bool = False) -> None:
+        """Power the host off (systemd stops every unit), kill what is left, remove cgroups.
+        `hard`: pull the plug instead (every process of the host SIGKILLed at once, no unit
+        stopped, nothing flushed that was not on disk already)."""
         for relay in self.relays:
             relay.close()
         self.relays = []
         proc, self.proc = self.proc, None
+        if hard:
+            self._kill_all()
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGTERM)  # nspawn asks the container's systemd to halt
             try:

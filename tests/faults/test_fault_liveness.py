@@ -1,0 +1,148 @@
+"""Fault rows 27a-27e: a dead worker never strands its task (roller.lifecycle's liveness rule).
+
+Every row runs on kombu's production visibility timeout (86400 s): a SIGKILLed worker's
+message stays in `unacked` for the whole test, so an answered task proves that the listener
+re-drove it from the lease. Each row judges both ledgers (faultlib.FaultCluster.check): 0 lost,
+0 unanswered, 0 proved twice per assignment, and records the seconds from the fault to the
+coordinator's final answer, against the bound lease + grace + 2 sweeps + proof.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from faultlib import FaultCluster, start_cluster
+
+from roller.lifecycle import LEASE_SECONDS, LIVENESS_GRACE_SECONDS
+from roller.localrun import wait_for, worker_proc
+
+pytestmark = pytest.mark.e2e
+
+def proving(fc: FaultCluster, task_id: str) -> str:
+    """Wait until the prover runs the task; returns the queue of the worker proving it."""
+    rec = fc.wait_state(task_id, {"proving"})
+    key = f"roller:task:{rec.slot}:{rec.task.id}"
+    wait_for(lambda: fc.ledger.r.hget(key, "prove_started_at") is not None, 60, "the prover")
+    return rec.queue
+
+
+def still_unacked(fc: FaultCluster) -> int:
+    """Messages kombu still holds for dead workers (production: it keeps them for a day)."""
+    return int(fc.ledger.r.hlen("unacked"))
+
+
+def whole_worker_sigkill(fc: FaultCluster, fault: str, *, restart_listener: bool = False,
+                         redis_restart: bool = False, main_only: bool = False,
+                         interval: float = 2.0) -> None:
+    task_id = fc.push(3)
+    queue = proving(fc, task_id)
+    killed_at = time.monotonic()
+    if redis_restart:
+        fc.c.redis.stop()
+    if main_only:
+        # The main process alone (the kernel's OOM killer picks the largest, which is the pool
+        # child on a GPU host, but either may go): the pool child is orphaned.
+        os.kill(fc.worker(queue).pid, signal.SIGKILL)
+        fc.worker(queue).kill()  # reaps it (the orphaned child keeps its own course)
+    else:
+        fc.worker(queue).kill()
+    if restart_listener:
+        assert fc.c.listener is not None
+        fc.c.listener.kill()
+    if redis_restart:
+        fc.c.redis.start()
+    if restart_listener:
+        fc.c.start_listener()
+    fc.c.start_worker(queue)
+    recover = fc.wait_final([task_id], 300) - killed_at
+    row = fc.check(fault, [task_id], repetitions=1, recover_s=[recover],
+                   crashes={task_id: 1})
+    rec = fc.rec(task_id)
+    assert rec is not None and rec.state == "delivered", rec
+    row.notes.append(f"answered {recover:.0f} s after the kill (bound: lease {LEASE_SECONDS} s + "
+                     f"grace {LIVENESS_GRACE_SECONDS:.0f} s + 2 x {interval:.0f} s sweeps + "
+                     f"proof); kombu still holds {still_unacked(fc)} unacked message(s)")
+
+
+@pytest.mark.faults
+def test_main_process_only_sigkill(fc: FaultCluster) -> None:
+    whole_worker_sigkill(fc, "27a worker main process SIGKILL + restart", main_only=True)
+
+
+@pytest.mark.faults
+def test_whole_worker_and_listener_sigkill(fc: FaultCluster) -> None:
+    whole_worker_sigkill(fc, "27b worker and listener SIGKILL + restart",
+                         restart_listener=True)
+
+
+@pytest.mark.faults
+def test_worker_sigkill_while_redis_restarts(fc: FaultCluster) -> None:
+    whole_worker_sigkill(fc, "27c worker SIGKILL while Redis restarts", redis_restart=True)
+
+
+@pytest.mark.faults_smoke
+def test_two_workers_on_one_queue_while_a_lease_is_lost(fc: FaultCluster) -> None:
+    """The worker proving a task freezes (SIGSTOP) past its lease; the listener re-drives the
+    task and a second worker on the same queue proves it. Thawed, the first finds another
+    attempt holding the task and stores nothing: one answer, one delivery."""
+    second = None
+    frozen = 0
+    try:
+        task_id = fc.push(3)
+        queue = proving(fc, task_id)
+        rec = fc.rec(task_id)
+        assert rec is not None
+        frozen = int(rec.worker.rsplit(":", 1)[1])  # the pool process proving it
+        first_owner = rec.owner
+        os.kill(frozen, signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        # A second worker on the same queue (an upgrade's overlap, a shared broker).
+        second = worker_proc(fc.c.config, queue, fc.c.workdir, fc.c.env,
+                             name=f"{queue}-b").start()
+        fc.extra_workers.append(second)
+        wait_for(lambda: (r := fc.rec(task_id)) is not None and r.owner != first_owner
+                 and r.state in ("proving", "proved", "delivered"), 240,
+                 "another attempt to take the task over", interval=0.5)
+        os.kill(frozen, signal.SIGCONT)
+        frozen = 0
+        recover = fc.wait_final([task_id], 240) - stopped_at
+        wait_for(lambda: "answer not stored" in "".join(
+            w.output() for w in (*fc.c.workers.values(), second)), 120,
+            "the thawed attempt to finish without storing")
+        rec = fc.rec(task_id)
+        assert rec is not None and rec.state == "delivered" and rec.total_attempts == 2
+        row = fc.check("27d two workers on one queue, a lease lost (SIGSTOP)", [task_id],
+                       repetitions=1, recover_s=[recover], crashes={task_id: 1})
+        row.notes.append(f"answered {recover:.0f} s after the freeze; the thawed attempt "
+                         "stored nothing")
+    finally:
+        if frozen:
+            os.kill(frozen, signal.SIGCONT)
+        if second is not None:
+            second.stop()
+
+
+@pytest.mark.faults_smoke
+def test_smoke_whole_worker_sigkill(fc: FaultCluster) -> None:
+    whole_worker_sigkill(fc, "3 whole worker SIGKILL + restart")
+
+
+@pytest.mark.faults
+def test_whole_worker_sigkill_on_production_defaults(
+        tmp_path_factory: pytest.TempPathFactory, params_dir: Path, fault_lib: Path) -> None:
+    """Row 27e: no override at all (reconcile interval 30 s, production retries): the bound
+    an operator gets."""
+    cluster = start_cluster(tmp_path_factory.mktemp("production"), params_dir, fault_lib,
+                            chunk_slots=1, production=True)
+    try:
+        pc = FaultCluster(cluster).wait_registered()
+        whole_worker_sigkill(pc, "27e worker SIGKILL, production defaults", interval=30)
+    except Exception:
+        print(cluster.logs()[-20000:])
+        raise
+    finally:
+        cluster.stop()

@@ -114,3 +114,19 @@ def test_rules_use_only_metrics_the_roller_exports() -> None:
     used = {name for a in ALERTS for name in re.findall(r"\broller_[a-z_]+", a["expr"])}
     assert len(used) >= 12
     assert not used - exported, f"unknown metrics in the rules: {sorted(used - exported)}"
+
+
+@pytest.mark.integration
+def test_dashboard_queries_parse(tmp_path: Path) -> None:
+    """Every Grafana query is valid PromQL: promtool checks them as recording rules."""
+    import json
+
+    dashboard = json.loads((ROOT / "ops" / "grafana" / "roller-dashboard.json").read_text())
+    exprs = [t["expr"].replace("$__rate_interval", "5m")
+             for p in dashboard["panels"] for t in p.get("targets", [])]
+    rules = {"groups": [{"name": "dashboard", "rules": [
+        {"record": f"dashboard:query{i}", "expr": e} for i, e in enumerate(exprs)]}]}
+    path = tmp_path / "dashboard-rules.yml"
+    path.write_text(yaml.safe_dump(rules))
+    out = promtool("check", "rules", str(path))
+    assert out.returncode == 0, out.stdout + out.stderr

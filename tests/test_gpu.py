@@ -20,7 +20,7 @@ from prometheus_client import REGISTRY
 
 from roller.errors import GpuError
 from roller.localrun import python_env
-from roller.operator import gpu, metrics
+from roller.operator import gpu
 from roller.operator.status import SlotStatus, gpu_cell, render
 from roller.worker import gpu_guard
 from roller.worker.gpu_guard import GpuGuard
@@ -249,7 +249,8 @@ def test_the_sampler_survives_a_failing_read(fake: ModuleType,
                                              caplog: pytest.LogCaptureFixture) -> None:
     nvml = nvml_of(fake)
     guard = GpuGuard(nvml, nvml.resolve("0"), "gpu0@flaky", ["gpu0"], Stopper())
-    fake.nvmlDeviceGetHandleByIndex = lambda index: (_ for _ in ()).throw(OSError("flaky"))
+    setattr(fake, "nvmlDeviceGetHandleByIndex",  # noqa: B010 - a module attribute
+            lambda index: (_ for _ in ()).throw(OSError("flaky")))
     thread = threading.Thread(target=guard.run, args=(0.01,))
     with caplog.at_level(logging.WARNING, logger="roller"):
         thread.start()
@@ -284,6 +285,48 @@ def test_fencing_cancels_queues_on_the_consumers_loop() -> None:
     assert len(consumer.cancelled) == 1 and len(consumer.soon) == 1  # scheduled, not run
     consumer.soon.pop()()  # the loop runs it, in its own thread
     assert consumer.cancelled[-1] == ("gpu1", threading.get_ident())
+
+
+class Sender(FakeConsumer):
+    """What worker_ready sends: the worker's consumer."""
+
+    def __init__(self, hostname: str, queues: list[str]) -> None:
+        super().__init__()
+        self.hostname = hostname
+        self.task_consumer = type("TaskConsumer", (), {
+            "queues": [type("Queue", (), {"name": q})() for q in queues]})()
+
+
+@pytest.fixture
+def no_gpu_state() -> Any:
+    yield
+    gpu_guard._nvml, gpu_guard._refs = None, []
+    if gpu_guard._guard is not None:
+        gpu_guard._guard.stopped.set()
+        gpu_guard._guard = None
+
+
+def test_a_cpu_worker_reports_its_queues_and_no_gpu(no_gpu_state: None) -> None:
+    assert gpu_guard.check("0", loader=lambda: None) == []
+    gpu_guard.start_sampler(sender=Sender("gpu0@cpu", ["gpu0"]))
+    assert value("roller_worker_consuming", worker="gpu0@cpu", queue="gpu0") == 1
+    assert gpu_guard._guard is None
+    assert not [s for m in REGISTRY.collect() for s in m.samples
+                if s.name.startswith("roller_gpu_") and s.labels.get("worker") == "gpu0@cpu"]
+
+
+def test_a_gpu_failing_at_start_is_fenced_before_the_first_job(fake: ModuleType,
+                                                               no_gpu_state: None) -> None:
+    fake.DEVICES[0]["ecc_uncorrected"] = 3
+    refs = gpu_guard.check("0", loader=lambda: nvml_of(fake))
+    assert [r.uuid for r in refs] == [UUIDS[0]]
+    sender = Sender("gpu0@start", ["gpu0"])
+    gpu_guard.start_sampler(sender=sender)
+    # cancelled in worker_ready's own thread, before the consumer's loop fetches anything
+    assert sender.cancelled == [("gpu0", threading.get_ident())] and sender.soon == []
+    assert value("roller_worker_consuming", worker="gpu0@start", queue="gpu0") == 0
+    assert value("roller_gpu_fenced", worker="gpu0@start", gpu="0", uuid=UUIDS[0],
+                 reason="ecc_uncorrected") == 1
 
 
 # -- roller status ---------------------------------------------------------------------------

@@ -6,9 +6,9 @@
   NVML (no `nvidia-ml-py`, no driver: a CPU host) there is no GPU view, one INFO line, and
   the worker starts as before.
 - `worker_ready` (the consumer has subscribed, its event loop has not fetched yet): the
-  `roller_worker_consuming` series of the worker's queues, one reading of each GPU (a GPU
-  already failing is fenced before the first job arrives), then a sampler thread reading
-  them every SAMPLE_SECONDS into the `roller_gpu_*` gauges.
+  `roller_worker_consuming` series of the worker's queues (every worker, GPU view or not);
+  with a GPU view, one reading of each GPU (a GPU already failing is fenced before the first
+  job arrives), then a sampler thread reading them every SAMPLE_SECONDS into `roller_gpu_*`.
 - Fencing: a GPU fallen off the bus, with uncorrectable ECC errors since its last reset, or a
   failed row remapping (`GpuSample.fence_reason`) makes the worker cancel its queues (Celery's
   own `cancel_task_queue`, scheduled on the consumer's event loop: it is not thread-safe) and
@@ -32,9 +32,9 @@ from typing import Any
 
 from celery import signals
 
+from roller.logs import kv
 from roller.operator import gpu, metrics
 from roller.operator.gpu import GpuRef, GpuSample, Nvml
-from roller.logs import kv
 
 log = logging.getLogger(__name__)
 
@@ -162,12 +162,19 @@ def consumer_stopper(consumer: Any) -> Callable[[list[str]], None]:
 
 @signals.worker_ready.connect
 def start_sampler(sender: Any = None, **_: Any) -> None:
+    """Every worker, GPU view or not: its queues as consumed (RollerQueueWithoutWorker);
+    with NVML, its GPUs read now and then every SAMPLE_SECONDS."""
     global _guard
-    if _nvml is None or not _refs or sender is None:
+    if sender is None:
         return
-    queues = [q.name for q in getattr(sender.task_consumer, "queues", [])] or [
+    queues = [q.name for q in getattr(sender.task_consumer, "queues", None) or []] or [
         q for q in os.environ.get("ROLLER_WORKER_QUEUES", "").split(",") if q]
-    guard = GpuGuard(_nvml, _refs, str(sender.hostname), queues, consumer_stopper(sender))
+    worker = str(sender.hostname)
+    for queue in queues:
+        metrics.WORKER_CONSUMING.labels(worker, queue).set(1)
+    if _nvml is None or not _refs:
+        return
+    guard = GpuGuard(_nvml, _refs, worker, queues, consumer_stopper(sender))
     guard.start()
     try:
         guard.poll()  # in the consumer's thread: a failing GPU is fenced before any fetch

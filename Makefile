@@ -17,6 +17,10 @@ setup-dev: setup system-dev venv-dev
 
 RUNTIME_CMDS := redis-server:redis-server gcc:build-essential pkg-config:pkg-config
 DEV_CMDS := chromium:chromium systemd-analyze:systemd
+# promtool for the alert rules' tests (tests/test_alerts.py). Without recommends: they would
+# add node-exporter, smartmontools and their daemons. The package enables and, on a host run
+# by systemd, starts a Prometheus on :9090 (all interfaces): the tests need none, so stop it.
+PROM_CMDS := promtool:prometheus
 # The fleet's systemd test hosts (tests/fleet/nspawn.py). Without recommends: the recommended
 # libnss-mymachines would edit this machine's /etc/nsswitch.conf.
 NSPAWN_CMDS := systemd-nspawn:systemd-container debootstrap:debootstrap
@@ -28,6 +32,9 @@ system:
 system-dev:
 	@$(MAKE) --no-print-directory _apt CMDS="$(DEV_CMDS)"
 	@$(MAKE) --no-print-directory _apt CMDS="$(NSPAWN_CMDS)" APT_OPTS=--no-install-recommends
+	@command -v promtool >/dev/null || { \
+	  $(MAKE) --no-print-directory _apt CMDS="$(PROM_CMDS)" APT_OPTS=--no-install-recommends && \
+	  if [ -d /run/systemd/system ]; then $(SUDO) systemctl disable --now prometheus.service; fi; }
 
 _apt:
 	@missing=""; \

@@ -78,3 +78,8 @@ class GoDecodeError(RollerError):
 class GoSyntaxError(RollerError):
     """A message is not valid JSON; the message mimics Go's parser text (the devnet answers
     it verbatim as a -32700 error)."""
+
+
+class GpuError(RollerError):
+    """A worker's GPU does not exist (an index or UUID NVML does not enumerate) or cannot be
+    read (fallen off the bus); the message names the GPU as configured and as NVML sees it."""

@@ -65,6 +65,36 @@ def test_ledger_collector_reads_queue_depth_and_outbox(redis_url: str, tmp_path:
     assert samples[("roller_outbox_size", (("slot", "chunk-gpu0"),))] == 0
 
 
+def test_ledger_collector_reads_answer_age_and_redis_memory(redis_url: str,
+                                                           tmp_path: Path) -> None:
+    """The alert rules' inputs: the oldest undelivered answer per slot, Redis memory."""
+    cfg = parse_config(config(tmp_path), tmp_path, env={})
+    ledger = TaskLedger.from_url(redis_url)
+    stored = time.time()
+    for n, slot in ((0x33, "chunk-gpu0"), (0x44, "chunk-gpu0")):
+        task = TaskMsg(id="0x" + f"{n:02x}" * 32, type=0, block_hashes=("0x" + "cc" * 32,),
+                       sub_proofs=())
+        ledger.assign(slot, task, epoch=1)
+        ledger.acquire_lease(slot, task.id, "w:1", 30)
+        ledger.start_attempt(slot, task.id, "w:1", "w", "gpu0")
+        ledger.store_proof(slot, ProofDetail(id=task.id, type=0, status=RespStatus.ERROR,
+                                             proof=None, error="x"), 1.0)
+    ledger.r.config_set("maxmemory", 256 << 20)
+    try:
+        registry = CollectorRegistry()
+        registry.register(metrics.LedgerCollector(ledger, cfg.slots, clock=lambda: stored + 900))
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for f in text_string_to_metric_families(generate_latest(registry).decode())
+                   for s in f.samples}
+    finally:
+        ledger.r.config_set("maxmemory", 0)
+    assert samples[("roller_outbox_size", (("slot", "chunk-gpu0"),))] == 2
+    assert 899 <= samples[("roller_outbox_oldest_age_seconds", (("slot", "chunk-gpu0"),))] <= 901
+    assert samples[("roller_outbox_oldest_age_seconds", (("slot", "batch-gpu1"),))] == 0
+    assert samples[("roller_redis_maxmemory_bytes", ())] == 256 << 20
+    assert 0 < samples[("roller_redis_used_memory_bytes", ())] < 256 << 20
+
+
 def test_status_table_from_the_ledger(redis_url: str, tmp_path: Path) -> None:
     cfg = parse_config(config(tmp_path), tmp_path, env={})
     ledger = TaskLedger.from_url(redis_url)

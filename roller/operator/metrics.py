@@ -11,14 +11,21 @@ Where each family comes from:
 - listener: session state, reconnects, tasks received/deduplicated/re-driven, jobs queued,
   proofs by outcome, submit attempts, end-to-end seconds, and at scrape time from Redis:
   queue depth and outbox size;
+- listener at scrape time, for the alert rules (ops/prometheus/roller-alerts.yml): the age of
+  each slot's oldest undelivered answer, Redis memory used and its maxmemory;
 - workers: proving and trace fetch seconds, attempts per task, slot busy gauge, proofs by
-  outcome (prover errors, poison, expired before proving).
+  outcome (prover errors, poison, expired before proving), the queues each worker consumes,
+  and, where NVML is present (roller.operator.gpu), its GPUs' readings and fencing.
+
+The workers' gauges written by a worker's parent process (consuming, GPU readings) use a
+`live*` multiprocess mode: a worker that dies takes its series with it at the next scrape.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import redis
@@ -83,6 +90,42 @@ TASK_ATTEMPTS = Histogram("roller_task_attempts",
 # livesum: a crashed child's file is dropped (mark_process_dead), so its 1 goes away too.
 SLOT_PROVING = Gauge("roller_slot_proving", "1 while the slot's worker is proving",
                      ["slot"], multiprocess_mode="livesum")
+SLOT_INFO = Gauge("roller_slot_info", "1 for each configured slot, with its queue (joins the "
+                  "workers' per-queue and per-GPU series to slots)", ["slot", "queue"])
+# Written by each worker's parent process (roller.worker.gpu_guard) for its own queues.
+WORKER_CONSUMING = Gauge("roller_worker_consuming",
+                         "1 while the worker consumes the queue, 0 once it stopped (a fenced "
+                         "GPU)", ["worker", "queue"], multiprocess_mode="livemax")
+
+# One series per GPU a worker drives: gpu is NVML's index (PCI bus order), uuid the device's.
+GPU_LABELS = ["worker", "gpu", "uuid"]
+GPU_UTILIZATION = Gauge("roller_gpu_utilization_ratio",
+                        "Share of the last NVML sample period (about 1 s) the GPU was busy",
+                        GPU_LABELS, multiprocess_mode="livemax")
+GPU_MEMORY_USED = Gauge("roller_gpu_memory_used_bytes", "GPU memory in use", GPU_LABELS,
+                        multiprocess_mode="livemax")
+GPU_MEMORY_TOTAL = Gauge("roller_gpu_memory_total_bytes", "GPU memory installed", GPU_LABELS,
+                         multiprocess_mode="livemax")
+GPU_TEMPERATURE = Gauge("roller_gpu_temperature_celsius", "GPU core temperature", GPU_LABELS,
+                        multiprocess_mode="livemax")
+GPU_POWER = Gauge("roller_gpu_power_watts", "GPU power draw", GPU_LABELS,
+                  multiprocess_mode="livemax")
+GPU_ECC_UNCORRECTED = Gauge("roller_gpu_ecc_uncorrected_errors",
+                            "Uncorrectable ECC errors since the GPU's last reset (volatile)",
+                            GPU_LABELS, multiprocess_mode="livemax")
+GPU_RETIRED_PAGES_PENDING = Gauge("roller_gpu_retired_pages_pending",
+                                  "1 when retired memory pages wait for a GPU reset",
+                                  GPU_LABELS, multiprocess_mode="livemax")
+GPU_REMAP_PENDING = Gauge("roller_gpu_remapped_rows_pending",
+                          "1 when remapped memory rows wait for a GPU reset", GPU_LABELS,
+                          multiprocess_mode="livemax")
+GPU_THROTTLED = Gauge("roller_gpu_throttled",
+                      "1 for each clock event (throttle) reason active on the GPU",
+                      [*GPU_LABELS, "reason"], multiprocess_mode="livemax")
+GPU_FENCED = Gauge("roller_gpu_fenced",
+                   "1 once the GPU is fenced (reason: lost, ecc_uncorrected, "
+                   "row_remap_failure): its worker stopped consuming", [*GPU_LABELS, "reason"],
+                   multiprocess_mode="livemax")
 
 
 def session_state(slot: str, state: str, generation: str | None = None,
@@ -119,6 +162,7 @@ def proving(slot: str) -> Iterator[None]:
 def init_slots(slots: Iterable[SlotConfig]) -> None:
     """Create every per-slot series at zero, so dashboards show idle slots, not gaps."""
     for slot in slots:
+        SLOT_INFO.labels(slot.name, slot.queue).set(1)
         TASKS_DEDUPLICATED.labels(slot.name)
         REDRIVES.labels(slot.name)
         RECONNECTS.labels(slot.name)
@@ -129,24 +173,35 @@ def init_slots(slots: Iterable[SlotConfig]) -> None:
 
 
 class LedgerCollector(Collector):
-    """Queue depth and outbox size, read from Redis when scraped (always current)."""
+    """Queue depth, outbox size and age, Redis memory: read from Redis when scraped (always
+    current). Redis unreachable: the scrape has none of them (logged), never an error."""
 
-    def __init__(self, ledger: TaskLedger, slots: Iterable[SlotConfig]) -> None:
+    def __init__(self, ledger: TaskLedger, slots: Iterable[SlotConfig],
+                 clock: Callable[[], float] = time.time) -> None:
         self.ledger = ledger
         self.slots = list(slots)
+        self.clock = clock
 
     def describe(self) -> list[GaugeMetricFamily]:
         return list(self._families())
 
-    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+    def _families(self) -> tuple[GaugeMetricFamily, ...]:
         return (GaugeMetricFamily("roller_queue_depth", "Jobs waiting in each slot queue",
                                   labels=["queue"]),
                 GaugeMetricFamily("roller_outbox_size",
                                   "Answers stored but not yet accepted, per slot",
-                                  labels=["slot"]))
+                                  labels=["slot"]),
+                GaugeMetricFamily("roller_outbox_oldest_age_seconds",
+                                  "Seconds since the slot's oldest undelivered answer was "
+                                  "stored (0 with an empty outbox)", labels=["slot"]),
+                GaugeMetricFamily("roller_redis_used_memory_bytes",
+                                  "Memory the broker's Redis uses (INFO used_memory)",
+                                  labels=[]),
+                GaugeMetricFamily("roller_redis_maxmemory_bytes",
+                                  "The broker's Redis maxmemory (0: no limit)", labels=[]))
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        depth, outbox = self._families()
+        depth, outbox, oldest, used, maxmemory = self._families()
         queues = list(dict.fromkeys(s.queue for s in self.slots))
         try:
             pipe = self.ledger.r.pipeline(transaction=False)
@@ -155,16 +210,24 @@ class LedgerCollector(Collector):
                     pipe.llen(key)
             lengths = pipe.execute()
             sizes = {s.name: self.ledger.outbox_size(s.name) for s in self.slots}
+            # Only the in-flight rows (small fields): an answer waits as a `proved` record.
+            stored = {s.name: [row.updated_at for row in self.ledger.live_rows(s.name)
+                               if row.due] for s in self.slots}
+            memory = self.ledger.r.info("memory")
         except redis.RedisError as exc:
             log.warning("metrics: cannot read Redis %s", kv(error=exc))
             return
+        now = self.clock()
         steps = len(queue_keys(""))
         for i, queue in enumerate(queues):
             depth.add_metric([queue], sum(lengths[i * steps:(i + 1) * steps]))
         for slot, count in sizes.items():
             outbox.add_metric([slot], count)
-        yield depth
-        yield outbox
+            times = stored[slot]
+            oldest.add_metric([slot], max(now - min(times), 0.0) if times else 0.0)
+        used.add_metric([], float(memory.get("used_memory", 0)))
+        maxmemory.add_metric([], float(memory.get("maxmemory", 0)))
+        yield from (depth, outbox, oldest, used, maxmemory)
 
 
 def serve(cfg: MetricsConfig, port: int, registry: CollectorRegistry | None = None,

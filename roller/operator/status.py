@@ -2,6 +2,11 @@
 
 Reads only small hash fields (never task or proof bodies) of each slot's most recent tasks,
 so it stays cheap on a ledger with months of history.
+
+On a GPU host with NVML (roller.operator.gpu), a GPU column beside each slot's state shows
+its device measured now (utilisation, temperature), or why it is fenced; run elsewhere (no
+NVML), the table has no GPU column. The slot's `gpu` is read as the index CUDA sees with
+`CUDA_DEVICE_ORDER=PCI_BUS_ID`, which is NVML's index: the order the workers are pinned in.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import redis
 from roller.config import RollerConfig, load_config
 from roller.errors import RollerError
 from roller.ledger import FINAL_STATES, TaskLedger, TaskState
+from roller.operator import gpu
 
 RECENT = 50
 FIELDS = ("state", "received_at", "attempts", "outcome", "prove_seconds", "finished_at",
@@ -65,6 +71,7 @@ class SlotStatus:
     current: TaskRow | None
     last: TaskRow | None
     outbox: int
+    gpu: str | None = None  # the GPU cell; None: no GPU view on this host
 
     def cells(self, now: float) -> list[str]:
         cur = self.current
@@ -72,6 +79,7 @@ class SlotStatus:
         return [self.slot, self.queue, self.session,
                 short_id(cur.task_id) if cur else "-",
                 cur.state if cur else "idle",
+                *([self.gpu] if self.gpu is not None else []),
                 duration(now - received) if received else "-",
                 f"{int(cur.num('attempts') or 0)}" if cur else "-",
                 self._last(now), str(self.outbox)]
@@ -88,7 +96,26 @@ class SlotStatus:
         return " ".join(parts)
 
 
-def collect(ledger: TaskLedger, cfg: RollerConfig, now: float) -> list[SlotStatus]:
+def gpu_cell(nvml: gpu.Nvml, index: int | None) -> str:
+    """The GPU column for a slot on GPU `index`: `87% 61C`, or what is wrong with it."""
+    if index is None:
+        return "-"
+    try:
+        refs = nvml.resolve(str(index))
+        sample = nvml.sample(refs[0])
+    except (RollerError, nvml.error):
+        return f"no GPU {index}"
+    reason = sample.fence_reason()
+    if reason is not None:
+        return f"FENCED {reason[0]}"
+    parts = [f"{sample.utilization:.0%}" if sample.utilization is not None else "?%"]
+    if sample.temperature is not None:
+        parts.append(f"{sample.temperature:.0f}C")
+    return " ".join(parts)
+
+
+def collect(ledger: TaskLedger, cfg: RollerConfig, now: float,
+            nvml: gpu.Nvml | None = None) -> list[SlotStatus]:
     statuses = []
     for slot in cfg.slots:
         rows = [TaskRow(task_id, fields)
@@ -101,6 +128,7 @@ def collect(ledger: TaskLedger, cfg: RollerConfig, now: float) -> list[SlotStatu
             last=max((t for t in rows if t.state in PROVED_STATES),
                      key=lambda t: t.num("updated_at") or 0, default=None),
             outbox=ledger.outbox_size(slot.name),
+            gpu=gpu_cell(nvml, slot.gpu) if nvml is not None else None,
         ))
     return statuses
 
@@ -125,8 +153,11 @@ def _session(fields: dict[str, str], now: float) -> str:
 
 
 def render(statuses: list[SlotStatus], now: float) -> str:
-    rows = [list(HEADER), *(s.cells(now) for s in statuses)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
+    header = list(HEADER)
+    if any(s.gpu is not None for s in statuses):
+        header.insert(header.index("STATE") + 1, "GPU")
+    rows = [header, *(s.cells(now) for s in statuses)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
              for row in rows]
     backlog = sum(s.outbox for s in statuses)
@@ -135,9 +166,9 @@ def render(statuses: list[SlotStatus], now: float) -> str:
                       f"outbox backlog {backlog}", *lines])
 
 
-def snapshot(cfg: RollerConfig, ledger: TaskLedger) -> str:
+def snapshot(cfg: RollerConfig, ledger: TaskLedger, nvml: gpu.Nvml | None = None) -> str:
     now = time.time()
-    return render(collect(ledger, cfg, now), now)
+    return render(collect(ledger, cfg, now, nvml), now)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -148,10 +179,11 @@ def run(args: argparse.Namespace) -> int:
         return 1
     ledger = TaskLedger(redis.Redis.from_url(cfg.broker_url, socket_timeout=10,
                                             decode_responses=True))
+    nvml = gpu.load()
     try:
         while True:
             try:
-                text, failed = snapshot(cfg, ledger), False
+                text, failed = snapshot(cfg, ledger, nvml), False
             except redis.RedisError as exc:
                 text, failed = f"cannot read the ledger from Redis: {exc}", True
             if args.watch:

@@ -10,7 +10,9 @@ swallowed by a worker that cannot prove.
 GPU pinning: a worker drives the GPU its slots name (`slots[].gpu`, or the `gpus`
 shorthand), whatever its queues are called; without one, a queue named `gpuK` means GPU K.
 Pool children inherit `CUDA_VISIBLE_DEVICES`, so the prover (loaded lazily in the child)
-never sees another GPU. Queues whose slots name different GPUs are refused.
+never sees another GPU. Queues whose slots name different GPUs are refused. Where NVML is
+present (roller.worker.gpu_guard), a GPU it does not enumerate is refused the same way, and the
+worker watches and fences its GPU while it runs.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from celery import signals
 from roller.config import ENV_CONFIG, RollerConfig, process_config
 from roller.errors import RollerError
 from roller.logs import kv, log_level
+from roller.worker import gpu_guard
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,10 @@ def boot(options: Any = None, **_: Any) -> None:
     if gpu is not None:
         os.environ.setdefault("CUDA_VISIBLE_DEVICES", gpu)
         os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+    try:
+        gpu_guard.check(os.environ.get("CUDA_VISIBLE_DEVICES"))
+    except RollerError as exc:
+        fatal(f"GPU: {exc}")
     _check_prover(cfg, set(queues) or known)
 
 

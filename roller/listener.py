@@ -11,8 +11,9 @@ Workers store their answers in the outbox and wake the listener, which submits t
 the slot's session. Keystores are decrypted in parallel (scrypt, ~1 s each, runs outside
 the GIL) and each slot's session starts as soon as its own key is ready.
 
-Failure model: a broker outage keeps notifications in memory and retries them every tick
-(a stop in that state logs their ids: the coordinator sends them again after the restart);
+Failure model: a broker outage keeps notifications in memory and retries them every tick,
+with a copy on disk (roller.spool: a listener stopped or killed in that state loses nothing,
+its successor records them; a stop logs their ids);
 a record left in flight with nothing working on it is re-driven by the reconciliation
 (roller.reconcile, by roller.lifecycle's liveness rule); a session that fails for any
 reason, a bug included, is logged and reconnected, so no slot thread ever dies. SIGTERM:
@@ -57,6 +58,7 @@ from roller.protocol.http_messages import task_generation
 from roller.protocol.messages import ProofDetail, RespStatus, TaskMsg, slot_proves
 from roller.protocol.session import CoordinatorSession
 from roller.reconcile import Reconciler
+from roller.spool import HeldTasks
 from roller.submitter import Submitter
 
 log = logging.getLogger("roller.listener")
@@ -155,7 +157,8 @@ class SlotSession(threading.Thread):
     def __init__(self, cfg: RollerConfig, slot: SlotConfig,
                  account: LocalAccount | Future[LocalAccount],
                  dispatcher: Dispatcher, submitter: Submitter, reconciler: Reconciler,
-                 stopping: threading.Event, sessions: SessionFactory | None = None) -> None:
+                 stopping: threading.Event, sessions: SessionFactory | None = None,
+                 spool: HeldTasks | None = None) -> None:
         super().__init__(name=f"session-{slot.name}", daemon=True)
         self.cfg = cfg
         self.slot = slot
@@ -170,6 +173,8 @@ class SlotSession(threading.Thread):
         self.wake = threading.Event()
         self.pending: list[tuple[TaskMsg, int]] = []
         self.lock = threading.Lock()
+        # A copy on disk of what `pending` holds while the broker is down.
+        self.spool = spool
         self.sessions = sessions or SessionFactory(cfg)
         self.coordinator: CoordinatorSession | None = None
         self.epoch = 0
@@ -203,7 +208,8 @@ class SlotSession(threading.Thread):
             return False
 
     def _flush_pending(self) -> None:
-        """Dispatch received tasks; on a broker outage keep them and try again next tick."""
+        """Dispatch received tasks; on a broker outage keep them (in memory and in the
+        spool) and try again next tick."""
         with self.lock:
             tasks, self.pending = self.pending, []
         for i, (task, epoch) in enumerate(tasks):
@@ -214,7 +220,12 @@ class SlotSession(threading.Thread):
                           kv(task_id=task.id, slot=self.slot.name, error=exc))
                 with self.lock:
                     self.pending = tasks[i:] + self.pending
+                    held = [t for t, _ in self.pending]
+                if self.spool is not None:
+                    self.spool.keep(self.slot.name, held)
                 return
+        if tasks and self.spool is not None:
+            self.spool.keep(self.slot.name, [])
 
     def _tick(self, session: CoordinatorSession) -> None:
         self._flush_pending()
@@ -341,14 +352,25 @@ class Listener:
                                                                 os.cpu_count() or 1)),
                                         thread_name_prefix="keystore")
         factory = SessionFactory(cfg)
+        self.spool = HeldTasks(cfg.db_path)
         self.sessions = {
             slot.name: SlotSession(cfg, slot,
                                    self._keys.submit(load_or_create_keystore,
                                                      slot.keystore_path, cfg.keystore_password),
                                    self.dispatcher, self.submitter, self.reconciler,
-                                   self.stopping, factory)
+                                   self.stopping, factory, self.spool)
             for slot in cfg.slots
         }
+        for name, tasks in self.spool.load().items():
+            session = self.sessions.get(name)
+            if session is None:
+                log.warning("held tasks of a slot no longer configured, not recorded %s",
+                            kv(slot=name, task_ids=",".join(t.id for t in tasks)))
+                continue
+            log.info("tasks held by the previous listener, to be recorded %s",
+                     kv(slot=name, task_ids=",".join(t.id for t in tasks)))
+            # Epoch 0: older than any registration, so an id recorded meanwhile is a duplicate.
+            session.pending = [(t, 0) for t in tasks]
         self._keys.shutdown(wait=False)
         self._waker = threading.Thread(target=self._wake_on_proofs, name="proof-waker",
                                        daemon=True)
@@ -413,10 +435,10 @@ class Listener:
             with session.lock:
                 held = [task.id for task, _ in session.pending]
             if held:
-                # Never recorded (the broker was down): the coordinator keeps them assigned to
-                # this key and sends them again when the slot registers after the restart.
-                log.warning("tasks held in memory not recorded at stop %s",
-                            kv(slot=session.slot.name, count=len(held),
+                # Never recorded (the broker was down); the coordinator will not send them
+                # again, so the spool's copy is what the next listener records.
+                log.warning("tasks held in memory not recorded at stop, kept on disk %s",
+                            kv(slot=session.slot.name, count=len(held), path=self.spool.path,
                                task_ids=",".join(held)))
             try:
                 self.ledger.set_session(session.slot.name, "disconnected")

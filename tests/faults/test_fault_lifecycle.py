@@ -100,6 +100,31 @@ def test_broker_down_during_send(fc: FaultCluster) -> None:
     fc.check("21 broker down during send", [task_id, later], repetitions=1, recover_s=[recover])
 
 
+def test_listener_stopped_while_it_holds_a_task(fc: FaultCluster) -> None:
+    """Row 21b: Redis down, a task arrives, the listener is stopped (SIGTERM) holding it: it
+    names the task and keeps it on disk (roller.spool); the coordinator never sends it again
+    (spec 5.3), so the next listener records it from there once Redis is back."""
+    listener = fc.c.listener
+    assert listener is not None
+    fc.c.redis.stop()
+    try:
+        task_id = fc.push()
+        wait_for(lambda: f"task kept in memory task_id={task_id}" in listener.output(),
+                 60, "the listener to keep the task")
+        listener.stop()
+        assert "tasks held in memory not recorded at stop, kept on disk" in listener.output()
+        assert task_id in listener.output().split("kept on disk")[-1]
+    finally:
+        fc.c.redis.start()
+    back = time.monotonic()
+    fc.c.start_listener()
+    fc.wait_final([task_id])
+    assert fc.c.listener is not None
+    assert "tasks held by the previous listener, to be recorded" in fc.c.listener.output()
+    fc.check("21b listener stopped holding a task (Redis down)", [task_id], repetitions=1,
+             recover_s=[time.monotonic() - back])
+
+
 # -- 22. A job that raises -------------------------------------------------------------------
 
 def test_job_that_raises_is_redriven(fc: FaultCluster, tmp_path: Path) -> None:

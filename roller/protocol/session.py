@@ -48,10 +48,10 @@ from roller.protocol.http_messages import (
     FailureType,
     SubmitProofRequest,
     TaskType,
-    agg_proof_to_json,
     from_task_msg,
     to_task_msg,
 )
+from roller.protocol.http_proofs import encode_proof
 from roller.protocol.messages import ProofDetail, ProofMsg, RespStatus, TaskMsg
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,10 @@ def submit_request(detail: ProofDetail, task: TaskMsg) -> SubmitProofRequest:
     if detail.status == RespStatus.OK:
         if detail.proof is None:
             raise WireFormatError("proof", "a successful proof detail carries no proof")
-        return SubmitProofRequest.success(answer, agg_proof_to_json(detail.proof))
+        # The generation's own proof shape: the coordinator keeps only its Go struct's members
+        # and serves them back inside batch/bundle tasks (http_proofs).
+        proof = encode_proof(answer.generation, answer.task_type, answer.task_id, detail.proof)
+        return SubmitProofRequest.success(answer, proof)
     # A roller-side error is not a prover panic (the SDK always says panic, spec 9).
     return SubmitProofRequest.failure(answer, detail.error or "proving failed",
                                       FailureType.NO_PANIC)

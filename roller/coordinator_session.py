@@ -208,4 +208,5 @@ class SessionFactory:
         return HttpCoordinatorSession(
             client, slot=slot.name, task_types=task_types(slot.prove_type, generation),
             prover_height=self.l2_head.height, poll_interval=c.poll_interval_seconds,
-            refused_interval=c.refused_interval_seconds)
+            refused_interval=c.refused_interval_seconds,
+            failure_backoff=c.failure_backoff_seconds)

@@ -23,8 +23,9 @@ A transport failure (or a re-login under a foreign key) marks the session discon
 warnings; an L2 head that cannot be read skips one poll. After a failure report the coordinator
 took, the next get_task waits ``failure_backoff`` (doubling per consecutive report, capped;
 a delivered proof resets it), and a ``poke`` does not cut that wait short. ``submit``
-raises ConnectionLost (retry later), WireFormatError (the task is not one this generation can answer: final), or
-a CoordinatorError whose ``permanent`` flag says whether the submission is final.
+raises ConnectionLost (retry later), WireFormatError (the task is not one this generation
+can answer: final), or a CoordinatorError whose ``permanent`` flag says whether the submission
+is final.
 """
 
 from __future__ import annotations

@@ -77,6 +77,8 @@ class CoordinatorConfig:
     provider_type: int = 1  # http-h4: 1 internal, 2 external
     poll_interval_seconds: float = 15.0
     refused_interval_seconds: float = 60.0
+    # After a failure report: no new task for this long, doubling per consecutive report.
+    failure_backoff_seconds: float = 30.0
     request_timeout_seconds: float | None = None  # None: 60 s, 1800 s for http-h4
 
     @property
@@ -97,7 +99,10 @@ class ProverConfig:
 @dataclass(frozen=True)
 class RetryConfig:
     max_prove_attempts: int = 3  # started attempts per assignment
-    max_task_attempts: int = 9  # started attempts per task id, across re-assignments
+    # Started attempts per task id, across re-assignments: below the coordinator's
+    # `session_attempts` (5 in Scroll's sample configs), so one roller never spends a shared
+    # coordinator's whole budget on a task (issue 22).
+    max_task_attempts: int = 4
     trace_retries: int = 3
     submit_backoff_seconds: float = 2.0
     submit_backoff_max_seconds: float = 120.0
@@ -322,7 +327,8 @@ ROOT_KEYS = ("roller_name", "keystore_path", "keystore_password", "coordinator_u
 
 def _coordinator(c: _Reader, url: str) -> CoordinatorConfig:
     c.only(("protocol", "prover_version", "hard_fork_name", "vks", "provider_type",
-            "poll_interval_seconds", "refused_interval_seconds", "request_timeout_seconds"))
+            "poll_interval_seconds", "refused_interval_seconds", "request_timeout_seconds",
+            "failure_backoff_seconds"))
     scheme = urlsplit(url).scheme
     if scheme not in ("ws", "wss", "http", "https"):
         raise ConfigError(f"coordinator_url: expected a ws(s):// or http(s):// URL, got "
@@ -358,6 +364,7 @@ def _coordinator(c: _Reader, url: str) -> CoordinatorConfig:
         provider_type=provider_type,
         poll_interval_seconds=c.num("poll_interval_seconds", 15.0),
         refused_interval_seconds=c.num("refused_interval_seconds", 60.0),
+        failure_backoff_seconds=c.num("failure_backoff_seconds", 30.0),
         request_timeout_seconds=(c.num("request_timeout_seconds", 60.0)
                                  if c.has("request_timeout_seconds") else None),
     )
@@ -426,7 +433,7 @@ def parse_config(data: Any, base: Path, env: dict[str, str] | None = None) -> Ro
         visibility_timeout_seconds=r.integer("visibility_timeout_seconds", 86400, minimum=60),
         retry=RetryConfig(
             max_prove_attempts=per_assignment,
-            max_task_attempts=rt.integer("max_task_attempts", max(9, per_assignment),
+            max_task_attempts=rt.integer("max_task_attempts", max(4, per_assignment),
                                          minimum=per_assignment),
             trace_retries=rt.integer("trace_retries", 3, minimum=1),
             submit_backoff_seconds=rt.num("submit_backoff_seconds", 2.0),

@@ -8,21 +8,33 @@ slot's name, declares the slot's prover type (H3+) and asks for the task types t
 prover proves (a batch prover also proves bundles from H3 on, spec 5.1).
 
 Failure model: detection spends one fresh challenge per try and nothing else (spec 8.2);
-its failures (coordinator down, a refused login) raise from `new` like any connection
-failure, and the listener retries with backoff. A detected generation is kept for the
-life of the process (every slot speaks to the same coordinator); a WrongGeneration from a
-later login forgets it, so the next connection detects again.
+its failures (coordinator down, a refused login, and an outage answer to the challenge
+probe: 403, 429, 5xx) raise from `new` like any connection failure and conclude nothing;
+the listener retries with backoff. A detected generation is kept for the life of the
+process (every slot speaks to the same coordinator) once a session built from it has
+connected; until then it is on probation: a session built from it that fails to open
+(ConnectionLost, WrongGeneration: e.g. a WS handshake against what was an HTTP coordinator
+behind a flaky proxy) forgets it, so the next connection detects again. A WrongGeneration
+from a later login forgets it too (the listener calls `forget_detection`).
+
+Detection logs in (spec 8.2 offers no login-free probe past the challenge): on an H3
+coordinator the H4 try leaves one `auth message verify failure` in its log, and on H1/H2 a
+try with another layout is a login under a foreign key. Pinning `coordinator.protocol`
+avoids both; the listener says so at start-up.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
 
+import requests
 from eth_account.signers.local import LocalAccount
 
 from roller.config import WS_PROTOCOLS, RollerConfig, SlotConfig
+from roller.errors import ConnectionLost, WrongGeneration
 from roller.l2_head import L2Head
 from roller.protocol.coordinator_client import CoordinatorClient, redact_url
 from roller.protocol.http_client import (
@@ -34,7 +46,7 @@ from roller.protocol.http_client import (
     detect_generation,
 )
 from roller.protocol.http_messages import Generation, ProverType, TaskType
-from roller.protocol.messages import ProveType
+from roller.protocol.messages import ProofDetail, ProveType, TaskMsg
 from roller.protocol.session import (
     CoordinatorSession,
     HttpCoordinatorSession,
@@ -65,13 +77,66 @@ def ws_url_of(url: str) -> str:
     return urlunsplit(("wss" if parts.scheme == "https" else "ws", *parts[1:]))
 
 
+AUTO_DETECTION_NOTE = (
+    "coordinator.protocol auto: detection logs in with other generations' layouts (an H3 "
+    "coordinator logs one 'auth message verify failure', an H1/H2 one may record a login "
+    "under a foreign key); pin coordinator.protocol to avoid it")
+
+
+class _OnProbation:
+    """A session built from a detection no session has confirmed yet: its first open either
+    confirms the detection or, failing to connect, forgets it (module docstring)."""
+
+    def __init__(self, inner: CoordinatorSession, factory: SessionFactory,
+                 detection: Detection) -> None:
+        self.inner = inner
+        self.generation = inner.generation
+        self._factory = factory
+        self._detection = detection
+
+    def open(self, on_task: Callable[[TaskMsg], None], idle: Callable[[], bool]) -> None:
+        try:
+            self.inner.open(on_task, idle)
+        except (ConnectionLost, WrongGeneration) as exc:
+            log.warning("session of a detected generation failed to connect, detection "
+                        "forgotten generation=%s error=%s", self.generation, exc)
+            self._factory.forget_detection(self._detection)
+            raise
+        self._factory.confirm_detection(self._detection)
+
+    @property
+    def connected(self) -> bool:
+        return self.inner.connected
+
+    @property
+    def token_expires(self) -> float | None:
+        return self.inner.token_expires
+
+    def submit(self, task: TaskMsg, detail: ProofDetail, account: LocalAccount) -> None:
+        self.inner.submit(task, detail, account)
+
+    def poke(self) -> None:
+        self.inner.poke()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 class SessionFactory:
-    def __init__(self, cfg: RollerConfig) -> None:
+    """`http_session`: makes the requests.Session of each HTTP client and of detection (an
+    injected transport for tests; default requests.Session)."""
+
+    def __init__(self, cfg: RollerConfig,
+                 http_session: Callable[[], requests.Session] | None = None) -> None:
         self.cfg = cfg
         self.coordinator = cfg.coordinator
         self.l2_head = L2Head(cfg.trace_endpoint)
         self._lock = threading.Lock()
         self._detected: Detection | None = None
+        self._confirmed = False
+        self._http_session = http_session or requests.Session
+        if self.coordinator.protocol == "auto":
+            log.info(AUTO_DETECTION_NOTE)
 
     def new(self, slot: SlotConfig, account: LocalAccount) -> CoordinatorSession:
         protocol = self.coordinator.protocol
@@ -80,15 +145,29 @@ class SessionFactory:
         if protocol == "auto":
             detection = self._detect(slot, account)
             if detection.generation is None:
-                return self._ws(ws_url_of(url), "ws-2023-06", slot, account)
-            protocol, four = detection.generation.value, detection.h2_always_four
+                session = self._ws(ws_url_of(url), "ws-2023-06", slot, account)
+            else:
+                session = self._http(url, detection.generation, slot, account,
+                                     detection.h2_always_four)
+            with self._lock:
+                confirmed = self._confirmed and self._detected is detection
+            return session if confirmed else _OnProbation(session, self, detection)
         if protocol in WS_PROTOCOLS:
             return self._ws(url, protocol, slot, account)
         return self._http(url, Generation(protocol), slot, account, four)
 
-    def forget_detection(self) -> None:
+    def forget_detection(self, detection: Detection | None = None) -> None:
+        """Detect again at the next connection (`detection`: only if it is still the kept
+        one, so a late failure of an old session does not drop a newer detection)."""
         with self._lock:
-            self._detected = None
+            if detection is None or self._detected is detection:
+                self._detected = None
+                self._confirmed = False
+
+    def confirm_detection(self, detection: Detection) -> None:
+        with self._lock:
+            if self._detected is detection:
+                self._confirmed = True
 
     def _detect(self, slot: SlotConfig, account: LocalAccount) -> Detection:
         with self._lock:
@@ -98,7 +177,7 @@ class SessionFactory:
                     self.cfg.coordinator_url, account, prover_name=slot.name,
                     prover_version=c.prover_version,
                     prover_types=prover_types(slot.prove_type), vks=c.vks,
-                    timeouts=self._timeouts(None))
+                    session=self._http_session(), timeouts=self._timeouts(None))
                 found = self._detected.generation
                 log.info("coordinator generation detected url=%s generation=%s slot=%s",
                          redact_url(self.cfg.coordinator_url),
@@ -125,8 +204,9 @@ class SessionFactory:
             vks=c.vks if generation.rank >= 3 else (),
             hard_fork_name=c.hard_fork_name if generation == Generation.H2 else "",
             provider_type=c.provider_type, h2_always_four=h2_always_four,
-            timeouts=self._timeouts(generation))
+            session=self._http_session(), timeouts=self._timeouts(generation))
         return HttpCoordinatorSession(
             client, slot=slot.name, task_types=task_types(slot.prove_type, generation),
             prover_height=self.l2_head.height, poll_interval=c.poll_interval_seconds,
-            refused_interval=c.refused_interval_seconds)
+            refused_interval=c.refused_interval_seconds,
+            failure_backoff=c.failure_backoff_seconds)

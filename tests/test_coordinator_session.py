@@ -29,6 +29,11 @@ def config(tmp_path: Path, url: str, l2: str, **coordinator: Any) -> Any:
     }, tmp_path, env={})
 
 
+def inner(session: Any) -> Any:
+    """The session under a detection's probation wrapper (coordinator_session._OnProbation)."""
+    return getattr(session, "inner", session)
+
+
 def test_task_types_per_slot_and_generation() -> None:
     assert task_types(0, Generation.H3) == (TaskType.CHUNK,)
     assert task_types(1, Generation.H2) == (TaskType.BATCH,)
@@ -42,7 +47,7 @@ def test_auto_detects_each_http_generation(tmp_path: Path, gen: str) -> None:
                 protocol=gen, chunk_size=2) as net:
         factory = SessionFactory(config(tmp_path, net.coordinator_url, net.l2_url))
         slot = factory.cfg.slots[1]
-        session = factory.new(slot, Account.create())
+        session = inner(factory.new(slot, Account.create()))
         assert isinstance(session, HttpCoordinatorSession)
         assert session.generation == gen
         assert session.task_types == task_types(1, Generation(gen))
@@ -60,7 +65,7 @@ def test_auto_finds_the_websocket_era_behind_an_http_url(tmp_path: Path) -> None
         url = net.ws_url.replace("ws://", "http://")
         factory = SessionFactory(config(tmp_path, url, net.l2_url))
         session = factory.new(factory.cfg.slots[0], Account.create())
-        assert isinstance(session, WsCoordinatorSession)
+        assert isinstance(inner(session), WsCoordinatorSession)
         assert session.generation == "ws-2023-06"
         session.open(lambda task: None, lambda: True)  # registers at the ws:// address
         try:

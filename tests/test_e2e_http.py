@@ -65,7 +65,7 @@ def http_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
                      "--verifier", "native", "--login-ttl", "4", "--session-attempts", "2"],
         config_extra={
             "coordinator": {"protocol": gen, "poll_interval_seconds": 0.5,
-                            "refused_interval_seconds": 1},
+                            "refused_interval_seconds": 1, "failure_backoff_seconds": 1},
             "retry": {"trace_retries": 1, "max_prove_attempts": 1,
                       "reconnect_backoff_seconds": 0.2, "reconnect_backoff_max_seconds": 2}})
     bundles = gen in ("http-h3", "http-h4")

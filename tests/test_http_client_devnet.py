@@ -25,18 +25,35 @@ from roller.protocol.http_client import HttpCoordinatorClient, detect_generation
 from roller.protocol.http_messages import (
     FailureType,
     Generation,
+    GetTaskResponse,
     SubmitProofRequest,
-    agg_proof_to_json,
     compressed_pk,
 )
+from roller.protocol.http_proofs import encode_proof
 from roller.protocol.messages import AggProof, ProofDetail, TaskMsg, WsVariant
 from roller.protocol.session import HttpCoordinatorSession, WsCoordinatorSession
 
 GENS = [Generation.H1, Generation.H2, Generation.H3]
 VERSION = "v4.4.45-000000-000000-000000"
-GOOD = AggProof(b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, b"\x04" * 32, 2)
+
+
+def _stand_in_instance(blocks: int) -> bytes:
+    """216 bytes that read as a chunk instance and as a one-entry batch/bundle instance, each
+    with `blocks` blocks: what survives the coordinator's struct is re-derived from it."""
+    inst = bytearray(b"\x02" * 216)
+    inst[144:152] = inst[208:216] = blocks.to_bytes(8, "big")
+    return bytes(inst)
+
+
+GOOD = AggProof(b"\x01" * 32, _stand_in_instance(2), _stand_in_instance(2)[136:200],
+                b"\x04" * 32, 2)
 BAD = AggProof(MOCK_INVALID_PROOF, b"", b"\x03" * 32, b"", 0)
 CHUNK = "0x" + "11" * 32
+
+
+def answer(task: GetTaskResponse, proof: AggProof) -> str:
+    """The proof JSON in the task's generation's shape (as the session sends it)."""
+    return encode_proof(task.generation, task.task_type, task.task_id, proof)
 
 
 class Clock:
@@ -92,17 +109,17 @@ def test_login_get_task_submit_valid(coord: HttpCoordinator) -> None:
     assert bool(task.uuid) == (coord.gen != Generation.H1)
     with pytest.raises(he.TaskAlreadyAssigned):  # one assigned task per key
         client.get_task((1,), 10**6)
-    client.submit_proof(SubmitProofRequest.success(task, agg_proof_to_json(GOOD)))
+    client.submit_proof(SubmitProofRequest.success(task, answer(task, GOOD)))
     assert coord.book.tasks[CHUNK].state == VERIFIED
     with pytest.raises(he.AlreadySubmitted) as err:
-        client.submit_proof(SubmitProofRequest.success(task, agg_proof_to_json(GOOD)))
+        client.submit_proof(SubmitProofRequest.success(task, answer(task, GOOD)))
     assert err.value.permanent
     batch = client.get_task((2,), 10**6)  # the chain's batch, with the chunk proof inline
     assert batch is not None and batch.task_type == 2
     data = json.loads(batch.task_data)
     assert len(data["chunk_proofs"]) == 1 and data["chunk_infos"][0]["is_padding"] is False
     assert ("batch_header" in data) == (coord.gen == Generation.H3)
-    client.submit_proof(SubmitProofRequest.success(batch, agg_proof_to_json(GOOD)))
+    client.submit_proof(SubmitProofRequest.success(batch, answer(batch, GOOD)))
     if coord.gen == Generation.H3:
         bundle = client.get_task((3,), 10**6)
         assert bundle is not None and bundle.task_type == 3
@@ -124,7 +141,7 @@ def test_failure_report_is_accepted_and_task_comes_back(coord: HttpCoordinator) 
         client.submit_proof(SubmitProofRequest.failure(again, "out of memory"))
     else:
         with pytest.raises(he.InvalidProof):
-            client.submit_proof(SubmitProofRequest.success(again, agg_proof_to_json(BAD)))
+            client.submit_proof(SubmitProofRequest.success(again, answer(again, BAD)))
     assert coord.book.tasks[CHUNK].state == FAILED  # session_attempts (2) spent
     assert client.get_task((1,), 10**6) is None
 
@@ -136,7 +153,7 @@ def test_h2_does_not_verify_chunk_proofs(clock: Clock) -> None:
         client = client_for(c)
         task = client.get_task((1,), 10**6)
         assert task is not None
-        client.submit_proof(SubmitProofRequest.success(task, agg_proof_to_json(BAD)))
+        client.submit_proof(SubmitProofRequest.success(task, answer(task, BAD)))
         assert c.book.tasks[CHUNK].state == VERIFIED
     finally:
         c.stop()
@@ -388,7 +405,7 @@ def test_devnet_protocol_http(gen: str) -> None:
                                        vks=("mock_vk",))
         task = client.get_task((1,), 10**9)
         assert task is not None
-        client.submit_proof(SubmitProofRequest.success(task, agg_proof_to_json(GOOD)))
+        client.submit_proof(SubmitProofRequest.success(task, answer(task, GOOD)))
         pushed = requests.post(net.control_url + "push_task",
                                json={"type": 0, "block_hashes": [BLOCK_02]}, timeout=5)
         assert pushed.status_code == 200
@@ -468,7 +485,7 @@ def test_h4_redelivers_the_assigned_task_and_keeps_a_failed_one_from_its_key(
         other = client_for(c)
         handed = other.get_task((1,), 10**6)
         assert handed is not None and handed.task_id == CHUNK and handed.uuid != task.uuid
-        other.submit_proof(SubmitProofRequest.success(handed, agg_proof_to_json(GOOD)))
+        other.submit_proof(SubmitProofRequest.success(handed, answer(handed, GOOD)))
         assert c.book.tasks[CHUNK].state == VERIFIED
     finally:
         c.stop()

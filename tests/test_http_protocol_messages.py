@@ -9,8 +9,9 @@ import pytest
 import rlp
 from eth_account import Account
 
-from roller.errors import WireFormatError
-from roller.protocol import http_jwt
+from roller.devnet import proof_structs
+from roller.errors import GoDecodeError, WireFormatError
+from roller.protocol import http_jwt, http_proofs
 from roller.protocol.http_messages import (
     Envelope,
     FailureType,
@@ -20,6 +21,7 @@ from roller.protocol.http_messages import (
     LoginMessage,
     LoginRequest,
     SubmitProofRequest,
+    TaskType,
     TokenResponse,
     agg_proof_from_json,
     agg_proof_to_json,
@@ -259,10 +261,23 @@ def test_task_msg_bridge_and_ws_json_unchanged() -> None:
         from_task_msg(TaskMsg.loads(ws))
 
 
+def _layout(kind: int, blocks: int, fill: int) -> AggProof:
+    """An AggProof whose instance has the native layout of `kind` (HTTP numbering), so its
+    final_pair and block_count are what the codec re-derives."""
+    if kind == TaskType.CHUNK:
+        instance = bytes([fill]) * 208 + blocks.to_bytes(8, "big")
+    else:
+        instance = bytes([fill]) * 144 + blocks.to_bytes(8, "big") + bytes([fill]) * 64
+    final_pair, block_count = http_proofs.derive(kind, instance)
+    assert block_count == blocks and len(final_pair) == 64
+    return AggProof(bytes([fill]) * 32, instance, final_pair, b"\x04" * 32, blocks)
+
+
 def test_task_msg_carries_the_sub_proofs_of_batch_and_bundle_tasks() -> None:
-    one = AggProof(b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, b"\x04", 3)
-    two = AggProof(b"\x05" * 32, b"\x06" * 32, b"", b"", 2)
-    proofs = [json.loads(agg_proof_to_json(p)) for p in (one, two)]
+    one, two = _layout(1, 3, 1), _layout(1, 2, 6)
+    proofs = [http_proofs.encode_value(Generation.H3, 1, "0x01", p) for p in (one, two)]
+    # What the Go struct drops is gone; the codec re-derives it from the instance.
+    assert all(set(p) == {"protocol", "proof", "instances", "vk"} for p in proofs)
     # A coordinator's re-encoded proofs gain members (`storage_trace`, `chunk_info`, ...):
     # ignored, like Go's decoder; batch_header and blob_bytes stay in http_task, opaque.
     proofs[0].update(storage_trace=None, chunk_info={"chain_id": 1})
@@ -272,13 +287,50 @@ def test_task_msg_carries_the_sub_proofs_of_batch_and_bundle_tasks() -> None:
     msg = to_task_msg(batch)
     assert msg.type == ProveType.AGGREGATOR and msg.sub_proofs == (one, two)
     assert from_task_msg(TaskMsg.loads(msg.dumps())) == batch
+    batch_proof = _layout(2, 5, 9)
+    h4 = http_proofs.encode_value(Generation.H4, 2, "0x" + "ab" * 32, batch_proof)
+    assert h4["metadata"]["batch_hash"] == "0x" + "ab" * 32
     bundle = GetTaskResponse(Generation.H4, "ab" * 32, 3, json.dumps(
-        {"fork_name": "euclidv2", "batch_proofs": proofs[1:]}), uuid="u3")
-    assert to_task_msg(bundle).sub_proofs == (two,)
+        {"fork_name": "euclidv2", "batch_proofs": [h4]}), uuid="u3")
+    assert to_task_msg(bundle).sub_proofs == (batch_proof,)
     with pytest.raises(WireFormatError, match=r"task_data.chunk_proofs\[1\].proof"):
         bad = [proofs[0], {"proof": "not base64!"}]
         to_task_msg(GetTaskResponse(Generation.H2, "0x02", 2, json.dumps(
             {"chunk_infos": [], "chunk_proofs": bad}), uuid="u4"))
+
+
+@pytest.mark.parametrize("gen", list(Generation))
+def test_each_generation_round_trips_through_its_go_struct(gen: Generation) -> None:
+    """encode -> the devnet's Go struct (unknown members dropped, Go base64) -> decode gives
+    the prover's AggProof back, final_pair and block_count re-derived; H3 batches name their
+    batch hash, a bundle's EVM proof carries the instance as hex."""
+    for kind in (1, 2, 3) if gen.rank >= 3 else (1, 2):
+        proof = _layout(kind, 4, 7)
+        task_id = "0x" + "cd" * 32
+        text = http_proofs.encode_proof(gen, kind, task_id, proof)
+        stored = proof_structs.round_trip(gen, kind, text)
+        assert "final_pair" not in json.dumps(stored)
+        assert http_proofs.decode_value(gen, kind, stored) == proof
+        if gen == Generation.H3 and kind == 2:
+            assert stored["batch_hash"] == task_id
+    # The struct drops what it does not declare, and a nil []byte comes back as null.
+    legacy = proof_structs.round_trip(Generation.H1, 1, agg_proof_to_json(_layout(1, 1, 1)))
+    assert list(legacy) == ["storage_trace", "protocol", "proof", "instances", "vk"]
+    assert legacy["storage_trace"] is None and legacy["protocol"] is None
+    with pytest.raises(GoDecodeError, match="message.ChunkProof.proof of type"):
+        proof_structs.round_trip(Generation.H4, 1, agg_proof_to_json(_layout(1, 1, 1)))
+    with pytest.raises(GoDecodeError, match="common.Hash"):
+        proof_structs.round_trip(Generation.H3, 2, '{"batch_hash": "ab"}')
+
+
+def test_codec_leaves_unlaid_instances_to_the_prover() -> None:
+    """An instance of no valid layout re-derives nothing: the prover refuses it itself."""
+    assert http_proofs.derive(1, b"\x01" * 32) == (b"", 0)
+    assert http_proofs.derive(2, b"\x01" * 150) == (b"", 0)
+    empty = http_proofs.decode_value(Generation.H3, 1, {})
+    assert empty == AggProof(b"", b"", b"", b"", 0)
+    with pytest.raises(WireFormatError, match="public_values"):
+        http_proofs.decode_value(Generation.H4, 1, {"proof": {"public_values": [256]}})
 
 
 def test_agg_proof_json_round_trip() -> None:

@@ -16,6 +16,14 @@ found`` as text for unknown paths), error codes and texts. Modelled era per gene
 A failed or timed-out task goes back to the unassigned set at once (H2/H3 behaviour, used
 for H1 too) until ``session_attempts`` is spent; then it fails.
 
+Proofs round-trip as a real coordinator's ORM makes them (roller.devnet.proof_structs): a
+submitted proof is decoded into the generation's Go struct (unknown members dropped, base64
+as Go writes it) and stored re-encoded; batch and bundle tasks serve their sub-proofs from
+that stored form. The verifier sees the stored form too, decoded by the generation's codec
+(roller.protocol.http_proofs), which re-derives what the native verifier needs from the
+instance bytes, as a real verifier reads its own struct. So an answer a real coordinator
+would mangle is mangled here too.
+
 Task ledger: the devnet's TaskBook/TaskRecord (types 0 chunk, 1 batch, 2 bundle), so the
 control API and tests read the same ledger as for the WS devnet. State is touched only
 through ``run`` (the devnet's event-loop serialiser; a lock when standalone); proof
@@ -44,6 +52,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from eth_utils import keccak
 
+from roller.devnet import proof_structs
 from roller.devnet.tasksource import (
     AGGREGATOR,
     ASSIGNED,
@@ -56,7 +65,7 @@ from roller.devnet.tasksource import (
     TaskRecord,
 )
 from roller.devnet.verifier import Verifier
-from roller.errors import SignatureError, WireFormatError
+from roller.errors import GoDecodeError, GoSyntaxError, SignatureError, WireFormatError
 from roller.protocol import http_jwt, signing
 from roller.protocol.encoding import go_dumps
 from roller.protocol.http_errors import ErrCode
@@ -67,9 +76,8 @@ from roller.protocol.http_messages import (
     ProofStatus,
     SubmitProofRequest,
     TaskType,
-    agg_proof_from_json,
-    agg_proof_to_json,
 )
+from roller.protocol.http_proofs import decode_value, encode_value
 from roller.protocol.messages import AggProof
 
 log = logging.getLogger(__name__)
@@ -129,6 +137,8 @@ class _State:
     rows: list[ProverTask] = field(default_factory=list)
     attempts: dict[str, int] = field(default_factory=dict)
     bundled: set[str] = field(default_factory=set)
+    # Verified proofs as stored (the Go struct re-encoded), by the AggProof the book keeps.
+    stored: dict[AggProof, Any] = field(default_factory=dict)
 
 
 class HttpCoordinator:
@@ -420,7 +430,8 @@ class HttpCoordinator:
             if self.gen == Generation.H4 else {}
         if task.type == BASIC:
             return go_dumps({**fork, "block_hashes": list(task.block_hashes)})
-        proofs = [json.loads(agg_proof_to_json(p)) for p in task.sub_proofs]
+        sub_type = TaskType.BATCH if task.type == BUNDLE else TaskType.CHUNK
+        proofs = [self._served(p, sub_type) for p in task.sub_proofs]
         if task.type == BUNDLE:
             return go_dumps({**fork, "batch_proofs": proofs})
         zero = "0x" + "00" * 32
@@ -432,6 +443,16 @@ class HttpCoordinator:
         if self.gen.rank >= 3:
             data.update(batch_header=None, blob_bytes=None)  # codec v0 (spec 5.3)
         return go_dumps(data)
+
+    def _served(self, proof: AggProof, task_type: int) -> Any:
+        """A sub-proof as the coordinator serves it: the stored struct of the verified
+        submission; a sub-proof seeded into the book directly goes through the struct too."""
+        stored = self.state.stored.get(proof)
+        if stored is None:
+            value = encode_value(self.gen, task_type, "", proof)
+            stored = proof_structs.encode(self.gen, task_type,
+                                          proof_structs.decode(self.gen, task_type, value))
+        return stored
 
     def _expire(self) -> None:
         """The timeout cron, run lazily before each dispatch and submission."""
@@ -476,6 +497,14 @@ class HttpCoordinator:
                 raise _Refusal(ErrCode.PARAMETER_INVALID, f"parameter invalid, err:{exc}"
                                ) from exc
             params = None
+        if params is not None and params.status == ProofStatus.OK and self.gen.rank < 3:
+            # H1/H2: the controller unmarshals the proof into the struct before anything else.
+            kind = {1: "chunk", 2: "batch", 3: "bundle"}.get(params.task_type, "chunk")
+            try:
+                self._stored_form(params.task_type, params.proof)
+            except (GoDecodeError, GoSyntaxError) as exc:
+                raise _Refusal(ErrCode.PARAMETER_INVALID,
+                               f"unmarshal parameter {kind} proof invalid, err:{exc}") from exc
         pk = claims.get("public_key")
         if not isinstance(pk, str) or not pk:
             raise _Refusal(ErrCode.HANDLE_ZK_PROOF_FAILURE, "get public key from context failed")
@@ -505,7 +534,16 @@ class HttpCoordinator:
             self._run(lambda: self._close(row, "invalid", failure_type=5))
             raise _Refusal(ErrCode.HANDLE_ZK_PROOF_FAILURE,
                            fail + "validator failure chunk/batch have proved and verified success")
-        proof = agg_proof_from_json(params.proof)
+        try:
+            stored = self._stored_form(row.task_type, params.proof)
+        except (GoDecodeError, GoSyntaxError) as exc:
+            # H3+: the raw Go JSON error; the row stays assigned until its timeout (spec 6.3).
+            raise _Refusal(ErrCode.HANDLE_ZK_PROOF_FAILURE, fail + str(exc)) from exc
+        try:
+            proof = decode_value(self.gen, row.task_type, stored)
+        except WireFormatError as exc:  # decodes into the struct, but holds no usable proof
+            proof = AggProof(b"", b"", b"", b"", 0)
+            log.info("stored proof unreadable task_id=%s error=%s", row.task_id, exc)
         if self.config.verify_delay > 0:
             time.sleep(self.config.verify_delay)  # outside the state lock: others go on
         valid = self._verify(task, row.task_type, proof)
@@ -518,6 +556,7 @@ class HttpCoordinator:
                                      "valid": valid})
             if valid:
                 task.proof = proof
+                self.state.stored[proof] = stored
                 self._on_verified(task)
 
         self._run(close)
@@ -526,6 +565,13 @@ class HttpCoordinator:
             raise _Refusal(ErrCode.HANDLE_ZK_PROOF_FAILURE,
                            fail + "verification succeeded, it's an invalid proof")
         return None
+
+    def _stored_form(self, task_type: int, text: str) -> Any:
+        """The proof text decoded into the generation's struct and re-encoded (GoDecodeError,
+        GoSyntaxError when it does not decode)."""
+        if task_type not in proof_structs.STRUCTS[self.gen]:
+            raise GoDecodeError(f"parameter wrong proof type:illegal proof type: {task_type}")
+        return proof_structs.round_trip(self.gen, task_type, text)
 
     def _find_row(self, params: SubmitProofRequest, pk: str) -> ProverTask:
         self._expire()

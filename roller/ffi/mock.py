@@ -2,10 +2,13 @@
 
 Proofs are self-consistent hashes: verify_* accepts exactly what gen_* of the same kind (chunk,
 batch, bundle: the kind is sealed in) produced, and the AggProof shape follows the coordinator's
-sanity rules (non-empty fields, lengths multiple of 32). A mock instance is a hash of the input,
-not chunk info: of the task's chunk (or batch) infos verify_* checks only the block count (the one
-field a mock proof carries honestly), like the devnet's stand-in verifier. As natively, a batch
-takes chunk proofs only and a bundle batch proofs only.
+sanity rules (non-empty proof, final_pair and vk, lengths multiple of 32). A mock instance is a
+hash of the input laid out as the native instance is (a chunk's 216 bytes, a batch's or bundle's
+152 + 32), so its block count and final pair can be re-derived from it after an HTTP
+coordinator's struct round trip (roller.protocol.http_proofs) exactly as a native proof's. It is
+not chunk info: of the task's chunk (or batch) infos verify_* checks only the block count (the
+one field a mock proof carries honestly), like the devnet's stand-in verifier. As natively, a
+batch takes chunk proofs only and a bundle batch proofs only.
 """
 
 from __future__ import annotations
@@ -42,7 +45,15 @@ class MockProver:
     def warm_up(self, prove_type: int) -> None:
         """Nothing to initialise."""
 
-    def _proof(self, kind: int, instance: bytes, block_count: int) -> str:
+    def _proof(self, kind: int, digest: bytes, block_count: int) -> str:
+        # Imported here: roller.ffi must not load the protocol package at import time.
+        from roller.protocol.http_proofs import derive
+
+        if kind == CHUNK:
+            instance = (digest * 7)[:208] + block_count.to_bytes(8, "big")
+        else:
+            instance = (digest * 5)[:144] + block_count.to_bytes(8, "big") + digest
+        final_pair, _ = derive(kind + 1, instance)  # HTTP numbering: 1 chunk, 2 batch, 3 bundle
         if self.delay:
             time.sleep(self.delay)
         if self.fail_with is not None:
@@ -51,7 +62,7 @@ class MockProver:
             {
                 "proof": _b64(_seal(kind, instance)),
                 "instance": _b64(instance),
-                "final_pair": _b64(hashlib.sha256(b"mock-pair" + instance).digest()),
+                "final_pair": _b64(final_pair),
                 "vk": _b64(bytes(32)),
                 "block_count": block_count,
             }

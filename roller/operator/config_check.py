@@ -5,7 +5,12 @@ its key path), the keystores as the listener opens them (mode, type, format, dec
 with the configured password), Flower's credentials, the prover library as a worker loads
 it, and whether the keys on disk still match the slots (a renamed slot or a switch to the
 `gpus` shorthand would otherwise create a new identity in silence). With `--connect` it
-also asks the broker, the coordinator and the L2 node whether they answer.
+also asks the broker, the coordinator and the L2 node whether they answer: on an HTTP
+coordinator (configured or detected generation) every slot whose keystore exists logs in
+with its own key as the listener will, so a wrong generation, `prover_version` or `vks`
+fails here with the coordinator's own message instead of at the listener's first login; the
+L2 node must answer `eth_blockNumber`, which polling sends as `prover_height`. A login spends
+one challenge and issues a token, nothing else (no task is asked for).
 """
 
 from __future__ import annotations
@@ -113,14 +118,54 @@ def _connect(cfg: RollerConfig) -> list[Finding]:
     except redis.RedisError as exc:
         out.append(Finding(False, "broker", f"does not answer: {exc}"))
     out.append(_coordinator(cfg))
-    try:
-        resp = requests.post(cfg.trace_endpoint, timeout=5, json={
-            "jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []})
-        resp.json()
-        out.append(Finding(True, "L2 node", f"{redact_url(cfg.trace_endpoint)} answers "
-                                            "JSON-RPC"))
-    except (requests.RequestException, ValueError) as exc:
-        out.append(Finding(False, "L2 node", f"does not answer JSON-RPC: {exc}"))
+    if out[-1].ok and cfg.coordinator.http:
+        out.extend(_logins(cfg))
+    for method in ("eth_chainId", "eth_blockNumber"):
+        try:
+            resp = requests.post(cfg.trace_endpoint, timeout=5, json={
+                "jsonrpc": "2.0", "id": 1, "method": method, "params": []})
+            answer = resp.json()
+            # Polling needs the head; the chain id is informational (a devnet node lacks it).
+            if method == "eth_blockNumber" and (not isinstance(answer, dict)
+                                                or "result" not in answer):
+                raise ValueError(f"no result: {str(answer)[:200]}")
+            result = answer.get("result", "an error") if isinstance(answer, dict) else "?"
+            out.append(Finding(True, "L2 node", f"{redact_url(cfg.trace_endpoint)} answers "
+                                                f"{method}: {result}"))
+        except (requests.RequestException, ValueError) as exc:
+            out.append(Finding(False, "L2 node", f"does not answer JSON-RPC {method}: {exc}"))
+    return out
+
+
+def _logins(cfg: RollerConfig) -> list[Finding]:
+    """Each slot's login in the configured (or detected) generation; a refusal is reported
+    with the coordinator's own message."""
+    from roller.coordinator_session import SessionFactory
+    from roller.errors import CoordinatorError
+    from roller.keys import load_keystore
+    from roller.protocol.session import HttpCoordinatorSession
+
+    factory = SessionFactory(cfg)
+    out = []
+    for slot in cfg.slots:
+        what = f"slots {slot.name} login"
+        if not slot.keystore_path.exists():
+            out.append(Finding(True, what, "skipped: no key yet (created at first start)"))
+            continue
+        try:
+            account = load_keystore(slot.keystore_path, cfg.keystore_password)
+            session = factory.new(slot, account)
+            inner = getattr(session, "inner", session)
+            if not isinstance(inner, HttpCoordinatorSession):
+                out.append(Finding(True, what, f"{session.generation}: no HTTP login"))
+                continue
+            inner.client.login()
+            out.append(Finding(True, what, f"{inner.generation} login accepted "
+                                           f"pk={inner.client.public_key[:10]}..."))
+        except CoordinatorError as exc:
+            out.append(Finding(False, what, f"coordinator refused the login: {exc.message}"))
+        except RollerError as exc:
+            out.append(Finding(False, what, str(exc)))
     return out
 
 

@@ -12,9 +12,14 @@ Failure model:
 - A non-zero envelope raises the mapped roller.protocol.http_errors class; ``permanent``
   says whether the same request can succeed later. HTTP 404 raises WrongGeneration (no
   HTTP coordinator API at that URL, e.g. a WS-era coordinator).
-- Login is lazy (first call) and repeated shortly before the JWT expires; errcode 50001
-  (``token is expired``, the only re-login trigger the real clients use) on get_task or
-  submit_proof causes one fresh challenge + login and one retry. The spec knows no HTTP 401.
+- Login is lazy (first call) and repeated shortly before the JWT expires. A token the
+  coordinator refuses on get_task or submit_proof causes one fresh challenge + login and one
+  retry: errcode 50001 (``token is expired``, the only trigger the real clients use) and any
+  50000 there (``signature is invalid`` after the coordinator rotated its JWT secret, a
+  malformed token; on those endpoints 50000 comes from the JWT middleware only). Bounded: one
+  re-login per call, and after one the next waits `RELOGIN_BACKOFF_SECONDS`, doubling up to
+  `RELOGIN_BACKOFF_MAX_SECONDS` while the new tokens keep being refused (the refusal is raised
+  meanwhile). The spec knows no HTTP 401.
 - After every login the JWT ``public_key`` claim must equal our key; otherwise the
   coordinator recovered some other key from our signature (wrong RLP layout, so wrong
   generation) and WrongGeneration is raised before any task is fetched (spec 2.5).
@@ -39,10 +44,13 @@ from roller.protocol import http_jwt
 from roller.protocol.coordinator_client import redact_url
 from roller.protocol.encoding import go_dumps
 from roller.protocol.http_errors import (
+    AuthError,
     FailureReportAcknowledged,
+    HttpCoordinatorError,
     LoginVerifyFailure,
     NoTaskAvailable,
     TokenExpired,
+    error_for,
 )
 from roller.protocol.http_messages import (
     Envelope,
@@ -61,6 +69,9 @@ from roller.protocol.http_messages import (
 
 log = logging.getLogger(__name__)
 
+# A get_task/submit_proof answer that refuses the login token itself (spec 2.4).
+TOKEN_REFUSED = frozenset({TokenExpired.code_value, AuthError.code_value})
+
 API_PREFIX = "/coordinator/v1"
 # Log in again this long before the login JWT's exp (spec 2.3 "better: decode exp").
 RELOGIN_MARGIN_SECONDS = 60.0
@@ -68,6 +79,14 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 60.0
 # H4 universal get_task builds the witness inside the request (spec 4.1, 8.8).
 H4_READ_TIMEOUT = 1800.0
+# Re-logins after a refused token: at most one per call, then this pause, doubling.
+RELOGIN_BACKOFF_SECONDS = 2.0
+RELOGIN_BACKOFF_MAX_SECONDS = 300.0
+# Answers to GET /challenge that mean "no HTTP coordinator API here, a WebSocket server"
+# (spec 8.2): 404 (no such path), 426 (a WebSocket server asking for the upgrade), and 400 (a
+# go-ethereum/gorilla WebSocket endpoint refusing a plain GET). Every other status (403 from a
+# WAF, 429 from a proxy, 5xx) is an outage and identifies nothing.
+WS_ERA_STATUSES = frozenset({400, 404, 426})
 
 
 class NotACoordinator(ConnectionLost):
@@ -75,9 +94,8 @@ class NotACoordinator(ConnectionLost):
 
 
 class HttpStatusError(ConnectionLost):
-    """An HTTP status other than 200 and 404: retried like any transport failure, but a 4xx
-    answer to the challenge tells auto-detection there is no HTTP API there (a WebSocket
-    server answers a plain GET with 400 or 426)."""
+    """An HTTP status other than 200 and 404: retried like any transport failure. Only the
+    WS_ERA_STATUSES answer to the challenge tells auto-detection there is no HTTP API there."""
 
     def __init__(self, endpoint: str, status: int) -> None:
         super().__init__(f"{endpoint}: HTTP {status}")
@@ -166,6 +184,10 @@ class HttpCoordinatorClient:
         self._token: str | None = None
         self._token_exp = 0.0
         self._margin = relogin_margin
+        self._relogins = 0  # consecutive re-logins after refused tokens (backoff)
+        self._relogin_at = 0.0  # no token-refusal re-login before this time
+        self._refused: HttpCoordinatorError | None = None  # the last refusal, while backing off
+        self._granted = False  # the one re-login _may_relogin allowed is still to happen
         self.claims: dict[str, Any] = {}
         # The checked login message: building it validates the per-generation field set now.
         self._message("")
@@ -227,6 +249,13 @@ class HttpCoordinatorClient:
 
     def _current_token(self) -> str:
         with self._lock:
+            if self._token is None and self._refused is not None:
+                if not self._granted:
+                    if self._clock() < self._relogin_at:
+                        # Tokens keep being refused: no login before the backoff has passed.
+                        raise self._refused
+                    self._bump_backoff()
+                self._granted = False
             if self._token is None or (self._token_exp
                                        and self._clock() > self._token_exp - self._margin):
                 self._login_locked()
@@ -248,17 +277,38 @@ class HttpCoordinatorClient:
         return self._token_exp or None if self._token is not None else None
 
     def _authed(self, endpoint: str, body: dict[str, Any]) -> Envelope:
-        """POST with the login JWT; on 50001 log in again and retry once."""
+        """POST with the login JWT; on a refused token log in again and retry once (module
+        docstring: bounded, with backoff)."""
         for attempt in (1, 2):
             token = self._current_token()
             env = _call(self._session, "POST", self._url(endpoint), endpoint, self.timeouts,
                         body, token=token)
-            if env.errcode == TokenExpired.code_value and attempt == 1:
-                log.info("coordinator token expired endpoint=%s: logging in again", endpoint)
-                self._drop_token(token)
-                continue
-            return env
+            if env.errcode not in TOKEN_REFUSED:
+                with self._lock:
+                    self._relogins, self._relogin_at, self._refused = 0, 0.0, None
+                return env
+            if attempt == 2 or not self._may_relogin(endpoint, env):
+                return env
+            log.info("coordinator refused the token endpoint=%s errcode=%d errmsg=%r: "
+                     "logging in again", endpoint, env.errcode, env.errmsg)
+            self._drop_token(token)
         raise AssertionError("unreachable")
+
+    def _may_relogin(self, endpoint: str, env: Envelope) -> bool:
+        with self._lock:
+            now = self._clock()
+            if now < self._relogin_at:
+                return False
+            self._refused = error_for(endpoint, env.errcode, env.errmsg)
+            self._granted = True
+            self._bump_backoff()
+            return True
+
+    def _bump_backoff(self) -> None:
+        """One more re-login after refused tokens: the next waits twice as long (lock held)."""
+        self._relogins += 1
+        self._relogin_at = self._clock() + min(
+            RELOGIN_BACKOFF_SECONDS * 2 ** (self._relogins - 1), RELOGIN_BACKOFF_MAX_SECONDS)
 
     # -- tasks --------------------------------------------------------------------------
 
@@ -329,19 +379,21 @@ def detect_generation(url: str, account: LocalAccount, *, prover_name: str,
         env = _call(session, "GET", url.rstrip("/") + API_PREFIX + "/challenge", "challenge",
                     timeouts)
     except HttpStatusError as exc:
-        if not 400 <= exc.status < 500:
-            raise  # 5xx: a coordinator (or its proxy) in trouble, not an answer
+        if exc.status not in WS_ERA_STATUSES:
+            # 403 (a WAF), 429 (a proxy's rate limit), 5xx: an outage, not an answer. The
+            # caller retries with backoff; nothing is concluded or kept.
+            raise
         log.info("detect url=%s HTTP %d to the challenge: WS era", redact_url(url),
                  exc.status)
         return Detection(None)
-    except (WrongGeneration, NotACoordinator):
-        # No HTTP at all (ConnectionLost, propagated) is indistinguishable from an outage;
-        # only a clear non-envelope answer (404, a 4xx such as a WebSocket server's 426, a
-        # JSON-RPC error page) means the WS era.
+    except WrongGeneration:
+        # HTTP 404: no such path, so no HTTP coordinator API. No HTTP at all (ConnectionLost,
+        # propagated) is indistinguishable from an outage.
         log.info("detect url=%s no HTTP coordinator API: WS era", redact_url(url))
         return Detection(None)
-    if not env.ok:
-        return Detection(None)
+    # A 200 that is not a challenge envelope (NotACoordinator, an error envelope) identifies
+    # nothing either: a captive portal or a proxy page must not pin the WS era for good.
+    env.raise_for_error("challenge")
 
     def client(gen: Generation, four: bool = False) -> HttpCoordinatorClient:
         return HttpCoordinatorClient(url, gen, account, prover_name=prover_name,

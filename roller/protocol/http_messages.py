@@ -498,9 +498,16 @@ class GetTaskResponse(_Wire):
         member = _SUB_PROOFS.get(TaskType(self.task_type))
         if member is None:
             raise WireFormatError("task_type", "only batch and bundle tasks carry sub-proofs")
+        # Imported here: the codec module builds on this one's Generation and TaskType.
+        from roller.protocol.http_proofs import decode_value
+
         m = object_members(self.data_json(), "task_data", (member,))
         path = f"task_data.{member}"
-        return tuple(agg_proof_from_value(v, p) for p, v in decode_list(m.get(member), path))
+        # They come back in the coordinator's Go struct shape (spec 5.3), decoded per generation
+        # with what the struct drops (final pair, block count) re-derived from the instance.
+        sub_type = TaskType.CHUNK if self.task_type == TaskType.BATCH else TaskType.BATCH
+        return tuple(decode_value(self.generation, sub_type, v, p)
+                     for p, v in decode_list(m.get(member), path))
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -623,9 +630,11 @@ class SubmitProofRequest(_Wire):
 # -- proof payloads ---------------------------------------------------------------------------
 
 def agg_proof_to_json(proof: AggProof) -> str:
-    """The roller's AggProof as the HTTP proof JSON text: Go `[]byte` members as padded base64
-    under the HTTP names (`instance` -> `instances`). ``final_pair`` and ``block_count`` ride
-    along as extra members, which Go's decoder ignores, so nothing is lost for the devnet."""
+    """LEGACY: the roller's AggProof with the HTTP member names (`instance` -> `instances`) and
+    ``final_pair``/``block_count`` as extra members. A real coordinator's Go struct drops those
+    two (and H4's has none of these members), so a batch served with such chunk proofs cannot
+    be proved (issue 22). Answers use roller.protocol.http_proofs.encode_proof; this stays for
+    the test that shows the old shape failing."""
     out: dict[str, Any] = {}
     for name, data in (("proof", proof.proof), ("instances", proof.instance),
                        ("vk", proof.vk), ("final_pair", proof.final_pair)):
@@ -645,7 +654,8 @@ def agg_proof_from_json(text: str, path: str = "proof") -> AggProof:
 
 
 def agg_proof_from_value(value: Any, path: str = "proof") -> AggProof:
-    """``agg_proof_from_json`` for an already decoded proof object (task_data sub-proofs)."""
+    """LEGACY ``agg_proof_from_json`` for an already decoded proof object: takes final_pair and
+    block_count as sent, re-deriving nothing (see roller.protocol.http_proofs.decode_value)."""
     if value is None:
         value = {}
     m = object_members(value, path, ("proof", "instances", "vk", "final_pair", "block_count"))

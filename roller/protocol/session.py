@@ -20,15 +20,19 @@ WrongGeneration or the mapped CoordinatorError; afterwards the poll thread never
 A transport failure (or a re-login under a foreign key) marks the session disconnected
 (``connected`` False) and the thread ends; the listener reopens. 20004 waits
 ``poll_interval``; 20002 and other refusals wait ``refused_interval`` and are logged as
-warnings; an L2 head that cannot be read skips one poll. ``submit`` raises ConnectionLost
-(retry later), WireFormatError (the task is not one this generation can answer: final), or
-a CoordinatorError whose ``permanent`` flag says whether the submission is final.
+warnings; an L2 head that cannot be read skips one poll. After a failure report the coordinator
+took, the next get_task waits ``failure_backoff`` (doubling per consecutive report, capped;
+a delivered proof resets it), and a ``poke`` does not cut that wait short. ``submit``
+raises ConnectionLost (retry later), WireFormatError (the task is not one this generation
+can answer: final), or a CoordinatorError whose ``permanent`` flag says whether the submission
+is final.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -48,10 +52,10 @@ from roller.protocol.http_messages import (
     FailureType,
     SubmitProofRequest,
     TaskType,
-    agg_proof_to_json,
     from_task_msg,
     to_task_msg,
 )
+from roller.protocol.http_proofs import encode_proof
 from roller.protocol.messages import ProofDetail, ProofMsg, RespStatus, TaskMsg
 
 log = logging.getLogger(__name__)
@@ -66,6 +70,12 @@ WS_PERMANENT_REFUSALS = (
 # Spec 8.4: sleep 10-20 s on "no task", longer on refusals (already assigned, blocked).
 DEFAULT_POLL_INTERVAL = 15.0
 DEFAULT_REFUSED_INTERVAL = 60.0
+# After a failure report H2/H3 hand the same task straight back, to us too (spec 4.1, 8.4):
+# the slot waits this long before asking again, doubling per consecutive failure report up to
+# the cap, so one roller does not spend a shared coordinator's `session_attempts` (5) on a task
+# in seconds and leaves other provers time to take it.
+DEFAULT_FAILURE_BACKOFF = 30.0
+DEFAULT_FAILURE_BACKOFF_MAX = 1800.0
 
 
 class CoordinatorSession(Protocol):
@@ -139,7 +149,10 @@ def submit_request(detail: ProofDetail, task: TaskMsg) -> SubmitProofRequest:
     if detail.status == RespStatus.OK:
         if detail.proof is None:
             raise WireFormatError("proof", "a successful proof detail carries no proof")
-        return SubmitProofRequest.success(answer, agg_proof_to_json(detail.proof))
+        # The generation's own proof shape: the coordinator keeps only its Go struct's members
+        # and serves them back inside batch/bundle tasks (http_proofs).
+        proof = encode_proof(answer.generation, answer.task_type, answer.task_id, detail.proof)
+        return SubmitProofRequest.success(answer, proof)
     # A roller-side error is not a prover panic (the SDK always says panic, spec 9).
     return SubmitProofRequest.failure(answer, detail.error or "proving failed",
                                       FailureType.NO_PANIC)
@@ -157,6 +170,9 @@ class HttpCoordinatorSession:
         prover_height: Callable[[], int],
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         refused_interval: float = DEFAULT_REFUSED_INTERVAL,
+        failure_backoff: float = DEFAULT_FAILURE_BACKOFF,
+        failure_backoff_max: float = DEFAULT_FAILURE_BACKOFF_MAX,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.generation = client.generation.value
@@ -165,6 +181,11 @@ class HttpCoordinatorSession:
         self._height = prover_height
         self.poll_interval = poll_interval
         self.refused_interval = refused_interval
+        self.failure_backoff = failure_backoff
+        self.failure_backoff_max = failure_backoff_max
+        self._clock = clock
+        self._failures = 0  # consecutive failure reports taken by the coordinator
+        self._hold_until = 0.0  # no get_task before this (clock) time
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -209,10 +230,22 @@ class HttpCoordinatorSession:
             raise
         log.info("proof submitted slot=%s task_id=%s status=%d", self.slot, detail.id,
                  detail.status)
+        if detail.status == RespStatus.OK:
+            self._failures, self._hold_until = 0, 0.0
+            return
+        self._failures += 1
+        hold = min(self.failure_backoff * 2 ** (self._failures - 1), self.failure_backoff_max)
+        self._hold_until = self._clock() + hold
+        log.info("failure reported: next task not before %.1f s slot=%s task_id=%s "
+                 "consecutive=%d", hold, self.slot, detail.id, self._failures)
 
     def _poll_loop(self, on_task: Callable[[TaskMsg], None], idle: Callable[[], bool]) -> None:
         while not self._stop.is_set():
             wait = self.poll_interval
+            held = self._hold_until - self._clock()
+            if held > 0:
+                self._stop.wait(held)  # a poke does not shorten a failure backoff
+                continue
             if idle():
                 try:
                     wait = self._poll_once(on_task)

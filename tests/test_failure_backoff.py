@@ -1,0 +1,80 @@
+"""A good citizen on a shared coordinator (issue 22, item 6): a batch that can never be proved
+(its chunk proofs are garbage) on the devnet's H3 coordinator, which hands a failed task
+straight back as v4.4.x does. The slot answers each assignment with one failure report and
+then waits, longer each time, before asking again; its own per-task budget is below the
+coordinator's `session_attempts`."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from eth_account import Account
+
+from roller.config import RetryConfig
+from roller.devnet.http_coordinator import HttpCoordinator, HttpCoordinatorConfig
+from roller.devnet.tasksource import AGGREGATOR, TaskBook, TaskRecord
+from roller.devnet.verifier import StandInVerifier
+from roller.errors import ProverError
+from roller.ffi.mock import MockProver
+from roller.protocol.http_client import HttpCoordinatorClient
+from roller.protocol.http_messages import Generation, TaskType
+from roller.protocol.messages import AggProof, ProofDetail, RespStatus, TaskMsg
+from roller.protocol.session import HttpCoordinatorSession
+
+VERSION = "v4.4.45-000000-000000-000000"
+BATCH = "0x" + "bb" * 32
+BACKOFF = 0.4
+
+
+def test_an_unprovable_batch_is_reported_once_per_assignment_with_backoff() -> None:
+    garbage = AggProof(b"\x01" * 32, b"\x02" * 216, b"", b"\x03" * 32, 0)
+    book = TaskBook()
+    book.add(TaskRecord(id=BATCH, type=AGGREGATOR, sub_proofs=(garbage,), source="batch"))
+    config = HttpCoordinatorConfig(Generation.H3, session_attempts=5)
+    assert RetryConfig().max_task_attempts < config.session_attempts  # the roller acts first
+    coord = HttpCoordinator(book, StandInVerifier(), config)
+    coord.start()
+    assert coord._server is not None
+    client = HttpCoordinatorClient(f"http://127.0.0.1:{coord._server.server_address[1]}",
+                                   Generation.H3, Account.create(), prover_name="batch-0",
+                                   prover_version=VERSION, prover_types=(2,),
+                                   vks=("mock_vk",))
+    session = HttpCoordinatorSession(client, slot="batch-0", task_types=(TaskType.BATCH,),
+                                     prover_height=lambda: 10**6, poll_interval=0.02,
+                                     refused_interval=0.02, failure_backoff=BACKOFF)
+    prover = MockProver()
+    busy = threading.Event()
+    reported: list[float] = []
+
+    def on_task(task: TaskMsg) -> None:  # the worker: the batch cannot be proved
+        busy.set()
+        try:
+            prover.gen_batch_proof("[" + ",".join(p.dumps() for p in task.sub_proofs) + "]")
+            raise AssertionError("a garbage batch was proved")
+        except ProverError as exc:
+            detail = ProofDetail(id=task.id, type=task.type, status=RespStatus.ERROR,
+                                 proof=None, error=str(exc))
+        session.submit(task, detail, client._account)
+        reported.append(time.monotonic())
+        busy.clear()
+        session.poke()  # the listener pokes once the answer left the outbox
+
+    session.open(on_task, lambda: not busy.is_set())
+    try:
+        deadline = time.monotonic() + 10
+        while len(reported) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        session.close()
+        coord.stop()
+    assert len(reported) >= 3, reported
+    gaps = [b - a for a, b in zip(reported, reported[1:], strict=False)]
+    # Not taken again at once: BACKOFF, then twice that (the real v4.4.23 saw 5 in 0.7 s).
+    assert gaps[0] >= BACKOFF and gaps[1] >= 2 * BACKOFF, gaps
+    rows = [r for r in coord.state.rows if r.task_id == BATCH]
+    reports = book.tasks[BATCH].submissions
+    # One failure report per assignment (each on its own uuid), none repeated.
+    assert len({s["uuid"] for s in reports}) == len(reports) == len(reported)
+    assert all(s["verdict"] == "failure report" for s in reports)
+    assert len(rows) == len(reported) or len(rows) == len(reported) + 1

@@ -53,6 +53,8 @@ Keys (all prefixed `roller:`):
 - `proved`            list of `{slot}|{id}`: wakes the listener the moment a proof is stored.
 - `lock:{slot}:{id}`  a renewed lease held while a job proves the task.
 - `session:{slot}`    the slot's coordinator session (state, since, epoch, registrations).
+- `fenced:{queue}`    why the queue's GPU is fenced (set by its worker, cleared by the next
+                      worker that starts healthy); its slots ask for no work meanwhile.
 """
 
 from __future__ import annotations
@@ -668,6 +670,23 @@ class TaskLedger:
 
     def session(self, slot: str) -> dict[str, str]:
         return dict(self.r.hgetall(f"{PREFIX}session:{slot}"))
+
+    # -- fenced GPU queues: a worker whose GPU failed tells the listener ------------------
+
+    def fence(self, queue: str, reason: str) -> None:
+        """`queue`'s GPU is unusable (its worker stopped consuming): its slots stop asking
+        for work until a worker of the queue starts on a healthy GPU (`unfence`)."""
+        self.r.set(f"{PREFIX}fenced:{queue}", reason)
+
+    def unfence(self, queues: Iterable[str]) -> None:
+        keys = [f"{PREFIX}fenced:{q}" for q in queues]
+        if keys:
+            self.r.delete(*keys)
+
+    def fenced(self, queue: str) -> str | None:
+        """Why `queue`'s GPU is fenced, or None."""
+        reason = self.r.get(f"{PREFIX}fenced:{queue}")
+        return None if reason is None else str(reason)
 
     # -- upgrade from the first release's layout -------------------------------------------
 

@@ -181,6 +181,8 @@ class SlotSession(threading.Thread):
         self.connect_attempts = 0
         self._next_sweep = 0.0
         self._next_heartbeat = 0.0
+        self._fence_logged = False
+        self._next_fence_check = 0.0
 
     def _on_task(self, task: TaskMsg) -> None:
         """On the session's reader or poll thread: note the task and hand it to the slot's
@@ -203,7 +205,26 @@ class SlotSession(threading.Thread):
                 return False
         try:
             return not self.dispatcher.ledger.live_rows(self.slot.name) \
+                and not self._fenced() \
                 and room_on_queue(self.cfg, self.slot, self.dispatcher.ledger)
+        except BROKER_ERRORS:
+            return False
+
+    def _fenced(self) -> bool:
+        """Whether the GPU of the slot's queue is fenced (roller.worker.gpu_guard): then the
+        slot asks for no work, and unregisters once nothing of it is in flight."""
+        reason = self.dispatcher.ledger.fenced(self.slot.queue)
+        if reason is not None and not self._fence_logged:
+            log.warning("GPU of the slot's queue fenced, asking for no work %s",
+                        kv(slot=self.slot.name, queue=self.slot.queue, reason=reason))
+        self._fence_logged = reason is not None
+        return reason is not None
+
+    def _leave_for_fence(self) -> bool:
+        """A registered slot whose GPU is fenced and that has nothing in flight unregisters
+        (a pushing coordinator would keep sending it tasks)."""
+        try:
+            return self._fenced() and not self.dispatcher.ledger.live_rows(self.slot.name)
         except BROKER_ERRORS:
             return False
 
@@ -280,6 +301,10 @@ class SlotSession(threading.Thread):
                                                   generation=session.generation))
             while session.connected and not self.stopping.is_set():
                 self._tick(session)
+                if time.monotonic() >= self._next_fence_check:
+                    self._next_fence_check = time.monotonic() + HEARTBEAT_SECONDS
+                    if self._leave_for_fence():
+                        return
                 self.wake.wait(DRAIN_INTERVAL_SECONDS)
                 self.wake.clear()
         finally:
@@ -308,6 +333,13 @@ class SlotSession(threading.Thread):
         failures = 0
         retry = self.cfg.retry
         while not self.stopping.is_set():
+            if self._leave_for_fence():
+                try:
+                    self.dispatcher.ledger.set_session(self.slot.name, "fenced")
+                except BROKER_ERRORS:
+                    log.warning("cannot record session state %s", kv(slot=self.slot.name))
+                self.stopping.wait(HEARTBEAT_SECONDS)  # until a healthy worker clears it
+                continue
             started = time.monotonic()
             try:
                 self._session()

@@ -4,20 +4,23 @@ fails on cue: sends that fail after the record, and the reconciliation's two pol
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import kombu.exceptions
 import pytest
+from eth_account import Account
 
-from roller.config import SlotConfig
+from roller.config import SlotConfig, parse_config
 from roller.errors import BrokerUnavailable
 from roller.ledger import AssignResult, TaskLedger, TaskState, job_id
 from roller.lifecycle import LIVENESS_GRACE_SECONDS, SEND_GRACE_SECONDS, Liveness
-from roller.listener import Dispatcher
+from roller.listener import Dispatcher, SlotSession
 from roller.protocol.messages import TaskMsg
 from roller.reconcile import Reconciler
+from roller.submitter import Submitter
 
 SLOT = SlotConfig("chunk-gpu0", "gpu0", 0, 0, Path("k.json"))
 TASK = TaskMsg(id="0x" + "cd" * 32, type=0, block_hashes=("0x" + "11" * 32,), sub_proofs=())
@@ -223,3 +226,23 @@ def test_renotified_dead_task_is_redriven(ledger: TaskLedger) -> None:
     # ... and a re-notification after the grace re-drives it.
     assert dispatcher.accept(SLOT, TASK, epoch=1) is AssignResult.IN_FLIGHT
     assert app.sent == [TASK.id, TASK.id]
+
+
+def test_a_fenced_gpu_queue_asks_for_no_work(ledger: TaskLedger, tmp_path: Path) -> None:
+    """A worker fenced its GPU (roller.worker.gpu_guard): the queue's slots stop asking for
+    work and leave once nothing of theirs is in flight; a healthy worker's start clears it."""
+    cfg = parse_config({"roller_name": "r", "keystore_path": "k.json", "keystore_password": "x",
+                        "coordinator_url": "http://127.0.0.1:9/", "trace_endpoint":
+                        "http://127.0.0.1:9/", "broker_url": "redis://127.0.0.1:9/0"},
+                       tmp_path, env={})
+    rig = Rig(ledger)
+    session = SlotSession(cfg, SLOT, Account.create(), rig.dispatcher,
+                          Submitter(ledger, cfg.retry, 3600), rig.reconciler, threading.Event())
+    assert session._idle() and not session._leave_for_fence()
+    ledger.fence(SLOT.queue, "GPU lost")
+    assert ledger.fenced(SLOT.queue) == "GPU lost"
+    assert not session._idle() and session._leave_for_fence()
+    rig.dispatcher.accept(SLOT, TASK, epoch=1)  # something in flight: stay to deliver it
+    assert not session._leave_for_fence()
+    ledger.unfence([SLOT.queue])
+    assert ledger.fenced(SLOT.queue) is None

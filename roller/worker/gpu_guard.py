@@ -30,8 +30,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import redis
 from celery import signals
 
+from roller.config import process_config
+from roller.errors import RollerError
+from roller.ledger import TaskLedger
 from roller.logs import kv
 from roller.operator import gpu, metrics
 from roller.operator.gpu import GpuRef, GpuSample, Nvml
@@ -160,6 +164,32 @@ def consumer_stopper(consumer: Any) -> Callable[[list[str]], None]:
     return stop
 
 
+def _ledger() -> TaskLedger | None:
+    try:
+        cfg = process_config()
+    except RollerError:
+        return None  # the worker's start check has reported it
+    return TaskLedger.from_url(cfg.broker_url, cfg.retention_seconds)
+
+
+def fencer(stop: Callable[[list[str]], None], ledger: TaskLedger | None
+           ) -> Callable[[list[str]], None]:
+    """Stop consuming, then tell the listener (the queues' slots stop asking for work)."""
+
+    def fence(queues: list[str]) -> None:
+        stop(queues)
+        if ledger is None:
+            return
+        for queue in queues:
+            try:
+                ledger.fence(queue, "GPU fenced by its worker (see its log, roller_gpu_fenced)")
+            except redis.RedisError as exc:
+                log.warning("cannot tell the listener of the fence %s",
+                            kv(queue=queue, error=exc))
+
+    return fence
+
+
 @signals.worker_ready.connect
 def start_sampler(sender: Any = None, **_: Any) -> None:
     """Every worker, GPU view or not: its queues as consumed (RollerQueueWithoutWorker);
@@ -172,9 +202,15 @@ def start_sampler(sender: Any = None, **_: Any) -> None:
     worker = str(sender.hostname)
     for queue in queues:
         metrics.WORKER_CONSUMING.labels(worker, queue).set(1)
+    ledger = _ledger()
+    if ledger is not None:
+        try:
+            ledger.unfence(queues)  # started on a healthy GPU (or none): its slots may ask
+        except redis.RedisError as exc:
+            log.warning("cannot clear the queues' fence %s", kv(worker=worker, error=exc))
     if _nvml is None or not _refs:
         return
-    guard = GpuGuard(_nvml, _refs, worker, queues, consumer_stopper(sender))
+    guard = GpuGuard(_nvml, _refs, worker, queues, fencer(consumer_stopper(sender), ledger))
     guard.start()
     try:
         guard.poll()  # in the consumer's thread: a failing GPU is fenced before any fetch

@@ -25,7 +25,9 @@ State table (`TaskState`); each state is entered by one function only:
 also carries a record still in flight into a new assignment without changing its state.)
 
 Assignments. The coordinator may assign the same task id to the same key again (an
-operator's re-queue, a batch rebuilt from the same blocks). A notification is a duplicate
+operator's re-queue, a batch rebuilt from the same blocks; an HTTP coordinator's re-dispatch,
+under a new uuid: records are keyed by the task, and the recorded task is always the latest
+notification, so an answer goes to the current assignment). A notification is a duplicate
 only while that same assignment is in flight in the same registration of the slot
 (`epoch`); after the record is final, or after the slot registered again, it is a new
 assignment with a fresh attempt budget (`attempts`), under a cap for the task id across
@@ -173,6 +175,9 @@ if not state then
   return {'new', 'received', 1}
 end
 if not FINAL[state] then
+  -- The latest notification names the current assignment (an HTTP uuid): the answer goes
+  -- to it.
+  redis.call('hset', key, 'task', ARGV[1])
   if tonumber(redis.call('hget', key, 'epoch') or '0') >= epoch then
     local n = tonumber(redis.call('hget', key, 'assignment') or '1')
     if state == 'received' then return {'unsent', state, n} end

@@ -251,7 +251,8 @@ def test_task_msg_bridge_and_ws_json_unchanged() -> None:
     assert TaskMsg.loads(ws).dumps() == ws  # the WS round trip is byte-identical
     bundle = GetTaskResponse(Generation.H3, "ff" * 32, 3, '{"batch_proofs":[]}', uuid="u")
     msg = to_task_msg(bundle)
-    assert msg.id == "u" and msg.type == ProveType.BUNDLE and msg.block_hashes == ()
+    # Keyed by the task, not the uuid.
+    assert msg.id == "ff" * 32 and msg.type == ProveType.BUNDLE and msg.block_hashes == ()
     assert from_task_msg(TaskMsg.loads(msg.dumps())) == bundle
     chunk = GetTaskResponse(Generation.H1, "0x01", 1, CHUNK_DATA)
     msg = to_task_msg(chunk)

@@ -243,3 +243,27 @@ def test_migrate_indexes_a_first_release_ledger(ledger: TaskLedger) -> None:
     assert ledger.live_ids(SLOT) == ["a"] and ledger.task_ids(SLOT) == ["a", "b"]
     assert ledger.outbox_due(SLOT, 10.0) == ["a"]
     assert not r.exists("roller:outbox") and not r.exists(f"roller:tasks:{SLOT}")
+
+
+def test_the_latest_notification_names_the_assignment(ledger: TaskLedger) -> None:
+    """HTTP H2+ re-dispatch a task under a new uuid: one record per task, whose recorded
+    task (what the submission names) is always the latest notification."""
+    first = TaskMsg(id=TASK.id, type=0, block_hashes=TASK.block_hashes, sub_proofs=(),
+                    http_task='{"uuid":"a"}')
+    second = TaskMsg(id=TASK.id, type=0, block_hashes=TASK.block_hashes, sub_proofs=(),
+                     http_task='{"uuid":"b"}')
+    assert ledger.assign(SLOT, first, epoch=1).result is AssignResult.NEW
+    assert ledger.assign(SLOT, second, epoch=2).result is AssignResult.CARRIED  # in flight
+    rec = ledger.get(SLOT, TASK.id)
+    assert rec is not None and rec.task == second
+    assert ledger.mark_queued(SLOT, TASK.id).ok
+    assert ledger.acquire_lease(SLOT, TASK.id, OWNER, 30)
+    assert ledger.start_attempt(SLOT, TASK.id, OWNER, "w", "gpu0").started
+    assert ledger.store_proof(SLOT, proof(), 1.0, owner=OWNER).ok
+    assert ledger.finish(SLOT, TASK.id, TaskState.DELIVERED, "accepted").ok
+    # Re-dispatched after it was taken (an operator's reset): the kept proof goes to the
+    # new assignment, not proved again.
+    again = ledger.assign(SLOT, first, epoch=2)
+    assert (again.result, again.state) == (AssignResult.RESUBMIT, TaskState.PROVED)
+    rec = ledger.get(SLOT, TASK.id)
+    assert rec is not None and rec.task == first and rec.proof == proof()

@@ -675,14 +675,16 @@ _PROVE_TYPE = {TaskType.CHUNK: ProveType.BASIC, TaskType.BATCH: ProveType.AGGREG
 
 
 def to_task_msg(task: GetTaskResponse) -> TaskMsg:
-    """The listener's TaskMsg for an HTTP task: id = the assignment key (uuid, else task_id),
-    type 0 chunk / 1 batch / 2 bundle, the chunk's block hashes or the batch/bundle's
-    sub-proofs (what the worker proves from, as for a WS task), and the whole get_task
-    answer in ``http_task`` (what the submission names; the rest of task_data rides along
-    opaque)."""
+    """The listener's TaskMsg for an HTTP task: id = the task (`task_id`, the hash), so the
+    ledger keeps one record per task across the coordinator's assignments (H2+ give every
+    dispatch a new uuid; a kept answer then goes to the new one); type 0 chunk / 1 batch /
+    2 bundle, the chunk's block hashes or the batch/bundle's sub-proofs (what the worker
+    proves from, as for a WS task), and the whole get_task answer in ``http_task`` (the
+    current assignment's uuid, which the submission names; the rest of task_data rides
+    along opaque)."""
     chunk = task.task_type == TaskType.CHUNK
     payload = {"generation": task.generation.value, **task.to_json()}
-    return TaskMsg(id=task.key, type=_PROVE_TYPE[TaskType(task.task_type)],
+    return TaskMsg(id=task.task_id, type=_PROVE_TYPE[TaskType(task.task_type)],
                    block_hashes=task.block_hashes() if chunk else (),
                    sub_proofs=() if chunk else task.sub_proofs(),
                    http_task=go_dumps(payload))

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,6 @@ from roller.config import load_config
 from roller.devnet.traces import DEFAULT_TRACE_DIR, read_trace_file
 from roller.ledger import FINAL_STATES, TaskLedger, TaskRecord
 from roller.localrun import HOST, LocalCluster, Proc, demo_slots, free_port, wait_for
-from roller.protocol.http_messages import from_task_msg
 
 REPO = Path(__file__).resolve().parents[2]
 FAULT_LIB = REPO / "native/target/features-fault-injection/release/libroller_prover.so"
@@ -57,9 +55,6 @@ class FaultCluster:
     def __init__(self, cluster: LocalCluster) -> None:
         self.c = cluster
         self.ledger = TaskLedger.from_url(cluster.redis.url)
-        # On an HTTP generation with uuids our ledger keys each assignment by its uuid.
-        protocol = cluster.config_extra.get("coordinator", {}).get("protocol", "ws")
-        self.by_uuid = protocol in ("http-h2", "http-h3")
         # From the config: identities_per_gpu adds slots the cluster's list does not name.
         self.slot_names = [s.name for s in load_config(cluster.config).slots]
         # Workers a fault started beside the cluster's one per queue (their logs count too).
@@ -86,26 +81,13 @@ class FaultCluster:
         return str(self.c.devnet.control("push_task", {"type": 0, "block_hashes": chain})["id"])
 
     def records(self, task_id: str) -> list[TaskRecord]:
-        """Our records of a coordinator task: one (WS, H1: keyed by task id), or one per
-        assignment (H2/H3: keyed by uuid), oldest first."""
-        if not self.by_uuid:
-            rec = find_record(self.ledger, self.slot_names, task_id)
-            return [rec] if rec is not None else []
-        out = []
-        for slot in self.slot_names:
-            for key in self.ledger.task_ids(slot):
-                rec = self.ledger.get(slot, key)
-                if rec is not None and from_task_msg(rec.task).task_id == task_id:
-                    out.append(rec)
-        return sorted(out, key=lambda r: r.received_at)
+        """Our record of a coordinator task (keyed by the task id in every generation)."""
+        rec = find_record(self.ledger, self.slot_names, task_id)
+        return [rec] if rec is not None else []
 
     def rec(self, task_id: str) -> TaskRecord | None:
-        """The latest assignment's record, with the proving attempts of all of them."""
         recs = self.records(task_id)
-        if not recs:
-            return None
-        return replace(recs[-1], total_attempts=sum(r.attempts for r in recs)) \
-            if self.by_uuid else recs[-1]
+        return recs[-1] if recs else None
 
     def proving_runs(self, task_id: str, logs: str) -> int:
         return sum(logs.count(f"proving chunk task_id={r.task.id}")

@@ -4,9 +4,9 @@ The same faults as test_faults.py, judged the same way in both ledgers; each gen
 gets a cluster of its own. In `make test` (faults_smoke) the faults where the protocol
 matters: listener SIGKILL + restart (the answer is submitted by the next listener, which
 never saw the task) and coordinator restart; in `make faults` also those of the worker side
-(pool child SIGKILL mid-proof, a poison task, Redis restart). On H2/H3 our ledger keys an assignment
-by the coordinator's uuid, and a failed task comes back under a new one (FaultCluster maps
-both to the coordinator's task).
+(pool child SIGKILL mid-proof, a poison task, Redis restart). Our ledger keys every
+generation's record by the task id; on H2/H3 a failed task comes back under a new uuid, a
+re-assignment of the same record.
 """
 
 from __future__ import annotations

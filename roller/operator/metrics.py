@@ -30,6 +30,7 @@ from roller.broker import queue_keys
 from roller.config import MetricsConfig, SlotConfig, proof_kind
 from roller.ledger import TaskLedger
 from roller.logs import kv
+from roller.redact import describe
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ class LedgerCollector(Collector):
             lengths = pipe.execute()
             sizes = {s.name: self.ledger.outbox_size(s.name) for s in self.slots}
         except redis.RedisError as exc:
-            log.warning("metrics: cannot read Redis %s", kv(error=exc))
+            log.warning("metrics: cannot read Redis %s", kv(error=describe(exc)))
             return
         steps = len(queue_keys(""))
         for i, queue in enumerate(queues):

@@ -5,9 +5,9 @@ Param: a block hash, a block number (hex quantity), `latest`/`earliest`, or
 `{"blockHash": ...}`; unknown blocks answer `result: null` like l2geth. Batches are
 answered as arrays. A fault knob (switchable at runtime, optionally for the next N HTTP
 requests only) makes the node answer JSON-RPC errors, nulls, HTTP 500s, HTTP 429s
-(`Retry-After: 1`), or hang, or lie: `otherblock` answers each trace request with the trace of another block,
-`badparent` with the right block whose `header.parentHash` breaks the chain (what the
-roller's trace checks must catch before the prover sees it).
+(`Retry-After: 1`), or hang, or lie: `otherblock` answers each trace request with the
+trace of another block, `badparent` with the right block whose `header.parentHash` breaks
+the chain (what the roller's trace checks must catch before the prover sees it).
 """
 
 from __future__ import annotations

@@ -27,8 +27,10 @@ from urllib.parse import unquote, urlsplit
 MASK = "***"
 # A URL with a scheme: up to whitespace, a quote, or a closing bracket/paren that ends it.
 _URL_RE = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>()\[\]{}]+")
-# urllib3's "Max retries exceeded with url: /path?query" names the path alone.
-_URL_PATH_RE = re.compile(r"(\burl: )(/[^\s'\"<>()]*)")
+# urllib3's "Max retries exceeded with url: /path?query" names the path alone, and its DEBUG
+# lines (like http.server's access log) the request line `"POST /path?query HTTP/1.1"`.
+_URL_PATH_RE = re.compile(r"(\burl: |\b(?:GET|POST|PUT|DELETE|HEAD|PATCH|OPTIONS) )"
+                          r"(/[^\s'\"<>()]*)")
 # Path segments that look like a credential (an API key, a token) are registered as secrets
 # on their own too: an upstream answer may echo the key without the URL around it.
 _MIN_SECRET_SEGMENT = 16

@@ -63,7 +63,8 @@ from roller.protocol.messages import (
     TaskMsg,
     WsVariant,
 )
-from roller.redact import describe, redact_url
+from roller.redact import describe
+from roller.redact import redact_url as redact_url  # re-exported: older callers import it here
 
 log = logging.getLogger(__name__)
 

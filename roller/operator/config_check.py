@@ -120,8 +120,9 @@ def _connect(cfg: RollerConfig) -> list[Finding]:
         out.append(Finding(True, "L2 node", f"{redact_url(cfg.trace_endpoint)} answers "
                                             "JSON-RPC"))
     except (requests.RequestException, ValueError) as exc:
-        out.append(Finding(False, "L2 node", f"{redact_url(cfg.trace_endpoint)} does not answer "
-                                             f"JSON-RPC: {describe(exc)}"))
+        out.append(Finding(False, "L2 node", f"does not answer JSON-RPC at "
+                                             f"{redact_url(cfg.trace_endpoint)}: "
+                                             f"{describe(exc)}"))
     return out
 
 

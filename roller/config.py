@@ -14,12 +14,13 @@ import difflib
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from roller.errors import ConfigError
+from roller.redact import redact_url, register_secret, register_url
 
 ENV_CONFIG = "ROLLER_CONFIG"
 ENV_KEYSTORE_PASSWORD = "ROLLER_KEYSTORE_PASSWORD"
@@ -104,6 +105,8 @@ class RetryConfig:
     # coordinator's whole budget on a task (issue 22).
     max_task_attempts: int = 4
     trace_retries: int = 3
+    # Wall time of one trace fetch, its retries and rate-limit waits included.
+    trace_budget_seconds: float = 300.0
     submit_backoff_seconds: float = 2.0
     submit_backoff_max_seconds: float = 120.0
     reconnect_backoff_seconds: float = 1.0
@@ -121,12 +124,19 @@ class MetricsConfig:
 class FlowerConfig:
     address: str = "127.0.0.1"
     port: int = 5555
-    basic_auth: str | None = None
+    basic_auth: str | None = field(default=None, repr=False)
     db_path: Path = Path("flower.db")
 
 
 @dataclass(frozen=True)
 class RollerConfig:
+    """The whole config. Secrets stay out of `repr`: the keystore password, the broker URL
+    (it carries the broker password) and Flower's credentials are left out, the coordinator
+    and trace URLs are shown redacted (their path or query may hold an API key).
+
+    ``keystore_password`` is empty in a process that holds no keys (workers, Flower: on a
+    fleet their environment lacks it); loading a keystore with it refuses."""
+
     roller_name: str
     keystore_password: str = field(repr=False)
     coordinator_url: str
@@ -143,6 +153,17 @@ class RollerConfig:
     retry: RetryConfig = RetryConfig()
     metrics: MetricsConfig = MetricsConfig()
     flower: FlowerConfig = FlowerConfig()
+
+    def __repr__(self) -> str:
+        shown = []
+        for f in fields(self):
+            if not f.repr:
+                continue
+            value = getattr(self, f.name)
+            if f.name in ("coordinator_url", "trace_endpoint"):
+                value = redact_url(value)
+            shown.append(f"{f.name}={value!r}")
+        return f"RollerConfig({', '.join(shown)})"
 
     @property
     def window_seconds(self) -> float:
@@ -388,7 +409,9 @@ def parse_config(data: Any, base: Path, env: dict[str, str] | None = None) -> Ro
                                 "library_path", "abi", "chain_id"))
     name = r.text("roller_name")
     default_type = _prove_type(p, "prove_type")
-    password = env.get(ENV_KEYSTORE_PASSWORD) or r.text("keystore_password")
+    # Only the listener (and `config check`) decrypt keystores: a worker's or Flower's
+    # environment has no password, and keys.py refuses an empty one where it is needed.
+    password = env.get(ENV_KEYSTORE_PASSWORD) or r.opt_str("keystore_password") or ""
     broker = env.get(ENV_BROKER_URL) or r.text("broker_url", DEFAULT_BROKER_URL)
     abi = p.text("abi", "roller")
     if abi not in ("roller", "seed"):
@@ -396,6 +419,7 @@ def parse_config(data: Any, base: Path, env: dict[str, str] | None = None) -> Ro
     m = r.child("metrics").only(("bind", "listener_port", "worker_port"))
     fl = r.child("flower").only(("address", "port", "basic_auth", "db_path"))
     rt = r.child("retry").only(("max_prove_attempts", "max_task_attempts", "trace_retries",
+                                "trace_budget_seconds",
                                 "submit_backoff_seconds", "submit_backoff_max_seconds",
                                 "reconnect_backoff_seconds", "reconnect_backoff_max_seconds"))
     url = r.text("coordinator_url")
@@ -436,6 +460,7 @@ def parse_config(data: Any, base: Path, env: dict[str, str] | None = None) -> Ro
             max_task_attempts=rt.integer("max_task_attempts", max(4, per_assignment),
                                          minimum=per_assignment),
             trace_retries=rt.integer("trace_retries", 3, minimum=1),
+            trace_budget_seconds=rt.num("trace_budget_seconds", 300.0),
             submit_backoff_seconds=rt.num("submit_backoff_seconds", 2.0),
             submit_backoff_max_seconds=rt.num("submit_backoff_max_seconds", 120.0),
             reconnect_backoff_seconds=rt.num("reconnect_backoff_seconds", 1.0),
@@ -478,4 +503,11 @@ def load_config(path: str | Path | None = None) -> RollerConfig:
         raise ConfigError(f"{file}: cannot read: {exc.strerror}") from exc
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{file}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
-    return parse_config(data, file.resolve().parent)
+    cfg = parse_config(data, file.resolve().parent)
+    # From here on every text this process scrubs (roller.redact) loses these secrets too.
+    register_url(cfg.coordinator_url, cfg.trace_endpoint, cfg.broker_url)
+    register_secret(cfg.keystore_password, os.environ.get(ENV_BROKER_PASSWORD),
+                    os.environ.get(ENV_FLOWER_PASSWORD))
+    if cfg.flower.basic_auth:
+        register_secret(cfg.flower.basic_auth, cfg.flower.basic_auth.partition(":")[2])
+    return cfg

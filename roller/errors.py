@@ -49,6 +49,17 @@ class TraceFetchError(RollerError):
     """Block traces could not be fetched from the L2 node."""
 
 
+class TraceMismatch(TraceFetchError):
+    """The L2 node answered a trace that is not the block asked for (another hash, a broken
+    parent chain, a gap in the numbers, another chain id). Never retried and never proved:
+    the job answers a failure report naming ``block``."""
+
+    def __init__(self, block: str, reason: str) -> None:
+        super().__init__(f"block {block}: {reason}")
+        self.block = block
+        self.reason = reason
+
+
 class ProverError(RollerError):
     """The native prover returned an error (or NULL) for a task."""
 

@@ -30,6 +30,7 @@ def load_or_create_keystore(
     refused. ``scrypt_n`` only affects newly created files (tests lower it).
     """
     target = Path(path)
+    _require_password(target, password)
     if not target.exists():
         _create(target, password, scrypt_n)
     return _load(target, password)
@@ -41,7 +42,17 @@ def load_keystore(path: str | Path, password: str) -> LocalAccount:
     return _load(Path(path), password)
 
 
+def _require_password(target: Path, password: str) -> None:
+    # Only the listener's environment holds the password (workers and Flower load the same
+    # config without it): an empty one means this process was never meant to hold keys.
+    if not password:
+        raise KeystoreError(f"no keystore password for keystore path={target}: set "
+                            "$ROLLER_KEYSTORE_PASSWORD (or keystore_password) for the "
+                            "listener")
+
+
 def _load(target: Path, password: str) -> LocalAccount:
+    _require_password(target, password)
     try:
         st = target.stat()
     except OSError as exc:

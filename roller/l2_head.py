@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import requests
 
 from roller.errors import TraceFetchError
-from roller.protocol.coordinator_client import redact_url
+from roller.redact import describe, redact_url
 
 HEAD_METHOD = "eth_blockNumber"
 DEFAULT_TTL_SECONDS = 5.0
@@ -60,7 +60,7 @@ class L2Head:
                                       timeout=self.timeout)
             body = resp.json() if resp.status_code == 200 else None
         except (requests.RequestException, ValueError) as exc:
-            raise TraceFetchError(f"L2 head from {where}: {type(exc).__name__}: {exc}") from exc
+            raise TraceFetchError(f"L2 head from {where}: {describe(exc)}") from exc
         result = body.get("result") if isinstance(body, dict) else None
         if not isinstance(result, str) or not result.startswith("0x"):
             raise TraceFetchError(f"L2 head from {where}: no hex {HEAD_METHOD} result "

@@ -3,6 +3,7 @@
 import logging
 import os
 
+from roller import redact
 from roller.errors import ConfigError
 
 FORMAT = "ts=%(asctime)s level=%(levelname)s proc=%(processName)s logger=%(name)s %(message)s"
@@ -20,8 +21,13 @@ def log_level(level: str | None) -> str:
 def setup_logging(level: str | None = None) -> None:
     """Configure the root logger once (the Celery worker keeps its own handlers)."""
     logging.basicConfig(level=log_level(level), format=FORMAT)
+    # Every line passes roller.redact: no URL credential or registered secret is written,
+    # whichever library formatted it.
+    redact.install()
     # websocket-client logs whole frames at DEBUG: they carry tokens and signatures.
     logging.getLogger("websocket").setLevel(logging.WARNING)
+    # urllib3 logs each request line at DEBUG: its path and query hold a hosted RPC's key.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
 def kv(**fields: object) -> str:

@@ -28,6 +28,7 @@ from roller.errors import TraceFetchError
 from roller.ledger import TaskLedger, TaskRecord, TaskState
 from roller.logs import kv
 from roller.protocol.messages import ProveType
+from roller.redact import scrub
 from roller.worker.trace_client import TraceClient
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,8 @@ class TracePrefetcher:
             traces_json = self.traces.get_traces_json(list(hashes))
         except (redis.RedisError, TraceFetchError) as exc:
             log.warning("trace prefetch skipped %s", kv(task_id=current.task.id,
-                                                        slot=current.slot, error=exc))
+                                                        slot=current.slot,
+                                                        error=scrub(str(exc))))
             return True  # the job fetches its own: no retry loop here
         with self._lock:
             self._held = (nxt.slot, nxt.task.id, hashes, traces_json)

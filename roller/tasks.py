@@ -89,14 +89,17 @@ def _build_context() -> JobContext:
     prover = _prover()
     queues = _queues()
     ledger = TaskLedger.from_url(cfg.broker_url, cfg.retention_seconds)
-    traces = TraceClient(cfg.trace_endpoint, retries=cfg.retry.trace_retries)
+    traces = TraceClient(cfg.trace_endpoint, retries=cfg.retry.trace_retries,
+                         budget_seconds=cfg.retry.trace_budget_seconds,
+                         chain_id=cfg.prover.chain_id)
     return JobContext(
         cfg=cfg,
         ledger=ledger,
         prover=prover,
         traces=traces,
         worker=f"{socket.gethostname()}:{os.getpid()}",
-        prefetch=TracePrefetcher(ledger, TraceClient(cfg.trace_endpoint, retries=1),
+        prefetch=TracePrefetcher(ledger, TraceClient(cfg.trace_endpoint, retries=1,
+                                                             chain_id=cfg.prover.chain_id),
                                  [s for s in cfg.slots if s.queue in queues]),
         ready=_warm,
     )

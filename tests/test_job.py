@@ -11,8 +11,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 from devnet_helpers import wait_until
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -339,3 +341,57 @@ def test_a_lease_lost_with_nobody_else_is_taken_back(
     wait_until(lambda: ctx.ledger.leased(SLOT, task.id), 5)  # the job took it back
     job.join(10)
     assert outcome == [JobOutcome.STORED]
+
+
+@pytest.mark.parametrize(("mode", "block", "why"), [
+    ("otherblock", BLOCKS[0], "answered the trace of another block"),
+    ("badparent", BLOCKS[1], "header.parentHash"),
+])
+def test_trace_of_other_blocks_ends_in_a_failure_report_naming_the_block(
+        tmp_path: Path, devnet: Devnet, redis_url: str, account: LocalAccount,
+        mode: str, block: str, why: str) -> None:
+    prover = MockProver()
+    ctx = make_ctx(make_cfg(tmp_path, devnet, redis_url), prover)
+    session, task = receive(devnet, ctx, account, BLOCKS)
+    devnet.set_l2_fault(mode)
+    assert run_job(ctx, SLOT, task.id) is JobOutcome.STORED
+    assert prover.calls == []  # never a proof of other blocks
+    deliver(ctx, account, session)
+    [sub] = submissions(devnet, task.id)
+    assert sub["status"] == 1
+    assert sub["error"].startswith(f"{TRACES_FAILED}: block {block}: ")
+    assert why in sub["error"]
+
+
+class RateLimitedOnce:
+    """An injected transport: the L2 node's first answer is a 429 with Retry-After, then
+    the real node over loopback answers."""
+
+    def __init__(self) -> None:
+        self.session = requests.Session()
+        self.calls = 0
+
+    def post(self, url: str, *, json: Any, timeout: float) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            response = requests.Response()
+            response.status_code = 429
+            response.headers["Retry-After"] = "3"
+            return response
+        return self.session.post(url, json=json, timeout=timeout)
+
+
+def test_l2_rate_limit_then_200_proves(tmp_path: Path, devnet: Devnet, redis_url: str,
+                                       account: LocalAccount) -> None:
+    prover = MockProver()
+    cfg = make_cfg(tmp_path, devnet, redis_url)
+    transport, slept = RateLimitedOnce(), []
+    ctx = make_ctx(cfg, prover)
+    ctx.traces = TraceClient(cfg.trace_endpoint, retries=0, transport=transport,
+                             sleep=slept.append)
+    session, task = receive(devnet, ctx, account, BLOCKS)
+    assert run_job(ctx, SLOT, task.id) is JobOutcome.STORED
+    assert slept == [3.0] and transport.calls == 2  # waited as asked, not counted as a retry
+    assert len(prover.calls) == 1
+    assert deliver(ctx, account, session) == 1
+    assert [s["outcome"] for s in submissions(devnet, task.id)] == ["valid"]

@@ -679,8 +679,10 @@ def test_default_variant_is_0623() -> None:
 
 
 def test_redact_url() -> None:
-    assert redact_url("ws://user:secret@host:8391/") == "ws://host:8391/"
-    assert redact_url("ws://127.0.0.1:8391/") == "ws://127.0.0.1:8391/"
+    # the one rule of roller.redact: userinfo, path and query masked, scheme/host/port kept
+    assert redact_url("ws://user:secret@host:8391/") == "ws://***@host:8391"
+    assert redact_url("ws://127.0.0.1:8391/") == "ws://127.0.0.1:8391"
+    assert redact_url("wss://host/ws/key?t=1") == "wss://host/***?***"
 
 
 def _identity(name: str) -> Identity:

@@ -11,7 +11,8 @@ POST /restart           coordinator restart: pool and tokens empty, sessions kep
 POST /stop_for          {"seconds": s} coordinator down now, back after s
 POST /submit_delay      {"seconds": s} extra delay before each verification (WS, HTTP)
 POST /collection_time   {"seconds": s} session timeout for timers armed from now on
-POST /l2_fault          {"mode": "none|error|null|http500|hang", "count": optional n}
+POST /l2_fault          {"mode": "none|error|null|http500|http429|hang|otherblock|badparent",
+                         "count": optional n}
 Errors answer {"error": text} with status 400 (bad input) or 404 (unknown path).
 """
 

@@ -4,7 +4,10 @@ and `eth_blockNumber` (the highest served block).
 Param: a block hash, a block number (hex quantity), `latest`/`earliest`, or
 `{"blockHash": ...}`; unknown blocks answer `result: null` like l2geth. Batches are
 answered as arrays. A fault knob (switchable at runtime, optionally for the next N HTTP
-requests only) makes the node answer JSON-RPC errors, nulls, HTTP 500s, or hang.
+requests only) makes the node answer JSON-RPC errors, nulls, HTTP 500s, HTTP 429s
+(`Retry-After: 1`), or hang, or lie: `otherblock` answers each trace request with the
+trace of another block, `badparent` with the right block whose `header.parentHash` breaks
+the chain (what the roller's trace checks must catch before the prover sees it).
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ log = logging.getLogger(__name__)
 
 TRACE_METHOD = "scroll_getBlockTraceByNumberOrHash"
 HEAD_METHOD = "eth_blockNumber"
-FAULT_MODES = ("none", "error", "null", "http500", "hang")
+FAULT_MODES = ("none", "error", "null", "http500", "http429", "hang", "otherblock",
+               "badparent")
+BROKEN_PARENT = "0x" + "ba" * 32
 FAULT_ERROR_TEXT = "devnet fault injection"
 _HASH_RE = re.compile(r"0x[0-9a-fA-F]{64}")
 _QUANTITY_RE = re.compile(r"0x[0-9a-fA-F]+")
@@ -144,6 +149,10 @@ class L2Node:
         if mode == "http500":
             self._send(req, 500, b"devnet fault injection: internal server error\n", "text/plain")
             return
+        if mode == "http429":
+            self._send(req, 429, b"devnet fault injection: rate limited\n", "text/plain",
+                       retry_after=1)
+            return
         try:
             payload = json.loads(body)
         except ValueError as exc:
@@ -189,14 +198,23 @@ class L2Node:
         if entry is None:
             log.info("l2 trace unknown param=%s", params[0])
             return head + b',"result":null}'
+        if mode == "otherblock":
+            others = [e for e in self.index.ordered() if e.hash != entry.hash]
+            entry = others[0] if others else entry
+        elif mode == "badparent":
+            trace = json.loads(entry.raw)
+            trace["header"]["parentHash"] = BROKEN_PARENT
+            return head + b',"result":' + json.dumps(trace).encode() + b"}"
         return head + b',"result":' + entry.raw.strip() + b"}"
 
     @staticmethod
     def _send(req: BaseHTTPRequestHandler, code: int, body: bytes,
-              ctype: str = "application/json") -> None:
+              ctype: str = "application/json", retry_after: int | None = None) -> None:
         try:
             req.send_response(code)
             req.send_header("Content-Type", ctype)
+            if retry_after is not None:
+                req.send_header("Retry-After", str(retry_after))
             req.send_header("Content-Length", str(len(body)))
             req.end_headers()
             req.wfile.write(body)

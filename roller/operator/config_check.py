@@ -109,14 +109,14 @@ def _connect(cfg: RollerConfig) -> list[Finding]:
     import redis
     import requests
 
-    from roller.protocol.coordinator_client import redact_url
+    from roller.redact import describe, redact_url
 
     out = []
     try:
         redis.Redis.from_url(cfg.broker_url, socket_timeout=5, socket_connect_timeout=5).ping()
         out.append(Finding(True, "broker", "answers"))
     except redis.RedisError as exc:
-        out.append(Finding(False, "broker", f"does not answer: {exc}"))
+        out.append(Finding(False, "broker", f"does not answer: {describe(exc)}"))
     out.append(_coordinator(cfg))
     if out[-1].ok and cfg.coordinator.http:
         out.extend(_logins(cfg))
@@ -133,7 +133,9 @@ def _connect(cfg: RollerConfig) -> list[Finding]:
             out.append(Finding(True, "L2 node", f"{redact_url(cfg.trace_endpoint)} answers "
                                                 f"{method}: {result}"))
         except (requests.RequestException, ValueError) as exc:
-            out.append(Finding(False, "L2 node", f"does not answer JSON-RPC {method}: {exc}"))
+            out.append(Finding(False, "L2 node", f"does not answer JSON-RPC {method} at "
+                                                 f"{redact_url(cfg.trace_endpoint)}: "
+                                                 f"{describe(exc)}"))
     return out
 
 
@@ -172,8 +174,9 @@ def _logins(cfg: RollerConfig) -> list[Finding]:
 def _coordinator(cfg: RollerConfig) -> Finding:
     """A WS coordinator must accept a WebSocket; an HTTP one must hand out a login challenge
     (which spends nothing: a challenge row is only used by a login)."""
-    from roller.protocol.coordinator_client import CoordinatorClient, redact_url
+    from roller.protocol.coordinator_client import CoordinatorClient
     from roller.protocol.http_client import Timeouts, fetch_challenge
+    from roller.redact import redact_url
 
     where = f"{redact_url(cfg.coordinator_url)} ({cfg.coordinator.protocol})"
     if cfg.coordinator.http:

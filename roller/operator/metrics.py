@@ -37,6 +37,7 @@ from roller.broker import queue_keys
 from roller.config import MetricsConfig, SlotConfig, proof_kind
 from roller.ledger import TaskLedger
 from roller.logs import kv
+from roller.redact import describe
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +216,7 @@ class LedgerCollector(Collector):
                                if row.due] for s in self.slots}
             memory = self.ledger.r.info("memory")
         except redis.RedisError as exc:
-            log.warning("metrics: cannot read Redis %s", kv(error=exc))
+            log.warning("metrics: cannot read Redis %s", kv(error=describe(exc)))
             return
         now = self.clock()
         steps = len(queue_keys(""))

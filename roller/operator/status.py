@@ -22,6 +22,7 @@ from roller.config import RollerConfig, load_config
 from roller.errors import RollerError
 from roller.ledger import FINAL_STATES, TaskLedger, TaskState
 from roller.operator import gpu
+from roller.redact import describe
 
 RECENT = 50
 FIELDS = ("state", "received_at", "attempts", "outcome", "prove_seconds", "finished_at",
@@ -185,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
             try:
                 text, failed = snapshot(cfg, ledger, nvml), False
             except redis.RedisError as exc:
-                text, failed = f"cannot read the ledger from Redis: {exc}", True
+                text, failed = f"cannot read the ledger from Redis: {describe(exc)}", True
             if args.watch:
                 # Clear the screen and redraw in place, like `watch`.
                 sys.stdout.write("\033[H\033[2J")

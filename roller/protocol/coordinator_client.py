@@ -42,7 +42,6 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 import websocket
 from eth_account.signers.local import LocalAccount
@@ -64,6 +63,8 @@ from roller.protocol.messages import (
     TaskMsg,
     WsVariant,
 )
+from roller.redact import describe
+from roller.redact import redact_url as redact_url  # re-exported: older callers import it here
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ class WebSocketTransport:
         try:
             self._ws.send(text)
         except (websocket.WebSocketException, OSError) as exc:
-            raise ConnectionLost(f"send failed: {exc}") from exc
+            raise ConnectionLost(f"send failed: {describe(exc)}") from exc
 
     def recv(self) -> str | bytes | None:
         # Control frames too, so a ping counts as traffic for the idle timeout. Each pass
@@ -144,7 +145,7 @@ class WebSocketTransport:
             except websocket.WebSocketTimeoutException:
                 return None
             except (websocket.WebSocketException, OSError, ValueError) as exc:
-                raise ConnectionLost(f"receive failed: {type(exc).__name__}: {exc}") from exc
+                raise ConnectionLost(f"receive failed: {describe(exc)}") from exc
             if opcode == websocket.ABNF.OPCODE_CLOSE:
                 raise ConnectionLost("closed by coordinator")
             if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
@@ -175,21 +176,11 @@ def websocket_connector(url: str, connect_timeout: float, idle_timeout: float
     except (websocket.WebSocketException, OSError) as exc:
         ws.shutdown()
         raise ConnectionLost(
-            f"cannot connect to coordinator url={redact_url(url)}: {exc}"
+            f"cannot connect to coordinator url={redact_url(url)}: {describe(exc)}"
         ) from exc
     ws.settimeout(idle_timeout)
     _delay_pongs(ws, PONG_DELAY_SECONDS)
     return WebSocketTransport(ws)
-
-
-def redact_url(url: str) -> str:
-    """The URL without basic-auth userinfo, safe to log."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 class _Call:

@@ -66,6 +66,7 @@ from roller.protocol.http_messages import (
     TokenResponse,
     compressed_pk,
 )
+from roller.redact import describe
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +122,9 @@ def _call(session: requests.Session, method: str, url: str, endpoint: str,
         resp = session.request(method, url, data=data, headers=headers,
                                timeout=(timeouts.connect, timeouts.read))
     except requests.RequestException as exc:
-        # The exception text can carry the URL but never headers, so no token leaks.
-        raise ConnectionLost(f"{endpoint}: {type(exc).__name__}: {exc}") from exc
+        # The exception text can carry the URL (scrubbed: a gateway's key lives in its path
+        # or query) but never headers, so no token leaks.
+        raise ConnectionLost(f"{endpoint}: {describe(exc)}") from exc
     if resp.status_code == 404:
         raise WrongGeneration(f"{endpoint}: HTTP 404 from {redact_url(url)}: no HTTP "
                               "coordinator API there")

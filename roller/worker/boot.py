@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 
 from celery import signals
 
+from roller import redact
 from roller.config import ENV_CONFIG, RollerConfig, process_config
 from roller.errors import RollerError
 from roller.logs import kv, log_level
@@ -66,11 +67,17 @@ def _queues(options: Any) -> list[str]:
     return [q.strip() for q in queues if q.strip()]
 
 
+@signals.after_setup_task_logger.connect
+def _redact_task_logs(logger: logging.Logger | None = None, **_: Any) -> None:
+    redact.install(logger)
+
+
 @signals.after_setup_logger.connect
-def _roller_logs_at_info(**_: Any) -> None:
+def _roller_logs_at_info(logger: logging.Logger | None = None, **_: Any) -> None:
     """The roller's INFO lines (job received, proof stored) whatever Celery's --loglevel
     (Celery's default is WARNING): an operator greps them. $ROLLER_LOG_LEVEL changes it;
-    Celery's own lines stay at the level asked for."""
+    Celery's own lines stay at the level asked for. Every line passes roller.redact."""
+    redact.install(logger)
     try:
         logging.getLogger("roller").setLevel(log_level(None))
     except RollerError as exc:

@@ -34,7 +34,7 @@ from pathlib import Path
 import redis
 
 from roller.config import RollerConfig, proof_kind
-from roller.errors import ProverError, RollerError, TraceFetchError
+from roller.errors import ProverError, RollerError, TraceFetchError, TraceMismatch
 from roller.ffi import Prover
 from roller.ledger import Attempt, Moved, TaskLedger, TaskRecord, TaskState
 from roller.lifecycle import LEASE_RENEW_SECONDS, LEASE_SECONDS, Window
@@ -144,6 +144,11 @@ def _prove(ctx: JobContext, rec: TaskRecord) -> ProofDetail:
             with metrics.TRACE_FETCH_SECONDS.labels(rec.slot).time():
                 if traces_json is None:
                     traces_json = ctx.traces.get_traces_json(list(task.block_hashes))
+        except TraceMismatch as exc:
+            # The node answered other blocks than asked: never prove them; the report names
+            # the block (the text is ours: hashes and numbers, no endpoint).
+            log.error("trace mismatch %s error=%r", fields, str(exc))
+            return failure(task, f"{TRACES_FAILED}: {exc}")
         except TraceFetchError as exc:
             log.error("trace fetch failed %s error=%r", fields, str(exc))
             return failure(task, TRACES_FAILED)

@@ -1,32 +1,73 @@
-"""L2 block trace fetching (spec 6.6, 9): one JSON-RPC batch over HTTP, sorted by number.
+"""L2 block trace fetching (spec 6.6, 9): one JSON-RPC batch over HTTP, checked, sorted by number.
 
-Traces stay opaque dicts; only ``header.number`` is read (for sorting) and validated.
+Traces stay opaque dicts to the prover; the client reads only the header fields that tie an
+answer to the request. Every answer must be the block asked for before it reaches the
+prover (TraceMismatch otherwise, naming the block): `header.hash` equals the requested
+hash, the numbers are consecutive, each `header.parentHash` is the previous block's hash,
+and `chainID`, where a trace carries one, is the configured chain (or, unconfigured, one
+chain for the whole chunk).
+
+Failure model. Transport failures, HTTP 5xx, JSON-RPC server errors and null traces (a node
+down, overloaded or not yet synced) are retried `retries` times with exponential backoff;
+HTTP 429 (a rate-limited hosted RPC) is retried, honouring `Retry-After`, for as long as the
+trace budget (`budget_seconds`, wall time of one fetch) allows, and only then reported.
+Every other answer is final at once. Error texts never carry the endpoint's path, query or
+userinfo (a hosted RPC's API key): foreign exception texts pass through roller.redact.
 """
 
 from __future__ import annotations
 
+import email.utils
 import json
 import logging
 import re
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import requests
 
-from roller.errors import ConfigError, TraceFetchError, WireFormatError
+from roller.errors import ConfigError, TraceFetchError, TraceMismatch, WireFormatError
 from roller.protocol.encoding import parse_hash
+from roller.redact import describe, redact_url, scrub
 
 log = logging.getLogger(__name__)
 
 TRACE_METHOD = "scroll_getBlockTraceByNumberOrHash"
 _HEX_QUANTITY_RE = re.compile(r"0x[0-9a-fA-F]+")
+# One fetch (all its retries) gives up after this long: the job reports the failure rather
+# than hold its GPU for a node that stays rate-limited or down.
+DEFAULT_BUDGET_SECONDS = 300.0
+# Backoff between 429 answers without a usable Retry-After, and the longest wait one 429
+# may ask for (a longer one is waited in steps, each re-asking the node).
+RATE_LIMIT_BACKOFF_MAX_SECONDS = 30.0
+
+
+class Response(Protocol):
+    status_code: int
+    headers: Any
+
+    def json(self) -> Any: ...
+
+
+class Transport(Protocol):
+    """What the client needs of `requests.Session` (tests inject a fake)."""
+
+    def post(self, url: str, *, json: Any, timeout: float) -> Response: ...
 
 
 class _Retryable(Exception):
     """A failure worth retrying: connection error, timeout, HTTP 5xx, a JSON-RPC server error
     or a null trace (a node that is down, overloaded or not yet synced to the block)."""
+
+
+class _RateLimited(_Retryable):
+    """HTTP 429: retried within the budget, not counted against `retries`."""
+
+    def __init__(self, text: str, retry_after: float | None) -> None:
+        super().__init__(text)
+        self.retry_after = retry_after
 
 
 class TraceClient:
@@ -37,26 +78,41 @@ class TraceClient:
         timeout: float = 60.0,
         retries: int = 3,
         backoff: float = 1.0,
+        budget_seconds: float = DEFAULT_BUDGET_SECONDS,
+        chain_id: int | None = None,
+        transport: Transport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if urlsplit(endpoint).scheme not in ("http", "https"):
-            raise ConfigError(f"trace_endpoint must be an http(s) URL, got {endpoint!r}")
+            raise ConfigError(f"trace_endpoint must be an http(s) URL, got "
+                              f"{redact_url(endpoint)!r}")
         self.endpoint = endpoint
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
-        self._session = requests.Session()
+        self.budget_seconds = budget_seconds
+        self.chain_id = chain_id
+        self._transport: Transport = transport or requests.Session()
+        self._clock = clock
+        self._sleep = sleep
+
+    def __repr__(self) -> str:
+        return f"TraceClient(endpoint={redact_url(self.endpoint)!r})"
 
     def get_traces(self, block_hashes: Sequence[str]) -> list[dict[str, Any]]:
-        """Fetch the traces of ``block_hashes`` in one batch; ascending by block number."""
+        """Fetch the traces of ``block_hashes`` in one batch; checked, ascending by number."""
         hashes = [self._normalise(h) for h in block_hashes]
         if not hashes:
             return []
         batch = [{"jsonrpc": "2.0", "id": i, "method": TRACE_METHOD, "params": [h]}
                  for i, h in enumerate(hashes)]
         answers = self._post_with_retries(batch, hashes)
-        traces = [(self._block_number(answers, i, h), answers[i]) for i, h in enumerate(hashes)]
-        traces.sort(key=lambda pair: pair[0])
-        return [trace for _, trace in traces]
+        traces = [(self._block_number(answers, i, h), h, answers[i])
+                  for i, h in enumerate(hashes)]
+        traces.sort(key=lambda item: item[0])
+        self._check_chain(traces)
+        return [trace for _, _, trace in traces]
 
     def get_traces_json(self, block_hashes: Sequence[str]) -> str:
         """The sorted traces as one compact JSON array, the prover's input."""
@@ -70,28 +126,51 @@ class TraceClient:
             raise TraceFetchError(f"invalid block hash {block_hash!r}: {exc}") from exc
 
     def _post_with_retries(self, batch: list[dict[str, Any]], hashes: list[str]) -> dict[int, Any]:
-        attempt = 0
+        deadline = self._clock() + self.budget_seconds
+        failures = 0  # counted failures (not 429s)
+        limited = 0
+        attempts = 0
         while True:
+            attempts += 1
             try:
                 return self._post(batch, hashes)
+            except _RateLimited as exc:
+                limited += 1
+                delay = (exc.retry_after if exc.retry_after is not None
+                         else self.backoff * 2 ** min(limited - 1, 16))
+                delay = min(max(delay, 0.0), RATE_LIMIT_BACKOFF_MAX_SECONDS)
+                reason: Exception = exc
             except _Retryable as exc:
-                if attempt >= self.retries:
-                    raise TraceFetchError(
-                        f"trace fetch failed after {attempt + 1} attempts for blocks "
-                        f"{', '.join(hashes)}: {exc}"
-                    ) from exc
-                delay = self.backoff * (2**attempt)
-                log.warning("trace fetch retry attempt=%d delay=%.1fs reason=%s",
-                            attempt + 1, delay, exc)
-                time.sleep(delay)
-                attempt += 1
+                if failures >= self.retries:
+                    raise self._give_up(attempts, hashes, exc) from exc
+                delay = self.backoff * (2**failures)
+                failures += 1
+                reason = exc
+            if self._clock() + delay > deadline:
+                raise self._give_up(attempts, hashes, reason,
+                                    f" (trace budget {self.budget_seconds:g}s spent)")
+            log.warning("trace fetch retry attempt=%d delay=%.1fs reason=%s",
+                        attempts, delay, reason)
+            self._sleep(delay)
+
+    @staticmethod
+    def _give_up(attempts: int, hashes: list[str], exc: Exception,
+                 why: str = "") -> TraceFetchError:
+        return TraceFetchError(f"trace fetch failed after {attempts} attempts{why} for blocks "
+                               f"{', '.join(hashes)}: {exc}")
 
     def _post(self, batch: list[dict[str, Any]], hashes: list[str]) -> dict[int, Any]:
         """One batch round trip; returns id -> result, raising TraceFetchError for RPC errors."""
         try:
-            response = self._session.post(self.endpoint, json=batch, timeout=self.timeout)
+            response = self._transport.post(self.endpoint, json=batch, timeout=self.timeout)
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+            raise _Retryable(describe(exc)) from exc
+        except requests.RequestException as exc:
+            raise TraceFetchError(f"L2 node request failed for blocks {', '.join(hashes)}: "
+                                  f"{describe(exc)}") from exc
+        if response.status_code == 429:
+            raise _RateLimited("HTTP 429 (rate limited)",
+                               _retry_after(response.headers, time.time()))
         if response.status_code >= 500:
             raise _Retryable(f"HTTP {response.status_code}")
         if response.status_code != 200:
@@ -100,7 +179,7 @@ class TraceClient:
         try:
             body = response.json()
         except (ValueError, RecursionError) as exc:
-            raise TraceFetchError(f"L2 node answered invalid JSON: {exc}") from exc
+            raise TraceFetchError(f"L2 node answered invalid JSON: {scrub(str(exc))}") from exc
         if not isinstance(body, list):
             # A single error object answers a batch the node refused as a whole.
             raise TraceFetchError(f"L2 node refused the batch for blocks {', '.join(hashes)}: "
@@ -131,7 +210,49 @@ class TraceClient:
         number = header.get("number") if isinstance(header, dict) else None
         if not isinstance(number, str) or not _HEX_QUANTITY_RE.fullmatch(number):
             raise TraceFetchError(f"block {block_hash}: trace has no hex header.number")
+        got = header.get("hash") if isinstance(header, dict) else None
+        if not isinstance(got, str) or got.lower() != block_hash:
+            raise TraceMismatch(block_hash, f"the L2 node answered the trace of another block "
+                                            f"(header.hash {str(got)[:80]!r})")
         return int(number, 16)
+
+    def _check_chain(self, traces: list[tuple[int, str, dict[str, Any]]]) -> None:
+        """Consecutive numbers, each parentHash the previous block's hash, one chain id."""
+        chain = self.chain_id
+        for k, (number, block, trace) in enumerate(traces):
+            trace_chain = trace.get("chainID")
+            if trace_chain is not None:
+                if chain is None:
+                    chain = trace_chain
+                elif trace_chain != chain:
+                    raise TraceMismatch(block, f"trace of chain {trace_chain!r}, expected "
+                                               f"chain {chain}")
+            if k == 0:
+                continue
+            prev_number, prev_block, _ = traces[k - 1]
+            if number != prev_number + 1:
+                raise TraceMismatch(block, f"block number {number} does not follow block "
+                                           f"{prev_block} (number {prev_number})")
+            parent = trace["header"].get("parentHash")
+            if not isinstance(parent, str) or parent.lower() != prev_block:
+                raise TraceMismatch(block, f"header.parentHash {str(parent)[:80]!r} is not "
+                                           f"the previous block {prev_block}")
+
+
+def _retry_after(headers: Any, now: float) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None if absent or
+    unreadable."""
+    value = headers.get("Retry-After") if headers is not None else None
+    if not isinstance(value, str) or not value.strip():
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - now, 0.0)
 
 
 def _server_error(item: dict[str, Any]) -> bool:
@@ -145,5 +266,5 @@ def _server_error(item: dict[str, Any]) -> bool:
 def _describe_error(body: Any) -> str:
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict):
-        return f"{error.get('code')} {error.get('message')}"
-    return repr(body)[:200]
+        return scrub(f"{error.get('code')} {error.get('message')}")
+    return scrub(repr(body)[:200])

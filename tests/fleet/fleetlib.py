@@ -41,6 +41,7 @@ OLD_VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["v
 NEW_VERSION = f"{OLD_VERSION}.post1"
 KEYSTORE_PASSWORD = "fleet-keystore-" + os.urandom(6).hex()
 BROKER_PASSWORD = "fleet-broker-" + os.urandom(8).hex()
+FLOWER_PASSWORD = "fleet-flower-" + os.urandom(6).hex()
 
 
 @dataclass
@@ -172,6 +173,7 @@ class SystemdHost(Host):
                 "roller_process_manager": "systemd",
                 "roller_manage_user": True,
                 "roller_user": "roller", "roller_group": "roller",
+                "roller_listener_user": "roller-listener",
                 "roller_broker_user": "redis",
                 "roller_broker_redis_server": "/usr/bin/redis-server",
                 "roller_pip_extra_args": f"--no-index --find-links /{WHEELHOUSE}",
@@ -269,6 +271,7 @@ def write_inventory(path: Path, devnet: DevnetProcess, wheel: Path,
                 "roller_manage_packages": False,
                 "roller_user": "root",
                 "roller_group": "root",
+                "roller_listener_user": "root",
                 "roller_broker_user": "root",
                 "roller_broker_redis_server": shutil.which("redis-server"),
                 "roller_wheel": str(wheel),
@@ -277,6 +280,7 @@ def write_inventory(path: Path, devnet: DevnetProcess, wheel: Path,
                 "roller_trace_endpoint": devnet.l2_url,
                 "roller_keystore_password": KEYSTORE_PASSWORD,
                 "roller_broker_password": BROKER_PASSWORD,
+                "roller_flower_password": FLOWER_PASSWORD,
                 "roller_params_path": str(params),
                 "roller_workers_stop_timeout": 300,
                 "roller_workers_drain_timeout": 300,

@@ -51,7 +51,8 @@ def check_site_installs_hosts_that_prove(fleet: Fleet) -> None:
         assert host.installed_version() == OLD_VERSION
         keystores = host.keystores()
         assert [p.name for p in keystores] == [f"keystore-gpu{g}.json" for g in host.gpus]
-        for path in [*keystores, host.prefix / "etc/roller/roller.env"]:
+        for path in [*keystores, host.prefix / "etc/roller/roller.env",
+                     host.prefix / "etc/roller/listener.env"]:
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
         config = json.loads((host.prefix / "etc/roller/config.json").read_text())
         assert config["gpus"] == host.gpus and "keystore_password" not in config

@@ -266,3 +266,49 @@ def test_worker_that_cannot_start_stops_the_rollout(systemd_fleet: Fleet) -> Non
     # Nothing consumes host-a's queues.
     ping = first.exec("/opt/roller/bin/roller-celery", "inspect", "ping", "-t", "5")
     assert "pong" not in ping.stdout
+
+
+def test_only_the_listener_can_read_keys(systemd_fleet: Fleet) -> None:
+    """Privilege separation (issue 25): as the workers' user the keystores and listener.env
+    are refused; the workers' and Flower's environments lack the keystore password; Flower
+    answers 401 without credentials; the listener still signs (the earlier tests' tasks were
+    verified through it)."""
+    for host in hosts(systemd_fleet):
+        for path in ["/var/lib/roller/keystore/keystore-gpu0.json", "/etc/roller/listener.env"]:
+            run = host.exec("setpriv", "--reuid=roller", "--regid=roller", "--init-groups",
+                            "cat", path)
+            assert run.returncode != 0 and "Permission denied" in run.stderr, (host.name, path)
+        pids = host.pids()
+        for program in [f"roller-worker-{g}" for g in host.gpus] + ["roller-flower"]:
+            environ = host.exec("cat", f"/proc/{pids[program]}/environ").stdout
+            assert "ROLLER_KEYSTORE_PASSWORD" not in environ, (host.name, program)
+            assert KEYSTORE_PASSWORD not in environ, (host.name, program)
+        listener = host.exec("cat", f"/proc/{pids['roller-listener']}/environ").stdout
+        assert KEYSTORE_PASSWORD in listener
+        assert host.exec("stat", "-c", "%U", f"/proc/{pids['roller-listener']}").stdout.strip() \
+            == "roller-listener"
+        status = host.exec("python3", "-c", (
+            "import urllib.request, urllib.error\n"
+            "try:\n"
+            f"    urllib.request.urlopen('http://127.0.0.1:{host.flower_port}/api/workers')\n"
+            "    print(200)\n"
+            "except urllib.error.HTTPError as e:\n"
+            "    print(e.code)\n")).stdout.strip()
+        assert status == "401", (host.name, status)
+
+
+def test_units_exposure(systemd_fleet: Fleet) -> None:
+    """`systemd-analyze security` of every unit: at or below 4.0 ("OK"), the workers too
+    (they keep the GPU devices, the one setting they lack)."""
+    scores = {}
+    for host in hosts(systemd_fleet)[:1]:
+        for unit in ["roller-listener.service", "roller-flower.service", "roller-redis.service",
+                     "roller-worker@0.service"]:
+            out = host.exec("systemd-analyze", "security", "--no-pager", unit).stdout
+            match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", out)
+            assert match, out[-500:]
+            scores[unit] = float(match.group(1))
+    print("systemd-analyze security exposure:", scores)
+    systemd_fleet.timings.update({f"exposure {u}": s for u, s in scores.items()})
+    for unit, score in scores.items():
+        assert score <= 4.0, (unit, score)

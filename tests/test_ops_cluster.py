@@ -262,3 +262,19 @@ def test_flower_keeps_its_state_across_a_restart(ops_run: OpsRun) -> None:
     listed = {job["args"] for job in jobs.values()}
     assert all(any(task_id in args for args in listed) for task_id in ids), listed
     assert all(job["state"] == "SUCCESS" for job in jobs.values())
+
+
+def test_no_secret_on_any_flower_page(ops_run: OpsRun) -> None:
+    """Every page and API answer Flower serves an operator (after the proofs): none carries
+    the Flower password or the keystore password."""
+    cfg = load_config(ops_run.cluster.config)
+    secrets = {"flower password": ops_run.flower_auth[1],
+               "keystore password": cfg.keystore_password or ""}
+    assert all(secrets.values())
+    for page in ("/", "/workers", "/tasks", "/broker", "/api/workers", "/api/tasks",
+                 "/api/queues/length"):
+        answer = requests.get(f"{ops_run.flower_url}{page}", auth=ops_run.flower_auth,
+                              timeout=30)
+        assert answer.status_code < 500, (page, answer.status_code)
+        for what, value in secrets.items():
+            assert value not in answer.text, f"{what} on Flower's {page}"

@@ -78,7 +78,8 @@ def test_ledger_collector_reads_answer_age_and_redis_memory(redis_url: str,
         ledger.acquire_lease(slot, task.id, "w:1", 30)
         ledger.start_attempt(slot, task.id, "w:1", "w", "gpu0")
         ledger.store_proof(slot, ProofDetail(id=task.id, type=0, status=RespStatus.ERROR,
-                                             proof=None, error="x"), 1.0)
+                                             proof=None, error="x"), 1.0,
+                           owner="w:1")
     ledger.r.config_set("maxmemory", 256 << 20)
     try:
         registry = CollectorRegistry()

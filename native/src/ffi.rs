@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use anyhow::{anyhow, Result};
 
 use crate::store::Store;
+use crate::sync::relock;
 use crate::{panic_message, prover};
 
 /// 2: verifiers take the task's chunk info; gen_chunk_proof and block_traces_to_chunk_info take
@@ -36,13 +37,6 @@ thread_local! {
 /// Worker threads of the current process. rayon's global pool does not survive fork() (Celery
 /// prefork children would hang), so each process builds its own on first use.
 static POOL: Mutex<Option<(u32, Arc<rayon::ThreadPool>)>> = Mutex::new(None);
-
-/// Locks a registry even if a panic poisoned it: every registry here is a map or slot of `Arc`s
-/// replaced in one assignment, so it is consistent whenever the lock is free, and a poisoned lock
-/// must not fail every later call of the process.
-pub fn relock<T>(r: std::sync::LockResult<T>) -> T {
-    r.unwrap_or_else(|e| e.into_inner())
-}
 
 fn pool() -> Result<Arc<rayon::ThreadPool>> {
     let mut g = relock(POOL.lock());
@@ -426,19 +420,5 @@ mod tests {
             .join()
             .unwrap_or_default();
         assert_eq!(last_error(), "");
-    }
-
-    #[test]
-    fn a_poisoned_registry_still_locks() {
-        let m = Arc::new(Mutex::new(vec![1]));
-        let m2 = m.clone();
-        let _ = std::thread::spawn(move || {
-            let _g = m2.lock();
-            panic!("poison it");
-        })
-        .join();
-        assert!(m.is_poisoned());
-        relock(m.lock()).push(2);
-        assert_eq!(*relock(m.lock()), vec![1, 2]);
     }
 }

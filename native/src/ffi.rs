@@ -19,6 +19,8 @@ use crate::{panic_message, prover};
 /// 3: bundle proofs (init_bundle_prover, gen_bundle_proof, init_bundle_verifier,
 /// verify_bundle_proof); one error convention: char* results are NULL on failure (no longer an
 /// `{"error": ...}` object) and every failure's message is in prover_last_error().
+///
+/// The header declares the same number (`ROLLER_PROVER_ABI_VERSION`; a test holds them together).
 pub const ABI_VERSION: c_uint = 3;
 
 /// Stores by params directory, so chunk/batch provers and verifiers over one directory share one.
@@ -387,6 +389,14 @@ mod tests {
         // SAFETY: as above.
         unsafe { free_c_chars(p) };
         s
+    }
+
+    #[test]
+    fn the_header_declares_this_abi_version() {
+        // The Python side takes its declarations and the version it expects from the header.
+        let header = include_str!("../include/roller_prover.h");
+        let line = format!("\n#define ROLLER_PROVER_ABI_VERSION {ABI_VERSION}\n");
+        assert!(header.contains(&line), "the header does not declare ABI version {ABI_VERSION}");
     }
 
     #[test]

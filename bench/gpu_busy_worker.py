@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 import time
 
-import roller.tasks
 import roller.worker.boot
 import roller.worker.job
+import roller.worker.prover
 from roller import app
 from roller.config import RollerConfig
 from roller.ffi.mock import MockProver
@@ -43,5 +43,5 @@ def _no_prover_check(cfg: RollerConfig, queues: set[str]) -> None:
 roller.worker.job._prove = _prove
 if MOCK_SECONDS:
     _mock = MockProver(delay=float(MOCK_SECONDS))
-    roller.tasks._prover = lambda: _mock  # type: ignore[assignment]
+    roller.worker.prover.process_prover = lambda: _mock  # type: ignore[assignment]
     roller.worker.boot._check_prover = _no_prover_check

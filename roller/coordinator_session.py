@@ -45,7 +45,7 @@ from roller.protocol.http_client import (
     Timeouts,
     detect_generation,
 )
-from roller.protocol.http_messages import Generation, ProverType, TaskType
+from roller.protocol.http_enums import Generation, ProverType, TaskType
 from roller.protocol.messages import ProofDetail, ProveType, TaskMsg
 from roller.protocol.session import (
     CoordinatorSession,

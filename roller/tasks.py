@@ -12,7 +12,6 @@ to load puts the job back on its queue (unacknowledged, uncounted) and stops the
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import signal
@@ -25,24 +24,16 @@ from celery import signals
 from celery.exceptions import Reject
 
 from roller.celery_app import app
-from roller.config import RollerConfig, process_config
+from roller.config import process_config
 from roller.errors import RollerError, WorkerUnusable
-from roller.ffi import Prover, load_configured_prover
 from roller.ledger import TaskLedger
 from roller.logs import kv
 from roller.pipeline import TracePrefetcher
-from roller.protocol.messages import SLOT_TASK_TYPES
+from roller.worker import prover as worker_prover
 from roller.worker.job import JobContext, run_job
 from roller.worker.trace_client import TraceClient
 
 log = logging.getLogger(__name__)
-
-
-
-@functools.cache
-def _prover() -> Prover:
-    """One warm prover per worker process, created on first use (never in the parent)."""
-    return load_configured_prover(process_config().prover)
 
 
 _context_lock = threading.Lock()
@@ -57,37 +48,12 @@ def _context() -> JobContext:
         return _contexts[0]
 
 
-_warm_lock = threading.Lock()
-_warmed: list[bool] = []
-
-
-def _warm() -> None:
-    """Initialise the prover for this worker's task types, once per process (the warm-up
-    thread and the first job may race for it; the job waits under its task's lease)."""
-    with _warm_lock:
-        if _warmed:
-            return
-        try:
-            prover = _prover()
-            for prove_type in prove_types(process_config(), _queues()):
-                prover.warm_up(prove_type)
-        except (RollerError, OSError) as exc:
-            raise WorkerUnusable(f"prover warm-up failed: {exc}") from exc
-        _warmed.append(True)
-    log.info("worker process ready %s", kv(pid=os.getpid(),
-                                             cuda=os.environ.get("CUDA_VISIBLE_DEVICES", "")))
-
-
-def _queues() -> set[str]:
-    return set(os.environ.get("ROLLER_WORKER_QUEUES", "").split(","))
-
-
 def _build_context() -> JobContext:
     """Cheap: config, ledger, trace clients and the loaded (not yet warm) prover. The
     warm-up runs as the context's `ready`, under the first job's lease."""
     cfg = process_config()
-    prover = _prover()
-    queues = _queues()
+    prover = worker_prover.process_prover()
+    queues = worker_prover.worker_queues()
     ledger = TaskLedger.from_url(cfg.broker_url, cfg.retention_seconds)
     traces = TraceClient(cfg.trace_endpoint, retries=cfg.retry.trace_retries,
                          budget_seconds=cfg.retry.trace_budget_seconds,
@@ -101,31 +67,15 @@ def _build_context() -> JobContext:
         prefetch=TracePrefetcher(ledger, TraceClient(cfg.trace_endpoint, retries=1,
                                                              chain_id=cfg.prover.chain_id),
                                  [s for s in cfg.slots if s.queue in queues]),
-        ready=_warm,
+        ready=worker_prover.warm,
     )
-
-
-def prove_types(cfg: RollerConfig, queues: set[str]) -> list[int]:
-    """The task types (0 chunk, 1 batch, 2 bundle) the slots whose queue is in `queues` prove:
-    what their worker warms up before a job and accepts."""
-    # Plain ints: the list is also written into the preflight's `python -c` source.
-    return sorted({int(t) for s in cfg.slots if s.queue in queues
-                   for t in SLOT_TASK_TYPES.get(s.prove_type, (s.prove_type,))})
-
-
-def preflight(prove_types: list[int]) -> None:
-    """In a throwaway process: load the prover library and initialise it for `prove_types`
-    (this also builds the circuit cache on a first start, before any job waits for it)."""
-    prover = _prover()
-    for prove_type in prove_types:
-        prover.warm_up(prove_type)
 
 
 def _warm_up() -> None:
     """Load and initialise the prover before the first job (the parent checked it works)."""
     try:
         _context()
-        _warm()
+        worker_prover.warm()
     except (RollerError, OSError, redis.RedisError) as exc:
         log.warning("warm-up failed, the first job retries it %s", kv(error=exc))
 

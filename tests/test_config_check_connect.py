@@ -16,7 +16,7 @@ from roller.devnet.tasksource import TaskBook
 from roller.devnet.verifier import StandInVerifier
 from roller.keys import load_or_create_keystore
 from roller.operator.config_check import findings
-from roller.protocol.http_messages import Generation
+from roller.protocol.http_enums import Generation
 
 VERSION = "v4.4.45-000000-000000-000000"
 

@@ -14,7 +14,7 @@ from eth_account import Account
 from roller.config import parse_config
 from roller.coordinator_session import SessionFactory, task_types, ws_url_of
 from roller.devnet.devnet import Devnet
-from roller.protocol.http_messages import Generation, TaskType
+from roller.protocol.http_enums import Generation, TaskType
 from roller.protocol.session import HttpCoordinatorSession, WsCoordinatorSession
 
 

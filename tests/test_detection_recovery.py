@@ -22,7 +22,7 @@ from roller.errors import ConnectionLost
 from roller.protocol import http_client
 from roller.protocol import http_errors as he
 from roller.protocol.http_client import HttpCoordinatorClient
-from roller.protocol.http_messages import Generation
+from roller.protocol.http_enums import Generation
 from roller.protocol.session import HttpCoordinatorSession, WsCoordinatorSession
 
 VERSION = "v4.4.45-000000-000000-000000"

@@ -18,7 +18,7 @@ from roller.devnet.verifier import StandInVerifier
 from roller.errors import ProverError
 from roller.ffi.mock import MockProver
 from roller.protocol.http_client import HttpCoordinatorClient
-from roller.protocol.http_messages import Generation, TaskType
+from roller.protocol.http_enums import Generation, TaskType
 from roller.protocol.messages import AggProof, ProofDetail, RespStatus, TaskMsg
 from roller.protocol.session import HttpCoordinatorSession
 

@@ -22,13 +22,8 @@ from roller.errors import ConnectionLost, WrongGeneration
 from roller.protocol import http_errors as he
 from roller.protocol import http_jwt
 from roller.protocol.http_client import HttpCoordinatorClient, detect_generation
-from roller.protocol.http_messages import (
-    FailureType,
-    Generation,
-    GetTaskResponse,
-    SubmitProofRequest,
-    compressed_pk,
-)
+from roller.protocol.http_enums import FailureType, Generation
+from roller.protocol.http_messages import GetTaskResponse, SubmitProofRequest, compressed_pk
 from roller.protocol.http_proofs import encode_proof
 from roller.protocol.messages import AggProof, ProofDetail, TaskMsg, WsVariant
 from roller.protocol.session import HttpCoordinatorSession, WsCoordinatorSession

@@ -12,16 +12,14 @@ from eth_account import Account
 from roller.devnet import proof_structs
 from roller.errors import GoDecodeError, WireFormatError
 from roller.protocol import http_jwt, http_proofs
+from roller.protocol.http_enums import FailureType, Generation, TaskType
 from roller.protocol.http_messages import (
     Envelope,
-    FailureType,
-    Generation,
     GetTaskRequest,
     GetTaskResponse,
     LoginMessage,
     LoginRequest,
     SubmitProofRequest,
-    TaskType,
     TokenResponse,
     agg_proof_from_json,
     agg_proof_to_json,

@@ -26,17 +26,13 @@ from roller.ffi.mock import MockProver
 from roller.ledger import AssignResult, TaskLedger, TaskState
 from roller.protocol.coordinator_client import CoordinatorClient
 from roller.protocol.encoding import go_dumps
-from roller.protocol.http_messages import (
-    Generation,
-    GetTaskResponse,
-    TaskType,
-    agg_proof_to_json,
-    to_task_msg,
-)
+from roller.protocol.http_enums import Generation, TaskType
+from roller.protocol.http_messages import GetTaskResponse, agg_proof_to_json, to_task_msg
 from roller.protocol.messages import AggProof, ProveType, TaskMsg, slot_proves
 from roller.protocol.session import WsCoordinatorSession
 from roller.submitter import Submitter
 from roller.worker.job import PROVING_PANIC, TRACES_FAILED, JobContext, JobOutcome, run_job
+from roller.worker.prover import prove_types
 from roller.worker.trace_client import TraceClient
 
 SLOT = "slot0"
@@ -263,8 +259,6 @@ def test_batch_slots_prove_bundles() -> None:
 def test_prove_types_of_a_batch_queue_are_plain_ints(tmp_path: Path) -> None:
     """A batch slot's worker warms up batch and bundle; the list is written into the
     preflight's `python -c` source, so it must read back as plain ints."""
-    from roller.tasks import prove_types
-
     cfg = parse_config({
         "roller_name": "r", "keystore_password": "x", "coordinator_url": "ws://127.0.0.1:1",
         "trace_endpoint": "http://127.0.0.1:2", "broker_url": "redis://127.0.0.1:3/0",

@@ -19,11 +19,10 @@ from roller.devnet.verifier import NativeVerifier
 from roller.ffi import default_library_path
 from roller.ffi.native import RollerProver
 from roller.protocol.http_client import HttpCoordinatorClient
+from roller.protocol.http_enums import Generation, TaskType
 from roller.protocol.http_messages import (
-    Generation,
     GetTaskResponse,
     SubmitProofRequest,
-    TaskType,
     agg_proof_to_json,
     to_task_msg,
 )

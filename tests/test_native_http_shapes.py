@@ -27,12 +27,11 @@ from roller.errors import ProverError
 from roller.ffi import default_library_path
 from roller.ffi.native import RollerProver
 from roller.protocol.http_client import HttpCoordinatorClient
+from roller.protocol.http_enums import Generation, TaskType
 from roller.protocol.http_errors import ProofUnparsable
 from roller.protocol.http_messages import (
-    Generation,
     GetTaskResponse,
     SubmitProofRequest,
-    TaskType,
     agg_proof_from_value,
     agg_proof_to_json,
     to_task_msg,

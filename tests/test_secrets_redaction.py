@@ -31,7 +31,7 @@ from roller.ffi.mock import MockProver
 from roller.operator import status
 from roller.protocol.coordinator_client import CoordinatorClient
 from roller.protocol.http_client import HttpCoordinatorClient, Timeouts, fetch_challenge
-from roller.protocol.http_messages import Generation
+from roller.protocol.http_enums import Generation
 from roller.redact import redact_url, scrub
 from roller.worker.job import JobOutcome, run_job
 from roller.worker.trace_client import TraceClient

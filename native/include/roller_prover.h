@@ -128,6 +128,10 @@
 #ifndef ROLLER_PROVER_H
 #define ROLLER_PROVER_H
 
+/* What prover_abi_version() returns for this header; a caller refuses a library that returns
+ * another (roller/ffi reads this header for its cffi declarations and this number). */
+#define ROLLER_PROVER_ABI_VERSION 3
+
 #ifdef __cplusplus
 extern "C" {
 #endif

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use anyhow::{anyhow, Result};
 
 use crate::store::Store;
+use crate::sync::relock;
 use crate::{panic_message, prover};
 
 /// 2: verifiers take the task's chunk info; gen_chunk_proof and block_traces_to_chunk_info take
@@ -18,6 +19,8 @@ use crate::{panic_message, prover};
 /// 3: bundle proofs (init_bundle_prover, gen_bundle_proof, init_bundle_verifier,
 /// verify_bundle_proof); one error convention: char* results are NULL on failure (no longer an
 /// `{"error": ...}` object) and every failure's message is in prover_last_error().
+///
+/// The header declares the same number (`ROLLER_PROVER_ABI_VERSION`; a test holds them together).
 pub const ABI_VERSION: c_uint = 3;
 
 /// Stores by params directory, so chunk/batch provers and verifiers over one directory share one.
@@ -36,13 +39,6 @@ thread_local! {
 /// Worker threads of the current process. rayon's global pool does not survive fork() (Celery
 /// prefork children would hang), so each process builds its own on first use.
 static POOL: Mutex<Option<(u32, Arc<rayon::ThreadPool>)>> = Mutex::new(None);
-
-/// Locks a registry even if a panic poisoned it: every registry here is a map or slot of `Arc`s
-/// replaced in one assignment, so it is consistent whenever the lock is free, and a poisoned lock
-/// must not fail every later call of the process.
-pub fn relock<T>(r: std::sync::LockResult<T>) -> T {
-    r.unwrap_or_else(|e| e.into_inner())
-}
 
 fn pool() -> Result<Arc<rayon::ThreadPool>> {
     let mut g = relock(POOL.lock());
@@ -396,6 +392,14 @@ mod tests {
     }
 
     #[test]
+    fn the_header_declares_this_abi_version() {
+        // The Python side takes its declarations and the version it expects from the header.
+        let header = include_str!("../include/roller_prover.h");
+        let line = format!("\n#define ROLLER_PROVER_ABI_VERSION {ABI_VERSION}\n");
+        assert!(header.contains(&line), "the header does not declare ABI version {ABI_VERSION}");
+    }
+
+    #[test]
     fn one_error_convention_failure_value_and_last_error() {
         // char* results: NULL, the message in prover_last_error().
         // SAFETY: NULL and NUL-terminated arguments are within every entry point's contract.
@@ -426,19 +430,5 @@ mod tests {
             .join()
             .unwrap_or_default();
         assert_eq!(last_error(), "");
-    }
-
-    #[test]
-    fn a_poisoned_registry_still_locks() {
-        let m = Arc::new(Mutex::new(vec![1]));
-        let m2 = m.clone();
-        let _ = std::thread::spawn(move || {
-            let _g = m2.lock();
-            panic!("poison it");
-        })
-        .join();
-        assert!(m.is_poisoned());
-        relock(m.lock()).push(2);
-        assert_eq!(*relock(m.lock()), vec![1, 2]);
     }
 }

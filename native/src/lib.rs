@@ -9,6 +9,7 @@ pub mod circuits;
 pub mod ffi;
 pub mod prover;
 pub mod store;
+pub mod sync;
 pub mod trace;
 
 /// Text of a caught panic payload.

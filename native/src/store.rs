@@ -18,7 +18,7 @@ use crate::circuits::{
     build_batch, build_bundle, build_chunk, pad_and_build, vk_hash, wrap_builder, BatchTargets,
     BundleTargets, ChunkTargets, Common, Data, C, D, F, MAX_BUNDLE_BATCHES, NUM_BUCKETS,
 };
-use crate::ffi::relock;
+use crate::sync::relock;
 
 /// Bump when any circuit changes: old caches then live in a different folder and are ignored.
 /// (Adding a circuit kind under new file names, as the bundle circuits did, needs no bump: the

@@ -21,15 +21,57 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from roller.errors import RollerError
 
-if TYPE_CHECKING:
-    from roller.devnet.devnet import Devnet
-
 log = logging.getLogger(__name__)
+
+
+class Ports(Protocol):
+    """The ports /health reports."""
+
+    @property
+    def ws(self) -> int: ...
+
+    @property
+    def l2(self) -> int: ...
+
+
+class Controlled(Protocol):
+    """What the control API drives, one method per route: the scripted controls of
+    roller.devnet.devnet.Devnet, which starts this server over itself."""
+
+    @property
+    def ports(self) -> Ports | None: ...
+
+    def ledger(self) -> dict[str, Any]: ...
+
+    def metrics_text(self) -> bytes: ...
+
+    def metrics_snapshot(self) -> dict[str, Any]: ...
+
+    def push_task(self, task_type: int = 0, block_hashes: Sequence[str] = (),
+                  sub_proofs: Sequence[dict[str, Any]] = (),
+                  task_id: str | None = None) -> str: ...
+
+    def requeue(self, task_id: str, pk: str | None = None) -> None: ...
+
+    def dispatch_now(self) -> None: ...
+
+    def drop_connections(self, pk: str | None = None) -> int: ...
+
+    def restart(self) -> None: ...
+
+    def stop_for(self, seconds: float) -> None: ...
+
+    def set_submit_delay(self, seconds: float) -> None: ...
+
+    def set_collection_time(self, seconds: float) -> None: ...
+
+    def set_l2_fault(self, mode: str, count: int | None = None) -> None: ...
 
 
 class _NoRoute(Exception):
@@ -44,7 +86,7 @@ def _seconds(body: dict[str, Any]) -> float:
 
 
 class ControlServer:
-    def __init__(self, devnet: Devnet, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, devnet: Controlled, host: str = "127.0.0.1", port: int = 0) -> None:
         self.devnet = devnet
         server = self
 

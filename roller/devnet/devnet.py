@@ -41,7 +41,7 @@ from roller.devnet.traces import DEFAULT_TRACE_DIR, load_trace_dir
 from roller.devnet.verifier import make_verifier
 from roller.errors import ConfigError
 from roller.protocol.encoding import parse_hash
-from roller.protocol.http_messages import Generation
+from roller.protocol.http_enums import Generation
 from roller.protocol.messages import AggProof, WsVariant
 
 log = logging.getLogger(__name__)

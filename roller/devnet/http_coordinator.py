@@ -68,15 +68,9 @@ from roller.devnet.verifier import Verifier
 from roller.errors import GoDecodeError, GoSyntaxError, SignatureError, WireFormatError
 from roller.protocol import http_jwt, signing
 from roller.protocol.encoding import go_dumps
+from roller.protocol.http_enums import Generation, ProofStatus, TaskType
 from roller.protocol.http_errors import ErrCode
-from roller.protocol.http_messages import (
-    Generation,
-    GetTaskRequest,
-    LoginRequest,
-    ProofStatus,
-    SubmitProofRequest,
-    TaskType,
-)
+from roller.protocol.http_messages import GetTaskRequest, LoginRequest, SubmitProofRequest
 from roller.protocol.http_proofs import decode_value, encode_value
 from roller.protocol.messages import AggProof
 

@@ -35,7 +35,7 @@ from typing import Any
 
 from roller.errors import GoDecodeError, GoSyntaxError
 from roller.protocol.encoding import _b64decode_go_text, b64encode_go, go_fold, json_type_name
-from roller.protocol.http_messages import Generation, TaskType
+from roller.protocol.http_enums import Generation, TaskType
 
 # Go kinds: "bytes", "hash", "u64", "u32", "bool", "string", "any", or a Struct (a value
 # struct), Ptr(Struct) or Slice(kind).

@@ -14,6 +14,7 @@ verify_agg_proof takes no task: its verdict is "some valid proof" only, and is l
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -21,15 +22,16 @@ import threading
 from pathlib import Path
 from typing import Any, Protocol
 
-from cffi import FFI
+from cffi import FFI, CDefError
 
 from roller.errors import ProverError
 from roller.ffi.abi import (
+    ABI_VERSION_NAME,
     BATCH_DATA_HASHES,
     CHUNK_INSTANCE_LEN,
-    ROLLER_ABI_VERSION,
-    ROLLER_CDEF,
     SEED_CDEF,
+    HeaderDeclarations,
+    roller_declarations,
 )
 
 log = logging.getLogger(__name__)
@@ -38,8 +40,6 @@ LIBRARY_NAME = "libroller_prover.so"
 _PACKAGE_LIB = Path(__file__).resolve().parent / "lib" / LIBRARY_NAME
 _REPO_LIB = Path(__file__).resolve().parents[2] / "native" / "target" / "release" / LIBRARY_NAME
 
-_roller_ffi = FFI()
-_roller_ffi.cdef(ROLLER_CDEF)
 _seed_ffi = FFI()
 _seed_ffi.cdef(SEED_CDEF)
 
@@ -80,6 +80,24 @@ def default_library_path() -> str:
     if _PACKAGE_LIB.exists():
         return str(_PACKAGE_LIB)
     return str(_REPO_LIB)
+
+
+def ffi_of(declarations: HeaderDeclarations) -> FFI:
+    """An FFI declaring a header's functions; ProverError naming the header if cdef cannot
+    parse one of its declarations."""
+    ffi = FFI()
+    try:
+        ffi.cdef(declarations.cdef)
+    except CDefError as exc:
+        raise ProverError(f"{declarations.source}: {exc}") from exc
+    return ffi
+
+
+@functools.cache
+def roller_ffi() -> FFI:
+    """The roller ABI's declarations, from the shipped header, built on the first load of a
+    roller-ABI library (the mock and the seed ABI never need them)."""
+    return ffi_of(roller_declarations())
 
 
 def _dlopen(ffi: FFI, path: str) -> Any:
@@ -162,15 +180,17 @@ class RollerProver:
         self._path = library_path
         self._params = params_dir
         self._chain_id = chain_id
-        self._lib = _dlopen(_roller_ffi, library_path)
+        self._ffi = roller_ffi()
+        self._lib = _dlopen(self._ffi, library_path)
         version = self._lib.prover_abi_version()
-        if version != ROLLER_ABI_VERSION:
+        expected = roller_declarations().constant(ABI_VERSION_NAME)
+        if version != expected:
             raise ProverError(
-                f"{library_path}: prover ABI version {version}, expected {ROLLER_ABI_VERSION}"
+                f"{library_path}: prover ABI version {version}, expected {expected}"
             )
 
     def _last_error(self) -> str:
-        return _take_string(_roller_ffi, self._lib, self._lib.prover_last_error())
+        return _take_string(self._ffi, self._lib, self._lib.prover_last_error())
 
     def _ensure(self, kind: str) -> None:
         key = (os.getpid(), self._path, kind)
@@ -190,9 +210,9 @@ class RollerProver:
     def _checked_json(self, func: str, ptr: Any) -> str:
         """The library's JSON result; NULL (the ABI's failure value, the message in
         prover_last_error on this thread) becomes a ProverError."""
-        if ptr == _roller_ffi.NULL:
+        if ptr == self._ffi.NULL:
             raise ProverError(self._last_error() or f"{func} failed without a message")
-        text = _take_string(_roller_ffi, self._lib, ptr)
+        text = _take_string(self._ffi, self._lib, ptr)
         try:
             json.loads(text)
         except ValueError as e:

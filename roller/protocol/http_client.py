@@ -43,6 +43,7 @@ from roller.errors import ConnectionLost, WireFormatError, WrongGeneration
 from roller.protocol import http_jwt
 from roller.protocol.coordinator_client import redact_url
 from roller.protocol.encoding import go_dumps
+from roller.protocol.http_enums import Generation, ProofStatus, ProviderType, TaskType
 from roller.protocol.http_errors import (
     AuthError,
     FailureReportAcknowledged,
@@ -54,15 +55,11 @@ from roller.protocol.http_errors import (
 )
 from roller.protocol.http_messages import (
     Envelope,
-    Generation,
     GetTaskRequest,
     GetTaskResponse,
     LoginMessage,
     LoginRequest,
-    ProofStatus,
-    ProviderType,
     SubmitProofRequest,
-    TaskType,
     TokenResponse,
     compressed_pk,
 )

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from enum import IntEnum, StrEnum
 from typing import Any, Self
 
 import rlp
@@ -50,7 +49,14 @@ from roller.protocol.encoding import (
     object_members,
     parse_hash,
 )
+from roller.protocol.http_enums import (
+    FailureType,
+    Generation,
+    ProofStatus,
+    TaskType,
+)
 from roller.protocol.http_errors import ErrCode, error_for
+from roller.protocol.http_proofs import decode_value
 from roller.protocol.messages import (  # the same rules as the WS messages
     AggProof,
     ProveType,
@@ -63,53 +69,8 @@ _ROOT = "$"
 INT64_MAX = 0x7FFF_FFFF_FFFF_FFFF
 
 
-class Generation(StrEnum):
-    H1 = "http-h1"
-    H2 = "http-h2"
-    H3 = "http-h3"
-    H4 = "http-h4"
-
-    @property
-    def rank(self) -> int:
-        return int(self.value[-1])
-
-
-class TaskType(IntEnum):
-    """`message.ProofType`: the HTTP numbering (the WS era used 0 basic / 1 aggregator)."""
-
-    UNDEFINED = 0
-    CHUNK = 1
-    BATCH = 2
-    BUNDLE = 3  # H3+
-
-
 # The task_data member holding a task's sub-proofs (spec 5.3, 5.4).
 _SUB_PROOFS = {TaskType.BATCH: "chunk_proofs", TaskType.BUNDLE: "batch_proofs"}
-
-
-class ProverType(IntEnum):
-    """Login `prover_types` (H3+): a batch prover also proves bundles; 3 = OpenVM (H4)."""
-
-    CHUNK = 1
-    BATCH = 2
-    OPENVM = 3
-
-
-class ProviderType(IntEnum):
-    UNDEFINED = 0
-    INTERNAL = 1
-    EXTERNAL = 2
-
-
-class ProofStatus(IntEnum):
-    OK = 0
-    ERROR = 1
-
-
-class FailureType(IntEnum):
-    UNDEFINED = 0
-    PANIC = 1
-    NO_PANIC = 2
 
 
 def _check_strs(values: Any, path: str) -> tuple[str, ...]:
@@ -498,9 +459,6 @@ class GetTaskResponse(_Wire):
         member = _SUB_PROOFS.get(TaskType(self.task_type))
         if member is None:
             raise WireFormatError("task_type", "only batch and bundle tasks carry sub-proofs")
-        # Imported here: the codec module builds on this one's Generation and TaskType.
-        from roller.protocol.http_proofs import decode_value
-
         m = object_members(self.data_json(), "task_data", (member,))
         path = f"task_data.{member}"
         # They come back in the coordinator's Go struct shape (spec 5.3), decoded per generation

@@ -54,7 +54,7 @@ from roller.protocol.encoding import (
     object_members,
     parse_hash,
 )
-from roller.protocol.http_messages import Generation, TaskType
+from roller.protocol.http_enums import Generation, TaskType
 from roller.protocol.messages import AggProof
 
 CHUNK_INSTANCE_LEN = 216

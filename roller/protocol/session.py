@@ -48,13 +48,8 @@ from roller.errors import (
 )
 from roller.protocol.coordinator_client import CoordinatorClient
 from roller.protocol.http_client import HttpCoordinatorClient
-from roller.protocol.http_messages import (
-    FailureType,
-    SubmitProofRequest,
-    TaskType,
-    from_task_msg,
-    to_task_msg,
-)
+from roller.protocol.http_enums import FailureType, TaskType
+from roller.protocol.http_messages import SubmitProofRequest, from_task_msg, to_task_msg
 from roller.protocol.http_proofs import encode_proof
 from roller.protocol.messages import ProofDetail, ProofMsg, RespStatus, TaskMsg
 

@@ -31,6 +31,7 @@ from roller.config import ENV_CONFIG, RollerConfig, process_config
 from roller.errors import RollerError
 from roller.logs import kv, log_level
 from roller.worker import gpu_guard
+from roller.worker.prover import QUEUES_ENV, prove_types
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def _roller_logs_at_info(logger: logging.Logger | None = None, **_: Any) -> None
 @signals.celeryd_init.connect
 def boot(options: Any = None, **_: Any) -> None:
     queues = _queues(options)
-    os.environ["ROLLER_WORKER_QUEUES"] = ",".join(queues)
+    os.environ[QUEUES_ENV] = ",".join(queues)
     if not os.environ.get(ENV_CONFIG):
         fatal(f"no config: set {ENV_CONFIG}=/path/to/config.json")
     try:
@@ -110,12 +111,11 @@ def boot(options: Any = None, **_: Any) -> None:
 
 
 def _check_prover(cfg: RollerConfig, queues: set[str]) -> None:
-    from roller.tasks import prove_types
-
     types = prove_types(cfg, queues)
     log.info("checking the prover %s", kv(library=cfg.prover.library_path or "default",
                                           abi=cfg.prover.abi, types=types))
-    argv = [sys.executable, "-c", f"from roller.tasks import preflight; preflight({types!r})"]
+    argv = [sys.executable, "-c",
+            f"from roller.worker.prover import preflight; preflight({types!r})"]
     try:
         done = subprocess.run(argv, capture_output=True, text=True,
                               timeout=PREFLIGHT_TIMEOUT_SECONDS, env=os.environ.copy())

@@ -1,0 +1,1 @@
+../../native/include/roller_prover.h

@@ -47,12 +47,11 @@ from roller.errors import (
     WireFormatError,
     WrongGeneration,
 )
-from roller.keys import load_or_create_keystore
+from roller.keys import load_or_create_keystore, orphan_keystores
 from roller.ledger import AssignResult, TaskLedger, TaskRecord, TaskState, job_id
 from roller.lifecycle import WINDOW_PASSED
 from roller.logs import kv, setup_logging
-from roller.operator import metrics
-from roller.operator.config_check import orphan_keystores
+from roller.observe import metrics
 from roller.pipeline import room_on_queue
 from roller.protocol.http_messages import task_generation
 from roller.protocol.messages import ProofDetail, RespStatus, TaskMsg, slot_proves

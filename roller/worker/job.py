@@ -39,7 +39,7 @@ from roller.ffi import Prover
 from roller.ledger import Attempt, Moved, TaskLedger, TaskRecord, TaskState
 from roller.lifecycle import LEASE_RENEW_SECONDS, LEASE_SECONDS, Window
 from roller.logs import kv
-from roller.operator import metrics
+from roller.observe import metrics
 from roller.pipeline import TracePrefetcher
 from roller.protocol.messages import AggProof, ProofDetail, ProveType, RespStatus, TaskMsg
 from roller.worker.trace_client import TraceClient

@@ -30,10 +30,10 @@ from roller.errors import RollerError, WorkerUnusable
 from roller.ffi import Prover, load_configured_prover
 from roller.ledger import TaskLedger
 from roller.logs import kv
-from roller.pipeline import TracePrefetcher
 from roller.protocol.messages import SLOT_TASK_TYPES
 from roller.worker.job import JobContext, run_job
 from roller.worker.trace_client import TraceClient
+from roller.worker.trace_prefetch import TracePrefetcher
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 from celery import Celery
 
-import roller.operator.worker_metrics  # noqa: F401  (the host's metrics endpoint)
+import roller.observe.worker_metrics  # noqa: F401  (the host's metrics endpoint)
 import roller.worker.boot  # noqa: F401  (the worker's start: config, GPU pinning, prover check)
 from roller.config import RollerConfig
 

@@ -1,4 +1,5 @@
-"""go-ethereum v3 keystore load-or-create (spec 6.2) with owner-only file permissions."""
+"""go-ethereum v3 keystore load-or-create (spec 6.2) with owner-only file permissions, and
+the keystores on disk that no slot claims (a renamed slot would otherwise get a new key)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from roller.config import RollerConfig
 from roller.errors import KeystoreError
 
 log = logging.getLogger(__name__)
@@ -132,3 +134,27 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def orphan_keystores(cfg: RollerConfig) -> list[tuple[str, Path, list[Path]]]:
+    """Slots whose keystore is absent (a new key would be created) while keystores beside
+    it belong to no slot: (slot, its keystore path, the unclaimed files)."""
+    claimed = {s.keystore_path.resolve() for s in cfg.slots}
+    found = []
+    for slot in cfg.slots:
+        path = slot.keystore_path
+        if path.exists() or not path.parent.is_dir():
+            continue
+        others = sorted(p for p in path.parent.glob("*.json")
+                        if p.resolve() not in claimed and _looks_like_keystore(p))
+        if others:
+            found.append((slot.name, path, others))
+    return found
+
+
+def _looks_like_keystore(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and isinstance(data.get("crypto") or data.get("Crypto"), dict)

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from roller.config import proof_kind
 from roller.ledger import LiveRow, TaskLedger, TaskState, job_id
 from roller.logs import kv
-from roller.operator import metrics
+from roller.observe import metrics
 
 log = logging.getLogger(__name__)
 

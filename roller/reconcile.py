@@ -25,7 +25,7 @@ from roller.config import SlotConfig
 from roller.ledger import LiveRow, TaskLedger, TaskRecord, TaskState
 from roller.lifecycle import Liveness, Window
 from roller.logs import kv
-from roller.operator import metrics
+from roller.observe import metrics
 
 log = logging.getLogger(__name__)
 

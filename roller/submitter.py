@@ -25,7 +25,7 @@ from roller.errors import ConnectionLost, CoordinatorError, WireFormatError
 from roller.ledger import TaskLedger, TaskState
 from roller.lifecycle import Window
 from roller.logs import kv
-from roller.operator import metrics
+from roller.observe import metrics
 from roller.protocol.session import CoordinatorSession
 
 log = logging.getLogger(__name__)

@@ -28,10 +28,10 @@ from roller.config import process_config
 from roller.errors import RollerError, WorkerUnusable
 from roller.ledger import TaskLedger
 from roller.logs import kv
-from roller.pipeline import TracePrefetcher
 from roller.worker import prover as worker_prover
 from roller.worker.job import JobContext, run_job
 from roller.worker.trace_client import TraceClient
+from roller.worker.trace_prefetch import TracePrefetcher
 
 log = logging.getLogger(__name__)
 

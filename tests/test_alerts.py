@@ -19,7 +19,7 @@ import yaml
 from prometheus_client import Counter, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
-from roller.operator import metrics
+from roller.observe import metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 PROM = ROOT / "ops" / "prometheus"

@@ -20,7 +20,7 @@ from prometheus_client import REGISTRY
 
 from roller.errors import GpuError
 from roller.localrun import python_env
-from roller.operator import gpu
+from roller.observe import gpu
 from roller.operator.status import SlotStatus, gpu_cell, render
 from roller.worker import gpu_guard
 from roller.worker.gpu_guard import GpuGuard

@@ -29,7 +29,7 @@ from roller.config import load_config
 from roller.devnet.traces import DATA_DIR
 from roller.ledger import TaskLedger
 from roller.localrun import HOST, LocalCluster, demo_slots, free_port, python_env, wait_for
-from roller.operator import metrics
+from roller.observe import metrics
 from roller.operator.status import snapshot
 
 pytestmark = pytest.mark.e2e

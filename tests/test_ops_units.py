@@ -17,10 +17,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from roller.config import parse_config
 from roller.ledger import TaskLedger, TaskState
 from roller.localrun import python_env
-from roller.operator import metrics
+from roller.observe import metrics
+from roller.observe.worker_metrics import drop_dead_processes
 from roller.operator.flower import flower_argv, flower_env
 from roller.operator.status import collect, duration, render
-from roller.operator.worker_metrics import drop_dead_processes
 from roller.protocol.messages import ProofDetail, RespStatus, TaskMsg
 
 ROOT = Path(__file__).resolve().parents[1]

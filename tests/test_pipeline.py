@@ -1,5 +1,6 @@
-"""Several identities on one GPU queue (roller.pipeline): traces fetched ahead for the
-queued task while the current one proves, and the session-window budget of the queue.
+"""Several identities on one GPU queue: traces fetched ahead for the queued task while the
+current one proves (roller.worker.trace_prefetch), and the session-window budget of the
+queue (roller.listener.queue_room).
 Real Redis, the devnet's L2 node, the mock prover."""
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from roller.devnet.devnet import Devnet
 from roller.devnet.traces import DATA_DIR
 from roller.ffi.mock import MockProver
 from roller.ledger import TaskLedger, TaskState
+from roller.listener.queue_room import room_on_queue
 from roller.localrun import wait_for
-from roller.pipeline import TracePrefetcher, room_on_queue
 from roller.protocol.messages import TaskMsg
 from roller.worker.job import JobContext, JobOutcome, run_job
 from roller.worker.trace_client import TraceClient
+from roller.worker.trace_prefetch import TracePrefetcher
 
 BLOCKS = ["0xc7b6c7022c8386cdaf6fcd3d4f8d03dce257ae3664a072fdce511ecefce73ad0",
           "0x13ddd94de9c585c50c6885d4ef649292c2624ae7c8fc73781ee8785f2564b44c"]

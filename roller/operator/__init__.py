@@ -1,1 +1,2 @@
-"""Operators' tools: `roller status`, Flower, the metrics endpoints, `roller config check`."""
+"""Operators' tools: `roller status`, Flower, `roller config check` (the metrics the processes
+serve are in roller.observe)."""

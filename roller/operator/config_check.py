@@ -16,14 +16,13 @@ one challenge and issues a token, nothing else (no task is asked for).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from roller.config import RollerConfig, load_config, proof_kind
 from roller.errors import RollerError
+from roller.keys import orphan_keystores
 
 
 @dataclass(frozen=True)
@@ -34,30 +33,6 @@ class Finding:
 
     def line(self) -> str:
         return f"{'ok' if self.ok else 'error'}: {self.what}: {self.detail}"
-
-
-def orphan_keystores(cfg: RollerConfig) -> list[tuple[str, Path, list[Path]]]:
-    """Slots whose keystore is absent (a new key would be created) while keystores beside
-    it belong to no slot: (slot, its keystore path, the unclaimed files)."""
-    claimed = {s.keystore_path.resolve() for s in cfg.slots}
-    found = []
-    for slot in cfg.slots:
-        path = slot.keystore_path
-        if path.exists() or not path.parent.is_dir():
-            continue
-        others = sorted(p for p in path.parent.glob("*.json")
-                        if p.resolve() not in claimed and _looks_like_keystore(p))
-        if others:
-            found.append((slot.name, path, others))
-    return found
-
-
-def _looks_like_keystore(path: Path) -> bool:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and isinstance(data.get("crypto") or data.get("Crypto"), dict)
 
 
 def _keystores(cfg: RollerConfig) -> list[Finding]:

@@ -3,7 +3,7 @@
 Reads only small hash fields (never task or proof bodies) of each slot's most recent tasks,
 so it stays cheap on a ledger with months of history.
 
-On a GPU host with NVML (roller.operator.gpu), a GPU column beside each slot's state shows
+On a GPU host with NVML (roller.observe.gpu), a GPU column beside each slot's state shows
 its device measured now (utilisation, temperature), or why it is fenced; run elsewhere (no
 NVML), the table has no GPU column. The slot's `gpu` is read as the index CUDA sees with
 `CUDA_DEVICE_ORDER=PCI_BUS_ID`, which is NVML's index: the order the workers are pinned in.
@@ -21,7 +21,7 @@ import redis
 from roller.config import RollerConfig, load_config
 from roller.errors import RollerError
 from roller.ledger import FINAL_STATES, TaskLedger, TaskState
-from roller.operator import gpu
+from roller.observe import gpu
 from roller.redact import describe
 
 RECENT = 50

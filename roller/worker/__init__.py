@@ -1,3 +1,3 @@
 """The worker side: its start checks (boot), its process's prover (prover), the job pipeline
-(job) and the L2 trace client; the Celery task itself is `roller.tasks`, where the design card
-puts it."""
+(job), the L2 trace client and the next task's traces fetched ahead (trace_prefetch); the
+Celery task itself is `roller.tasks`, where the design card puts it."""

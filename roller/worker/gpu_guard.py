@@ -1,7 +1,7 @@
 """A worker's GPUs: the start check, their readings as metrics, and fencing a failing GPU.
 
 - Start (`check`, called by roller.worker.boot in `celeryd_init`, before the broker): map
-  `CUDA_VISIBLE_DEVICES` to NVML's devices (roller.operator.gpu). An index or UUID NVML does
+  `CUDA_VISIBLE_DEVICES` to NVML's devices (roller.observe.gpu). An index or UUID NVML does
   not enumerate ends the worker like a prover that does not load: one line, exit 3. Without
   NVML (no `nvidia-ml-py`, no driver: a CPU host) there is no GPU view, one INFO line, and
   the worker starts as before.
@@ -37,8 +37,8 @@ from roller.config import process_config
 from roller.errors import RollerError
 from roller.ledger import TaskLedger
 from roller.logs import kv
-from roller.operator import gpu, metrics
-from roller.operator.gpu import GpuRef, GpuSample, Nvml
+from roller.observe import gpu, metrics
+from roller.observe.gpu import GpuRef, GpuSample, Nvml
 
 log = logging.getLogger(__name__)
 

@@ -39,10 +39,10 @@ from roller.ffi import Prover
 from roller.ledger import Attempt, Moved, TaskLedger, TaskRecord, TaskState
 from roller.lifecycle import LEASE_RENEW_SECONDS, LEASE_SECONDS, Window
 from roller.logs import kv
-from roller.operator import metrics
-from roller.pipeline import TracePrefetcher
+from roller.observe import metrics
 from roller.protocol.messages import AggProof, ProofDetail, ProveType, RespStatus, TaskMsg
 from roller.worker.trace_client import TraceClient
+from roller.worker.trace_prefetch import TracePrefetcher
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Every metric here has labels on purpose: a labelled metric creates its value store on the
 first `.labels()` call, which in a worker happens in the pool child, after
-`roller.operator.worker_metrics` has switched prometheus_client to multiprocess mode (Celery imports
+`roller.observe.worker_metrics` has switched prometheus_client to multiprocess mode (Celery imports
 the task modules, and so this one, before any worker signal fires). An unlabelled metric
 would bind its store at import time, in single-process mode, and never reach the worker's
 endpoint. tests/test_ops_metrics.py checks this rule.
@@ -15,7 +15,7 @@ Where each family comes from:
   each slot's oldest undelivered answer, Redis memory used and its maxmemory;
 - workers: proving and trace fetch seconds, attempts per task, slot busy gauge, proofs by
   outcome (prover errors, poison, expired before proving), the queues each worker consumes,
-  and, where NVML is present (roller.operator.gpu), its GPUs' readings and fencing.
+  and, where NVML is present (roller.observe.gpu), its GPUs' readings and fencing.
 
 The workers' gauges written by a worker's parent process (consuming, GPU readings) use a
 `live*` multiprocess mode: a worker that dies takes its series with it at the next scrape.

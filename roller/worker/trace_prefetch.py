@@ -1,17 +1,12 @@
-"""Several identities on one GPU queue (`identities_per_gpu`): what keeps that safe and fast.
-
-`TracePrefetcher` (in a worker process): while the current job proves, it looks every
-second for the next chunk task waiting on this worker's queues and fetches its traces, so
-that job starts proving at once. `room_on_queue` (in the listener): whether a slot may take
-one more task without its GPU queue holding more than can be proved within the session
-window.
+"""Several identities on one GPU queue (`identities_per_gpu`), the worker's side: while the
+current job proves, `TracePrefetcher` looks every second for the next chunk task waiting on
+this worker's queues and fetches its traces, so that job starts proving at once (the
+listener's side, the queue's window budget, is roller.listener.queue_room).
 
 Failure model: prefetching is an optimisation only. A failed or stale prefetch leaves
 nothing behind and the job fetches its own traces (with its retries and its `get traces
 failed` answer); at most one set of traces is held, so memory stays bounded; a Redis error
-skips the prefetch. The window check reads the ledger; a ledger that cannot be read says
-no room (asking then could pile up assignments), and with no proof time known yet on the
-queue it allows one task behind the current ones, so the first proofs give the estimate.
+skips the prefetch.
 """
 
 from __future__ import annotations
@@ -23,7 +18,7 @@ from collections.abc import Sequence
 
 import redis
 
-from roller.config import RollerConfig, SlotConfig
+from roller.config import SlotConfig
 from roller.errors import TraceFetchError
 from roller.ledger import TaskLedger, TaskRecord, TaskState
 from roller.logs import kv
@@ -33,10 +28,6 @@ from roller.worker.trace_client import TraceClient
 
 log = logging.getLogger(__name__)
 
-# Records that still need GPU time: the ones a queue holds or proves.
-NEEDS_GPU = frozenset({TaskState.RECEIVED, TaskState.QUEUED, TaskState.PROVING})
-# Final records read per slot for the proof time estimate.
-RECENT_PROOFS = 5
 # How often, while a task proves, the worker looks for a next task to fetch ahead: the
 # other identity's task usually arrives during the proof (after its own previous proof is
 # verified), not before it starts.
@@ -121,34 +112,3 @@ class TracePrefetcher:
         with self._lock:
             self._held = (nxt.slot, nxt.task.id, hashes, traces_json)
         return True
-
-
-def _proof_seconds(ledger: TaskLedger, slots: Sequence[SlotConfig]) -> float | None:
-    """The longest of the queue's recent proof times, None while none is known."""
-    seen = [float(fields["prove_seconds"]) for s in slots
-            for _, fields in ledger.recent(s.name, ("prove_seconds",), RECENT_PROOFS)
-            if "prove_seconds" in fields]
-    return max(seen) if seen else None
-
-
-def room_on_queue(cfg: RollerConfig, slot: SlotConfig, ledger: TaskLedger) -> bool:
-    """Whether `slot` may take a task: the tasks its GPU queue already holds for the other
-    identities, plus this one, must be provable within the session window (a task proved
-    after it is dropped). One identity per queue: always."""
-    siblings = [s for s in cfg.slots if s.queue == slot.queue and s.name != slot.name]
-    if not siblings:
-        return True
-    try:
-        ahead = sum(row.state in NEEDS_GPU for s in siblings for row in ledger.live_rows(s.name))
-        if ahead == 0:
-            return True
-        seconds = _proof_seconds(ledger, [slot, *siblings])
-    except redis.RedisError:
-        return False
-    if seconds is None:
-        return ahead < 2
-    fits = (ahead + 1) * seconds <= cfg.window_seconds
-    if not fits:
-        log.info("queue full for the session window, not asking for a task %s",
-                 kv(slot=slot.name, queue=slot.queue, ahead=ahead, proof_s=round(seconds, 1)))
-    return fits

@@ -16,6 +16,7 @@ State table (`TaskState`); each state is entered by one function only:
 | proving   | `start_attempt` | received, queued, proving         | a worker holds the lease    |
 | proved    | `store_proof`   | proving, by the lease's attempt   | answer in the outbox        |
 |           | `assign`        | delivered, with its valid proof   | re-assigned: resubmit it    |
+|           | `answer_now`    | received                          | failure answered, no job    |
 | delivered | `finish`        | proved                            | proof accepted              |
 | failed    | `finish`        | proved                            | failure report accepted     |
 | refused   | `finish`        | proved                            | refused for good            |
@@ -55,12 +56,15 @@ Keys (all prefixed `roller:`):
 - `proved`            list of `{slot}|{id}`: wakes the listener the moment a proof is stored.
 - `lock:{slot}:{id}`  a renewed lease held while a job proves the task.
 - `session:{slot}`    the slot's coordinator session (state, since, epoch, registrations).
+- `unprovable:{slot}:{id}` the failure report of a task this identity cannot prove (24 h;
+                      see the answers-without-a-job block below).
 - `fenced:{queue}`    why the queue's GPU is fenced (set by its worker, cleared by the next
                       worker that starts healthy); its slots ask for no work meanwhile.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -397,7 +401,80 @@ def _state(value: str) -> TaskState | None:
     return TaskState(value) if value else None
 
 
-class TaskLedger:
+# === Answers without a job: tasks this identity will not prove again (issue 22 item 6) =====
+# Self-contained (its own keys, script and mixin) so that it can move to a module of its own.
+#
+# `unprovable:{slot}:{id}` (string, TTL `UNPROVABLE_TTL_SECONDS`): the failure report of a
+# task that failed deterministically for this slot's identity (roller.failures), set by the
+# job that stored it. An HTTP coordinator hands a failed task straight back (spec
+# coordinator-http-protocol 4.1), to the same key too: the listener then answers the new
+# assignment with the same report through `answer_now`, with no job and no trace fetch.
+# The TTL bounds how long a verdict outlives a fix (a new prover release, a coordinator
+# that re-encodes its sub-proofs): a day, after which the task may be tried once more.
+# `answer_now` also answers, at once, a task this roller already started
+# `retry.max_task_attempts` times (the listener's budget check).
+
+UNPROVABLE_TTL_SECONDS = 24 * 3600
+
+# KEYS: task, outbox, wake list. ARGV: answer json, now, id, wake member. RECEIVED -> PROVED
+# with a failure answer and no attempt: only a record whose job was not sent yet.
+_ANSWER_NOW = """
+local state = redis.call('hget', KEYS[1], 'state')
+if state ~= 'received' then return {0, state or ''} end
+redis.call('hset', KEYS[1], 'state', 'proved', 'proof', ARGV[1], 'proof_ok', '0',
+           'updated_at', ARGV[2])
+redis.call('hdel', KEYS[1], 'prove_seconds')
+redis.call('zadd', KEYS[2], ARGV[2], ARGV[3])
+redis.call('rpush', KEYS[3], ARGV[4])
+return {1, 'proved'}
+"""
+
+
+class _Unprovable:
+    """TaskLedger's answers without a job (the block's comment)."""
+
+    r: Any
+
+    @staticmethod
+    def _unprovable_key(slot: str, task_id: str) -> str:
+        return f"{PREFIX}unprovable:{slot}:{task_id}"
+
+    def remember_unprovable(self, slot: str, task_id: str, report: str,
+                            ttl: float = UNPROVABLE_TTL_SECONDS) -> None:
+        """`slot`'s identity cannot prove `task_id`: `report` (its failure report's text)
+        answers the task's next assignments for `ttl` seconds."""
+        self.r.set(self._unprovable_key(slot, task_id), report, ex=max(int(ttl), 1))
+
+    def unprovable(self, slot: str, task_id: str) -> str | None:
+        """The remembered failure report of a task `slot` cannot prove, or None."""
+        report = self.r.get(self._unprovable_key(slot, task_id))
+        return None if report is None else str(report)
+
+    def task_attempts(self, slot: str, task_id: str) -> int:
+        """Started attempts of `task_id` across its assignments (0: no record)."""
+        return int(self.r.hget(f"{PREFIX}task:{slot}:{task_id}", "total_attempts") or 0)
+
+    @functools.cached_property
+    def _answer_now_script(self) -> Any:
+        return self.r.register_script(_ANSWER_NOW)
+
+    def answer_now(self, slot: str, detail: ProofDetail) -> Moved:
+        """RECEIVED -> PROVED with `detail` (a failure answer) and no job: the answer enters
+        the outbox, due now, and the listener is woken to deliver it. Refused (ok False) if
+        the record is not in `received` (its job was sent meanwhile, or it is gone)."""
+        if detail.status == 0:
+            raise ValueError(f"answer_now: task {detail.id} of slot {slot}: only a failure "
+                             "answer is made without a job")
+        now = time.time()
+        ok, state = self._answer_now_script(
+            keys=[f"{PREFIX}task:{slot}:{detail.id}", f"{PREFIX}outbox:{slot}", WAKE_KEY],
+            args=[detail.dumps(), now, detail.id, f"{slot}|{detail.id}"])
+        return Moved(bool(ok), _state(state))
+
+# === end of the answers-without-a-job block ================================================
+
+
+class TaskLedger(_Unprovable):
     def __init__(self, client: redis.Redis, retention_seconds: float = 72 * 3600) -> None:
         # decode_responses=True: every value is str; redis-py's stubs cannot express that.
         self.r: Any = client

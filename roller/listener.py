@@ -37,7 +37,7 @@ from celery import Celery
 from eth_account.signers.local import LocalAccount
 
 from roller.broker import BROKER_ERRORS
-from roller.config import RollerConfig, SlotConfig, process_config, proof_kind
+from roller.config import RetryConfig, RollerConfig, SlotConfig, process_config, proof_kind
 from roller.coordinator_session import SessionFactory
 from roller.errors import (
     BrokerUnavailable,
@@ -47,6 +47,7 @@ from roller.errors import (
     WireFormatError,
     WrongGeneration,
 )
+from roller.failures import BUDGET_SPENT, failure
 from roller.keys import load_or_create_keystore
 from roller.ledger import AssignResult, TaskLedger, TaskRecord, TaskState, job_id
 from roller.lifecycle import WINDOW_PASSED
@@ -55,7 +56,13 @@ from roller.operator import metrics
 from roller.operator.config_check import orphan_keystores
 from roller.pipeline import room_on_queue
 from roller.protocol.http_messages import task_generation
-from roller.protocol.messages import ProofDetail, RespStatus, TaskMsg, slot_proves
+from roller.protocol.messages import (
+    FailureClass,
+    ProofDetail,
+    RespStatus,
+    TaskMsg,
+    slot_proves,
+)
 from roller.protocol.session import CoordinatorSession
 from roller.reconcile import Reconciler
 from roller.spool import HeldTasks
@@ -80,12 +87,18 @@ def reconnect_delay(failures: int, base: float, cap: float) -> float:
 
 class Dispatcher:
     """Records each notification durably, then enqueues its one Celery job on the slot's
-    queue. Every Redis, kombu or Celery error is mapped to BrokerUnavailable here."""
+    queue, unless the task is answered at once without one: a task this identity cannot
+    prove (remembered by the job that failed it deterministically, roller.failures), or one
+    it has started `retry.max_task_attempts` times, gets a failure report at once, so a
+    coordinator that hands it back (H2/H3 do at once) costs no GPU time and no trace fetch.
+    Every Redis, kombu or Celery error is mapped to BrokerUnavailable here."""
 
-    def __init__(self, app: Celery, ledger: TaskLedger, wake: Callable[[str], None]) -> None:
+    def __init__(self, app: Celery, ledger: TaskLedger, wake: Callable[[str], None],
+                 retry: RetryConfig | None = None) -> None:
         self.app = app
         self.ledger = ledger
         self.wake = wake
+        self.retry = retry or RetryConfig()
         # The liveness rule for a re-notified task in flight (the listener's Reconciler).
         self.check: Callable[[SlotConfig, str], int] | None = None
 
@@ -109,7 +122,8 @@ class Dispatcher:
             log.info("duplicate task notification, not enqueued %s state=%s", fields, state)
             metrics.TASKS_DEDUPLICATED.labels(slot.name).inc()
         if state == TaskState.RECEIVED:
-            self.send(slot, task.id)
+            if not self._answered_without_job(slot, task):
+                self.send(slot, task.id)
         elif state == TaskState.PROVED:
             self.wake(slot.name)  # its answer is due in the outbox now
         elif self.check is not None:
@@ -121,6 +135,36 @@ class Dispatcher:
                 raise BrokerUnavailable(f"cannot check task {task.id} of slot {slot.name}: "
                                         f"{exc}") from exc
         return result
+
+    def _answered_without_job(self, slot: SlotConfig, task: TaskMsg) -> bool:
+        """Answer a received task at once if this identity will not prove it (the class's
+        docstring); True if it needs no job."""
+        fields = kv(task_id=task.id, slot=slot.name)
+        budget = self.retry.max_task_attempts
+        try:
+            report = self.ledger.unprovable(slot.name, task.id)
+            if report is not None:
+                detail = failure(task, FailureClass.DETERMINISTIC, report)
+            else:
+                spent = self.ledger.task_attempts(slot.name, task.id)
+                if spent < budget:
+                    return False
+                detail = failure(task, FailureClass.TRANSIENT,
+                                 f"{BUDGET_SPENT}: {spent} of {budget} attempts")
+            moved = self.ledger.answer_now(slot.name, detail)
+        except BROKER_ERRORS as exc:
+            raise BrokerUnavailable(f"cannot answer task {task.id} of slot {slot.name}: "
+                                    f"{exc}") from exc
+        if not moved.ok:
+            # Its job was sent meanwhile (the reconciliation): that one answers the task.
+            log.info("task not answered at once, its job is out %s state=%s", fields,
+                     moved.state)
+            return True
+        log.info("task answered at once without a job %s reason=%r", fields, detail.error)
+        metrics.TASKS_ANSWERED_WITHOUT_JOB.labels(slot.name,
+                                                  detail.failure_class or "").inc()
+        self.wake(slot.name)  # its answer is due in the outbox now
+        return True
 
     def send(self, slot: SlotConfig, task_id: str) -> None:
         """Enqueue the task's job and mark it queued; BrokerUnavailable leaves the record in
@@ -373,7 +417,7 @@ class Listener:
 
         self.cfg = cfg
         self.ledger = TaskLedger.from_url(cfg.broker_url, cfg.retention_seconds)
-        self.dispatcher = Dispatcher(app or default_app, self.ledger, self._wake)
+        self.dispatcher = Dispatcher(app or default_app, self.ledger, self._wake, cfg.retry)
         self.reconciler = Reconciler(self.ledger, self.dispatcher.send, cfg.window_seconds)
         self.dispatcher.check = self.reconciler.check
         self.submitter = Submitter(self.ledger, cfg.retry, cfg.window_seconds)

@@ -21,13 +21,13 @@ import pytest
 from eth_account import Account
 
 from roller.config import RetryConfig
-from roller.ledger import TaskLedger, TaskState
-from roller.localrun import LocalCluster, demo_slots
 from roller.devnet.http_coordinator import HttpCoordinator, HttpCoordinatorConfig
 from roller.devnet.tasksource import AGGREGATOR, TaskBook, TaskRecord
 from roller.devnet.verifier import StandInVerifier
 from roller.errors import ProverError
 from roller.ffi.mock import MockProver
+from roller.ledger import TaskLedger, TaskState
+from roller.localrun import LocalCluster, demo_slots
 from roller.protocol.http_client import HttpCoordinatorClient
 from roller.protocol.http_messages import Generation, TaskType
 from roller.protocol.messages import AggProof, ProofDetail, RespStatus, TaskMsg

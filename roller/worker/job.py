@@ -17,7 +17,9 @@ crash still counts and a poison task ends as a failure report after the attempt 
 job whose lease ran out takes it back if nobody else did; if another attempt holds the task
 it stores nothing. A proof finished during a Redis outage waits in memory for the ledger; a
 job that raises leaves its record in `proving` without a lease, which the listener's
-reconciliation re-drives.
+reconciliation re-drives. Every failure answer is classed (roller.failures): a deterministic
+one (task data that is not prover input, input the prover refuses) is also remembered for the
+slot's identity, so that the listener answers the task's re-assignments without a job.
 """
 
 from __future__ import annotations
@@ -52,11 +54,13 @@ from roller.protocol.messages import (
 )
 from roller.worker.trace_client import TraceClient
 
+# The report texts live in roller.failures now; re-exported for the callers that name them here.
+__all__ = ["PROVING_PANIC", "TRACES_FAILED", "JobContext", "JobOutcome", "run_job"]
+
 log = logging.getLogger(__name__)
 
 # How long a finished proof waits in memory for the ledger (Redis) to come back.
 STORE_PATIENCE_SECONDS = 600
-__all__ = ["PROVING_PANIC", "TRACES_FAILED", "JobContext", "JobOutcome", "run_job"]
 PROVABLE = frozenset({TaskState.RECEIVED, TaskState.QUEUED, TaskState.PROVING})
 
 

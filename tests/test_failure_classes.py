@@ -47,7 +47,7 @@ from roller.protocol.http_messages import (
     to_task_msg,
 )
 from roller.protocol.messages import FailureClass, ProofDetail, RespStatus, TaskMsg
-from roller.protocol.session import submit_request
+from roller.protocol.session import HttpCoordinatorSession, submit_request
 from roller.worker.job import JobContext, JobOutcome, run_job
 from roller.worker.trace_client import TraceClient
 
@@ -259,24 +259,52 @@ def test_a_remembered_task_handed_back_is_answered_at_once_without_a_job(
     assert "traces not contiguous" in line
 
 
+def _http_chunk(uuid: str) -> TaskMsg:
+    """One H3 assignment of the same chunk: every re-dispatch has its own uuid."""
+    return to_task_msg(GetTaskResponse(Generation.H3, CHUNK.id, TaskType.CHUNK, go_dumps(
+        {"block_hashes": list(CHUNK.block_hashes)}), uuid=uuid))
+
+
 def test_a_task_whose_attempt_budget_is_spent_is_answered_at_once(redis_url: str) -> None:
-    """`retry.max_task_attempts` (4) below the coordinator's `session_attempts` (5): the
-    assignment after the roller's fourth attempt gets a failure report, not a fifth proof."""
+    """`retry.max_task_attempts` (4) below the coordinator's `session_attempts` (5), across
+    re-assignments under new uuids (one record per task id): the assignment after the
+    roller's fourth attempt gets a failure report on its own uuid, not a fifth proof."""
     ledger = TaskLedger.from_url(redis_url)
     app = FlakyCelery()
     dispatcher = Dispatcher(app, ledger, lambda _slot: None)  # type: ignore[arg-type]
     budget = RetryConfig().max_task_attempts
     assert budget == 4 < 5
     for n in range(1, budget + 1):  # four assignments, each proved once and failed
-        dispatcher.accept(SLOT, CHUNK, epoch=1)
+        dispatcher.accept(SLOT, _http_chunk(f"u-{n}"), epoch=1)
         assert len(app.sent) == n
         _finish_failed(ledger, CHUNK)
-    assert dispatcher.accept(SLOT, CHUNK, epoch=1) is AssignResult.REPROVE
+    assert dispatcher.accept(SLOT, _http_chunk("u-5"), epoch=1) is AssignResult.REPROVE
     assert len(app.sent) == budget
     rec = ledger.get(SLOT.name, CHUNK.id)
     assert rec is not None and rec.proof is not None and rec.total_attempts == budget
     assert rec.proof.error == f"[transient] {BUDGET_SPENT}: 4 of 4 attempts"
-    assert rec.state is TaskState.PROVED
+    assert rec.state is TaskState.PROVED and rec.assignment == budget + 1
+    assert submit_request(rec.proof, rec.task).uuid == "u-5"  # the current assignment
+
+
+@pytest.mark.unit
+def test_the_session_keeps_a_task_whose_data_does_not_decode() -> None:
+    """The key holds the assignment until it is answered: the poll hands the task on (to be
+    recorded and answered with a deterministic report) instead of dropping it."""
+
+    class OneBadBatch:
+        generation = Generation.H3
+
+        def get_task(self, task_types: object, height: int) -> GetTaskResponse:
+            return _batch_task([{"proof": "not base64!"}])
+
+    session = HttpCoordinatorSession(OneBadBatch(),  # type: ignore[arg-type]
+                                     slot="batch-0", task_types=(TaskType.BATCH,),
+                                     prover_height=lambda: 1)
+    got: list[TaskMsg] = []
+    session._poll_once(got.append)
+    [task] = got
+    assert task.id == BATCH_ID and task.sub_proofs == () and task_data_error(task)
 
 
 def test_answer_now_takes_a_failure_for_a_received_record_only(redis_url: str) -> None:

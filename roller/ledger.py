@@ -451,8 +451,11 @@ class _Unprovable:
         return None if report is None else str(report)
 
     def task_attempts(self, slot: str, task_id: str) -> int:
-        """Started attempts of `task_id` across its assignments (0: no record)."""
-        return int(self.r.hget(f"{PREFIX}task:{slot}:{task_id}", "total_attempts") or 0)
+        """Started attempts of `task_id` across its assignments (0: no record; a record of a
+        release before the cap counted `attempts` only)."""
+        total, attempts = self.r.hmget(f"{PREFIX}task:{slot}:{task_id}", "total_attempts",
+                                       "attempts")
+        return int(total or attempts or 0)
 
     @functools.cached_property
     def _answer_now_script(self) -> Any:

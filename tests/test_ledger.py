@@ -73,6 +73,9 @@ TRANSITIONS: dict[str, tuple[TaskState, Callable[[TaskLedger], Moved]]] = {
     "finish": (TaskState.DELIVERED,
                lambda lg: lg.finish(SLOT, TASK.id, TaskState.DELIVERED, "accepted")),
     "expire": (TaskState.EXPIRED, lambda lg: lg.expire(SLOT, TASK.id, "window passed")),
+    "answer_now": (TaskState.PROVED, lambda lg: lg.answer_now(
+        SLOT, ProofDetail(id=TASK.id, type=TASK.type, status=RespStatus.ERROR,
+                          proof=None, error="[deterministic] no"))),
 }
 
 

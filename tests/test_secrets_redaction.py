@@ -160,7 +160,7 @@ def test_no_secret_in_logs_metrics_status_or_failure_reports(
     assert deliver(ctx, account, session) == 1
     reports += [s["error"] for s in submissions(devnet, task.id)]
     session.client.close()
-    assert len(reports) == 2 and all(r.startswith("get traces failed") for r in reports)
+    assert len(reports) == 2 and all(r.startswith("[transient] get traces failed") for r in reports)
     assert prover.calls == []
 
     # coordinator refused / unreachable, each generation's client

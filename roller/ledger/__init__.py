@@ -3,7 +3,8 @@
 Nothing else writes its keys; `roller status`, metrics, benchmarks and tests read them
 through `TaskLedger`. Its parts, in the order a task lives: `states` (the state table and the
 records), `transitions` (the state machine), `records` (reads, notes, retention), `leases`,
-`outbox`, `sessions` (the slot's session, fenced GPU queues), `migrate` (the 0.1 layout);
+`outbox`, `sessions` (the slot's session, fenced GPU queues), `unprovable` (answers without a job),
+`migrate` (the 0.1 layout);
 `keyspace` names the keys.
 """
 
@@ -23,7 +24,9 @@ from roller.ledger.states import (
 )
 from roller.ledger.task_ledger import TaskLedger
 from roller.ledger.transitions import JOB_NAMESPACE, job_id
+from roller.ledger.unprovable import UNPROVABLE_TTL_SECONDS
 
 __all__ = ["FINAL_STATES", "FROM_STATES", "IN_FLIGHT_STATES", "JOB_NAMESPACE", "PREFIX",
            "WAKE_KEY", "AssignResult", "Assigned", "Attempt", "LiveRow", "Moved", "TaskLedger",
-           "TaskRecord", "TaskState", "job_id", "owner_gone", "process_owner"]
+           "TaskRecord", "TaskState", "UNPROVABLE_TTL_SECONDS", "job_id", "owner_gone",
+           "process_owner"]

@@ -11,11 +11,13 @@ Keys (all prefixed `roller:`):
 - `proved`            list of `{slot}|{id}`: wakes the listener the moment a proof is stored.
 - `lock:{slot}:{id}`  a renewed lease held while a job proves the task.
 - `session:{slot}`    the slot's coordinator session (state, since, epoch, registrations).
+- `unprovable:{slot}:{id}` the failure report of a task this identity cannot prove (24 h;
+                      roller.ledger.unprovable).
 - `fenced:{queue}`    why the queue's GPU is fenced (set by its worker, cleared by the next
                       worker that starts healthy); its slots ask for no work meanwhile.
 
 Every part of the ledger (roller.ledger.transitions, .records, .leases, .outbox, .sessions,
-.migrate) is a `LedgerBase`: it reads and writes only through these key names, and each
+.unprovable, .migrate) is a `LedgerBase`: it reads and writes only through these key names, and each
 declares the Lua scripts it runs as `LuaScript` attributes beside the code that runs them.
 """
 

@@ -12,6 +12,7 @@ State table (`TaskState`); each state is entered by one transition only
 | proving   | `start_attempt` | received, queued, proving         | a worker holds the lease    |
 | proved    | `store_proof`   | proving, by the lease's attempt   | answer in the outbox        |
 |           | `assign`        | delivered, with its valid proof   | re-assigned: resubmit it    |
+|           | `answer_now`    | received                          | failure answered, no job    |
 | delivered | `finish`        | proved                            | proof accepted              |
 | failed    | `finish`        | proved                            | failure report accepted     |
 | refused   | `finish`        | proved                            | refused for good            |
@@ -54,6 +55,7 @@ FROM_STATES: dict[str, frozenset[TaskState]] = {
     "requeue": frozenset({TaskState.QUEUED, TaskState.PROVING}),
     "start_attempt": frozenset({TaskState.RECEIVED, TaskState.QUEUED, TaskState.PROVING}),
     "store_proof": frozenset({TaskState.PROVING}),
+    "answer_now": frozenset({TaskState.RECEIVED}),
     "finish": frozenset({TaskState.PROVED}),
     "expire": frozenset({TaskState.RECEIVED, TaskState.QUEUED, TaskState.PROVING,
                          TaskState.PROVED}),

@@ -1,7 +1,8 @@
 """`TaskLedger`: the ledger's parts over one Redis client, in the order a task lives.
 
 Failure model: that of each part (roller.ledger.transitions, .records, .leases, .outbox,
-.sessions, .migrate); composing them adds no state and no Redis call.
+.sessions, .unprovable,
+.migrate); composing them adds no state and no Redis call.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from roller.ledger.outbox import Outbox
 from roller.ledger.records import Records
 from roller.ledger.sessions import Sessions
 from roller.ledger.transitions import Transitions
+from roller.ledger.unprovable import Unprovable
 
 
-class TaskLedger(Transitions, Records, Leases, Outbox, Sessions, Migration):
+class TaskLedger(Transitions, Records, Leases, Outbox, Sessions, Unprovable, Migration):
     """The durable record of every task: `TaskLedger(client, retention_seconds)` or
     `TaskLedger.from_url(url, retention_seconds)` (roller.ledger.keyspace.LedgerBase)."""

@@ -1,6 +1,9 @@
 """The dispatcher: a coordinator notification recorded in the ledger first (which tells a new
 assignment from a duplicate), then sent as one Celery job with a deterministic id to the
-slot's queue.
+slot's queue; or, for a task this identity will not prove (remembered by the job that failed
+it deterministically, roller.failures, or started `retry.max_task_attempts` times), a failure
+report at once with no job, so a coordinator that hands it back (H2/H3 do at once) costs no
+GPU time and no trace fetch.
 
 Failure model: every Redis, kombu or Celery error is raised as BrokerUnavailable. A
 notification not yet recorded is kept by the slot session, which retries it; a record not yet
@@ -15,13 +18,14 @@ from collections.abc import Callable
 from celery import Celery
 
 from roller.broker import BROKER_ERRORS
-from roller.config import SlotConfig, proof_kind
+from roller.config import RetryConfig, SlotConfig, proof_kind
 from roller.errors import BrokerUnavailable
+from roller.failures import BUDGET_SPENT, failure
 from roller.ledger import AssignResult, TaskLedger, TaskState, job_id
 from roller.logs import kv
 from roller.observe import metrics
 from roller.protocol.http_messages import task_generation
-from roller.protocol.messages import TaskMsg, slot_proves
+from roller.protocol.messages import FailureClass, TaskMsg, slot_proves
 
 # Every part of the listener logs as `roller.listener`: the name its lines always had.
 log = logging.getLogger("roller.listener")
@@ -29,12 +33,15 @@ log = logging.getLogger("roller.listener")
 
 class Dispatcher:
     """Records each notification durably, then enqueues its one Celery job on the slot's
-    queue. Every Redis, kombu or Celery error is mapped to BrokerUnavailable here."""
+    queue, or answers it at once without one (the module's docstring). Every Redis, kombu or
+    Celery error is mapped to BrokerUnavailable here."""
 
-    def __init__(self, app: Celery, ledger: TaskLedger, wake: Callable[[str], None]) -> None:
+    def __init__(self, app: Celery, ledger: TaskLedger, wake: Callable[[str], None],
+                 retry: RetryConfig | None = None) -> None:
         self.app = app
         self.ledger = ledger
         self.wake = wake
+        self.retry = retry or RetryConfig()
         # The liveness rule for a re-notified task in flight (the listener's Reconciler).
         self.check: Callable[[SlotConfig, str], int] | None = None
 
@@ -59,7 +66,8 @@ class Dispatcher:
             log.info("duplicate task notification, not enqueued %s state=%s", fields, state)
             metrics.TASKS_DEDUPLICATED.labels(slot.name).inc()
         if state == TaskState.RECEIVED:
-            self.send(slot, task.id)
+            if not self._answered_without_job(slot, task):
+                self.send(slot, task.id)
         elif state == TaskState.PROVED:
             self.wake(slot.name)  # its answer is due in the outbox now
         elif self.check is not None:
@@ -71,6 +79,36 @@ class Dispatcher:
                 raise BrokerUnavailable(f"cannot check task {task.id} of slot {slot.name}: "
                                         f"{exc}") from exc
         return result
+
+    def _answered_without_job(self, slot: SlotConfig, task: TaskMsg) -> bool:
+        """Answer a received task at once if this identity will not prove it (the module's
+        docstring); True if it needs no job."""
+        fields = kv(task_id=task.id, slot=slot.name)
+        budget = self.retry.max_task_attempts
+        try:
+            report = self.ledger.unprovable(slot.name, task.id)
+            if report is not None:
+                detail = failure(task, FailureClass.DETERMINISTIC, report)
+            else:
+                spent = self.ledger.task_attempts(slot.name, task.id)
+                if spent < budget:
+                    return False
+                detail = failure(task, FailureClass.TRANSIENT,
+                                 f"{BUDGET_SPENT}: {spent} of {budget} attempts")
+            moved = self.ledger.answer_now(slot.name, detail)
+        except BROKER_ERRORS as exc:
+            raise BrokerUnavailable(f"cannot answer task {task.id} of slot {slot.name}: "
+                                    f"{exc}") from exc
+        if not moved.ok:
+            # Its job was sent meanwhile (the reconciliation): that one answers the task.
+            log.info("task not answered at once, its job is out %s state=%s", fields,
+                     moved.state)
+            return True
+        log.info("task answered at once without a job %s reason=%r", fields, detail.error)
+        metrics.TASKS_ANSWERED_WITHOUT_JOB.labels(slot.name,
+                                                  detail.failure_class or "").inc()
+        self.wake(slot.name)  # its answer is due in the outbox now
+        return True
 
     def send(self, slot: SlotConfig, task_id: str) -> None:
         """Enqueue the task's job and mark it queued; BrokerUnavailable leaves the record in

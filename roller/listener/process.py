@@ -52,7 +52,7 @@ class Listener:
 
         self.cfg = cfg
         self.ledger = TaskLedger.from_url(cfg.broker_url, cfg.retention_seconds)
-        self.dispatcher = Dispatcher(app or default_app, self.ledger, self._wake)
+        self.dispatcher = Dispatcher(app or default_app, self.ledger, self._wake, cfg.retry)
         self.reconciler = Reconciler(self.ledger, self.dispatcher.send, cfg.window_seconds)
         self.dispatcher.check = self.reconciler.check
         self.submitter = Submitter(self.ledger, cfg.retry, cfg.window_seconds)

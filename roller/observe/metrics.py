@@ -66,6 +66,11 @@ TASKS_RECEIVED = Counter("roller_tasks_received",
                          "Task notifications received from the coordinator", ["slot", "type"])
 TASKS_DEDUPLICATED = Counter("roller_tasks_deduplicated",
                              "Task notifications already recorded, not enqueued again", ["slot"])
+TASKS_ANSWERED_WITHOUT_JOB = Counter(
+    "roller_tasks_answered_without_job",
+    "Assignments answered at once with a failure report, no job: a task this identity cannot "
+    "prove (deterministic) or whose attempt budget it spent (transient)",
+    ["slot", "failure_class"])
 JOBS_QUEUED = Counter("roller_jobs_queued", "Proving jobs sent to a slot queue", ["queue"])
 REDRIVES = Counter("roller_tasks_redriven",
                    "Tasks found dead in flight (no renewed lease, no waiting job, no answer: "

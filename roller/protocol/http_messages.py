@@ -632,20 +632,42 @@ _PROVE_TYPE = {TaskType.CHUNK: ProveType.BASIC, TaskType.BATCH: ProveType.AGGREG
                TaskType.BUNDLE: ProveType.BUNDLE}
 
 
-def to_task_msg(task: GetTaskResponse) -> TaskMsg:
+def to_task_msg(task: GetTaskResponse, *, keep_undecodable: bool = False) -> TaskMsg:
     """The listener's TaskMsg for an HTTP task: id = the task (`task_id`, the hash), so the
     ledger keeps one record per task across the coordinator's assignments (H2+ give every
     dispatch a new uuid; a kept answer then goes to the new one); type 0 chunk / 1 batch /
     2 bundle, the chunk's block hashes or the batch/bundle's sub-proofs (what the worker
     proves from, as for a WS task), and the whole get_task answer in ``http_task`` (the
     current assignment's uuid, which the submission names; the rest of task_data rides
-    along opaque)."""
+    along opaque).
+
+    Task data that does not decode (sub-proofs in another shape, bad block hashes) raises
+    WireFormatError naming the field; with ``keep_undecodable`` the task comes back without
+    blocks or sub-proofs instead, so that it is recorded and answered (the worker finds the
+    reason again with ``task_data_error``) rather than left assigned until it times out."""
     chunk = task.task_type == TaskType.CHUNK
     payload = {"generation": task.generation.value, **task.to_json()}
+    try:
+        hashes = task.block_hashes() if chunk else ()
+        proofs = () if chunk else task.sub_proofs()
+    except WireFormatError:
+        if not keep_undecodable:
+            raise
+        hashes, proofs = (), ()
     return TaskMsg(id=task.task_id, type=_PROVE_TYPE[TaskType(task.task_type)],
-                   block_hashes=task.block_hashes() if chunk else (),
-                   sub_proofs=() if chunk else task.sub_proofs(),
-                   http_task=go_dumps(payload))
+                   block_hashes=hashes, sub_proofs=proofs, http_task=go_dumps(payload))
+
+
+def task_data_error(task: TaskMsg) -> str | None:
+    """Why a recorded HTTP task's data cannot be turned into prover inputs (the decoder's
+    WireFormatError text, naming the field), or None: it can, or it is a WS task."""
+    if not task.http_task:
+        return None
+    try:
+        to_task_msg(from_task_msg(task))
+    except WireFormatError as exc:
+        return str(exc)
+    return None
 
 
 def task_generation(task: TaskMsg) -> str:

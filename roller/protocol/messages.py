@@ -84,6 +84,44 @@ class RespStatus(IntEnum):
     ERROR = 1
 
 
+class FailureClass(StrEnum):
+    """Why a failure answer failed, which decides what the roller does with the task next
+    (issue 22 item 6). Never a wire field: the report's text starts with ``prefix``, so the
+    coordinator (and its operator's grep) sees the class while the wire bytes keep their
+    shape, and the class is read back from the stored answer's text (``ProofDetail``).
+
+    DETERMINISTIC: the same input fails the same way on this prover (sub-proofs that do not
+    decode into prover inputs, the prover rejecting the input as invalid or unsupported):
+    reported once, remembered for the identity, answered at once if handed out again.
+    TRANSIENT: anything that may pass later (L2 node errors and rate limits, a lagging node's
+    traces, worker and GPU faults, timeouts); also what an unmarked text is."""
+
+    DETERMINISTIC = "deterministic"
+    TRANSIENT = "transient"
+
+    @property
+    def prefix(self) -> str:
+        return f"[{self.value}] "
+
+    def reason(self, text: str) -> str:
+        """``text`` as a failure report's reason, marked with this class (a mark it already
+        carries is replaced, so a remembered report is sent again byte for byte)."""
+        for member in FailureClass:
+            if text.startswith(member.prefix):
+                text = text[len(member.prefix):]
+                break
+        return self.prefix + text
+
+    @classmethod
+    def of(cls, reason: str) -> FailureClass:
+        """The class a reason text is marked with; unmarked text (an older release's answer,
+        another process's report) is transient."""
+        for member in cls:
+            if reason.startswith(member.prefix):
+                return member
+        return cls.TRANSIENT
+
+
 class WsVariant(StrEnum):
     """The WebSocket coordinator protocol variant; the values are the config names."""
 
@@ -390,6 +428,11 @@ class ProofDetail(_Wire):
         if self.proof is not None and not isinstance(self.proof, AggProof):
             raise WireFormatError("proof", "expected AggProof or None")
         _check_str(self.error, "error")
+
+    @property
+    def failure_class(self) -> FailureClass | None:
+        """The class of a failure answer (read from its reason's prefix); None for a proof."""
+        return None if self.status == RespStatus.OK else FailureClass.of(self.error)
 
     def rlp_items(self, variant: WsVariant = _V0623) -> list[Any]:
         proof = self.proof.rlp_items() if self.proof is not None else []

@@ -266,7 +266,10 @@ class HttpCoordinatorSession:
         answer = self.client.get_task(self.task_types, self._height())
         if answer is None:
             return self.poll_interval
-        task = to_task_msg(answer)
+        # Kept even when its data does not decode: the task is assigned to this key, and only
+        # an answer (a deterministic failure report, roller.failures) frees the key before
+        # the coordinator's timeout.
+        task = to_task_msg(answer, keep_undecodable=True)
         log.info("task received slot=%s task_id=%s coordinator_task_id=%s type=%s", self.slot,
                  task.id, answer.task_id, answer.task_type)
         on_task(task)

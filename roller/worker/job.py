@@ -17,7 +17,9 @@ crash still counts and a poison task ends as a failure report after the attempt 
 job whose lease ran out takes it back if nobody else did; if another attempt holds the task
 it stores nothing. A proof finished during a Redis outage waits in memory for the ledger; a
 job that raises leaves its record in `proving` without a lease, which the listener's
-reconciliation re-drives.
+reconciliation re-drives. Every failure answer is classed (roller.failures): a deterministic
+one (task data that is not prover input, input the prover refuses) is also remembered for the
+slot's identity, so that the listener answers the task's re-assignments without a job.
 """
 
 from __future__ import annotations
@@ -35,21 +37,30 @@ import redis
 
 from roller.config import RollerConfig, proof_kind
 from roller.errors import ProverError, RollerError, TraceFetchError, TraceMismatch
+from roller.failures import PROVING_PANIC, TRACES_FAILED, classify, failure
 from roller.ffi import Prover
 from roller.ledger import Attempt, Moved, TaskLedger, TaskRecord, TaskState
 from roller.lifecycle import LEASE_RENEW_SECONDS, LEASE_SECONDS, Window
 from roller.logs import kv
 from roller.observe import metrics
-from roller.protocol.messages import AggProof, ProofDetail, ProveType, RespStatus, TaskMsg
+from roller.protocol.http_messages import task_data_error
+from roller.protocol.messages import (
+    AggProof,
+    FailureClass,
+    ProofDetail,
+    ProveType,
+    RespStatus,
+)
 from roller.worker.trace_client import TraceClient
 from roller.worker.trace_prefetch import TracePrefetcher
+
+# The report texts live in roller.failures now; re-exported for the callers that name them here.
+__all__ = ["PROVING_PANIC", "TRACES_FAILED", "JobContext", "JobOutcome", "run_job"]
 
 log = logging.getLogger(__name__)
 
 # How long a finished proof waits in memory for the ledger (Redis) to come back.
 STORE_PATIENCE_SECONDS = 600
-PROVING_PANIC = "zk proving panic"
-TRACES_FAILED = "get traces failed"
 PROVABLE = frozenset({TaskState.RECEIVED, TaskState.QUEUED, TaskState.PROVING})
 
 
@@ -76,11 +87,6 @@ class JobContext:
     # Makes the prover ready (warm-up: circuits, parameters), called under the task's lease
     # so that a long first warm-up never looks like a dead worker; raises WorkerUnusable.
     ready: Callable[[], None] | None = None
-
-
-def failure(task: TaskMsg, error: str) -> ProofDetail:
-    return ProofDetail(id=task.id, type=task.type, status=RespStatus.ERROR, proof=None,
-                       error=error)
 
 
 class _LeaseKeeper:
@@ -138,6 +144,13 @@ def _acquire_lease(ctx: JobContext, slot: str, task_id: str, owner: str) -> bool
 def _prove(ctx: JobContext, rec: TaskRecord) -> ProofDetail:
     task = rec.task
     fields = kv(task_id=task.id, slot=rec.slot)
+    undecodable = task_data_error(task) if not (task.block_hashes or task.sub_proofs) else None
+    if undecodable is not None:
+        # The coordinator served task data that is not prover input (sub-proofs in another
+        # shape, bad block hashes; the session kept the task so that it is answered):
+        # nothing to fetch or prove.
+        log.error("task data is not prover input %s error=%r", fields, undecodable)
+        return failure(task, FailureClass.DETERMINISTIC, undecodable)
     if task.type == ProveType.BASIC:
         traces_json = ctx.prefetch.take(rec) if ctx.prefetch is not None else None
         try:
@@ -146,12 +159,13 @@ def _prove(ctx: JobContext, rec: TaskRecord) -> ProofDetail:
                     traces_json = ctx.traces.get_traces_json(list(task.block_hashes))
         except TraceMismatch as exc:
             # The node answered other blocks than asked: never prove them; the report names
-            # the block (the text is ours: hashes and numbers, no endpoint).
+            # the block (the text is ours: hashes and numbers, no endpoint). Transient: a
+            # lagging node serves the right blocks later.
             log.error("trace mismatch %s error=%r", fields, str(exc))
-            return failure(task, f"{TRACES_FAILED}: {exc}")
+            return failure(task, classify(exc), f"{TRACES_FAILED}: {exc}")
         except TraceFetchError as exc:
             log.error("trace fetch failed %s error=%r", fields, str(exc))
-            return failure(task, TRACES_FAILED)
+            return failure(task, classify(exc), TRACES_FAILED)
         log.info("proving chunk %s blocks=%d", fields, len(task.block_hashes))
         prove: Callable[[str], str] = ctx.prover.gen_chunk_proof
         payload = traces_json
@@ -174,9 +188,13 @@ def _prove(ctx: JobContext, rec: TaskRecord) -> ProofDetail:
         finally:
             if ctx.prefetch is not None:
                 ctx.prefetch.proved()
-    except (ProverError, ValueError, RollerError) as exc:
-        log.error("prover error %s error=%r", fields, str(exc))
-        return failure(task, str(exc) or "unexpected end of JSON input")
+    except (ValueError, RollerError) as exc:
+        # A ProverError is classed by its message (roller.failures); output that is not a
+        # proof (a ValueError, or a WireFormatError of the decoder) is the prover's fault.
+        failure_class = classify(exc) if isinstance(exc, ProverError) \
+            else FailureClass.TRANSIENT
+        log.error("prover error %s failure_class=%s error=%r", fields, failure_class, str(exc))
+        return failure(task, failure_class, str(exc) or "unexpected end of JSON input")
     return ProofDetail(id=task.id, type=task.type, status=RespStatus.OK, proof=proof, error="")
 
 
@@ -237,7 +255,7 @@ def _prove_and_store(ctx: JobContext, rec: TaskRecord, queue: str, attempt: Atte
         # worker down): answer with a failure instead of crashing the next worker too.
         log.error("giving up after %d started attempts (%d for this task id) %s",
                   attempt.attempts - 1, attempt.total_attempts - 1, fields)
-        detail = failure(rec.task, PROVING_PANIC)
+        detail = failure(rec.task, FailureClass.TRANSIENT, PROVING_PANIC)
         metrics.proof_outcome(rec.task.type, "poison")
     else:
         log.info("job started %s", fields)
@@ -259,11 +277,27 @@ def _prove_and_store(ctx: JobContext, rec: TaskRecord, queue: str, attempt: Atte
         return JobOutcome.LEASE_LOST if stored.state == TaskState.PROVING \
             else JobOutcome.ALREADY_DONE
     log.info("proof stored in outbox %s status=%d prove_s=%.2f", fields, detail.status, seconds)
+    if detail.failure_class is FailureClass.DETERMINISTIC:
+        _remember_unprovable(ctx, rec.slot, detail)
     if ctx.cfg.prover.dump_dir is not None:
         _dump(ctx.cfg.prover.dump_dir, detail)
     if ctx.on_proved is not None:
         ctx.on_proved(rec.slot, detail, seconds)
     return JobOutcome.STORED
+
+
+def _remember_unprovable(ctx: JobContext, slot: str, detail: ProofDetail) -> None:
+    """This identity cannot prove the task: its next assignments are answered with the same
+    report by the listener, with no job (roller.ledger, UNPROVABLE_TTL_SECONDS). Best
+    effort: without the mark the next assignment is proved and fails again, one attempt."""
+    try:
+        ctx.ledger.remember_unprovable(slot, detail.id, detail.error)
+    except redis.RedisError as exc:
+        log.warning("cannot remember the task as unprovable %s error=%r",
+                    kv(task_id=detail.id, slot=slot), str(exc))
+        return
+    log.info("task remembered as unprovable by this identity %s reason=%r",
+             kv(task_id=detail.id, slot=slot), detail.error)
 
 
 def _store(ctx: JobContext, slot: str, detail: ProofDetail, seconds: float | None,

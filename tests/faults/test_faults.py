@@ -90,7 +90,7 @@ def poison(fc: FaultCluster, modes: list[str], fault: str = "2 prover abort/segf
             recover.append(fc.wait_final([task_id], 300) - started)
             rec = fc.rec(task_id)
             assert rec is not None and rec.attempts == 4 and rec.proof is not None
-            assert rec.proof.error == "zk proving panic"
+            assert rec.proof.error == "[transient] zk proving panic"
             # Three crashes per assignment (an HTTP H2/H3 coordinator hands a failed task
             # out again until its attempts are spent).
             crashes[task_id] = 3 * len(fc.devnet_tasks()[task_id]["dispatches"])
@@ -248,7 +248,7 @@ def test_l2_faults(fc: FaultCluster) -> None:
         fc.wait_final([bad])
         rec = fc.rec(bad)
         assert rec is not None and rec.proof is not None
-        assert rec.proof.error == "get traces failed", rec.proof.error
+        assert rec.proof.error == "[transient] get traces failed", rec.proof.error
         fc.c.devnet.control("l2_fault", {"mode": "none"})
         back = time.monotonic()
         good = fc.push()

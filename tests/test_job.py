@@ -22,6 +22,7 @@ from eth_account.signers.local import LocalAccount
 from roller.config import RollerConfig, parse_config, proof_kind
 from roller.devnet.devnet import Devnet
 from roller.devnet.traces import DATA_DIR
+from roller.failures import PROVING_PANIC, TRACES_FAILED
 from roller.ffi.mock import MockProver
 from roller.ledger import AssignResult, TaskLedger, TaskState
 from roller.protocol.coordinator_client import CoordinatorClient
@@ -31,7 +32,7 @@ from roller.protocol.http_messages import GetTaskResponse, agg_proof_to_json, to
 from roller.protocol.messages import AggProof, FailureClass, ProveType, TaskMsg, slot_proves
 from roller.protocol.session import WsCoordinatorSession
 from roller.submitter import Submitter
-from roller.worker.job import PROVING_PANIC, TRACES_FAILED, JobContext, JobOutcome, run_job
+from roller.worker.job import JobContext, JobOutcome, run_job
 from roller.worker.prover import prove_types
 from roller.worker.trace_client import TraceClient
 

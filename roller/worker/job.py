@@ -54,9 +54,6 @@ from roller.protocol.messages import (
 from roller.worker.trace_client import TraceClient
 from roller.worker.trace_prefetch import TracePrefetcher
 
-# The report texts live in roller.failures now; re-exported for the callers that name them here.
-__all__ = ["PROVING_PANIC", "TRACES_FAILED", "JobContext", "JobOutcome", "run_job"]
-
 log = logging.getLogger(__name__)
 
 # How long a finished proof waits in memory for the ledger (Redis) to come back.
@@ -191,8 +188,8 @@ def _prove(ctx: JobContext, rec: TaskRecord) -> ProofDetail:
     except (ValueError, RollerError) as exc:
         # A ProverError is classed by its message (roller.failures); output that is not a
         # proof (a ValueError, or a WireFormatError of the decoder) is the prover's fault.
-        failure_class = classify(exc) if isinstance(exc, ProverError) \
-            else FailureClass.TRANSIENT
+        failure_class = (classify(exc) if isinstance(exc, ProverError)
+                         else FailureClass.TRANSIENT)
         log.error("prover error %s failure_class=%s error=%r", fields, failure_class, str(exc))
         return failure(task, failure_class, str(exc) or "unexpected end of JSON input")
     return ProofDetail(id=task.id, type=task.type, status=RespStatus.OK, proof=proof, error="")

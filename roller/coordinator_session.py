@@ -36,7 +36,7 @@ from eth_account.signers.local import LocalAccount
 from roller.config import WS_PROTOCOLS, RollerConfig, SlotConfig
 from roller.errors import ConnectionLost, WrongGeneration
 from roller.l2_head import L2Head
-from roller.protocol.coordinator_client import CoordinatorClient, redact_url
+from roller.protocol.coordinator_client import CoordinatorClient
 from roller.protocol.http_client import (
     DEFAULT_READ_TIMEOUT,
     H4_READ_TIMEOUT,
@@ -52,6 +52,7 @@ from roller.protocol.session import (
     HttpCoordinatorSession,
     WsCoordinatorSession,
 )
+from roller.redact import redact_url
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ class ClientGone(Exception):
 
 
 class MemoryTransport:
-    """The client's end; implements roller.protocol.coordinator_client.Transport."""
+    """The client's end; implements roller.protocol.ws_transport.Transport."""
 
     def __init__(self, inbox: queue.Queue[object], outbox: queue.Queue[object],
                  idle_timeout: float) -> None:

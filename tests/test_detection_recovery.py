@@ -196,7 +196,7 @@ def test_a_rotated_jwt_secret_leads_to_one_new_login(coordinator: HttpCoordinato
 
 
 def http_client_refusal() -> Exception:
-    from roller.devnet.http_coordinator import _Refusal
+    from roller.devnet.gin_server import Refusal
     from roller.protocol.http_errors import ErrCode
 
-    return _Refusal(ErrCode.JWT_COMMON, "signature is invalid")
+    return Refusal(ErrCode.JWT_COMMON, "signature is invalid")

@@ -36,7 +36,9 @@ from roller.protocol import (
     TaskMsg,
     WsVariant,
 )
-from roller.protocol.coordinator_client import PONG_DELAY_SECONDS, CoordinatorClient, redact_url
+from roller.protocol.coordinator_client import CoordinatorClient
+from roller.protocol.ws_transport import PONG_DELAY_SECONDS
+from roller.redact import redact_url
 
 ACCOUNT = Account.from_key("0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318")
 PK = ACCOUNT._key_obj.public_key.to_compressed_bytes().hex()

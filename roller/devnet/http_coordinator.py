@@ -29,9 +29,8 @@ control API and tests read the same ledger as for the WS devnet. State is touche
 through ``run`` (the devnet's event-loop serialiser; a lock when standalone); proof
 verification runs outside it.
 
-Failure model: a handler bug answers HTTP 500 with an empty body (gin.Recovery); the
-server keeps running. JWTs are HS256 with a random per-process secret, so a restart of
-the devnet invalidates tokens (unlike a real coordinator with a fixed secret).
+Failure model: gin's (roller.devnet.gin_server): a handler bug is HTTP 500, the server
+keeps running; a restart invalidates every token.
 """
 
 from __future__ import annotations
@@ -45,14 +44,14 @@ import threading
 import time
 import uuid as uuidlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlsplit
 
 from eth_utils import keccak
 
 from roller.devnet import proof_structs
+from roller.devnet.gin_server import GinServer, Handler, Refusal, json_body
+from roller.devnet.http_tables import CoordinatorTables, HttpCoordinatorConfig, ProverTask
 from roller.devnet.tasksource import (
     AGGREGATOR,
     ASSIGNED,
@@ -66,7 +65,7 @@ from roller.devnet.tasksource import (
 )
 from roller.devnet.verifier import Verifier
 from roller.errors import GoDecodeError, GoSyntaxError, SignatureError, WireFormatError
-from roller.protocol import http_jwt, signing
+from roller.protocol import signing
 from roller.protocol.encoding import go_dumps
 from roller.protocol.http_enums import Generation, ProofStatus, TaskType
 from roller.protocol.http_errors import ErrCode
@@ -78,64 +77,13 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MOCK_VK = "mock_vk"
-PREFIX = "/coordinator/v1/"
 _TO_HTTP = {BASIC: TaskType.CHUNK, AGGREGATOR: TaskType.BATCH, BUNDLE: TaskType.BUNDLE}
 _FROM_HTTP = {v: k for k, v in _TO_HTTP.items()}
 
 
-class _Refusal(Exception):
-    def __init__(self, code: int, text: str) -> None:
-        super().__init__(text)
-        self.code = code
-        self.text = text
+class HttpCoordinator(GinServer):
+    """The coordinator's handlers over gin's plumbing (roller.devnet.gin_server)."""
 
-
-@dataclass
-class HttpCoordinatorConfig:
-    generation: Generation = Generation.H3
-    challenge_ttl: float = 10.0
-    login_ttl: float = 3600.0
-    collection_time: float = 180.0
-    session_attempts: int = 2
-    hard_fork_name: str = "darwinV2"  # H3 dispatch answers and the claim
-    # H3: when set, the version prefix (before the first '-') must equal it (v4.4.47+ rule).
-    min_prover_version: str | None = None
-    bundles: bool = True  # H3: a bundle task per verified batch
-    chain_id: int = 534352
-    # Seconds a submission waits before its verification (the real verifier takes seconds
-    # to minutes per proof); the submit call answers after it, as the coordinator's does.
-    verify_delay: float = 0.0
-
-
-@dataclass
-class ProverTask:
-    """A `prover_task` row: one dispatch of one task to one key."""
-
-    uuid: str
-    task_id: str
-    pk: str
-    prover_name: str
-    prover_version: str
-    task_type: int  # HTTP numbering
-    assigned_at: float
-    status: str = "assigned"  # assigned | valid | invalid
-    failure_type: int = 0
-
-    def info(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-@dataclass
-class _State:
-    used_challenges: set[str] = field(default_factory=set)
-    rows: list[ProverTask] = field(default_factory=list)
-    attempts: dict[str, int] = field(default_factory=dict)
-    bundled: set[str] = field(default_factory=set)
-    # Verified proofs as stored (the Go struct re-encoded), by the AggProof the book keeps.
-    stored: dict[AggProof, Any] = field(default_factory=dict)
-
-
-class HttpCoordinator:
     def __init__(
         self,
         book: TaskBook,
@@ -146,6 +94,7 @@ class HttpCoordinator:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(clock)
         self.book = book
         self.verifier = verifier
         self.config = config or HttpCoordinatorConfig()
@@ -153,11 +102,7 @@ class HttpCoordinator:
         self._lock = threading.Lock()
         self._run_fn = run
         self.rng = rng or random.Random()
-        self.clock = clock
-        self.secret = os.urandom(32)
-        self.state = _State()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self.state = CoordinatorTables()
 
     def _run(self, fn: Callable[[], T]) -> T:
         if self._run_fn is not None:
@@ -166,102 +111,19 @@ class HttpCoordinator:
         with self._lock:
             return fn()
 
-    # -- server ---------------------------------------------------------------------------
-
     def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        coordinator = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # One segment per answer (headers and body buffered, flushed after the handler)
-            # and no Nagle: otherwise every loopback call waits ~40 ms for a delayed ACK.
-            wbufsize = -1
-            disable_nagle_algorithm = True
-
-            def do_GET(self) -> None:  # noqa: N802 (http.server naming)
-                coordinator._serve(self, "GET")
-
-            def do_POST(self) -> None:  # noqa: N802
-                coordinator._serve(self, "POST")
-
-            def log_message(self, format: str, *args: Any) -> None:
-                log.debug("coordinator http " + format, *args)
-
-        server = ThreadingHTTPServer((host, port), Handler)
-        server.daemon_threads = True
-        self._server = server
-        # A short poll interval so stop() (and a devnet restart) returns quickly.
-        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,),
-                                        daemon=True, name="devnet-http-coordinator")
-        self._thread.start()
-        bound = int(server.server_address[1])
+        bound = super().start(host, port)
         log.info("http coordinator listening host=%s port=%d generation=%s", host, bound,
                  self.gen.value)
         return bound
 
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    @property
-    def running(self) -> bool:
-        return self._server is not None
-
-    def _serve(self, req: BaseHTTPRequestHandler, method: str) -> None:
-        parts = urlsplit(req.path)
-        length = int(req.headers.get("Content-Length") or 0)
-        body = req.rfile.read(length) if length else b""
-        if "application/json" not in (req.headers.get("Content-Type") or ""):
-            # gin picks form binding without this header: the JSON body is silently ignored
-            # and an H2/H3 get_task runs with default parameters (spec 1, R v4.4.23).
-            body = b"{}"
-        routes: dict[tuple[str, str],
-                     Callable[[BaseHTTPRequestHandler, bytes, str | None], Any]] = {
+    def routes(self) -> dict[tuple[str, str], Handler]:
+        return {
             ("GET", "challenge"): self._challenge,
             ("POST", "login"): self._login,
             ("POST", "get_task"): self._get_task,
             ("POST", "submit_proof"): self._submit_proof,
         }
-        name = parts.path[len(PREFIX):] if parts.path.startswith(PREFIX) else ""
-        handler = routes.get((method, name))
-        if handler is None:
-            return _send(req, 404, b"404 page not found", "text/plain")
-        token = _bearer(req, parts.query)
-        try:
-            data = handler(req, body, token)
-            envelope = {"errcode": 0, "errmsg": "", "data": data}
-        except _Refusal as exc:
-            envelope = {"errcode": exc.code, "errmsg": exc.text, "data": None}
-        except Exception:  # gin.Recovery: a panic is HTTP 500 with an empty body
-            log.exception("http coordinator handler crashed endpoint=%s", name)
-            return _send(req, 500, b"", "text/plain")
-        _send(req, 200, go_dumps(envelope).encode(), "application/json; charset=utf-8")
-
-    # -- auth -----------------------------------------------------------------------------
-
-    def _issue(self, ttl: float, claims: dict[str, Any]) -> dict[str, Any]:
-        now = int(self.clock())
-        exp = now + int(ttl)
-        token = http_jwt.encode({**claims, "exp": exp, "orig_iat": now}, self.secret)
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(exp))
-        return {"time": stamp, "token": token}
-
-    def _jwt(self, token: str | None) -> dict[str, Any]:
-        """gin-jwt's middleware: texts lowercased, 50001 only for expiry (spec 2.4)."""
-        if not token:
-            raise _Refusal(ErrCode.JWT_COMMON, "cookie token is empty")
-        try:
-            return http_jwt.verify(token, self.secret, self.clock())
-        except http_jwt.JwtError as exc:
-            text = str(exc).lower()
-            code = (ErrCode.JWT_TOKEN_EXPIRED if text == "token is expired"
-                    else ErrCode.JWT_COMMON)
-            raise _Refusal(code, text) from exc
 
     def _challenge(self, req: BaseHTTPRequestHandler, body: bytes, token: str | None) -> Any:
         random_b64 = base64.urlsafe_b64encode(os.urandom(32)).decode()  # padded (spec 2.1)
@@ -270,20 +132,20 @@ class HttpCoordinator:
     def _login(self, req: BaseHTTPRequestHandler, body: bytes, token: str | None) -> Any:
         self._jwt(token)  # the challenge middleware
         try:
-            login = LoginRequest.from_json(_json(body), generation=self.gen)
+            login = LoginRequest.from_json(json_body(body), generation=self.gen)
         except WireFormatError as exc:
-            raise _Refusal(ErrCode.JWT_COMMON,
+            raise Refusal(ErrCode.JWT_COMMON,
                            f"missing the public_key, err:{exc}".lower()) from exc
         msg = login.message
         missing = [n for n in ("challenge", "prover_version", "prover_name")
                    if not getattr(msg, n)] + ([] if login.signature else ["signature"])
         if missing:
-            raise _Refusal(ErrCode.JWT_COMMON, (
+            raise Refusal(ErrCode.JWT_COMMON, (
                 "missing the public_key, err:" + "\n".join(
                     f"key: 'loginparameter.message.{n}' error:field validation for '{n}' "
                     "failed on the 'required' tag" for n in missing)).lower())
         if token != msg.challenge:
-            raise _Refusal(ErrCode.JWT_COMMON,
+            raise Refusal(ErrCode.JWT_COMMON,
                            "check challenge failure for the not equal challenge string")
         claims: dict[str, Any] = {"prover_name": msg.prover_name,
                                   "prover_version": msg.prover_version}
@@ -302,7 +164,7 @@ class HttpCoordinator:
 
         def spend() -> None:
             if msg.challenge in self.state.used_challenges:
-                raise _Refusal(ErrCode.JWT_COMMON, (
+                raise Refusal(ErrCode.JWT_COMMON, (
                     "login insert challenge string failure:the challenge string:"
                     f"{msg.challenge} have been used").lower())
             self.state.used_challenges.add(msg.challenge)
@@ -319,14 +181,14 @@ class HttpCoordinator:
         except SignatureError:
             ok = False
         if not ok:
-            raise _Refusal(ErrCode.JWT_COMMON, prefix + "auth message verify failure")
+            raise Refusal(ErrCode.JWT_COMMON, prefix + "auth message verify failure")
         msg = login.message
         if msg.prover_types and any(vk != MOCK_VK for vk in msg.vks):
-            raise _Refusal(ErrCode.JWT_COMMON, prefix + "incompatible vk. please check your "
+            raise Refusal(ErrCode.JWT_COMMON, prefix + "incompatible vk. please check your "
                            "params files or config files")
         wanted = self.config.min_prover_version
         if wanted is not None and msg.prover_version.split("-", 1)[0] != wanted:
-            raise _Refusal(ErrCode.JWT_COMMON, "prover hard name failure:invalid prover "
+            raise Refusal(ErrCode.JWT_COMMON, "prover hard name failure:invalid prover "
                            f"prover_version:{msg.prover_version}".lower())
 
     # -- get_task -------------------------------------------------------------------------
@@ -337,26 +199,26 @@ class HttpCoordinator:
         invalid = "prover tasks parameter invalid, err:" if gen == Generation.H1 \
             else "prover task parameter invalid, err:"
         try:
-            params = GetTaskRequest.from_json(_json(body), generation=gen)
+            params = GetTaskRequest.from_json(json_body(body), generation=gen)
         except WireFormatError as exc:
             if exc.field == "prover_height" and exc.reason.startswith("required"):
-                raise _Refusal(ErrCode.PARAMETER_INVALID, invalid + (
+                raise Refusal(ErrCode.PARAMETER_INVALID, invalid + (
                     "Key: 'GetTaskParameter.ProverHeight' Error:Field validation for "
                     "'ProverHeight' failed on the 'required' tag")) from exc
-            raise _Refusal(ErrCode.PARAMETER_INVALID, invalid + str(exc)) from exc
+            raise Refusal(ErrCode.PARAMETER_INVALID, invalid + str(exc)) from exc
         pk = claims.get("public_key")
         if not isinstance(pk, str) or not pk:
-            raise _Refusal(ErrCode.GET_TASK_FAILURE, "return prover task err:check prover "
+            raise Refusal(ErrCode.GET_TASK_FAILURE, "return prover task err:check prover "
                            "task parameter failed, error:get public key from context failed")
         if gen.rank >= 3:
             types = list(params.task_types) or [1, 2, 3]
             if any(t not in (1, 2, 3) for t in types):
                 bad = next(t for t in types if t not in (1, 2, 3))
-                raise _Refusal(ErrCode.PARAMETER_INVALID,
+                raise Refusal(ErrCode.PARAMETER_INVALID,
                                f"parameter wrong proof type:illegal proof type: {bad}")
         else:
             if params.task_type not in (0, 1, 2):
-                raise _Refusal(ErrCode.PARAMETER_INVALID, "parameter wrong proof type:"
+                raise Refusal(ErrCode.PARAMETER_INVALID, "parameter wrong proof type:"
                                f"illegal proof type: {params.task_type}")
             types = [params.task_type] if params.task_type else [1, 2]
         return self._run(lambda: self._dispatch(claims, pk, types, params.prover_height))
@@ -376,7 +238,7 @@ class HttpCoordinator:
                          held.uuid, pk[:10])
                 return self._answer(held, task_held)
         if held is not None:
-            raise _Refusal(ErrCode.GET_TASK_FAILURE, (
+            raise Refusal(ErrCode.GET_TASK_FAILURE, (
                 "return prover task err:check prover task parameter failed, error:prover "
                 f"with publicKey {pk} is already assigned a task. ProverName: "
                 f"{claims.get('prover_name')}, ProverVersion: {claims.get('prover_version')}"))
@@ -389,7 +251,7 @@ class HttpCoordinator:
                      and (ws_type != BASIC or not t.block_numbers
                           or max(t.block_numbers) <= height)), None)
         if task is None:
-            raise _Refusal(ErrCode.EMPTY_PROOF_DATA, "get empty prover task")
+            raise Refusal(ErrCode.EMPTY_PROOF_DATA, "get empty prover task")
         row = ProverTask(uuid=str(uuidlib.UUID(bytes=self.rng.randbytes(16), version=4)),
                          task_id=task.id, pk=pk,
                          prover_name=str(claims.get("prover_name", "")),
@@ -476,19 +338,19 @@ class HttpCoordinator:
     def _submit_proof(self, req: BaseHTTPRequestHandler, body: bytes, token: str | None) -> Any:
         claims = self._jwt(token)
         try:
-            params = SubmitProofRequest.from_json(_json(body), generation=self.gen)
+            params = SubmitProofRequest.from_json(json_body(body), generation=self.gen)
         except WireFormatError as exc:
             if exc.field == "proof" and self.gen.rank < 3:
                 kind = {1: "chunk", 2: "batch", 3: "bundle"}.get(_task_type_of(body), "chunk")
-                raise _Refusal(ErrCode.PARAMETER_INVALID,
+                raise Refusal(ErrCode.PARAMETER_INVALID,
                                f"unmarshal parameter {kind} proof invalid, err:{exc.reason}"
                                ) from exc
             if exc.field == "task_type" and exc.reason.startswith("required"):
-                raise _Refusal(ErrCode.PARAMETER_INVALID, (
+                raise Refusal(ErrCode.PARAMETER_INVALID, (
                     "parameter invalid, err:Key: 'SubmitProofParameter.TaskType' Error:Field "
                     "validation for 'TaskType' failed on the 'required' tag")) from exc
             if exc.field != "proof":
-                raise _Refusal(ErrCode.PARAMETER_INVALID, f"parameter invalid, err:{exc}"
+                raise Refusal(ErrCode.PARAMETER_INVALID, f"parameter invalid, err:{exc}"
                                ) from exc
             params = None
         if params is not None and params.status == ProofStatus.OK and self.gen.rank < 3:
@@ -497,18 +359,18 @@ class HttpCoordinator:
             try:
                 self._stored_form(params.task_type, params.proof)
             except (GoDecodeError, GoSyntaxError) as exc:
-                raise _Refusal(ErrCode.PARAMETER_INVALID,
+                raise Refusal(ErrCode.PARAMETER_INVALID,
                                f"unmarshal parameter {kind} proof invalid, err:{exc}") from exc
         pk = claims.get("public_key")
         if not isinstance(pk, str) or not pk:
-            raise _Refusal(ErrCode.HANDLE_ZK_PROOF_FAILURE, "get public key from context failed")
+            raise Refusal(ErrCode.HANDLE_ZK_PROOF_FAILURE, "get public key from context failed")
         if params is None:  # H3: the raw Go JSON error, the row stays assigned (spec 6.3)
-            raise _Refusal(ErrCode.HANDLE_ZK_PROOF_FAILURE,
+            raise Refusal(ErrCode.HANDLE_ZK_PROOF_FAILURE,
                            "handle zk proof failure, err:invalid character in proof JSON")
         row = self._run(lambda: self._find_row(params, pk))
         fail = "handle zk proof failure, err:"
         if row.status != "assigned":
-            raise _Refusal(ErrCode.HANDLE_ZK_PROOF_FAILURE,
+            raise Refusal(ErrCode.HANDLE_ZK_PROOF_FAILURE,
                            fail + "validator failure prove task cannot submit proof twice")
         task = self._record(row.task_id)
         record = {"pk": pk, "uuid": row.uuid, "status": params.status,
@@ -522,17 +384,17 @@ class HttpCoordinator:
                                              "valid": None})
 
             self._run(report)
-            raise _Refusal(ErrCode.HANDLE_ZK_PROOF_FAILURE,
+            raise Refusal(ErrCode.HANDLE_ZK_PROOF_FAILURE,
                            fail + "validator failure proof msg status not ok")
         if task is not None and task.state == VERIFIED:
             self._run(lambda: self._close(row, "invalid", failure_type=5))
-            raise _Refusal(ErrCode.HANDLE_ZK_PROOF_FAILURE,
+            raise Refusal(ErrCode.HANDLE_ZK_PROOF_FAILURE,
                            fail + "validator failure chunk/batch have proved and verified success")
         try:
             stored = self._stored_form(row.task_type, params.proof)
         except (GoDecodeError, GoSyntaxError) as exc:
             # H3+: the raw Go JSON error; the row stays assigned until its timeout (spec 6.3).
-            raise _Refusal(ErrCode.HANDLE_ZK_PROOF_FAILURE, fail + str(exc)) from exc
+            raise Refusal(ErrCode.HANDLE_ZK_PROOF_FAILURE, fail + str(exc)) from exc
         try:
             proof = decode_value(self.gen, row.task_type, stored)
         except WireFormatError as exc:  # decodes into the struct, but holds no usable proof
@@ -556,7 +418,7 @@ class HttpCoordinator:
         self._run(close)
         log.info("proof verified task_id=%s uuid=%s valid=%s", row.task_id, row.uuid, valid)
         if not valid:
-            raise _Refusal(ErrCode.HANDLE_ZK_PROOF_FAILURE,
+            raise Refusal(ErrCode.HANDLE_ZK_PROOF_FAILURE,
                            fail + "verification succeeded, it's an invalid proof")
         return None
 
@@ -577,7 +439,7 @@ class HttpCoordinator:
                     and row.task_id == params.task_id
                     and (self.gen == Generation.H1 or row.task_type == params.task_type)):
                 return row
-        raise _Refusal(ErrCode.HANDLE_ZK_PROOF_FAILURE, "handle zk proof failure, err:"
+        raise Refusal(ErrCode.HANDLE_ZK_PROOF_FAILURE, "handle zk proof failure, err:"
                        "validator failure get none prover task for the proof")
 
     def _verify(self, task: TaskRecord | None, task_type: int, proof: AggProof) -> bool:
@@ -611,10 +473,6 @@ class HttpCoordinator:
                 "prover_tasks": [r.info() for r in self.state.rows],
                 "used_challenges": len(self.state.used_challenges)}
 
-    def clear_auth(self) -> None:
-        """A restart with a new secret: every token and challenge becomes invalid."""
-        self.secret = os.urandom(32)
-
 
 def _task_type_of(body: bytes) -> int:
     try:
@@ -622,27 +480,3 @@ def _task_type_of(body: bytes) -> int:
         return value if isinstance(value, int) else 0
     except (ValueError, AttributeError):
         return 0
-
-
-def _json(body: bytes) -> Any:
-    try:
-        return json.loads(body or b"null")
-    except ValueError as exc:
-        raise WireFormatError("$", f"invalid JSON: {exc}") from exc
-
-
-def _bearer(req: BaseHTTPRequestHandler, query: str) -> str | None:
-    """gin-jwt TokenLookup "header: Authorization, query: token, cookie: jwt"."""
-    header = req.headers.get("Authorization") or ""
-    if header.startswith("Bearer "):
-        return header[len("Bearer "):]
-    tokens = parse_qs(query).get("token")
-    return tokens[0] if tokens else None
-
-
-def _send(req: BaseHTTPRequestHandler, status: int, payload: bytes, ctype: str) -> None:
-    req.send_response(status)
-    req.send_header("Content-Type", ctype)
-    req.send_header("Content-Length", str(len(payload)))
-    req.end_headers()
-    req.wfile.write(payload)

@@ -41,7 +41,6 @@ from eth_account.signers.local import LocalAccount
 
 from roller.errors import ConnectionLost, WireFormatError, WrongGeneration
 from roller.protocol import http_jwt
-from roller.protocol.coordinator_client import redact_url
 from roller.protocol.encoding import go_dumps
 from roller.protocol.http_enums import Generation, ProofStatus, ProviderType, TaskType
 from roller.protocol.http_errors import (
@@ -63,7 +62,7 @@ from roller.protocol.http_messages import (
     TokenResponse,
     compressed_pk,
 )
-from roller.redact import describe
+from roller.redact import describe, redact_url
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,9 @@ from eth_account import Account
 from roller.config import parse_config
 from roller.ffi.mock import MockProver
 from roller.ledger import TaskLedger
+from roller.listener.submitter import Submitter
 from roller.localrun import RedisServer, wait_for
 from roller.protocol.messages import AggProof, TaskMsg
-from roller.submitter import Submitter
 from roller.worker.job import JobContext, run_job
 
 SLOT = "bench-gpu0"

@@ -27,7 +27,9 @@ from roller.celery_app import app
 from roller.config import process_config
 from roller.errors import RollerError, WorkerUnusable
 from roller.ledger import TaskLedger
+from roller.lifecycle import Observers
 from roller.logs import kv
+from roller.observe import metrics
 from roller.worker import prover as worker_prover
 from roller.worker.job import JobContext, run_job
 from roller.worker.trace_client import TraceClient
@@ -68,6 +70,7 @@ def _build_context() -> JobContext:
                                                              chain_id=cfg.prover.chain_id),
                                  [s for s in cfg.slots if s.queue in queues]),
         ready=worker_prover.warm,
+        events=Observers([metrics.record]),
     )
 
 

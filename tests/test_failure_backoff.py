@@ -6,8 +6,8 @@ coordinator's `session_attempts`.
 
 The first test drives the session alone (mock prover, in process). The second is the whole
 roller on the devnet (redis-server, the listener, a celery worker, the native prover): the
-prover refuses the batch (a deterministic failure, roller.failures), the identity remembers
-it, and every re-assignment is answered at once with the same report, without a job."""
+prover refuses the batch (a deterministic failure, roller.lifecycle.failures), the identity
+remembers it, and every re-assignment is answered at once with the same report, without a job."""
 
 from __future__ import annotations
 

@@ -25,7 +25,9 @@ from roller.errors import (
     WireFormatError,
     WorkerUnusable,
 )
-from roller.failures import (
+from roller.ffi.mock import MockProver
+from roller.ledger import UNPROVABLE_TTL_SECONDS, AssignResult, TaskLedger, TaskState
+from roller.lifecycle.failures import (
     BUDGET_SPENT,
     PROVING_PANIC,
     TRACES_FAILED,
@@ -33,8 +35,6 @@ from roller.failures import (
     failure,
     input_rejected,
 )
-from roller.ffi.mock import MockProver
-from roller.ledger import UNPROVABLE_TTL_SECONDS, AssignResult, TaskLedger, TaskState
 from roller.listener import Dispatcher
 from roller.protocol.encoding import go_dumps
 from roller.protocol.http_enums import Generation, TaskType

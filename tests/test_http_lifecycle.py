@@ -18,12 +18,12 @@ from test_http_client_devnet import GOOD, Clock, client_for, make_coordinator
 
 from roller.config import RetryConfig
 from roller.ledger import AssignResult, TaskLedger, TaskState
+from roller.listener.submitter import SubmitResult, Submitter
 from roller.protocol.http_client import HttpCoordinatorClient
 from roller.protocol.http_enums import Generation
 from roller.protocol.http_messages import to_task_msg
 from roller.protocol.messages import ProofDetail, TaskMsg
 from roller.protocol.session import HttpCoordinatorSession
-from roller.submitter import SubmitResult, Submitter
 
 SLOT = "chunk-gpu0"
 

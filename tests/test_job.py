@@ -22,16 +22,16 @@ from eth_account.signers.local import LocalAccount
 from roller.config import RollerConfig, parse_config, proof_kind
 from roller.devnet.devnet import Devnet
 from roller.devnet.traces import DATA_DIR
-from roller.failures import PROVING_PANIC, TRACES_FAILED
 from roller.ffi.mock import MockProver
 from roller.ledger import AssignResult, TaskLedger, TaskState
+from roller.lifecycle.failures import PROVING_PANIC, TRACES_FAILED
+from roller.listener.submitter import Submitter
 from roller.protocol.coordinator_client import CoordinatorClient
 from roller.protocol.encoding import go_dumps
 from roller.protocol.http_enums import Generation, TaskType
 from roller.protocol.http_messages import GetTaskResponse, agg_proof_to_json, to_task_msg
 from roller.protocol.messages import AggProof, FailureClass, ProveType, TaskMsg, slot_proves
 from roller.protocol.session import WsCoordinatorSession
-from roller.submitter import Submitter
 from roller.worker.job import JobContext, JobOutcome, run_job
 from roller.worker.prover import prove_types
 from roller.worker.trace_client import TraceClient
@@ -192,7 +192,7 @@ def test_prover_error_text_is_reported(tmp_path: Path, devnet: Devnet, redis_url
     assert run_job(ctx, SLOT, task.id) is JobOutcome.STORED
     deliver(ctx, account, session)
     [sub] = submissions(devnet, task.id)
-    # A text no rule of roller.failures knows is transient.
+    # A text no rule of roller.lifecycle.failures knows is transient.
     assert (sub["status"], sub["error"]) == (1, "[transient] chunk exceeds circuit capacity")
 
 

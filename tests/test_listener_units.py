@@ -18,9 +18,9 @@ from roller.errors import BrokerUnavailable
 from roller.ledger import AssignResult, TaskLedger, TaskState, job_id
 from roller.lifecycle import LIVENESS_GRACE_SECONDS, SEND_GRACE_SECONDS, Liveness
 from roller.listener import Dispatcher, SlotSession
+from roller.listener.reconcile import Reconciler
+from roller.listener.submitter import Submitter
 from roller.protocol.messages import TaskMsg
-from roller.reconcile import Reconciler
-from roller.submitter import Submitter
 
 SLOT = SlotConfig("chunk-gpu0", "gpu0", 0, 0, Path("k.json"))
 TASK = TaskMsg(id="0x" + "cd" * 32, type=0, block_hashes=("0x" + "11" * 32,), sub_proofs=())

@@ -1,8 +1,8 @@
 """Answers without a job: tasks this identity will not prove again (issue 22 item 6).
 
 `unprovable:{slot}:{id}` (string, TTL `UNPROVABLE_TTL_SECONDS`): the failure report of a task
-that failed deterministically for this slot's identity (roller.failures), set by the job that
-stored it. An HTTP coordinator hands a failed task straight back (spec
+that failed deterministically for this slot's identity (roller.lifecycle.failures), set by
+the job that stored it. An HTTP coordinator hands a failed task straight back (spec
 coordinator-http-protocol 4.1), to the same key too: the listener then answers the new
 assignment with the same report through `answer_now`, with no job and no trace fetch. The TTL
 bounds how long a verdict outlives a fix (a new prover release, a coordinator that re-encodes

@@ -1,9 +1,11 @@
 """The listener: one coordinator session per slot, tasks recorded in Redis and sent to Celery.
 
 Its parts, in the order a notification passes them: `slot_session` (a slot's coordinator
-session on its own thread), `dispatcher` (record, then enqueue), `queue_room` (whether a
-slot's shared GPU queue has room for one more task), `process` (the `Listener`: every slot,
-recovery at start, the stop) and `cli` (`python -m roller.listener`).
+session on its own thread), `dispatcher` (record, then enqueue, or answer at once),
+`queue_room` (whether a slot's shared GPU queue has room for one more task), `reconcile`
+(the sweep that applies roller.lifecycle's policies to every live record), `submitter` (the
+outbox delivered to the coordinator), `process` (the `Listener`: every slot, recovery at
+start, the stop) and `cli` (`python -m roller.listener`).
 """
 
 from roller.listener.cli import main

@@ -1,9 +1,7 @@
 """The dispatcher: a coordinator notification recorded in the ledger first (which tells a new
 assignment from a duplicate), then sent as one Celery job with a deterministic id to the
-slot's queue; or, for a task this identity will not prove (remembered by the job that failed
-it deterministically, roller.failures, or started `retry.max_task_attempts` times), a failure
-report at once with no job, so a coordinator that hands it back (H2/H3 do at once) costs no
-GPU time and no trace fetch.
+slot's queue; or, for a task this identity will not prove (roller.lifecycle.budget), a failure
+report at once with no job.
 
 Failure model: every Redis, kombu or Celery error is raised as BrokerUnavailable. A
 notification not yet recorded is kept by the slot session, which retries it; a record not yet
@@ -20,12 +18,12 @@ from celery import Celery
 from roller.broker import BROKER_ERRORS
 from roller.config import RetryConfig, SlotConfig, proof_kind
 from roller.errors import BrokerUnavailable
-from roller.failures import BUDGET_SPENT, failure
 from roller.ledger import AssignResult, TaskLedger, TaskState, job_id
+from roller.lifecycle import Budget, Observers
+from roller.lifecycle.events import AnsweredWithoutJob, Deduplicated, Queued
 from roller.logs import kv
-from roller.observe import metrics
 from roller.protocol.http_messages import task_generation
-from roller.protocol.messages import FailureClass, TaskMsg, slot_proves
+from roller.protocol.messages import TaskMsg, slot_proves
 
 # Every part of the listener logs as `roller.listener`: the name its lines always had.
 log = logging.getLogger("roller.listener")
@@ -37,11 +35,12 @@ class Dispatcher:
     Celery error is mapped to BrokerUnavailable here."""
 
     def __init__(self, app: Celery, ledger: TaskLedger, wake: Callable[[str], None],
-                 retry: RetryConfig | None = None) -> None:
+                 retry: RetryConfig | None = None, events: Observers | None = None) -> None:
         self.app = app
         self.ledger = ledger
         self.wake = wake
-        self.retry = retry or RetryConfig()
+        self.budget = Budget(retry or RetryConfig())
+        self.events = events or Observers()
         # The liveness rule for a re-notified task in flight (the listener's Reconciler).
         self.check: Callable[[SlotConfig, str], int] | None = None
 
@@ -64,7 +63,7 @@ class Dispatcher:
                      assigned.assignment, result, state)
         if result is AssignResult.IN_FLIGHT:
             log.info("duplicate task notification, not enqueued %s state=%s", fields, state)
-            metrics.TASKS_DEDUPLICATED.labels(slot.name).inc()
+            self.events.emit(Deduplicated(slot.name))
         if state == TaskState.RECEIVED:
             if not self._answered_without_job(slot, task):
                 self.send(slot, task.id)
@@ -84,17 +83,12 @@ class Dispatcher:
         """Answer a received task at once if this identity will not prove it (the module's
         docstring); True if it needs no job."""
         fields = kv(task_id=task.id, slot=slot.name)
-        budget = self.retry.max_task_attempts
         try:
             report = self.ledger.unprovable(slot.name, task.id)
-            if report is not None:
-                detail = failure(task, FailureClass.DETERMINISTIC, report)
-            else:
-                spent = self.ledger.task_attempts(slot.name, task.id)
-                if spent < budget:
-                    return False
-                detail = failure(task, FailureClass.TRANSIENT,
-                                 f"{BUDGET_SPENT}: {spent} of {budget} attempts")
+            started = 0 if report is not None else self.ledger.task_attempts(slot.name, task.id)
+            detail = self.budget.at_assignment(task, report, started)
+            if detail is None:
+                return False
             moved = self.ledger.answer_now(slot.name, detail)
         except BROKER_ERRORS as exc:
             raise BrokerUnavailable(f"cannot answer task {task.id} of slot {slot.name}: "
@@ -105,8 +99,7 @@ class Dispatcher:
                      moved.state)
             return True
         log.info("task answered at once without a job %s reason=%r", fields, detail.error)
-        metrics.TASKS_ANSWERED_WITHOUT_JOB.labels(slot.name,
-                                                  detail.failure_class or "").inc()
+        self.events.emit(AnsweredWithoutJob(slot.name, detail.failure_class or ""))
         self.wake(slot.name)  # its answer is due in the outbox now
         return True
 
@@ -131,5 +124,5 @@ class Dispatcher:
         except BROKER_ERRORS as exc:
             raise BrokerUnavailable(f"cannot enqueue task {task_id} of slot {slot.name}: "
                                     f"{exc}") from exc
-        metrics.JOBS_QUEUED.labels(slot.queue).inc()
+        self.events.emit(Queued(slot.queue))
         log.info("job queued %s", kv(task_id=task_id, slot=slot.name, queue=slot.queue))

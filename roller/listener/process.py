@@ -15,7 +15,7 @@ Failure model: a broker outage keeps notifications in memory and retries them ev
 with a copy on disk (roller.spool: a listener stopped or killed in that state loses nothing,
 its successor records them; a stop logs their ids);
 a record left in flight with nothing working on it is re-driven by the reconciliation
-(roller.reconcile, by roller.lifecycle's liveness rule); a session that fails for any
+(roller.listener.reconcile, by roller.lifecycle's liveness rule); a session that fails for any
 reason, a bug included, is logged and reconnected, so no slot thread ever dies. SIGTERM:
 unsubscribe, close, exit 0.
 """
@@ -35,27 +35,35 @@ from roller.coordinator_session import SessionFactory
 from roller.errors import RollerError
 from roller.keys import load_or_create_keystore
 from roller.ledger import TaskLedger
+from roller.lifecycle import Observers
 from roller.listener.dispatcher import Dispatcher
+from roller.listener.reconcile import Reconciler
 from roller.listener.slot_session import TICK_ERRORS, SlotSession
+from roller.listener.submitter import Submitter
 from roller.logs import kv
-from roller.reconcile import Reconciler
+from roller.observe import metrics
 from roller.spool import HeldTasks
-from roller.submitter import Submitter
 
 # Every part of the listener logs as `roller.listener`: the name its lines always had.
 log = logging.getLogger("roller.listener")
 
 
 class Listener:
-    def __init__(self, cfg: RollerConfig, app: Celery | None = None) -> None:
+    def __init__(self, cfg: RollerConfig, app: Celery | None = None,
+                 events: Observers | None = None) -> None:
         from roller.celery_app import app as default_app
 
         self.cfg = cfg
         self.ledger = TaskLedger.from_url(cfg.broker_url, cfg.retention_seconds)
-        self.dispatcher = Dispatcher(app or default_app, self.ledger, self._wake, cfg.retry)
-        self.reconciler = Reconciler(self.ledger, self.dispatcher.send, cfg.window_seconds)
+        # The process's observers of lifecycle events: the Prometheus metrics by default.
+        self.events = events if events is not None else Observers([metrics.record])
+        self.dispatcher = Dispatcher(app or default_app, self.ledger, self._wake, cfg.retry,
+                                     self.events)
+        self.reconciler = Reconciler(self.ledger, self.dispatcher.send, cfg.window_seconds,
+                                     events=self.events)
         self.dispatcher.check = self.reconciler.check
-        self.submitter = Submitter(self.ledger, cfg.retry, cfg.window_seconds)
+        self.submitter = Submitter(self.ledger, cfg.retry, cfg.window_seconds,
+                                   events=self.events)
         self.stopping = threading.Event()
         # Decrypting starts now, in slot order, one thread per core: scrypt runs outside the
         # GIL, and a slot waits only for its own key (64 slots took 172 s one after another).

@@ -18,7 +18,7 @@ from concurrent.futures import Future
 from eth_account.signers.local import LocalAccount
 
 from roller.broker import BROKER_ERRORS
-from roller.config import RollerConfig, SlotConfig, proof_kind
+from roller.config import RollerConfig, SlotConfig
 from roller.coordinator_session import SessionFactory
 from roller.errors import (
     BrokerUnavailable,
@@ -30,15 +30,15 @@ from roller.errors import (
 )
 from roller.ledger import TaskRecord
 from roller.lifecycle import WINDOW_PASSED
+from roller.lifecycle.events import Received, SessionLost, SessionUp, TokenRenewed
 from roller.listener.dispatcher import Dispatcher
 from roller.listener.queue_room import room_on_queue
+from roller.listener.reconcile import Reconciler
+from roller.listener.submitter import Submitter
 from roller.logs import kv
-from roller.observe import metrics
 from roller.protocol.messages import ProofDetail, RespStatus, TaskMsg
 from roller.protocol.session import CoordinatorSession
-from roller.reconcile import Reconciler
 from roller.spool import HeldTasks
-from roller.submitter import Submitter
 
 # Every part of the listener logs as `roller.listener`: the name its lines always had.
 log = logging.getLogger("roller.listener")
@@ -78,6 +78,8 @@ class SlotSession(threading.Thread):
         self.account: LocalAccount | None = None if isinstance(account, Future) else account
         self.key_error: RollerError | None = None
         self.dispatcher = dispatcher
+        # The listener's observers (metrics): the dispatcher's, one set per process.
+        self.events = dispatcher.events
         self.submitter = submitter
         self.reconciler = reconciler
         self.stopping = stopping
@@ -101,7 +103,7 @@ class SlotSession(threading.Thread):
         log.info("task received %s", kv(task_id=task.id, slot=self.slot.name, type=task.type,
                                         blocks=len(task.block_hashes),
                                         sub_proofs=len(task.sub_proofs)))
-        metrics.TASKS_RECEIVED.labels(self.slot.name, proof_kind(task.type)).inc()
+        self.events.emit(Received(self.slot.name, task.type))
         with self.lock:
             self.pending.append((task, self.epoch))
         self.wake.set()
@@ -167,7 +169,7 @@ class SlotSession(threading.Thread):
                 self._next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
                 self.dispatcher.ledger.touch_session(self.slot.name,
                                                      token_expires=session.token_expires)
-                metrics.TOKEN_EXPIRES.labels(self.slot.name).set(session.token_expires or 0)
+                self.events.emit(TokenRenewed(self.slot.name, session.token_expires or 0))
             assert self.account is not None  # run() connects only with the key
             self.submitter.drain(self.slot.name, self.account, session)
             if time.monotonic() >= self._next_sweep:
@@ -206,8 +208,8 @@ class SlotSession(threading.Thread):
             session.open(self._on_task, self._idle)
             ledger.set_session(self.slot.name, "registered", generation=session.generation,
                                token_expires=session.token_expires)
-            metrics.session_state(self.slot.name, "registered", session.generation,
-                                  session.token_expires)
+            self.events.emit(SessionUp(self.slot.name, session.generation,
+                                       session.token_expires))
             log.info("session registered %s", kv(slot=self.slot.name, queue=self.slot.queue,
                                                   epoch=self.epoch,
                                                   generation=session.generation))
@@ -265,8 +267,7 @@ class SlotSession(threading.Thread):
                 log.exception("session crashed, reconnecting %s", kv(slot=self.slot.name))
             if self.stopping.is_set():
                 break
-            metrics.session_state(self.slot.name, "disconnected")
-            metrics.RECONNECTS.labels(self.slot.name).inc()
+            self.events.emit(SessionLost(self.slot.name))
             try:
                 self.dispatcher.ledger.set_session(self.slot.name, "disconnected")
             except BROKER_ERRORS:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 
 import redis
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -36,6 +35,25 @@ from prometheus_client.registry import REGISTRY, Collector
 from roller.broker import queue_keys
 from roller.config import MetricsConfig, SlotConfig, proof_kind
 from roller.ledger import TaskLedger
+from roller.lifecycle.events import (
+    AnsweredWithoutJob,
+    AttemptEnded,
+    Deduplicated,
+    Delivered,
+    Event,
+    Expired,
+    ProvingEnded,
+    ProvingStarted,
+    Queued,
+    Received,
+    Redriven,
+    Refused,
+    SessionLost,
+    SessionUp,
+    SubmitTried,
+    TokenRenewed,
+    TracesFetched,
+)
 from roller.logs import kv
 from roller.redact import describe
 
@@ -154,15 +172,49 @@ def proof_outcome(prove_type: int, outcome: str) -> None:
     PROOFS.labels(proof_kind(prove_type), outcome).inc()
 
 
-@contextmanager
-def proving(slot: str) -> Iterator[None]:
-    """Mark the slot busy while proving (the dashboard's GPU utilisation)."""
-    gauge = SLOT_PROVING.labels(slot)
-    gauge.set(1)
-    try:
-        yield
-    finally:
-        gauge.set(0)
+def record(event: Event) -> None:  # noqa: C901 (one arm per event: a table, not logic)
+    """The metrics' observer of lifecycle events (roller.lifecycle.events): the listener
+    and the worker subscribe it; each event moves the series named here and nothing else."""
+    match event:
+        case Received(slot, prove_type):
+            TASKS_RECEIVED.labels(slot, proof_kind(prove_type)).inc()
+        case Deduplicated(slot):
+            TASKS_DEDUPLICATED.labels(slot).inc()
+        case AnsweredWithoutJob(slot, failure_class):
+            TASKS_ANSWERED_WITHOUT_JOB.labels(slot, failure_class).inc()
+        case Queued(queue):
+            JOBS_QUEUED.labels(queue).inc()
+        case Redriven(slot):
+            REDRIVES.labels(slot).inc()
+        case TracesFetched(slot, seconds):
+            TRACE_FETCH_SECONDS.labels(slot).observe(seconds)
+        case ProvingStarted(slot):
+            SLOT_PROVING.labels(slot).set(1)
+        case ProvingEnded(slot):
+            SLOT_PROVING.labels(slot).set(0)
+        case AttemptEnded(prove_type, outcome, attempts, seconds):
+            kind = proof_kind(prove_type)
+            if outcome != "proved":
+                PROOFS.labels(kind, outcome).inc()
+            TASK_ATTEMPTS.labels(kind).observe(attempts)
+            if seconds is not None:
+                PROVE_SECONDS.labels(kind).observe(seconds)
+        case Expired(prove_type):
+            proof_outcome(prove_type, "expired")
+        case SubmitTried(slot, result):
+            SUBMIT_ATTEMPTS.labels(slot, result).inc()
+        case Delivered(prove_type, age_seconds):
+            proof_outcome(prove_type, "accepted")
+            END_TO_END_SECONDS.labels(proof_kind(prove_type)).observe(age_seconds)
+        case Refused(prove_type):
+            proof_outcome(prove_type, "refused")
+        case SessionUp(slot, generation, token_expires):
+            session_state(slot, "registered", generation, token_expires)
+        case SessionLost(slot):
+            session_state(slot, "disconnected")
+            RECONNECTS.labels(slot).inc()
+        case TokenRenewed(slot, expires):
+            TOKEN_EXPIRES.labels(slot).set(expires)
 
 
 def init_slots(slots: Iterable[SlotConfig]) -> None:

@@ -267,7 +267,7 @@ class HttpCoordinatorSession:
         if answer is None:
             return self.poll_interval
         # Kept even when its data does not decode: the task is assigned to this key, and only
-        # an answer (a deterministic failure report, roller.failures) frees the key before
+        # an answer (a deterministic failure report, roller.lifecycle.failures) frees the key before
         # the coordinator's timeout.
         task = to_task_msg(answer, keep_undecodable=True)
         log.info("task received slot=%s task_id=%s coordinator_task_id=%s type=%s", self.slot,

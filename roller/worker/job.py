@@ -17,9 +17,10 @@ crash still counts and a poison task ends as a failure report after the attempt 
 job whose lease ran out takes it back if nobody else did; if another attempt holds the task
 it stores nothing. A proof finished during a Redis outage waits in memory for the ledger; a
 job that raises leaves its record in `proving` without a lease, which the listener's
-reconciliation re-drives. Every failure answer is classed (roller.failures): a deterministic
-one (task data that is not prover input, input the prover refuses) is also remembered for the
-slot's identity, so that the listener answers the task's re-assignments without a job.
+reconciliation re-drives. Every failure answer is classed (roller.lifecycle.failures): a
+deterministic one (task data that is not prover input, input the prover refuses) is also
+remembered for the slot's identity, so that the listener answers the task's re-assignments
+without a job. What happens is told to the process's observers (ctx.events: the metrics).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
@@ -37,12 +38,18 @@ import redis
 
 from roller.config import RollerConfig, proof_kind
 from roller.errors import ProverError, RollerError, TraceFetchError, TraceMismatch
-from roller.failures import PROVING_PANIC, TRACES_FAILED, classify, failure
 from roller.ffi import Prover
 from roller.ledger import Attempt, Moved, TaskLedger, TaskRecord, TaskState
-from roller.lifecycle import LEASE_RENEW_SECONDS, LEASE_SECONDS, Window
+from roller.lifecycle import LEASE_RENEW_SECONDS, LEASE_SECONDS, Budget, Observers, Window
+from roller.lifecycle.events import (
+    AttemptEnded,
+    ProvingEnded,
+    ProvingStarted,
+    TracesFetched,
+    timed,
+)
+from roller.lifecycle.failures import TRACES_FAILED, classify, failure
 from roller.logs import kv
-from roller.observe import metrics
 from roller.protocol.http_messages import task_data_error
 from roller.protocol.messages import (
     AggProof,
@@ -84,6 +91,8 @@ class JobContext:
     # Makes the prover ready (warm-up: circuits, parameters), called under the task's lease
     # so that a long first warm-up never looks like a dead worker; raises WorkerUnusable.
     ready: Callable[[], None] | None = None
+    # The process's observers of lifecycle events (the worker's metrics).
+    events: Observers = field(default_factory=Observers)
 
 
 class _LeaseKeeper:
@@ -151,7 +160,7 @@ def _prove(ctx: JobContext, rec: TaskRecord) -> ProofDetail:
     if task.type == ProveType.BASIC:
         traces_json = ctx.prefetch.take(rec) if ctx.prefetch is not None else None
         try:
-            with metrics.TRACE_FETCH_SECONDS.labels(rec.slot).time():
+            with timed(lambda s: ctx.events.emit(TracesFetched(rec.slot, s))):
                 if traces_json is None:
                     traces_json = ctx.traces.get_traces_json(list(task.block_hashes))
         except TraceMismatch as exc:
@@ -186,7 +195,7 @@ def _prove(ctx: JobContext, rec: TaskRecord) -> ProofDetail:
             if ctx.prefetch is not None:
                 ctx.prefetch.proved()
     except (ValueError, RollerError) as exc:
-        # A ProverError is classed by its message (roller.failures); output that is not a
+        # A ProverError is classed by its message (roller.lifecycle.failures); output that is not a
         # proof (a ValueError, or a WireFormatError of the decoder) is the prover's fault.
         failure_class = (classify(exc) if isinstance(exc, ProverError)
                          else FailureClass.TRANSIENT)
@@ -220,7 +229,7 @@ def run_job(ctx: JobContext, slot: str, task_id: str, queue: str = "", drive: in
         log.info("stale job message acknowledged without proving %s drive=%d current=%d",
                  fields, drive, rec.drive)
         return JobOutcome.STALE
-    window = Window(ctx.cfg.window_seconds)
+    window = Window(ctx.cfg.window_seconds, ctx.events)
     if window.passed(rec.received_at):
         window.expire(ctx.ledger, slot, task_id, rec.task.type, rec.received_at, "job")
         return JobOutcome.EXPIRED
@@ -242,28 +251,23 @@ def run_job(ctx: JobContext, slot: str, task_id: str, queue: str = "", drive: in
 
 def _prove_and_store(ctx: JobContext, rec: TaskRecord, queue: str, attempt: Attempt,
                      owner: str, lost: threading.Event) -> JobOutcome:
-    retry = ctx.cfg.retry
     fields = kv(task_id=rec.task.id, slot=rec.slot, attempt=attempt.attempts,
                 assignment=rec.assignment, worker=ctx.worker)
     started = time.monotonic()
-    if (attempt.attempts > retry.max_prove_attempts
-            or attempt.total_attempts > retry.max_task_attempts):
-        # Every earlier attempt of this task died with its process (a prover crash takes the
-        # worker down): answer with a failure instead of crashing the next worker too.
+    spent = Budget(ctx.cfg.retry).at_attempt(rec.task, attempt)
+    if spent is not None:
+        # Every earlier attempt of this task died with its process (roller.lifecycle.budget).
         log.error("giving up after %d started attempts (%d for this task id) %s",
                   attempt.attempts - 1, attempt.total_attempts - 1, fields)
-        detail = failure(rec.task, FailureClass.TRANSIENT, PROVING_PANIC)
-        metrics.proof_outcome(rec.task.type, "poison")
+        detail, outcome = spent, "poison"
     else:
         log.info("job started %s", fields)
-        with metrics.proving(rec.slot):
+        with ctx.events.during(ProvingStarted(rec.slot), ProvingEnded(rec.slot)):
             detail = _prove(ctx, rec)
-        if detail.status != 0:
-            metrics.proof_outcome(rec.task.type, "prover_error")
+        outcome = "proved" if detail.status == 0 else "prover_error"
     seconds = time.monotonic() - started
-    metrics.TASK_ATTEMPTS.labels(proof_kind(rec.task.type)).observe(attempt.attempts)
-    if detail.status == 0:
-        metrics.PROVE_SECONDS.labels(proof_kind(rec.task.type)).observe(seconds)
+    ctx.events.emit(AttemptEnded(rec.task.type, outcome, attempt.attempts,
+                                 seconds if detail.status == 0 else None))
     if lost.is_set():
         log.warning("answer not stored: another attempt holds the task %s", fields)
         return JobOutcome.LEASE_LOST

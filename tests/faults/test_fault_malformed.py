@@ -32,9 +32,9 @@ from roller.config import load_config
 from roller.errors import TraceFetchError
 from roller.ledger import TaskLedger
 from roller.listener import Dispatcher, SlotSession
+from roller.listener.reconcile import Reconciler
+from roller.listener.submitter import Submitter
 from roller.localrun import write_config
-from roller.reconcile import Reconciler
-from roller.submitter import Submitter
 from roller.worker.trace_client import TraceClient
 
 pytestmark = pytest.mark.e2e

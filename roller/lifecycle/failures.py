@@ -22,7 +22,7 @@ Which class, by source:
 | this roller's per-task budget spent (`BUDGET_SPENT`)               | transient     |
 | anything else                                                      | transient     |
 
-What each class does: roller.listener.Dispatcher (a deterministic failure is remembered for
+What each class does: roller.lifecycle.budget (a deterministic failure is remembered for
 the slot's identity and a re-assignment is answered at once with the same report, no job)
 and README "Coordinator generations".
 

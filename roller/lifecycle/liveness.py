@@ -1,10 +1,5 @@
-"""The policies that act on an in-flight task, each written once: liveness (is anything
-still working on it?) and the session window (may it still be answered?).
-
-The ledger (roller.ledger) owns the states and their transitions; this module decides when
-the listener moves a record on its own. The reconciler applies both policies to every live
-record every sweep, the dispatcher applies liveness to a re-notified task, the job and the
-submitter apply the window before they spend work on a record.
+"""Liveness: is anything still working on an in-flight task? Applied by the reconciler to
+every live record every sweep and by the dispatcher to a re-notified task.
 
 Liveness rule. An in-flight record is alive while its lease is renewed:
 
@@ -28,27 +23,15 @@ So a worker's death costs at most LEASE_SECONDS (the lease running out) plus
 LIVENESS_GRACE_SECONDS plus two reconcile intervals (the sweep that first sees it and the
 one that acts) before its task is sent again; `visibility_timeout_seconds` bounds nothing
 any more but the time a dead worker's stale message occupies kombu's `unacked` hash.
-
-Window rule. The coordinator collects a task's answer only within its session window
-(`session_window_minutes`, counted from the assignment): a record older than that is
-expired, wherever it is (queued, proving, waiting in the outbox), with one WARNING, the
-`expired` outcome metric, and, from the reconciler, a failure report where the generation
-takes one (so the coordinator hears of it from us, not from its own timer).
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from roller.config import proof_kind
-from roller.ledger import LiveRow, TaskLedger, TaskState, job_id
-from roller.logs import kv
-from roller.observe import metrics
-
-log = logging.getLogger(__name__)
+from roller.ledger import LiveRow, TaskState, job_id
 
 # A running job's lease: its TTL and how often the job renews it.
 LEASE_SECONDS = 30
@@ -59,7 +42,6 @@ LEASE_RENEW_SECONDS = 10
 LIVENESS_GRACE_SECONDS = 2.0 * LEASE_RENEW_SECONDS
 # A received record younger than this is being sent by the dispatcher right now.
 SEND_GRACE_SECONDS = 5.0
-WINDOW_PASSED = "session window passed"
 
 
 @dataclass(frozen=True)
@@ -120,26 +102,3 @@ class Liveness:
 
     def redriven(self, slot: str, task_id: str) -> None:
         self._since.pop((slot, task_id), None)
-
-
-@dataclass(frozen=True)
-class Window:
-    """The session window: one check, one way to expire a record."""
-
-    seconds: float
-
-    def passed(self, received_at: float, now: float | None = None) -> bool:
-        return ((time.time() if now is None else now) - received_at) > self.seconds
-
-    def expire(self, ledger: TaskLedger, slot: str, task_id: str, prove_type: int,
-               received_at: float, where: str) -> bool:
-        """Expire the record (any in-flight state); True if this call did. `where` names
-        the step that found it (job, reconcile, submit) for the log line."""
-        if not ledger.expire(slot, task_id, WINDOW_PASSED).ok:
-            return False
-        log.warning("task not answered: session window passed %s",
-                    kv(task_id=task_id, slot=slot, kind=proof_kind(prove_type),
-                       age_s=round(time.time() - received_at), window_s=round(self.seconds),
-                       found_by=where))
-        metrics.proof_outcome(prove_type, "expired")
-        return True

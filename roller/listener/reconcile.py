@@ -23,11 +23,11 @@ from collections.abc import Callable
 from roller.broker import waiting_job_ids
 from roller.config import SlotConfig
 from roller.ledger import LiveRow, TaskLedger, TaskRecord, TaskState
-from roller.lifecycle import Liveness, Window
+from roller.lifecycle import Liveness, Observers, Window
+from roller.lifecycle.events import Redriven
 from roller.logs import kv
-from roller.observe import metrics
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("roller.reconcile")  # the name its lines always had
 
 # Told of a record the window expired before it was answered (the listener sends the
 # coordinator a failure report where the generation takes one).
@@ -39,10 +39,12 @@ class Reconciler:
     re-notification."""
 
     def __init__(self, ledger: TaskLedger, send: Callable[[SlotConfig, str], None],
-                 window_seconds: float, liveness: Liveness | None = None) -> None:
+                 window_seconds: float, liveness: Liveness | None = None,
+                 events: Observers | None = None) -> None:
         self.ledger = ledger
         self.send = send
-        self.window = Window(window_seconds)
+        self.events = events or Observers()
+        self.window = Window(window_seconds, self.events)
         self.liveness = liveness or Liveness()
 
     def sweep(self, slot: SlotConfig, now: float | None = None,
@@ -82,7 +84,7 @@ class Reconciler:
             return 0  # a worker took it (or it was answered) meanwhile
         log.warning("dead task re-driven %s", kv(task_id=row.task_id, slot=slot.name,
                                                  state=row.state, why=verdict.why))
-        metrics.REDRIVES.labels(slot.name).inc()
+        self.events.emit(Redriven(slot.name))
         self.liveness.redriven(slot.name, row.task_id)
         self.send(slot, row.task_id)
         return 1

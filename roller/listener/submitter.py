@@ -20,15 +20,15 @@ from enum import StrEnum
 
 from eth_account.signers.local import LocalAccount
 
-from roller.config import RetryConfig, proof_kind
+from roller.config import RetryConfig
 from roller.errors import ConnectionLost, CoordinatorError, WireFormatError
 from roller.ledger import TaskLedger, TaskState
-from roller.lifecycle import Window
+from roller.lifecycle import Observers, Window
+from roller.lifecycle.events import Delivered, Refused, SubmitTried
 from roller.logs import kv
-from roller.observe import metrics
 from roller.protocol.session import CoordinatorSession
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("roller.submitter")  # the name its lines always had
 
 
 class SubmitResult(StrEnum):
@@ -48,17 +48,19 @@ def backoff_delay(attempt: int, retry: RetryConfig) -> float:
 
 class Submitter:
     def __init__(self, ledger: TaskLedger, retry: RetryConfig, window_seconds: float,
-                 on_result: Callable[[str, SubmitResult], None] | None = None) -> None:
+                 on_result: Callable[[str, SubmitResult], None] | None = None,
+                 events: Observers | None = None) -> None:
         self.ledger = ledger
         self.retry = retry
-        self.window = Window(window_seconds)
+        self.events = events or Observers()
+        self.window = Window(window_seconds, self.events)
         self.on_result = on_result
 
     def submit(self, slot: str, task_id: str, account: LocalAccount,
                session: CoordinatorSession) -> SubmitResult:
         result = self._submit(slot, task_id, account, session)
         if result in (SubmitResult.DELIVERED, SubmitResult.RETRY, SubmitResult.REFUSED):
-            metrics.SUBMIT_ATTEMPTS.labels(slot, result.value).inc()
+            self.events.emit(SubmitTried(slot, result.value))
         if self.on_result is not None:
             self.on_result(slot, result)
         return result
@@ -88,8 +90,7 @@ class Submitter:
             return self._retry_later(slot, task_id, attempt, str(exc))
         if rec.proof.status == 0:
             self.ledger.finish(slot, task_id, TaskState.DELIVERED, "accepted")
-            metrics.proof_outcome(rec.task.type, "accepted")
-            metrics.END_TO_END_SECONDS.labels(proof_kind(rec.task.type)).observe(rec.age())
+            self.events.emit(Delivered(rec.task.type, rec.age()))
         else:
             self.ledger.finish(slot, task_id, TaskState.FAILED, f"reported: {rec.proof.error}")
         log.info("proof delivered %s status=%d attempt=%d", fields, rec.proof.status, attempt)
@@ -99,7 +100,7 @@ class Submitter:
                  reason: str) -> SubmitResult:
         self.ledger.finish(slot, task_id, TaskState.REFUSED, reason)
         log.error("proof refused for good %s error=%r", fields, reason)
-        metrics.proof_outcome(prove_type, "refused")
+        self.events.emit(Refused(prove_type))
         return SubmitResult.REFUSED
 
     def _retry_later(self, slot: str, task_id: str, attempt: int, reason: str) -> SubmitResult:

@@ -65,7 +65,7 @@ class Dispatcher:
             log.info("duplicate task notification, not enqueued %s state=%s", fields, state)
             self.events.emit(Deduplicated(slot.name))
         if state == TaskState.RECEIVED:
-            if not self._answered_without_job(slot, task):
+            if not self._answered_without_job(slot, task, fields):
                 self.send(slot, task.id)
         elif state == TaskState.PROVED:
             self.wake(slot.name)  # its answer is due in the outbox now
@@ -79,10 +79,9 @@ class Dispatcher:
                                         f"{exc}") from exc
         return result
 
-    def _answered_without_job(self, slot: SlotConfig, task: TaskMsg) -> bool:
+    def _answered_without_job(self, slot: SlotConfig, task: TaskMsg, fields: str) -> bool:
         """Answer a received task at once if this identity will not prove it (the module's
-        docstring); True if it needs no job."""
-        fields = kv(task_id=task.id, slot=slot.name)
+        docstring); True if it needs no job. `fields`: the task's log fields."""
         try:
             report = self.ledger.unprovable(slot.name, task.id)
             started = 0 if report is not None else self.ledger.task_attempts(slot.name, task.id)

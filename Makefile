@@ -56,10 +56,13 @@ venv: $(BIN)/python
 venv-dev: $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev,fleet]'
 
+# Installed by rename, never copied over: a worker proving with the old library keeps its
+# mapping of the old file (cp rewrote the same inode under it: SIGBUS, SIGSEGV in the loader).
 native:
 	cd native && $(CARGO) build --release
 	mkdir -p roller/ffi/lib
-	cp native/target/release/libroller_prover.so $(LIB)
+	install -m 0755 native/target/release/libroller_prover.so $(LIB).tmp
+	mv -f $(LIB).tmp $(LIB)
 
 demo: setup
 	$(BIN)/roller demo

@@ -339,6 +339,34 @@ def test_a_lease_lost_with_nobody_else_is_taken_back(
     assert outcome == [JobOutcome.STORED]
 
 
+def test_a_resumed_job_keeps_its_work_over_a_waiting_redrive(
+        tmp_path: Path, devnet: Devnet, redis_url: str, account: LocalAccount,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frozen past its lease, the task re-driven, the new job still waiting in the queue
+    (one worker): resumed, the job takes the lease back and stores its proof; the waiting
+    job then finds the task answered and proves nothing."""
+    monkeypatch.setattr("roller.worker.job.LEASE_RENEW_SECONDS", 0.2)  # the same code path
+    prover = MockProver(delay=1.5)
+    ctx = make_ctx(make_cfg(tmp_path, devnet, redis_url), prover)
+    _, task = receive(devnet, ctx, account, BLOCKS)
+    ledger = ctx.ledger
+    outcome: list[JobOutcome] = []
+    job = threading.Thread(target=lambda: outcome.append(run_job(ctx, SLOT, task.id)))
+    job.start()
+    wait_until(lambda: prover.calls != [], 5)
+    # The lease ran out under the frozen job; the listener re-drove the task: a new message.
+    ledger.r.delete(f"roller:lock:{SLOT}:{task.id}")
+    assert ledger.requeue(SLOT, task.id).ok
+    drive = ledger.begin_send(SLOT, task.id)
+    assert ledger.mark_queued(SLOT, task.id).ok
+    job.join(10)
+    assert outcome == [JobOutcome.STORED]
+    rec = ledger.get(SLOT, task.id)
+    assert rec is not None and rec.state is TaskState.PROVED and rec.attempts == 1
+    assert run_job(ctx, SLOT, task.id, drive=drive) is JobOutcome.ALREADY_DONE
+    assert len(prover.calls) == 1
+
+
 @pytest.mark.parametrize(("mode", "block", "why"), [
     ("otherblock", BLOCKS[0], "answered the trace of another block"),
     ("badparent", BLOCKS[1], "header.parentHash"),

@@ -205,6 +205,12 @@ def test_a_lost_lease_is_taken_back_only_by_its_own_attempt(ledger: TaskLedger) 
     assert ledger.retake_lease(SLOT, TASK.id, other, 30) == 0  # not its attempt
     assert ledger.retake_lease(SLOT, TASK.id, OWNER, 30) == 2  # taken back
     assert ledger.leased(SLOT, TASK.id)
+    # Re-driven, its new job still waiting in the queue: no other attempt, taken back.
+    ledger.release_lease(SLOT, TASK.id, OWNER)
+    assert ledger.requeue(SLOT, TASK.id).ok
+    assert ledger.mark_queued(SLOT, TASK.id).ok
+    assert ledger.retake_lease(SLOT, TASK.id, OWNER, 30) == 2
+    assert ledger.get(SLOT, TASK.id).state is TaskState.PROVING  # type: ignore[union-attr]
     # Another attempt started meanwhile (the record was re-driven): the first stores nothing.
     ledger.release_lease(SLOT, TASK.id, OWNER)
     assert ledger.requeue(SLOT, TASK.id).ok

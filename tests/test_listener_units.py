@@ -18,9 +18,11 @@ from roller.errors import BrokerUnavailable
 from roller.ledger import AssignResult, TaskLedger, TaskState, job_id
 from roller.lifecycle import LIVENESS_GRACE_SECONDS, SEND_GRACE_SECONDS, Liveness
 from roller.listener import Dispatcher, SlotSession
+from roller.listener.intake import Intake
 from roller.listener.reconcile import Reconciler
 from roller.listener.submitter import Submitter
 from roller.protocol.messages import TaskMsg
+from roller.spool import HeldTasks
 
 SLOT = SlotConfig("chunk-gpu0", "gpu0", 0, 0, Path("k.json"))
 TASK = TaskMsg(id="0x" + "cd" * 32, type=0, block_hashes=("0x" + "11" * 32,), sub_proofs=())
@@ -246,3 +248,84 @@ def test_a_fenced_gpu_queue_asks_for_no_work(ledger: TaskLedger, tmp_path: Path)
     assert not session._leave_for_fence()
     ledger.unfence([SLOT.queue])
     assert ledger.fenced(SLOT.queue) is None
+
+
+# -- Record on receipt (roller.listener.intake) ------------------------------------------------
+
+TASK_B = TaskMsg(id="0x" + "ef" * 32, type=0, block_hashes=("0x" + "22" * 32,), sub_proofs=())
+
+
+def test_a_task_is_recorded_on_receipt(ledger: TaskLedger) -> None:
+    """On the delivering thread, with no session tick: nothing waits in memory."""
+    rig = Rig(ledger)
+    intake = Intake(SLOT, rig.dispatcher)
+    assert intake.receive(TASK, epoch=1)
+    assert state(ledger) == TaskState.QUEUED and not intake.holds()
+
+
+def test_a_broker_outage_holds_tasks_on_disk_in_order(ledger: TaskLedger,
+                                                      tmp_path: Path) -> None:
+    """Redis down at receipt: held in memory and in the spool, then recorded oldest first
+    by the retry, and the spool emptied."""
+    spool = HeldTasks(tmp_path / "roller.db")
+    down = Dispatcher(FlakyCelery(), TaskLedger.from_url("redis://127.0.0.1:1/0"),
+                      lambda _slot: None)  # type: ignore[arg-type]
+    intake = Intake(SLOT, down, spool)
+    assert not intake.receive(TASK, epoch=1)
+    assert not intake.receive(TASK_B, epoch=1)
+    assert intake.held_ids() == [TASK.id, TASK_B.id]
+    assert [t.id for t in HeldTasks(spool.path).load()[SLOT.name]] == [TASK.id, TASK_B.id]
+    rig = Rig(ledger)
+    intake.dispatcher = rig.dispatcher  # Redis is back
+    assert intake.record()
+    assert rig.app.sent == [TASK.id, TASK_B.id] and not intake.holds()
+    assert not spool.path.exists()
+
+
+def test_a_bug_while_recording_keeps_the_task_held(ledger: TaskLedger) -> None:
+    rig = Rig(ledger)
+    intake = Intake(SLOT, rig.dispatcher)
+
+    def broken(*_args: object) -> None:
+        raise RuntimeError("a bug")
+
+    real, rig.dispatcher.accept = rig.dispatcher.accept, broken  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        intake.receive(TASK, epoch=1)
+    assert intake.held_ids() == [TASK.id]
+    rig.dispatcher.accept = real  # type: ignore[method-assign]
+    assert intake.record() and state(ledger) == TaskState.QUEUED
+
+
+def test_a_held_task_is_recorded_between_sessions(ledger: TaskLedger, tmp_path: Path) -> None:
+    """The slot's thread retries what an outage held while it waits to reconnect, not at
+    the next session's first tick."""
+    cfg = parse_config({"roller_name": "r", "keystore_path": "k.json", "keystore_password": "x",
+                        "coordinator_url": "http://127.0.0.1:9/", "trace_endpoint":
+                        "http://127.0.0.1:9/", "broker_url": "redis://127.0.0.1:9/0"},
+                       tmp_path, env={})
+    rig = Rig(ledger)
+    session = SlotSession(cfg, SLOT, Account.create(), rig.dispatcher,
+                          Submitter(ledger, cfg.retry, 3600), rig.reconciler, threading.Event())
+    session.intake.preload([TASK])
+    assert not session._idle()  # a held task: a polling session asks for nothing more
+    session._wait_recording(0)
+    assert state(ledger) == TaskState.QUEUED and session._idle() is False  # in flight now
+    assert not session.intake.holds()
+
+
+def test_a_task_delivered_after_the_close_is_recorded_at_once(ledger: TaskLedger,
+                                                              tmp_path: Path) -> None:
+    """The WebSocket client's dispatch thread drains what arrived before a disconnect: a task
+    handed over when the slot has no session (its frame came with the connection's close)
+    is recorded then, not at the next session's first tick."""
+    cfg = parse_config({"roller_name": "r", "keystore_path": "k.json", "keystore_password": "x",
+                        "coordinator_url": "ws://127.0.0.1:9/", "trace_endpoint":
+                        "http://127.0.0.1:9/", "broker_url": "redis://127.0.0.1:9/0"},
+                       tmp_path, env={})
+    rig = Rig(ledger)
+    session = SlotSession(cfg, SLOT, Account.create(), rig.dispatcher,
+                          Submitter(ledger, cfg.retry, 3600), rig.reconciler, threading.Event())
+    assert session.coordinator is None  # no session: the slot's thread is not ticking
+    session._on_task(TASK)
+    assert state(ledger) == TaskState.QUEUED and rig.app.sent == [TASK.id]

@@ -99,7 +99,8 @@ if state == 'delivered' and redis.call('hget', key, 'proof_ok') == '1' then
   redis.call('zadd', outbox, now, id)
   return {'resubmit', 'proved', n}
 end
-redis.call('hdel', key, 'proof', 'proof_ok', 'prove_seconds')
+-- A new assignment has no attempt yet: a job of the old one, resumed, cannot take it back.
+redis.call('hdel', key, 'proof', 'proof_ok', 'prove_seconds', 'owner')
 redis.call('hset', key, 'state', 'received')
 return {'reprove', 'received', n}
 """

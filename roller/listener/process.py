@@ -11,7 +11,8 @@ Workers store their answers in the outbox and wake the listener, which submits t
 the slot's session. Keystores are decrypted in parallel (scrypt, ~1 s each, runs outside
 the GIL) and each slot's session starts as soon as its own key is ready.
 
-Failure model: a broker outage keeps notifications in memory and retries them every tick,
+Failure model: a notification is recorded on receipt, connected or not
+(roller.listener.intake); a broker outage keeps it in memory and retries it every second,
 with a copy on disk (roller.spool: a listener stopped or killed in that state loses nothing,
 its successor records them; a stop logs their ids);
 a record left in flight with nothing working on it is re-driven by the reconciliation
@@ -88,8 +89,7 @@ class Listener:
                 continue
             log.info("tasks held by the previous listener, to be recorded %s",
                      kv(slot=name, task_ids=",".join(t.id for t in tasks)))
-            # Epoch 0: older than any registration, so an id recorded meanwhile is a duplicate.
-            session.pending = [(t, 0) for t in tasks]
+            session.intake.preload(tasks)
         self._keys.shutdown(wait=False)
         self._waker = threading.Thread(target=self._wake_on_proofs, name="proof-waker",
                                        daemon=True)
@@ -151,8 +151,7 @@ class Listener:
             session.wake.set()
             session.join(timeout)
         for session in self.sessions.values():
-            with session.lock:
-                held = [task.id for task, _ in session.pending]
+            held = session.intake.held_ids()
             if held:
                 # Never recorded (the broker was down); the coordinator will not send them
                 # again, so the spool's copy is what the next listener records.

@@ -2,9 +2,10 @@
 listener runs, on its own thread.
 
 Failure model: a session that fails for any reason, a bug included, is logged and reopened
-with capped exponential backoff plus jitter, so no slot thread ever dies; a broker outage
-keeps notifications in memory (and in the spool) and fails only the tick, which the next one
-retries.
+with capped exponential backoff plus jitter, so no slot thread ever dies; a notification is
+recorded on receipt (roller.listener.intake), and one a broker outage held back is retried by
+this thread every second, connected or not; a broker outage fails only the tick, which the
+next one retries.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from roller.ledger import TaskRecord
 from roller.lifecycle import WINDOW_PASSED
 from roller.lifecycle.events import Received, SessionLost, SessionUp, TokenRenewed
 from roller.listener.dispatcher import Dispatcher
+from roller.listener.intake import Intake
 from roller.listener.queue_room import room_on_queue
 from roller.listener.reconcile import Reconciler
 from roller.listener.submitter import Submitter
@@ -84,10 +86,8 @@ class SlotSession(threading.Thread):
         self.reconciler = reconciler
         self.stopping = stopping
         self.wake = threading.Event()
-        self.pending: list[tuple[TaskMsg, int]] = []
-        self.lock = threading.Lock()
-        # A copy on disk of what `pending` holds while the broker is down.
-        self.spool = spool
+        # What the coordinator sent, recorded on receipt (held while the broker is down).
+        self.intake = Intake(slot, dispatcher, spool)
         self.sessions = sessions or SessionFactory(cfg)
         self.coordinator: CoordinatorSession | None = None
         self.epoch = 0
@@ -98,14 +98,18 @@ class SlotSession(threading.Thread):
         self._next_fence_check = 0.0
 
     def _on_task(self, task: TaskMsg) -> None:
-        """On the session's reader or poll thread: note the task and hand it to the slot's
-        thread, so a slow broker never holds up the coordinator connection."""
+        """On the session's delivery thread (the WebSocket dispatch thread, the HTTP poll
+        thread): record the task at once, connected or not (roller.listener.intake). A
+        failure leaves it held, for this slot's thread to retry."""
         log.info("task received %s", kv(task_id=task.id, slot=self.slot.name, type=task.type,
                                         blocks=len(task.block_hashes),
                                         sub_proofs=len(task.sub_proofs)))
         self.events.emit(Received(self.slot.name, task.type))
-        with self.lock:
-            self.pending.append((task, self.epoch))
+        try:
+            self.intake.receive(task, self.epoch)
+        except Exception:  # noqa: BLE001 (a bug: the task stays held, the slot retries it)
+            log.exception("task not recorded on receipt, held for a retry %s",
+                          kv(task_id=task.id, slot=self.slot.name))
         self.wake.set()
 
     def _idle(self) -> bool:
@@ -114,9 +118,8 @@ class SlotSession(threading.Thread):
         while its GPU queue holds what the session window can prove
         (roller.listener.queue_room). A ledger that cannot be read says busy: asking then
         could pile up assignments."""
-        with self.lock:
-            if self.pending:
-                return False
+        if self.intake.holds():
+            return False
         try:
             return not self.dispatcher.ledger.live_rows(self.slot.name) \
                 and not self._fenced() \
@@ -142,28 +145,27 @@ class SlotSession(threading.Thread):
         except BROKER_ERRORS:
             return False
 
-    def _flush_pending(self) -> None:
-        """Dispatch received tasks; on a broker outage keep them (in memory and in the
-        spool) and try again next tick."""
-        with self.lock:
-            tasks, self.pending = self.pending, []
-        for i, (task, epoch) in enumerate(tasks):
+    def _record_held(self) -> None:
+        """Retry what a broker outage held back (nothing to do, normally)."""
+        if self.intake.holds():
+            self.intake.record()
+
+    def _wait_recording(self, seconds: float) -> None:
+        """Wait between sessions, still recording what is held every second: a task that
+        arrived with the connection's close is recorded during the outage, not after it."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping.is_set():
             try:
-                self.dispatcher.accept(self.slot, task, epoch)
-            except BrokerUnavailable as exc:
-                log.error("broker unavailable, task kept in memory %s",
-                          kv(task_id=task.id, slot=self.slot.name, error=exc))
-                with self.lock:
-                    self.pending = tasks[i:] + self.pending
-                    held = [t for t, _ in self.pending]
-                if self.spool is not None:
-                    self.spool.keep(self.slot.name, held)
+                self._record_held()
+            except Exception:  # noqa: BLE001 (last resort: the slot must outlive any bug)
+                log.exception("held tasks not recorded %s", kv(slot=self.slot.name))
+            left = deadline - time.monotonic()
+            if left <= 0:
                 return
-        if tasks and self.spool is not None:
-            self.spool.keep(self.slot.name, [])
+            self.stopping.wait(min(left, DRAIN_INTERVAL_SECONDS))
 
     def _tick(self, session: CoordinatorSession) -> None:
-        self._flush_pending()
+        self._record_held()
         try:
             if time.monotonic() >= self._next_heartbeat:
                 self._next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
@@ -242,6 +244,7 @@ class SlotSession(threading.Thread):
         return True
 
     def run(self) -> None:
+        self._wait_recording(0)  # what the previous listener's spool held, before any key
         if not self._await_key():
             return
         failures = 0
@@ -252,7 +255,7 @@ class SlotSession(threading.Thread):
                     self.dispatcher.ledger.set_session(self.slot.name, "fenced")
                 except BROKER_ERRORS:
                     log.warning("cannot record session state %s", kv(slot=self.slot.name))
-                self.stopping.wait(HEARTBEAT_SECONDS)  # until a healthy worker clears it
+                self._wait_recording(HEARTBEAT_SECONDS)  # until a healthy worker clears it
                 continue
             started = time.monotonic()
             try:
@@ -277,4 +280,4 @@ class SlotSession(threading.Thread):
             delay = reconnect_delay(failures, retry.reconnect_backoff_seconds,
                                     retry.reconnect_backoff_max_seconds)
             log.info("reconnecting %s", kv(slot=self.slot.name, in_s=round(delay, 2)))
-            self.stopping.wait(delay)
+            self._wait_recording(delay)

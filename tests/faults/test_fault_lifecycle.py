@@ -109,7 +109,8 @@ def test_listener_stopped_while_it_holds_a_task(fc: FaultCluster) -> None:
     fc.c.redis.stop()
     try:
         task_id = fc.push()
-        wait_for(lambda: f"task kept in memory task_id={task_id}" in listener.output(),
+        wait_for(lambda: f"task held in memory and on disk task_id={task_id}"
+                 in listener.output(),
                  60, "the listener to keep the task")
         listener.stop()
         assert "tasks held in memory not recorded at stop, kept on disk" in listener.output()
@@ -123,6 +124,37 @@ def test_listener_stopped_while_it_holds_a_task(fc: FaultCluster) -> None:
     assert "tasks held by the previous listener, to be recorded" in fc.c.listener.output()
     fc.check("21b listener stopped holding a task (Redis down)", [task_id], repetitions=1,
              recover_s=[time.monotonic() - back])
+
+
+def test_task_received_as_the_connection_drops(fc: FaultCluster) -> None:
+    """Row 21c: the listener frozen (SIGSTOP) while the coordinator sends it a task and then
+    goes down, so the task's frame and the connection's close arrive together; thawed, the
+    listener records the task at once, during the outage (roller.listener.intake), not at
+    its next session; SIGKILLed in the outage, its successor answers it. The 2023 WebSocket
+    coordinator never sends an assigned task again (spec 5.3): the record is the only copy."""
+    listener = fc.c.listener
+    assert listener is not None
+    outage = 30
+    listener.send_signal(signal.SIGSTOP)
+    try:
+        task_id = fc.push()
+        fc.c.devnet.control("dispatch_now", {})
+        wait_for(lambda: bool(fc.devnet_tasks()[task_id]["dispatches"]), 10,
+                 "the coordinator to send the task", interval=0.05)
+        fc.c.devnet.control("stop_for", {"seconds": outage})
+        down_at = time.monotonic()
+    finally:
+        listener.send_signal(signal.SIGCONT)
+    wait_for(lambda: f"task received task_id={task_id}" in listener.output(), 10,
+             "the thawed listener to read the task", interval=0.05)
+    wait_for(lambda: fc.rec(task_id) is not None, 5, "the task recorded during the outage",
+             interval=0.05)
+    assert time.monotonic() - down_at < outage, "recorded only after the outage"
+    listener.kill()
+    fc.c.start_listener()
+    recover = fc.wait_final([task_id], 240) - down_at
+    fc.check("21c task received as the connection drops, listener SIGKILLed in the outage",
+             [task_id], repetitions=1, recover_s=[recover])
 
 
 # -- 22. A job that raises -------------------------------------------------------------------

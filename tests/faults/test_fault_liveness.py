@@ -127,6 +127,42 @@ def test_two_workers_on_one_queue_while_a_lease_is_lost(fc: FaultCluster) -> Non
 
 
 @pytest.mark.faults_smoke
+def test_a_frozen_worker_keeps_its_proof(fc: FaultCluster) -> None:
+    """Row 27f: the one worker of a queue frozen (SIGSTOP) 70 s mid-proof, past its lease:
+    the listener re-drives the task, and the new job waits in the queue behind the frozen
+    one. Thawed, the job takes its lease back (no other attempt started) and stores its
+    proof; the waiting job finds the task answered: proved once, answered once."""
+    frozen = 0
+    try:
+        task_id = fc.push(3)
+        proving(fc, task_id)
+        rec = fc.rec(task_id)
+        assert rec is not None
+        drive = rec.drive
+        frozen = int(rec.worker.rsplit(":", 1)[1])  # the pool process proving it
+        os.kill(frozen, signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        wait_for(lambda: (r := fc.rec(task_id)) is not None and r.drive > drive, 120,
+                 "the listener to re-drive the frozen task", interval=0.5)
+        wait_for(lambda: time.monotonic() - stopped_at >= 70, 75, "a 70 s freeze", 1)
+        os.kill(frozen, signal.SIGCONT)
+        frozen = 0
+        recover = fc.wait_final([task_id], 240) - stopped_at
+    finally:
+        if frozen:
+            os.kill(frozen, signal.SIGCONT)
+    logs = "".join(w.output() for w in fc.c.workers.values())
+    rec = fc.rec(task_id)
+    assert rec is not None and rec.state == "delivered" and rec.total_attempts == 1, rec
+    assert fc.proving_runs(task_id, logs) == 1
+    assert f"lease had run out and was taken back task_id={rec.task.id}" in logs
+    row = fc.check("27f a worker frozen 70 s mid-proof, then resumed", [task_id],
+                   repetitions=1, recover_s=[recover])
+    row.notes.append(f"answered {recover:.0f} s after the freeze; the thawed job stored its "
+                     "proof, the re-driven one proved nothing")
+
+
+@pytest.mark.faults_smoke
 def test_smoke_whole_worker_sigkill(fc: FaultCluster) -> None:
     whole_worker_sigkill(fc, "3 whole worker SIGKILL + restart")
 

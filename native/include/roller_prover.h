@@ -121,9 +121,12 @@
  *   l1_messages_popped_after} (hashes as 0x hex; commitment null when over every bucket).
  *   The verifiers need chain_id, the three roots, data_hash and block_count; commitment and len
  *   are compared when present. num_l1_messages: per block, last L1 queue index - popped + 1
- *   (Scroll's NumL1Messages, an error below 0 or over u16, never wrapped); popped before the
- *   chunk = the argument (>= 0; in a batch the previous chunk's l1_messages_popped_after), else
- *   the first trace's startL1QueueIndex, else the chunk's first L1 queue index.
+ *   (Scroll's NumL1Messages, skipped messages included, an error below 0 or over u16, never
+ *   wrapped); each block context's tx count is that plus the block's L2 transactions (Scroll's
+ *   numTransactions, in the data hash). Popped before the chunk = the argument (>= 0; in a batch
+ *   the previous chunk's l1_messages_popped_after), else the first trace's startL1QueueIndex; an
+ *   error when it disagrees with a trace's startL1QueueIndex, or is unknown and the chunk has an
+ *   L1 message (0 for a chunk without any).
  */
 #ifndef ROLLER_PROVER_H
 #define ROLLER_PROVER_H

@@ -51,7 +51,7 @@ class AcceptingCoordinator:
 
 
 class CannedTraces:
-    def get_traces_json(self, hashes: list[str]) -> str:
+    def get_traces_json(self, hashes: list[str], **_: Any) -> str:
         return "[" + ",".join(f'{{"hash":"{h}"}}' for h in hashes) + "]"
 
 

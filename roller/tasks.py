@@ -57,8 +57,9 @@ def _build_context() -> JobContext:
     prover = worker_prover.process_prover()
     queues = worker_prover.worker_queues()
     ledger = TaskLedger.from_url(cfg.broker_url, cfg.retention_seconds)
-    traces = TraceClient(cfg.trace_endpoint, retries=cfg.retry.trace_retries,
-                         budget_seconds=cfg.retry.trace_budget_seconds,
+    # No retry cap: transient L2 failures are retried for the whole trace budget (bounded
+    # by each task's session window, roller.worker.job) before a failure report.
+    traces = TraceClient(cfg.trace_endpoint, budget_seconds=cfg.retry.trace_budget_seconds,
                          chain_id=cfg.prover.chain_id)
     return JobContext(
         cfg=cfg,
@@ -66,8 +67,9 @@ def _build_context() -> JobContext:
         prover=prover,
         traces=traces,
         worker=f"{socket.gethostname()}:{os.getpid()}",
+        # One retry: a prefetch is a hint, and the job fetches its own traces if it failed.
         prefetch=TracePrefetcher(ledger, TraceClient(cfg.trace_endpoint, retries=1,
-                                                             chain_id=cfg.prover.chain_id),
+                                                     chain_id=cfg.prover.chain_id),
                                  [s for s in cfg.slots if s.queue in queues]),
         ready=worker_prover.warm,
         events=Observers([metrics.record]),

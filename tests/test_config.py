@@ -1,4 +1,5 @@
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,8 @@ def test_env_overrides_secrets(tmp_path: Path) -> None:
         ({"gpus": [0, -1]}, "gpus[1]"),
         ({"slots": [{"name": "a", "queue": "gpu0"}]}, "slots[0].keystore_path"),
         ({"retry": {"max_prove_attempts": 0}}, "retry.max_prove_attempts"),
+        ({"retry": {"trace_budget_seconds": 0}}, "retry.trace_budget_seconds"),
+        ({"retry": {"trace_retries": "3"}}, "retry.trace_retries"),
         ({"session_window_minutes": "x"}, "session_window_minutes"),
     ],
 )
@@ -148,3 +151,25 @@ def test_every_config_in_the_readme_loads(tmp_path: Path) -> None:
     assert len(blocks) >= 2
     for block in blocks:
         parse_config(json.loads(block), tmp_path, env={})
+
+
+def test_trace_retries_is_deprecated_loaded_and_ignored_with_one_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 31: trace retries are bounded by `retry.trace_budget_seconds` alone; an old
+    config that sets `retry.trace_retries` loads unchanged and is told once."""
+    with caplog.at_level(logging.WARNING, logger="roller.config.load"):
+        old = parse_config({**SEED, "retry": {"trace_retries": 6}}, tmp_path, env={})
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ['deprecated config key ignored key=retry.trace_retries '
+                        'reason="trace fetches retry for retry.trace_budget_seconds, '
+                        'not a count"']
+    assert old.retry == parse_config(SEED, tmp_path, env={}).retry
+    assert not hasattr(old.retry, "trace_retries")
+    assert old.retry.trace_budget_seconds == 300
+
+
+def test_a_config_without_trace_retries_loads_silently(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="roller.config.load"):
+        cfg = parse_config({**SEED, "retry": {"trace_budget_seconds": 20}}, tmp_path, env={})
+    assert cfg.retry.trace_budget_seconds == 20 and caplog.records == []

@@ -23,7 +23,9 @@ from roller.lifecycle.events import (
     SessionLost,
     SessionUp,
     SubmitTried,
+    TraceRetried,
     TracesFetched,
+    TracesRecovered,
     timed,
 )
 from roller.observe import metrics
@@ -77,6 +79,8 @@ def _value(metric: object, *labels: str) -> float:
     (Queued("evq"), metrics.JOBS_QUEUED, ("evq",), 1),
     (Redriven("ev0"), metrics.REDRIVES, ("ev0",), 1),
     (TracesFetched("ev0", 2.5), metrics.TRACE_FETCH_SECONDS, ("ev0",), 2.5),
+    (TraceRetried("ev0", "http_5xx"), metrics.TRACE_FETCH_RETRIES, ("ev0", "http_5xx"), 1),
+    (TracesRecovered("ev0", 3), metrics.TRACE_FETCH_RECOVERED, ("ev0",), 1),
     (AttemptEnded(2, "poison", 3, None), metrics.PROOFS, ("bundle", "poison"), 1),
     (AttemptEnded(2, "proved", 1, 7.0), metrics.PROVE_SECONDS, ("bundle",), 7.0),
     (Expired(0), metrics.PROOFS, ("chunk", "expired"), 1),

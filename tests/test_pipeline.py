@@ -6,8 +6,9 @@ Real Redis, the devnet's L2 node, the mock prover."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,9 +40,9 @@ class CountingTraces(TraceClient):
         super().__init__(url, retries=1, backoff=0.01)
         self.fetched: list[tuple[str, ...]] = []
 
-    def get_traces_json(self, block_hashes: list[str]) -> str:
+    def get_traces_json(self, block_hashes: Sequence[str], **kw: Any) -> str:
         self.fetched.append(tuple(block_hashes))
-        return super().get_traces_json(block_hashes)
+        return super().get_traces_json(block_hashes, **kw)
 
 
 def two_ids(tmp_path: Path, devnet: Devnet, redis_url: str, window_min: float = 180

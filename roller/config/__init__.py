@@ -17,6 +17,7 @@ from roller.config.model import (
     PROOF_KINDS,
     PROTOCOLS,
     PROVE_TYPES,
+    RECONCILE_INTERVAL_SECONDS,
     WS_PROTOCOLS,
     CoordinatorConfig,
     FlowerConfig,
@@ -30,7 +31,8 @@ from roller.config.model import (
 
 __all__ = ["DEFAULT_BROKER_URL", "DEFAULT_HTTP_PROVER_VERSION", "ENV_BROKER_PASSWORD",
            "ENV_BROKER_URL", "ENV_CONFIG", "ENV_FLOWER_PASSWORD", "ENV_KEYSTORE_PASSWORD",
-           "HTTP_PROTOCOLS", "PROOF_KINDS", "PROTOCOLS", "PROVE_TYPES", "WS_PROTOCOLS",
+           "HTTP_PROTOCOLS", "PROOF_KINDS", "PROTOCOLS", "PROVE_TYPES",
+           "RECONCILE_INTERVAL_SECONDS", "WS_PROTOCOLS",
            "CoordinatorConfig", "FlowerConfig", "MetricsConfig", "ProverConfig", "RetryConfig",
            "RollerConfig", "SlotConfig", "identity_suffix", "load_config", "parse_config",
            "process_config", "proof_kind"]

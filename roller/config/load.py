@@ -10,12 +10,17 @@ environment when set.
 Failure model: every error is one ConfigError naming the key path (or the file), raised
 before any process acts on the config; a loaded config registers its URLs and secrets with
 roller.redact before it is returned.
+
+Deprecated keys still load, so that an old config keeps working, and each gets one WARNING
+naming it: `retry.trace_retries` (a count of trace fetch retries) is ignored since trace
+retries are bounded by time alone, `retry.trace_budget_seconds` (issue 31).
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -32,6 +37,7 @@ from roller.config.model import (
     ENV_KEYSTORE_PASSWORD,
     PROTOCOLS,
     PROVE_TYPES,
+    RECONCILE_INTERVAL_SECONDS,
     WS_PROTOCOLS,
     CoordinatorConfig,
     FlowerConfig,
@@ -42,7 +48,10 @@ from roller.config.model import (
     SlotConfig,
 )
 from roller.errors import ConfigError
+from roller.logs import kv
 from roller.redact import register_secret, register_url
+
+log = logging.getLogger(__name__)
 
 
 class _Reader:
@@ -297,6 +306,13 @@ def parse_config(data: Any, base: Path, env: dict[str, str] | None = None) -> Ro
         raise ConfigError(f"retention_hours: {retention:g} h is shorter than "
                           f"session_window_minutes ({window:g} min)")
     per_assignment = rt.integer("max_prove_attempts", 3, minimum=1)
+    if rt.has("trace_retries"):
+        # Checked as before (an old config that loaded still loads), then ignored: a count
+        # ended a fetch after seconds of an L2 outage that the budget rides out.
+        rt.integer("trace_retries", 3, minimum=1)
+        log.warning("deprecated config key ignored %s",
+                    kv(key="retry.trace_retries",
+                       reason="trace fetches retry for retry.trace_budget_seconds, not a count"))
     return RollerConfig(
         roller_name=name,
         keystore_password=password,
@@ -318,13 +334,13 @@ def parse_config(data: Any, base: Path, env: dict[str, str] | None = None) -> Ro
         coordinator=coordinator,
         session_window_minutes=window,
         retention_hours=retention,
-        reconcile_interval_seconds=r.num("reconcile_interval_seconds", 30.0),
+        reconcile_interval_seconds=r.num("reconcile_interval_seconds",
+                                         RECONCILE_INTERVAL_SECONDS),
         visibility_timeout_seconds=r.integer("visibility_timeout_seconds", 86400, minimum=60),
         retry=RetryConfig(
             max_prove_attempts=per_assignment,
             max_task_attempts=rt.integer("max_task_attempts", max(4, per_assignment),
                                          minimum=per_assignment),
-            trace_retries=rt.integer("trace_retries", 3, minimum=1),
             trace_budget_seconds=rt.num("trace_budget_seconds", 300.0),
             submit_backoff_seconds=rt.num("submit_backoff_seconds", 2.0),
             submit_backoff_max_seconds=rt.num("submit_backoff_max_seconds", 120.0),

@@ -88,6 +88,12 @@ class ProverConfig:
     chain_id: int | None = None  # the chain proved for; None: the traces' chainID
 
 
+# How often the listener sweeps a slot's in-flight records: one pipelined read each, so a
+# short period is cheap, and it bounds how soon a dead worker's task moves on (two sweeps:
+# the one that sees it dead, the one after the grace).
+RECONCILE_INTERVAL_SECONDS = 5.0
+
+
 @dataclass(frozen=True)
 class RetryConfig:
     max_prove_attempts: int = 3  # started attempts per assignment
@@ -95,8 +101,8 @@ class RetryConfig:
     # `session_attempts` (5 in Scroll's sample configs), so one roller never spends a shared
     # coordinator's whole budget on a task (issue 22).
     max_task_attempts: int = 4
-    trace_retries: int = 3
-    # Wall time of one trace fetch, its retries and rate-limit waits included.
+    # Wall time of one trace fetch, its retries and rate-limit waits included: the one bound
+    # of trace retries (roller.worker.trace_client; `trace_retries` is no more, see load.py).
     trace_budget_seconds: float = 300.0
     submit_backoff_seconds: float = 2.0
     submit_backoff_max_seconds: float = 120.0
@@ -139,7 +145,7 @@ class RollerConfig:
     coordinator: CoordinatorConfig = CoordinatorConfig()
     session_window_minutes: float = 180.0
     retention_hours: float = 72.0
-    reconcile_interval_seconds: float = 30.0
+    reconcile_interval_seconds: float = RECONCILE_INTERVAL_SECONDS
     visibility_timeout_seconds: int = 86400
     retry: RetryConfig = RetryConfig()
     metrics: MetricsConfig = MetricsConfig()

@@ -73,6 +73,24 @@ class TracesFetched:
 
 
 @dataclass(frozen=True)
+class TraceRetried:
+    """A trace fetch failed transiently and is retried within its budget (worker); `reason`
+    is roller.worker.trace_client's RETRY_REASONS (connection, timeout, http_5xx, ...)."""
+
+    slot: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class TracesRecovered:
+    """A trace fetch succeeded after `retries` retries (worker): a `get traces failed` report,
+    and one of the coordinator's attempts at the task, saved."""
+
+    slot: str
+    retries: int
+
+
+@dataclass(frozen=True)
 class ProvingStarted:
     """The prover runs for the slot's task: its GPU is busy (worker)."""
 
@@ -156,8 +174,8 @@ class SessionLost:
 
 
 Event = (Received | Deduplicated | AnsweredWithoutJob | Queued | Redriven | TracesFetched
-         | ProvingStarted | ProvingEnded | AttemptEnded | Expired | SubmitTried | Delivered
-         | Refused | SessionUp | TokenRenewed | SessionLost)
+         | TraceRetried | TracesRecovered | ProvingStarted | ProvingEnded | AttemptEnded
+         | Expired | SubmitTried | Delivered | Refused | SessionUp | TokenRenewed | SessionLost)
 Observer = Callable[[Event], None]
 
 

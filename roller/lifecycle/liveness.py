@@ -33,9 +33,13 @@ from dataclasses import dataclass, field
 
 from roller.ledger import LiveRow, TaskState, job_id
 
-# A running job's lease: its TTL and how often the job renews it.
-LEASE_SECONDS = 30
-LEASE_RENEW_SECONDS = 10
+# A running job's lease: its TTL and how often the job renews it. Three renewals per TTL, so
+# a live job on a host whose every core is busy still renews in time (a renewal is one Redis
+# call from a thread that sleeps; the proof runs in native code without the GIL); short, so
+# that a dead worker's task moves on within 45 s at the default sweep (README "Guarantees":
+# 15 s + 10 s grace + 2 x 5 s sweeps = 35 s).
+LEASE_SECONDS = 15
+LEASE_RENEW_SECONDS = 5
 # How long the reconciler sees a record with no lease and no waiting message before it
 # re-drives it: two renewal periods, so a job whose lease a Redis restart lost takes it back
 # first.

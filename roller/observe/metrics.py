@@ -13,9 +13,10 @@ Where each family comes from:
   queue depth and outbox size;
 - listener at scrape time, for the alert rules (ops/prometheus/roller-alerts.yml): the age of
   each slot's oldest undelivered answer, Redis memory used and its maxmemory;
-- workers: proving and trace fetch seconds, attempts per task, slot busy gauge, proofs by
-  outcome (prover errors, poison, expired before proving), the queues each worker consumes,
-  and, where NVML is present (roller.observe.gpu), its GPUs' readings and fencing.
+- workers: proving and trace fetch seconds, trace fetch retries and the fetches they saved,
+  attempts per task, slot busy gauge, proofs by outcome (prover errors, poison, expired
+  before proving), the queues each worker consumes, and, where NVML is present
+  (roller.observe.gpu), its GPUs' readings and fencing.
 
 The workers' gauges written by a worker's parent process (consuming, GPU readings) use a
 `live*` multiprocess mode: a worker that dies takes its series with it at the next scrape.
@@ -52,7 +53,9 @@ from roller.lifecycle.events import (
     SessionUp,
     SubmitTried,
     TokenRenewed,
+    TraceRetried,
     TracesFetched,
+    TracesRecovered,
 )
 from roller.logs import kv
 from roller.redact import describe
@@ -108,6 +111,15 @@ END_TO_END_SECONDS = Histogram("roller_end_to_end_seconds",
 TRACE_FETCH_SECONDS = Histogram("roller_trace_fetch_seconds",
                                 "Seconds to fetch the block traces of one chunk task",
                                 ["slot"], buckets=FETCH_BUCKETS)
+TRACE_FETCH_RETRIES = Counter("roller_trace_fetch_retries",
+                              "Trace fetch attempts that failed transiently and were retried "
+                              "within the trace budget, by reason (connection, timeout, "
+                              "http_5xx, rpc_error, null_trace, rate_limited)",
+                              ["slot", "reason"])
+TRACE_FETCH_RECOVERED = Counter("roller_trace_fetch_recovered",
+                                "Trace fetches that succeeded after at least one retry: each "
+                                "a get-traces-failed report (and a coordinator attempt) saved",
+                                ["slot"])
 TASK_ATTEMPTS = Histogram("roller_task_attempts",
                           "Proving attempts a task needed (observed when its proof is stored)",
                           ["type"], buckets=ATTEMPT_BUCKETS)
@@ -188,6 +200,10 @@ def record(event: Event) -> None:  # noqa: C901 (one arm per event: a table, not
             REDRIVES.labels(slot).inc()
         case TracesFetched(slot, seconds):
             TRACE_FETCH_SECONDS.labels(slot).observe(seconds)
+        case TraceRetried(slot, reason):
+            TRACE_FETCH_RETRIES.labels(slot, reason).inc()
+        case TracesRecovered(slot, _retries):
+            TRACE_FETCH_RECOVERED.labels(slot).inc()
         case ProvingStarted(slot):
             SLOT_PROVING.labels(slot).set(1)
         case ProvingEnded(slot):

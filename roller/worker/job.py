@@ -17,7 +17,10 @@ crash still counts and a poison task ends as a failure report after the attempt 
 job whose lease ran out takes it back if nobody else did; if another attempt holds the task
 it stores nothing. A proof finished during a Redis outage waits in memory for the ledger; a
 job that raises leaves its record in `proving` without a lease, which the listener's
-reconciliation re-drives. Every failure answer is classed (roller.lifecycle.failures): a
+reconciliation re-drives. A transient L2 failure (node down, 5xx, null trace) is retried
+inside the trace fetch for `retry.trace_budget_seconds`, never past the task's session
+window, before `get traces failed` is reported (each report spends one of the coordinator's
+attempts at the task). Every failure answer is classed (roller.lifecycle.failures): a
 deterministic one (task data that is not prover input, input the prover refuses) is also
 remembered for the slot's identity, so that the listener answers the task's re-assignments
 without a job. What happens is told to the process's observers (ctx.events: the metrics).
@@ -45,7 +48,9 @@ from roller.lifecycle.events import (
     AttemptEnded,
     ProvingEnded,
     ProvingStarted,
+    TraceRetried,
     TracesFetched,
+    TracesRecovered,
     timed,
 )
 from roller.lifecycle.failures import TRACES_FAILED, classify, failure
@@ -58,7 +63,7 @@ from roller.protocol.messages import (
     ProveType,
     RespStatus,
 )
-from roller.worker.trace_client import TraceClient
+from roller.worker.trace_client import Retry, TraceClient
 from roller.worker.trace_prefetch import TracePrefetcher
 
 log = logging.getLogger(__name__)
@@ -162,7 +167,7 @@ def _prove(ctx: JobContext, rec: TaskRecord) -> ProofDetail:
         try:
             with timed(lambda s: ctx.events.emit(TracesFetched(rec.slot, s))):
                 if traces_json is None:
-                    traces_json = ctx.traces.get_traces_json(list(task.block_hashes))
+                    traces_json = _fetch_traces(ctx, rec)
         except TraceMismatch as exc:
             # The node answered other blocks than asked: never prove them; the report names
             # the block (the text is ours: hashes and numbers, no endpoint). Transient: a
@@ -202,6 +207,34 @@ def _prove(ctx: JobContext, rec: TaskRecord) -> ProofDetail:
         log.error("prover error %s failure_class=%s error=%r", fields, failure_class, str(exc))
         return failure(task, failure_class, str(exc) or "unexpected end of JSON input")
     return ProofDetail(id=task.id, type=task.type, status=RespStatus.OK, proof=proof, error="")
+
+
+def _fetch_traces(ctx: JobContext, rec: TaskRecord) -> str:
+    """The chunk's traces. Transient L2 failures are retried inside the fetch
+    (roller.worker.trace_client) until `retry.trace_budget_seconds` or the task's session
+    window runs out, whichever is sooner: past the window the coordinator takes no answer, so
+    waiting longer would only hold the GPU. Each retry is logged and told to the observers
+    (TraceRetried); a fetch that succeeded after retries is told too (TracesRecovered): each
+    one a `get traces failed` report, and a coordinator attempt at the task, saved."""
+    retries = 0
+
+    def retried(retry: Retry) -> None:
+        nonlocal retries
+        retries += 1
+        log.warning("trace fetch retry %s", kv(task_id=rec.task.id, slot=rec.slot,
+                                               attempt=retry.attempt,
+                                               delay=f"{retry.delay:.1f}s",
+                                               reason=retry.reason, error=retry.error))
+        ctx.events.emit(TraceRetried(rec.slot, retry.reason))
+
+    window_left = rec.received_at + ctx.cfg.window_seconds - time.time()
+    traces_json = ctx.traces.get_traces_json(list(rec.task.block_hashes),
+                                             seconds_left=window_left, on_retry=retried)
+    if retries:
+        log.info("traces fetched after retries %s",
+                 kv(task_id=rec.task.id, slot=rec.slot, retries=retries))
+        ctx.events.emit(TracesRecovered(rec.slot, retries))
+    return traces_json
 
 
 def _dump(dump_dir: Path, detail: ProofDetail) -> None:

@@ -7,12 +7,23 @@ hash, the numbers are consecutive, each `header.parentHash` is the previous bloc
 and `chainID`, where a trace carries one, is the configured chain (or, unconfigured, one
 chain for the whole chunk).
 
-Failure model. Transport failures, HTTP 5xx, JSON-RPC server errors and null traces (a node
-down, overloaded or not yet synced) are retried `retries` times with exponential backoff;
-HTTP 429 (a rate-limited hosted RPC) is retried, honouring `Retry-After`, for as long as the
-trace budget (`budget_seconds`, wall time of one fetch) allows, and only then reported.
-Every other answer is final at once. Error texts never carry the endpoint's path, query or
-userinfo (a hosted RPC's API key): foreign exception texts pass through roller.redact.
+Failure model. One rule, one number: a fetch retries what is transient for as long as its
+deadline allows, `budget_seconds` (config `retry.trace_budget_seconds`, default 300 s) from
+its start or, if sooner, the end of the task's session window (`seconds_left`), and only
+then gives up (TraceFetchError: `trace fetch failed after N attempts in S s (trace budget B s
+spent) ...`). No attempt starts after the deadline; the one under way may still run its
+`timeout`. Transient: transport failures (connection refused or reset, timeouts), HTTP 5xx,
+JSON-RPC server errors (-32000..-32099) and null traces (a node down, overloaded, restarting
+or not yet synced), retried after a capped exponential backoff with jitter (`backoff`,
+doubling, TRANSIENT_BACKOFF_MAX_SECONDS); HTTP 429 (a rate-limited hosted RPC), retried
+after its `Retry-After` (else `backoff`, doubling), at most RATE_LIMIT_BACKOFF_MAX_SECONDS a
+wait, and reported at once when the node asks for a wait past the deadline. Every other
+answer is final at once: HTTP 4xx, a refused batch, invalid params, malformed traces,
+traces of other blocks (TraceMismatch). `retries` caps the transient retries of callers
+that want a quick answer more than a trace (the prefetcher: the job fetches again); the
+job's client has none. Each retry is told to `on_retry` (the job counts it: metrics), or
+logged when nobody listens. Error texts never carry the endpoint's path, query or userinfo
+(a hosted RPC's API key): foreign exception texts pass through roller.redact.
 """
 
 from __future__ import annotations
@@ -20,15 +31,18 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import random
 import re
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import requests
 
 from roller.errors import ConfigError, TraceFetchError, TraceMismatch, WireFormatError
+from roller.logs import kv
 from roller.protocol.encoding import parse_hash
 from roller.redact import describe, redact_url, scrub
 
@@ -37,8 +51,20 @@ log = logging.getLogger(__name__)
 TRACE_METHOD = "scroll_getBlockTraceByNumberOrHash"
 _HEX_QUANTITY_RE = re.compile(r"0x[0-9a-fA-F]+")
 # One fetch (all its retries) gives up after this long: the job reports the failure rather
-# than hold its GPU for a node that stays rate-limited or down.
+# than hold its GPU for a node that stays rate-limited or down. Long enough to ride out a
+# node restart or a short outage, which would otherwise cost a failure report and one of
+# the coordinator's attempts at the task (shared by every prover of the network).
 DEFAULT_BUDGET_SECONDS = 300.0
+# The longest wait between transient failures (backoff 1, 2, 4, 8, 15, 15 s...). Why 15 s:
+# the end of an outage is noticed within 15 s, so the GPU idles at most that long past it,
+# while a node that stays down is asked at most four times a minute by each job, a load no
+# node notices even from a whole fleet. A longer cap would save nothing and cost minutes of
+# proving per outage.
+TRANSIENT_BACKOFF_MAX_SECONDS = 15.0
+# Each transient wait is shortened by a random share up to this (it lies in (d/2, d]): the
+# jobs of a fleet lose the node at the same moment and would otherwise retry in lockstep, a
+# burst on every step, the largest one just as the node comes back.
+JITTER_SHARE = 0.5
 # Backoff between 429 answers without a usable Retry-After, and the longest wait one 429
 # may ask for (a longer one is waited in steps, each re-asking the node).
 RATE_LIMIT_BACKOFF_MAX_SECONDS = 30.0
@@ -57,16 +83,36 @@ class Transport(Protocol):
     def post(self, url: str, *, json: Any, timeout: float) -> Response: ...
 
 
+@dataclass(frozen=True)
+class Retry:
+    """One retry of a fetch, told to the caller before its wait: the attempt that failed
+    (from 1), the wait before the next one, what failed (`reason`, a metric label: one of
+    RETRY_REASONS) and the failure's text (no endpoint in it)."""
+
+    attempt: int
+    delay: float
+    reason: str
+    error: str
+
+
+RETRY_REASONS = ("connection", "timeout", "http_5xx", "rpc_error", "null_trace", "rate_limited")
+
+
 class _Retryable(Exception):
     """A failure worth retrying: connection error, timeout, HTTP 5xx, a JSON-RPC server error
-    or a null trace (a node that is down, overloaded or not yet synced to the block)."""
+    or a null trace (a node that is down, overloaded or not yet synced to the block).
+    `reason`: one of RETRY_REASONS."""
+
+    def __init__(self, text: str, reason: str) -> None:
+        super().__init__(text)
+        self.reason = reason
 
 
 class _RateLimited(_Retryable):
-    """HTTP 429: retried within the budget, not counted against `retries`."""
+    """HTTP 429: retried after the node's Retry-After, not counted against `retries`."""
 
     def __init__(self, text: str, retry_after: float | None) -> None:
-        super().__init__(text)
+        super().__init__(text, "rate_limited")
         self.retry_after = retry_after
 
 
@@ -76,14 +122,18 @@ class TraceClient:
         endpoint: str,
         *,
         timeout: float = 60.0,
-        retries: int = 3,
+        retries: int | None = None,
         backoff: float = 1.0,
         budget_seconds: float = DEFAULT_BUDGET_SECONDS,
         chain_id: int | None = None,
         transport: Transport | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
+        """`retries`: at most this many transient retries per fetch (None: the deadline
+        alone bounds them); `backoff`: the first transient (and 429) wait; `jitter`: a
+        number in [0, 1) per wait (tests inject a constant)."""
         if urlsplit(endpoint).scheme not in ("http", "https"):
             raise ConfigError(f"trace_endpoint must be an http(s) URL, got "
                               f"{redact_url(endpoint)!r}")
@@ -96,27 +146,36 @@ class TraceClient:
         self._transport: Transport = transport or requests.Session()
         self._clock = clock
         self._sleep = sleep
+        self._jitter = jitter
 
     def __repr__(self) -> str:
         return f"TraceClient(endpoint={redact_url(self.endpoint)!r})"
 
-    def get_traces(self, block_hashes: Sequence[str]) -> list[dict[str, Any]]:
-        """Fetch the traces of ``block_hashes`` in one batch; checked, ascending by number."""
+    def get_traces(self, block_hashes: Sequence[str], *, seconds_left: float | None = None,
+                   on_retry: Callable[[Retry], None] | None = None) -> list[dict[str, Any]]:
+        """Fetch the traces of ``block_hashes`` in one batch; checked, ascending by number.
+
+        `seconds_left`: how long the caller may still use the traces (the task's session
+        window); retries stop at the sooner of it and the budget. `on_retry` is told of each
+        retry before its wait (it replaces the client's own log line)."""
         hashes = [self._normalise(h) for h in block_hashes]
         if not hashes:
             return []
         batch = [{"jsonrpc": "2.0", "id": i, "method": TRACE_METHOD, "params": [h]}
                  for i, h in enumerate(hashes)]
-        answers = self._post_with_retries(batch, hashes)
+        answers = self._post_with_retries(batch, hashes, seconds_left, on_retry)
         traces = [(self._block_number(answers, i, h), h, answers[i])
                   for i, h in enumerate(hashes)]
         traces.sort(key=lambda item: item[0])
         self._check_chain(traces)
         return [trace for _, _, trace in traces]
 
-    def get_traces_json(self, block_hashes: Sequence[str]) -> str:
+    def get_traces_json(self, block_hashes: Sequence[str], *,
+                        seconds_left: float | None = None,
+                        on_retry: Callable[[Retry], None] | None = None) -> str:
         """The sorted traces as one compact JSON array, the prover's input."""
-        return json.dumps(self.get_traces(block_hashes), separators=(",", ":"))
+        return json.dumps(self.get_traces(block_hashes, seconds_left=seconds_left,
+                                          on_retry=on_retry), separators=(",", ":"))
 
     @staticmethod
     def _normalise(block_hash: str) -> str:
@@ -125,9 +184,16 @@ class TraceClient:
         except WireFormatError as exc:
             raise TraceFetchError(f"invalid block hash {block_hash!r}: {exc}") from exc
 
-    def _post_with_retries(self, batch: list[dict[str, Any]], hashes: list[str]) -> dict[int, Any]:
-        deadline = self._clock() + self.budget_seconds
-        failures = 0  # counted failures (not 429s)
+    def _post_with_retries(self, batch: list[dict[str, Any]], hashes: list[str],
+                           seconds_left: float | None,
+                           on_retry: Callable[[Retry], None] | None) -> dict[int, Any]:
+        started = self._clock()
+        if seconds_left is not None and seconds_left < self.budget_seconds:
+            deadline, bound = started + max(seconds_left, 0.0), "session window closes"
+        else:
+            deadline, bound = started + self.budget_seconds, (f"trace budget "
+                                                              f"{self.budget_seconds:g}s spent")
+        transient = 0  # transient failures so far (not 429s)
         limited = 0
         attempts = 0
         while True:
@@ -139,32 +205,45 @@ class TraceClient:
                 delay = (exc.retry_after if exc.retry_after is not None
                          else self.backoff * 2 ** min(limited - 1, 16))
                 delay = min(max(delay, 0.0), RATE_LIMIT_BACKOFF_MAX_SECONDS)
-                reason: Exception = exc
+                if self._clock() + delay > deadline:
+                    # The node itself says it will not answer before the deadline.
+                    raise self._give_up(attempts, started, hashes, exc, bound) from exc
+                reason: _Retryable = exc
             except _Retryable as exc:
-                if failures >= self.retries:
-                    raise self._give_up(attempts, hashes, exc) from exc
-                delay = self.backoff * (2**failures)
-                failures += 1
+                if self.retries is not None and transient >= self.retries:
+                    raise self._give_up(attempts, started, hashes, exc,
+                                        f"retry cap {self.retries}") from exc
+                step = min(self.backoff * 2 ** min(transient, 16), TRANSIENT_BACKOFF_MAX_SECONDS)
+                delay = step * (1.0 - JITTER_SHARE * self._jitter())
+                transient += 1
+                # The last wait ends at the deadline: one more attempt there rather than
+                # giving up up to a whole step early (the node may be back by then).
+                delay = min(delay, deadline - self._clock())
+                if delay <= 0:
+                    raise self._give_up(attempts, started, hashes, exc, bound) from exc
                 reason = exc
-            if self._clock() + delay > deadline:
-                raise self._give_up(attempts, hashes, reason,
-                                    f" (trace budget {self.budget_seconds:g}s spent)")
-            log.warning("trace fetch retry attempt=%d delay=%.1fs reason=%s",
-                        attempts, delay, reason)
+            retry = Retry(attempts, delay, reason.reason, str(reason))
+            if on_retry is not None:
+                on_retry(retry)
+            else:
+                log.warning("trace fetch retry %s", kv(attempt=attempts, delay=f"{delay:.1f}s",
+                                                       reason=retry.reason, error=retry.error))
             self._sleep(delay)
 
-    @staticmethod
-    def _give_up(attempts: int, hashes: list[str], exc: Exception,
-                 why: str = "") -> TraceFetchError:
-        return TraceFetchError(f"trace fetch failed after {attempts} attempts{why} for blocks "
+    def _give_up(self, attempts: int, started: float, hashes: list[str], exc: Exception,
+                 why: str) -> TraceFetchError:
+        return TraceFetchError(f"trace fetch failed after {attempts} attempts in "
+                               f"{self._clock() - started:.0f}s ({why}) for blocks "
                                f"{', '.join(hashes)}: {exc}")
 
     def _post(self, batch: list[dict[str, Any]], hashes: list[str]) -> dict[int, Any]:
         """One batch round trip; returns id -> result, raising TraceFetchError for RPC errors."""
         try:
             response = self._transport.post(self.endpoint, json=batch, timeout=self.timeout)
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise _Retryable(describe(exc)) from exc
+        except requests.Timeout as exc:  # before ConnectionError: ConnectTimeout is both
+            raise _Retryable(describe(exc), "timeout") from exc
+        except requests.ConnectionError as exc:
+            raise _Retryable(describe(exc), "connection") from exc
         except requests.RequestException as exc:
             raise TraceFetchError(f"L2 node request failed for blocks {', '.join(hashes)}: "
                                   f"{describe(exc)}") from exc
@@ -172,7 +251,7 @@ class TraceClient:
             raise _RateLimited("HTTP 429 (rate limited)",
                                _retry_after(response.headers, time.time()))
         if response.status_code >= 500:
-            raise _Retryable(f"HTTP {response.status_code}")
+            raise _Retryable(f"HTTP {response.status_code}", "http_5xx")
         if response.status_code != 200:
             raise TraceFetchError(f"L2 node answered HTTP {response.status_code} for blocks "
                                   f"{', '.join(hashes)}")
@@ -192,11 +271,13 @@ class TraceClient:
                 continue
             if item.get("error") is not None:
                 text = f"block {hashes[request_id]}: L2 node error {_describe_error(item)}"
-                raise (_Retryable(text) if _server_error(item) else TraceFetchError(text))
+                raise (_Retryable(text, "rpc_error") if _server_error(item)
+                       else TraceFetchError(text))
             answers[request_id] = item.get("result")
         for request_id, trace in answers.items():
             if trace is None:
-                raise _Retryable(f"block {hashes[request_id]}: trace not found (null result)")
+                raise _Retryable(f"block {hashes[request_id]}: trace not found (null result)",
+                                 "null_trace")
         return answers
 
     @staticmethod

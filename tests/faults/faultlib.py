@@ -11,12 +11,14 @@ these overrides only, each for the reason given:
   retries within test time; the backoff's shape is unit-tested.
 - `retry.reconnect_backoff_seconds` / `_max_seconds` 1 / 20 (default 1 / 60): reconnects
   within a two-minute outage (row 5a counts them).
-- `reconcile_interval_seconds` 2 (default 30): the sweep period only scales how soon a dead
+- `reconcile_interval_seconds` 2 (default 5): the sweep period only scales how soon a dead
   record is seen (the bound is 2 sweeps + lease + grace); row 27e runs with no override at
   all and measures the production bound.
 - `metrics.listener_port` a free port (default 9464): tests read the listener's counters,
   and several clusters run at once.
 - `session_window_minutes` 0.25, row 9 only (default 180): row 9 is about the window.
+- `retry.trace_budget_seconds` 15, row 7 only (default 300): its L2 faults outlast the
+  budget on purpose; row 7b rides out a 20 s outage on the production budget.
 
 `production=True` (row 27e) drops every override but the metrics port.
 """

@@ -19,6 +19,7 @@ import time
 import pytest
 
 from roller.broker import UNACKED_KEY
+from roller.config import RECONCILE_INTERVAL_SECONDS
 from roller.lifecycle import LEASE_SECONDS, LIVENESS_GRACE_SECONDS
 from roller.localrun import wait_for
 
@@ -61,9 +62,9 @@ def start_listeners(others: list[SystemdHost]) -> None:
                  60, f"the sessions of {other.name} to register")
 
 
-# From a worker's death to its task sent again, with the defaults (reconcile every 30 s); the
+# From a worker's death to its task sent again, with the defaults (35 s: reconcile every 5 s); the
 # proof and a restart come on top (README "Guarantees").
-REDRIVE_BOUND_S = LEASE_SECONDS + LIVENESS_GRACE_SECONDS + 2 * 30
+REDRIVE_BOUND_S = LEASE_SECONDS + LIVENESS_GRACE_SECONDS + 2 * RECONCILE_INTERVAL_SECONDS
 
 
 def worker_slot(host: SystemdHost, task_id: str) -> tuple[str, int]:

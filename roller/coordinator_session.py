@@ -35,6 +35,7 @@ from eth_account.signers.local import LocalAccount
 
 from roller.config import WS_PROTOCOLS, RollerConfig, SlotConfig
 from roller.errors import ConnectionLost, WrongGeneration
+from roller.forks import PRE_FORK
 from roller.l2_head import L2Head
 from roller.protocol.coordinator_client import CoordinatorClient
 from roller.protocol.http_client import (
@@ -125,11 +126,15 @@ class _OnProbation:
 
 class SessionFactory:
     """`http_session`: makes the requests.Session of each HTTP client and of detection (an
-    injected transport for tests; default requests.Session)."""
+    injected transport for tests; default requests.Session). `held_vks`: the verifying keys
+    of the held forks' circuits a slot's H3+ login presents when `coordinator.vks` does not
+    name them (the listener reads what its workers published, roller.ledger.vks)."""
 
     def __init__(self, cfg: RollerConfig,
-                 http_session: Callable[[], requests.Session] | None = None) -> None:
+                 http_session: Callable[[], requests.Session] | None = None,
+                 held_vks: Callable[[SlotConfig], tuple[str, ...]] | None = None) -> None:
         self.cfg = cfg
+        self._held_vks = held_vks
         self.coordinator = cfg.coordinator
         self.l2_head = L2Head(cfg.trace_endpoint)
         self._lock = threading.Lock()
@@ -177,13 +182,28 @@ class SessionFactory:
                 self._detected = detect_generation(
                     self.cfg.coordinator_url, account, prover_name=slot.name,
                     prover_version=c.prover_version,
-                    prover_types=prover_types(slot.prove_type), vks=c.vks,
+                    prover_types=prover_types(slot.prove_type), vks=self._vks(slot),
                     session=self._http_session(), timeouts=self._timeouts(None))
                 found = self._detected.generation
                 log.info("coordinator generation detected url=%s generation=%s slot=%s",
                          redact_url(self.cfg.coordinator_url),
                          found.value if found else "ws-2023-06", slot.name)
             return self._detected
+
+    def _vks(self, slot: SlotConfig) -> tuple[str, ...]:
+        """What an H3+ login presents: `coordinator.vks` when configured (a coordinator with
+        a mock verifier takes `mock_vk`), else every held fork's keys for the slot's types."""
+        if self.coordinator.vks or self._held_vks is None:
+            return self.coordinator.vks
+        return self._held_vks(slot)
+
+    def _login_fork(self) -> str:
+        """The fork an H2 login names: `coordinator.hard_fork_name`, else the newest held
+        fork unless it is the pre-fork one (an empty name: the coordinator's first fork)."""
+        if self.coordinator.hard_fork_name:
+            return self.coordinator.hard_fork_name
+        newest = self.cfg.prover.fork_names[-1] if self.cfg.prover.fork_names else PRE_FORK
+        return "" if newest == PRE_FORK else newest
 
     def _timeouts(self, generation: Generation | None) -> Timeouts:
         read = self.coordinator.request_timeout_seconds or (
@@ -202,8 +222,8 @@ class SessionFactory:
             url, generation, account, prover_name=slot.name,
             prover_version=c.prover_version,
             prover_types=prover_types(slot.prove_type) if generation.rank >= 3 else (),
-            vks=c.vks if generation.rank >= 3 else (),
-            hard_fork_name=c.hard_fork_name if generation == Generation.H2 else "",
+            vks=self._vks(slot) if generation.rank >= 3 else (),
+            hard_fork_name=self._login_fork() if generation == Generation.H2 else "",
             provider_type=c.provider_type, h2_always_four=h2_always_four,
             session=self._http_session(), timeouts=self._timeouts(generation))
         return HttpCoordinatorSession(

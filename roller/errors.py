@@ -64,6 +64,18 @@ class ProverError(RollerError):
     """The native prover returned an error (or NULL) for a task."""
 
 
+class ForkNotHeld(RollerError):
+    """A task names a hard fork this host does not hold (roller.forks): answered at once with
+    a deterministic failure naming the fork, never fetched or proved under another fork's
+    rules."""
+
+    def __init__(self, named: str, held: tuple[str, ...]) -> None:
+        super().__init__(f"hard fork {named} not held by this prover (holds "
+                         f"{', '.join(held)})")
+        self.named = named
+        self.held = held
+
+
 class WorkerUnusable(RollerError):
     """This worker process cannot prove (its prover library does not load or warm up): a
     fault of the worker, never of the task, so no attempt is counted for it."""

@@ -23,6 +23,9 @@ from typing import IO, Any
 import redis
 
 from roller.errors import RollerError
+from roller.forks import PRE_FORK
+
+MOCK_VK = "mock_vk"  # roller.devnet.verifier's (the runtime never imports the devnet)
 
 HOST = "127.0.0.1"
 
@@ -148,7 +151,13 @@ class RedisServer:
 
 def write_config(path: Path, *, coordinator_url: str, trace_endpoint: str, broker_url: str,
                  slots: Sequence[dict[str, Any]], params_dir: Path, password: str,
-                 extra: dict[str, Any] | None = None) -> Path:
+                 extra: dict[str, Any] | None = None,
+                 forks: Sequence[str] = (PRE_FORK,)) -> Path:
+    """The roller's config for a local cluster; `forks`: the hard forks it holds (a config
+    that names none holds homestead, as the seed's)."""
+    prover: dict[str, Any] = {"params_path": str(params_dir), "prove_type": 0}
+    if list(forks) != [PRE_FORK]:
+        prover["forks"] = [{"name": f} for f in forks]
     cfg: dict[str, Any] = {
         "roller_name": "devnet-roller",
         "keystore_path": str(path.parent / "keystore.json"),
@@ -157,7 +166,7 @@ def write_config(path: Path, *, coordinator_url: str, trace_endpoint: str, broke
         "trace_endpoint": trace_endpoint,
         "db_path": str(path.parent / "roller.db"),
         "broker_url": broker_url,
-        "prover": {"params_path": str(params_dir), "prove_type": 0},
+        "prover": prover,
         "slots": list(slots),
         # Ephemeral metrics ports: parallel clusters never fight over (or serve) the defaults.
         "metrics": {"listener_port": 0, "worker_port": 0},
@@ -268,8 +277,10 @@ class LocalCluster:
 
     def __init__(self, workdir: Path, *, slots: list[dict[str, Any]], params_dir: Path,
                  devnet_args: Sequence[str] = (), config_extra: dict[str, Any] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, forks: Sequence[str] = ()) -> None:
         self.workdir = workdir
+        # The hard forks the roller holds; default: every fork the devnet's tasks name.
+        self.forks = list(forks)
         self.slots = slots
         self.params_dir = params_dir
         self.env = env or {}
@@ -286,10 +297,17 @@ class LocalCluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.redis.start()
         self.devnet.start()
+        extra = dict(self.config_extra)
+        if (self.devnet.info.get("verifier") == "stand-in"
+                and str(self.devnet.info.get("protocol", "ws")).startswith("http")):
+            # A coordinator with a mock verifier takes only `mock_vk` at an H3+ login (as
+            # Scroll's mock_verifier build): an operator names it, so does this cluster.
+            extra["coordinator"] = {"vks": [MOCK_VK], **extra.get("coordinator", {})}
         write_config(self.config, coordinator_url=self.devnet.coordinator_url,
                      trace_endpoint=self.devnet.l2_url, broker_url=self.redis.url,
                      slots=self.slots, params_dir=self.params_dir,
-                     password=os.urandom(12).hex(), extra=self.config_extra)
+                     password=os.urandom(12).hex(), extra=extra,
+                     forks=self.forks or self.devnet.info.get("forks", [PRE_FORK]))
         if start_roller:
             self.start_roller()
         return self

@@ -30,6 +30,7 @@ from roller.ledger import TaskLedger
 from roller.lifecycle import Observers
 from roller.logs import kv
 from roller.observe import metrics
+from roller.worker import gpu_guard
 from roller.worker import prover as worker_prover
 from roller.worker.job import JobContext, run_job
 from roller.worker.trace_client import TraceClient
@@ -73,14 +74,17 @@ def _build_context() -> JobContext:
                                  [s for s in cfg.slots if s.queue in queues]),
         ready=worker_prover.warm,
         events=Observers([metrics.record]),
+        # Proofs that keep failing their own check fence this worker's GPU (job.py).
+        fence=gpu_guard.self_check_fencer(ledger, sorted(q for q in queues if q)),
     )
 
 
 def _warm_up() -> None:
     """Load and initialise the prover before the first job (the parent checked it works)."""
     try:
-        _context()
+        ctx = _context()
         worker_prover.warm()
+        worker_prover.publish_vks(ctx.ledger)
     except (RollerError, OSError, redis.RedisError) as exc:
         log.warning("warm-up failed, the first job retries it %s", kv(error=exc))
 

@@ -72,6 +72,22 @@ def test_each_alert_has_a_firing_and_a_silent_case(alert: str) -> None:
     assert any(all(not c["exp_alerts"] for c in t["alert_rule_test"]) for t in spec["tests"])
 
 
+def test_the_broker_memory_alert_fires_before_noeviction_refuses_writes() -> None:
+    """At maxmemory a noeviction Redis refuses every write (no task can be recorded): the
+    alert's test climbs all the way to the limit, and the alert fires with room left."""
+    spec = yaml.safe_load((TESTS / "RollerRedisMemoryHigh.yml").read_text())
+    climb = next(t for t in spec["tests"] if "climb" in t["name"])
+    series = {s["series"].split("{")[0]: s["values"] for s in climb["input_series"]}
+    ramp = re.fullmatch(r"(\d+)\+(\d+)x(\d+)", series["roller_redis_used_memory_bytes"])
+    assert ramp, "the climb is a ramp: 'start+step x count'"
+    start, step, count = (int(v) for v in ramp.groups())
+    limit = int(series["roller_redis_maxmemory_bytes"].split("x")[0])
+    assert start + step * count >= limit, "the climb must reach maxmemory"
+    fired = min(int(c["eval_time"].rstrip("m")) for c in climb["alert_rule_test"]
+                if c["exp_alerts"])
+    assert start + step * fired < limit
+
+
 def test_every_test_file_is_an_alert() -> None:
     assert sorted(p.stem for p in TESTS.glob("*.yml")) == sorted(NAMES)
 

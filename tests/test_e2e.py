@@ -198,9 +198,11 @@ FAULT_LIB = (Path(__file__).resolve().parents[1]
 @pytest.mark.skipif(not FAULT_LIB.exists(), reason="no fault-injection library (make faultlib)")
 def test_valid_proof_of_other_blocks_is_refused_naming_the_field(tmp_path: Path,
                                                                   params_dir: Path) -> None:
-    """A roller whose prover returns a valid proof of other blocks (all of the task's but the
-    last: ROLLER_PROVER_FAULT=other-blocks): the devnet recomputes the task's chunk info from the
-    traces it served and refuses the proof, naming the field. The honest runs above verify."""
+    """A prover that returns a valid proof of other blocks (all of the task's but the last:
+    ROLLER_PROVER_FAULT=other-blocks): the worker's own check against the chunk info of the
+    task's traces refuses it before the store, naming the field, so the coordinator never
+    receives it: its one submission is the transient report. (The devnet's verifier refusing
+    such a proof itself: tests/test_self_check.py.) The honest runs above verify."""
     slots = demo_slots(tmp_path, chunk_slots=1, batch_slots=0)
     cluster = LocalCluster(tmp_path, slots=slots, params_dir=params_dir,
                            devnet_args=["--no-chunk-tasks", "--verifier", "native",
@@ -211,10 +213,11 @@ def test_valid_proof_of_other_blocks_is_refused_naming_the_field(tmp_path: Path,
         cluster.start()
         task_id = push(cluster, chain_hashes(cluster, 2670, 3))
         wait_for(lambda: bool(submissions(task_of(cluster, task_id))), 300, "the submission")
-        sub = submissions(task_of(cluster, task_id))[0]
-        assert sub["status"] == 0 and sub["valid"] is False, sub
+        [sub] = submissions(task_of(cluster, task_id))
         # A proof of blocks 2670-2671 for the task 2670-2672: the post state root differs.
-        assert "instance field post_state_root differs from the task" in sub["reason"], sub
+        assert sub["status"] != 0, sub
+        assert sub["error"].startswith("[transient] proof failed its own check: instance "
+                                       "field post_state_root differs from the task"), sub
         assert task_of(cluster, task_id)["state"] != "verified"
     except Exception:
         print(cluster.logs()[-20000:])

@@ -181,9 +181,11 @@ def test_this_host_has_no_gpu_view(caplog: pytest.LogCaptureFixture) -> None:
 class Stopper:
     def __init__(self) -> None:
         self.calls: list[list[str]] = []
+        self.notes: list[str] = []  # what the listener was told, per call
 
-    def __call__(self, queues: list[str]) -> None:
+    def __call__(self, queues: list[str], note: str = "") -> None:
         self.calls.append(queues)
+        self.notes.append(note)
 
 
 def test_readings_become_metrics(fake: ModuleType) -> None:

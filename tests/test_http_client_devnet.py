@@ -66,8 +66,10 @@ def clock() -> Clock:
 
 def make_coordinator(gen: Generation, clock: Clock, **cfg: Any) -> HttpCoordinator:
     book = TaskBook(batch=True)
+    # The Darwin-era generations' tasks are of darwinV2 (the devnet's default chain).
     book.add(TaskRecord(id=CHUNK, type=0, block_hashes=(BLOCK_02, BLOCK_03), source="chunk",
-                        chain=0, block_numbers=(2, 3)))
+                        chain=0, block_numbers=(2, 3),
+                        fork="darwinV2" if gen.rank >= 3 else "homestead"))
     return HttpCoordinator(book, StandInVerifier(),
                            HttpCoordinatorConfig(generation=gen, **cfg), clock=clock)
 

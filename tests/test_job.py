@@ -240,7 +240,9 @@ def test_bundle_job_proves_from_batch_proofs(tmp_path: Path, devnet: Devnet, red
         data = go_dumps({"batch_proofs": [json.loads(agg_proof_to_json(p)) for p in batches]})
         task = to_task_msg(GetTaskResponse(generation=Generation.H3, task_id="ab" * 32,
                                            task_type=TaskType.BUNDLE, task_data=data,
-                                           uuid="u-1", hard_fork_name="curie"))
+                                           # Names no fork: proved under the newest held,
+                                           # homestead here, as the mock batches are.
+                                           uuid="u-1", hard_fork_name=""))
     assert ctx.ledger.assign(SLOT, task, epoch=1).result is AssignResult.NEW
     assert run_job(ctx, SLOT, task.id) is JobOutcome.STORED
     rec = ctx.ledger.get(SLOT, task.id)
@@ -295,6 +297,18 @@ def test_warm_up_runs_under_the_lease(tmp_path: Path, devnet: Devnet, redis_url:
     assert seen == [True]
 
 
+def lease_lapsed_mid_proof(ctx: JobContext, prover: MockProver, task: TaskMsg
+                           ) -> tuple[threading.Thread, list[JobOutcome]]:
+    """The task's job running in a thread, its lease gone from under it once the prover
+    runs (a frozen process, a Redis restart): the thread and where its outcome lands."""
+    outcome: list[JobOutcome] = []
+    job = threading.Thread(target=lambda: outcome.append(run_job(ctx, SLOT, task.id)))
+    job.start()
+    wait_until(lambda: prover.calls != [], 5)
+    ctx.ledger.r.delete(f"roller:lock:{SLOT}:{task.id}")
+    return job, outcome
+
+
 def test_a_job_that_lost_its_lease_to_another_attempt_stores_nothing(
         tmp_path: Path, devnet: Devnet, redis_url: str, account: LocalAccount,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -306,12 +320,8 @@ def test_a_job_that_lost_its_lease_to_another_attempt_stores_nothing(
     ctx = make_ctx(make_cfg(tmp_path, devnet, redis_url), prover)
     _, task = receive(devnet, ctx, account, BLOCKS)
     ledger = ctx.ledger
-    outcome: list[JobOutcome] = []
-    job = threading.Thread(target=lambda: outcome.append(run_job(ctx, SLOT, task.id)))
-    job.start()
-    wait_until(lambda: prover.calls != [], 5)
-    # The lease runs out under the frozen job; the listener re-drives; another worker takes it.
-    ledger.r.delete(f"roller:lock:{SLOT}:{task.id}")
+    job, outcome = lease_lapsed_mid_proof(ctx, prover, task)
+    # The listener re-drives; another worker takes it.
     assert ledger.requeue(SLOT, task.id).ok
     assert ledger.acquire_lease(SLOT, task.id, "other:1:x", 30)
     assert ledger.start_attempt(SLOT, task.id, "other:1:x", "other", "gpu0").started
@@ -329,11 +339,7 @@ def test_a_lease_lost_with_nobody_else_is_taken_back(
     prover = MockProver(delay=1.5)
     ctx = make_ctx(make_cfg(tmp_path, devnet, redis_url), prover)
     _, task = receive(devnet, ctx, account, BLOCKS)
-    outcome: list[JobOutcome] = []
-    job = threading.Thread(target=lambda: outcome.append(run_job(ctx, SLOT, task.id)))
-    job.start()
-    wait_until(lambda: prover.calls != [], 5)
-    ctx.ledger.r.delete(f"roller:lock:{SLOT}:{task.id}")  # a Redis restart lost it
+    job, outcome = lease_lapsed_mid_proof(ctx, prover, task)  # a Redis restart lost it
     wait_until(lambda: ctx.ledger.leased(SLOT, task.id), 5)  # the job took it back
     job.join(10)
     assert outcome == [JobOutcome.STORED]
@@ -350,12 +356,8 @@ def test_a_resumed_job_keeps_its_work_over_a_waiting_redrive(
     ctx = make_ctx(make_cfg(tmp_path, devnet, redis_url), prover)
     _, task = receive(devnet, ctx, account, BLOCKS)
     ledger = ctx.ledger
-    outcome: list[JobOutcome] = []
-    job = threading.Thread(target=lambda: outcome.append(run_job(ctx, SLOT, task.id)))
-    job.start()
-    wait_until(lambda: prover.calls != [], 5)
-    # The lease ran out under the frozen job; the listener re-drove the task: a new message.
-    ledger.r.delete(f"roller:lock:{SLOT}:{task.id}")
+    job, outcome = lease_lapsed_mid_proof(ctx, prover, task)
+    # The listener re-drove the task: a new message.
     assert ledger.requeue(SLOT, task.id).ok
     drive = ledger.begin_send(SLOT, task.id)
     assert ledger.mark_queued(SLOT, task.id).ok

@@ -4,8 +4,10 @@ fails on cue: sends that fail after the record, and the reconciliation's two pol
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,8 @@ from roller.listener import Dispatcher, SlotSession
 from roller.listener.intake import Intake
 from roller.listener.reconcile import Reconciler
 from roller.listener.submitter import Submitter
+from roller.protocol.http_enums import Generation
+from roller.protocol.http_messages import GetTaskResponse, to_task_msg
 from roller.protocol.messages import TaskMsg
 from roller.spool import HeldTasks
 
@@ -78,6 +82,17 @@ class Rig:
     def sweep(self) -> int:
         return self.reconciler.sweep(SLOT, on_expired=lambda _s, rec:
                                      self.expired.append(rec.task.id))
+
+
+def slot_session(ledger: TaskLedger, rig: Rig, tmp_path: Path, scheme: str) -> SlotSession:
+    """A slot's session thread (not started) over the rig's dispatcher and reconciler, for a
+    coordinator of `scheme` (http: a polling generation; ws: a pushing one)."""
+    cfg = parse_config({"roller_name": "r", "keystore_path": "k.json", "keystore_password": "x",
+                        "coordinator_url": f"{scheme}://127.0.0.1:9/", "trace_endpoint":
+                        "http://127.0.0.1:9/", "broker_url": "redis://127.0.0.1:9/0"},
+                       tmp_path, env={})
+    return SlotSession(cfg, SLOT, Account.create(), rig.dispatcher,
+                       Submitter(ledger, cfg.retry, 3600), rig.reconciler, threading.Event())
 
 
 def state(ledger: TaskLedger) -> TaskState:
@@ -233,13 +248,8 @@ def test_renotified_dead_task_is_redriven(ledger: TaskLedger) -> None:
 def test_a_fenced_gpu_queue_asks_for_no_work(ledger: TaskLedger, tmp_path: Path) -> None:
     """A worker fenced its GPU (roller.worker.gpu_guard): the queue's slots stop asking for
     work and leave once nothing of theirs is in flight; a healthy worker's start clears it."""
-    cfg = parse_config({"roller_name": "r", "keystore_path": "k.json", "keystore_password": "x",
-                        "coordinator_url": "http://127.0.0.1:9/", "trace_endpoint":
-                        "http://127.0.0.1:9/", "broker_url": "redis://127.0.0.1:9/0"},
-                       tmp_path, env={})
     rig = Rig(ledger)
-    session = SlotSession(cfg, SLOT, Account.create(), rig.dispatcher,
-                          Submitter(ledger, cfg.retry, 3600), rig.reconciler, threading.Event())
+    session = slot_session(ledger, rig, tmp_path, "http")
     assert session._idle() and not session._leave_for_fence()
     ledger.fence(SLOT.queue, "GPU lost")
     assert ledger.fenced(SLOT.queue) == "GPU lost"
@@ -300,13 +310,8 @@ def test_a_bug_while_recording_keeps_the_task_held(ledger: TaskLedger) -> None:
 def test_a_held_task_is_recorded_between_sessions(ledger: TaskLedger, tmp_path: Path) -> None:
     """The slot's thread retries what an outage held while it waits to reconnect, not at
     the next session's first tick."""
-    cfg = parse_config({"roller_name": "r", "keystore_path": "k.json", "keystore_password": "x",
-                        "coordinator_url": "http://127.0.0.1:9/", "trace_endpoint":
-                        "http://127.0.0.1:9/", "broker_url": "redis://127.0.0.1:9/0"},
-                       tmp_path, env={})
     rig = Rig(ledger)
-    session = SlotSession(cfg, SLOT, Account.create(), rig.dispatcher,
-                          Submitter(ledger, cfg.retry, 3600), rig.reconciler, threading.Event())
+    session = slot_session(ledger, rig, tmp_path, "http")
     session.intake.preload([TASK])
     assert not session._idle()  # a held task: a polling session asks for nothing more
     session._wait_recording(0)
@@ -319,13 +324,32 @@ def test_a_task_delivered_after_the_close_is_recorded_at_once(ledger: TaskLedger
     """The WebSocket client's dispatch thread drains what arrived before a disconnect: a task
     handed over when the slot has no session (its frame came with the connection's close)
     is recorded then, not at the next session's first tick."""
-    cfg = parse_config({"roller_name": "r", "keystore_path": "k.json", "keystore_password": "x",
-                        "coordinator_url": "ws://127.0.0.1:9/", "trace_endpoint":
-                        "http://127.0.0.1:9/", "broker_url": "redis://127.0.0.1:9/0"},
-                       tmp_path, env={})
     rig = Rig(ledger)
-    session = SlotSession(cfg, SLOT, Account.create(), rig.dispatcher,
-                          Submitter(ledger, cfg.retry, 3600), rig.reconciler, threading.Event())
+    session = slot_session(ledger, rig, tmp_path, "ws")
     assert session.coordinator is None  # no session: the slot's thread is not ticking
     session._on_task(TASK)
     assert state(ledger) == TaskState.QUEUED and rig.app.sent == [TASK.id]
+
+
+def test_a_task_of_a_fork_not_held_is_answered_at_once_without_a_job(
+        ledger: TaskLedger) -> None:
+    """A coordinator that does not filter by fork (v4.4.70) hands this host another fork's
+    task: answered at once with a deterministic failure naming the fork; no job, so no trace
+    fetch and no proof under another fork's rules."""
+    answer = GetTaskResponse(generation=Generation.H3, task_id=TASK.id, task_type=1,
+                             task_data=json.dumps({"block_hashes": list(TASK.block_hashes)}),
+                             uuid="u-1", hard_fork_name="darwinV2")
+    task = to_task_msg(answer)
+    rig = Rig(ledger)
+    rig.dispatcher.forks = ("darwin",)
+    rig.dispatcher.accept(SLOT, task, epoch=1)
+    assert rig.app.sent == []
+    rec = ledger.get(SLOT.name, task.id)
+    assert rec is not None and rec.state == TaskState.PROVED and rec.proof is not None
+    assert rec.proof.error == ("[deterministic] hard fork darwinV2 not held by this prover "
+                               "(holds darwin)")
+    held = Rig(ledger)
+    held.dispatcher.forks = ("darwin", "darwinV2")
+    other = replace(task, id="0x" + "ee" * 32)
+    held.dispatcher.accept(SLOT, other, epoch=1)
+    assert held.app.sent == [other.id]

@@ -31,6 +31,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.skipif(
     not Path(default_library_path()).exists(), reason="native prover library not built"
 )]
 
+HOMESTEAD = b"homestead"  # the fork every ABI call names (ABI 4)
+
 
 def mainnet(first: int, count: int) -> list[dict[str, Any]]:
     """Blocks of the shipped chain-534352 copy (gzip)."""
@@ -88,7 +90,7 @@ def test_the_library_exports_every_function_of_the_header(prover: RollerProver) 
     each of them, and reports the header's ABI version."""
     functions = [name.split()[1] for name in roller_ffi()._parser._declarations
                  if name.startswith("function ")]
-    assert len(functions) == 16
+    assert len(functions) == 18  # ABI 4 added prover_forks and get_vk
     for name in functions:
         assert getattr(prover._lib, name) is not None
     version = roller_declarations().constant(ABI_VERSION_NAME)
@@ -295,14 +297,16 @@ def test_init_twice_is_harmless_and_failures_carry_a_message(
     prover: RollerProver, tmp_path: Path
 ) -> None:
     lib = prover._lib
-    assert lib.init_chunk_verifier(prover._params.encode()) == 0
-    assert lib.init_chunk_verifier(prover._params.encode()) == 0
+    assert lib.init_chunk_verifier(prover._params.encode(), HOMESTEAD) == 0
+    assert lib.init_chunk_verifier(prover._params.encode(), HOMESTEAD) == 0
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    assert lib.init_batch_verifier(str(blocker / "params").encode()) != 0
+    assert lib.init_batch_verifier(str(blocker / "params").encode(), HOMESTEAD) != 0
     assert "creating" in prover._last_error()
-    assert lib.init_bundle_prover(str(blocker / "params").encode()) != 0
+    assert lib.init_bundle_prover(str(blocker / "params").encode(), HOMESTEAD) != 0
     assert "creating" in prover._last_error()
+    assert lib.init_chunk_verifier(prover._params.encode(), b"euclid") != 0
+    assert "unknown fork" in prover._last_error()
     with pytest.raises(ProverError, match="init_chunk_prover failed"):
         load_prover(None, str(blocker / "other")).gen_chunk_proof("[]")
 
@@ -311,12 +315,12 @@ def test_one_error_convention(prover: RollerProver) -> None:
     """Every entry point: its failure value (NULL / 0 / non-zero), the message in
     prover_last_error on the calling thread, cleared by the next call."""
     lib = prover._lib
-    assert lib.block_traces_to_chunk_info(b"[", 0, -1) == roller_ffi().NULL
+    assert lib.block_traces_to_chunk_info(b"[", 0, -1, HOMESTEAD) == roller_ffi().NULL
     assert "JSON" in prover._last_error()
     assert prover._last_error() != ""  # reading it does not clear it
-    assert ord(lib.verify_bundle_proof(roller_ffi().NULL, b"[]")) == 0
+    assert ord(lib.verify_bundle_proof(roller_ffi().NULL, b"[]", HOMESTEAD)) == 0
     assert "NULL" in prover._last_error() or "not initialised" in prover._last_error()
-    assert lib.init_chunk_verifier(prover._params.encode()) == 0
+    assert lib.init_chunk_verifier(prover._params.encode(), HOMESTEAD) == 0
     assert prover._last_error() == ""
     with pytest.raises(ProverError, match="empty bundle"):
         prover.gen_bundle_proof("[]")

@@ -240,8 +240,8 @@ def test_flower_in_a_browser_lists_proofs_by_task_id(ops_run: OpsRun) -> None:
             row = page.locator("#tasks-table tbody tr", has_text=batch["id"])
             row.wait_for()
             text = row.inner_text()
-            assert "SUCCESS" in text and "'batch ws'" in text and ops_run.cluster.slots[1]["name"] \
-                in text, text
+            assert "SUCCESS" in text and "'batch ws homestead'" in text \
+                and ops_run.cluster.slots[1]["name"] in text, text
             shot = ops_run.cluster.workdir / "flower.png"
             page.screenshot(path=str(shot))
             if os.environ.get("ROLLER_DOCS_SCREENSHOT"):

@@ -112,17 +112,18 @@ def test_status_table_from_the_ledger(redis_url: str, tmp_path: Path) -> None:
     ledger.acquire_lease("chunk-gpu0", running.id, "w:2", 30)
     ledger.start_attempt("chunk-gpu0", running.id, "w:2", "w", "gpu0")
     ledger.start_attempt("chunk-gpu0", running.id, "w:2", "w", "gpu0")
+    ledger.note("chunk-gpu0", running.id, fork="darwinV2")  # the job notes its proof's fork
     ledger.set_session("chunk-gpu0", "registered")
     ledger.touch_session("chunk-gpu0", now)
     text = render(collect(ledger, cfg, now), now)
     lines = text.splitlines()
     assert "2 slot(s), outbox backlog 0" in lines[0]
     chunk = next(line for line in lines if line.startswith("chunk-gpu0"))
-    assert chunk.split()[2:9] == ["registered", "0s", "0x22222222…", "proving", "1m35s", "2",
-                                  "42.0s"]
+    assert chunk.split()[2:10] == ["registered", "0s", "0x22222222…", "proving", "darwinV2",
+                                   "1m35s", "2", "42.0s"]
     assert "accepted" in chunk
     batch = next(line for line in lines if line.startswith("batch-gpu1"))
-    assert batch.split()[2:6] == ["never", "seen", "-", "idle"]
+    assert batch.split()[2:7] == ["never", "seen", "-", "idle", "-"]
     # A listener that stopped touching its sessions shows them disconnected, whatever it
     # last wrote.
     later = now + 60

@@ -1,12 +1,21 @@
 //! The four circuit kinds: chunk (per capacity bucket), wrap (fixed shape), batch (per chunk count)
 //! and bundle (per sequence of batch chunk counts).
 //!
+//! Every circuit is built for one fork (`Fork`): the chunk circuit hashes the fork's tag constant
+//! into its commitment, so its key, the wrap keys over it, the batch circuits (which accept only
+//! those wrap keys) and the bundle circuits (only those batch keys) all differ from fork to fork.
+//!
 //! What the chunk circuit binds (everything else a verifier must check against the task itself):
 //! - chain id and the three roots in the public inputs are the first 104 committed bytes;
-//! - the Poseidon commitment is over [len, bytes, zero padding], every byte range-checked;
+//! - the Poseidon commitment is over [fork tag, len, bytes, zero padding, h_0, .., h_{B-1}], every
+//!   byte range-checked, h_j the number of 32-byte hashes block j contributes to the data-hash
+//!   preimage (a witness of its own, 16 bits, 0 for j >= block_count);
 //! - len <= capacity, and every byte at or after len is zero;
-//! - block_count >= 1 and len = 104 + 58 * block_count + 32 * (sum of the tx counts read from the
-//!   first block_count block contexts), so block_count is tied to the committed layout.
+//! - block_count >= 1 and len = 104 + 58 * block_count + 32 * (h_0 + ... ) + 32 * [codec v1+] (the
+//!   tx bytes hash), and h_j <= the tx count in block context j: so block_count is a function of
+//!   the committed values. The hashes per block are not the contexts' tx counts: Scroll's tx
+//!   count includes the L1 messages a block skips (which have no hash in the preimage), and from
+//!   codec v1 on the preimage holds L1 message hashes only.
 //!
 //! Not bound in-circuit: data hash and pi hash are free 32-bit-limbed witnesses (no keccak here);
 //! a verifier recomputes them (and the commitment) from the task's traces. EVM execution is not
@@ -26,6 +35,7 @@ use plonky2::plonk::circuit_data::{
 use plonky2::plonk::config::{GenericConfig, Hasher, PoseidonGoldilocksConfig};
 use plonky2::plonk::proof::{ProofWithPublicInputs, ProofWithPublicInputsTarget};
 
+use crate::fork::Fork;
 use crate::trace::{CONTEXT_HASHED_LEN, HEADER_LEN};
 
 pub const D: usize = 2;
@@ -110,6 +120,8 @@ pub fn max_blocks(bucket: usize) -> usize {
 /// Targets of a chunk circuit the prover fills in.
 pub struct ChunkTargets {
     pub len: Target,
+    /// h_j: 32-byte hashes of block j in the data-hash preimage, one per possible block context.
+    pub hashes: Vec<Target>,
     pub bytes: Vec<Target>,
     pub data_hash: Vec<Target>,
     pub pi_hash: Vec<Target>,
@@ -158,10 +170,20 @@ fn u32_limbs(builder: &mut CircuitBuilder<F, D>, n: usize) -> Vec<Target> {
         .collect()
 }
 
-/// Chunk circuit for bucket `bucket`: every preimage byte is range-checked to 8 bits and hashed with
-/// Poseidon in-circuit; chain id and roots in the public inputs are packed from the hashed bytes;
-/// len, padding and block count are constrained as the module docs say.
-pub fn build_chunk(bucket: usize) -> (Data, ChunkTargets) {
+/// Bytes of the codec v1+ tail of the committed preimage (the tx bytes hash); 0 for codec v0.
+pub fn tail_len(fork: Fork) -> usize {
+    if fork.codec() == 0 {
+        0
+    } else {
+        32
+    }
+}
+
+/// Chunk circuit of `fork` for bucket `bucket`: every preimage byte is range-checked to 8 bits and
+/// hashed with Poseidon in-circuit (after the fork's tag); chain id and roots in the public inputs
+/// are packed from the hashed bytes; len, padding, hashes per block and block count are
+/// constrained as the module docs say.
+pub fn build_chunk(bucket: usize, fork: Fork) -> (Data, ChunkTargets) {
     let cap = bucket_capacity(bucket);
     let mut b = CircuitBuilder::<F, D>::new(config());
     let len = b.add_virtual_target();
@@ -190,30 +212,41 @@ pub fn build_chunk(bucket: usize) -> (Data, ChunkTargets) {
         let outside = b.arithmetic(F::NEG_ONE, F::ONE, byte, s.target, byte);
         b.assert_zero(outside);
     }
-    // Block count: at least one block, and len = header + 58 n + 32 * (tx counts of blocks < n).
+    // Block count and hashes per block: at least one block; h_j < 2^16, 0 from block_count on,
+    // and at most the tx count of context j (the bytes at its offset 56..58); then
+    // len = header + 58 n + 32 (h_0 + h_1 + ...) + the codec's tail.
     let block_count = b.add_virtual_target();
-    let in_blocks = prefix_selector(&mut b, max_blocks(bucket), block_count);
+    let blocks = max_blocks(bucket);
+    let in_blocks = prefix_selector(&mut b, blocks, block_count);
     let one = b.one();
     b.connect(in_blocks[0].target, one);
-    let mut txs = b.zero();
-    for (j, s) in in_blocks.iter().enumerate() {
+    let hashes: Vec<Target> = (0..blocks).map(|_| b.add_virtual_target()).collect();
+    for (j, (&h, s)) in hashes.iter().zip(&in_blocks).enumerate() {
+        b.range_check(h, 16);
+        let outside = b.arithmetic(F::NEG_ONE, F::ONE, h, s.target, h);
+        b.assert_zero(outside);
         let at = HEADER_LEN + CONTEXT_HASHED_LEN * j + CONTEXT_HASHED_LEN - 2;
         let n_tx = b.mul_const_add(F::from_canonical_u32(256), bytes[at], bytes[at + 1]);
-        txs = b.mul_add(s.target, n_tx, txs);
+        let spare = b.sub(n_tx, h);
+        let spare = b.mul(s.target, spare);
+        b.range_check(spare, 16);
     }
-    let header = b.constant(F::from_canonical_usize(HEADER_LEN));
+    let total = b.add_many(hashes.iter().copied());
+    let fixed = b.constant(F::from_canonical_usize(HEADER_LEN + tail_len(fork)));
     let with_contexts = b.mul_const_add(
         F::from_canonical_usize(CONTEXT_HASHED_LEN),
         block_count,
-        header,
+        fixed,
     );
-    let expected_len = b.mul_const_add(F::from_canonical_u32(32), txs, with_contexts);
+    let expected_len = b.mul_const_add(F::from_canonical_u32(32), total, with_contexts);
     b.connect(expected_len, len);
     let header = pack_be(&mut b, &bytes[..HEADER_LEN]);
     let data_hash = u32_limbs(&mut b, 8);
     let pi_hash = u32_limbs(&mut b, 8);
-    let mut preimage = vec![len];
+    let tag = b.constant(F::from_canonical_u64(fork.tag()));
+    let mut preimage = vec![tag, len];
     preimage.extend_from_slice(&bytes);
+    preimage.extend_from_slice(&hashes);
     let commitment = b.hash_n_to_hash_no_pad::<PoseidonHash>(preimage);
     b.register_public_inputs(&header);
     b.register_public_inputs(&data_hash);
@@ -226,6 +259,7 @@ pub fn build_chunk(bucket: usize) -> (Data, ChunkTargets) {
         data,
         ChunkTargets {
             len,
+            hashes,
             bytes,
             data_hash,
             pi_hash,
@@ -247,6 +281,8 @@ pub fn limbs_of(bytes: &[u8; 32]) -> [F; 8] {
 /// What a chunk proof claims; the honest prover takes it from `ChunkInfo`, tests forge it.
 pub struct ChunkWitness<'a> {
     pub preimage: &'a [u8],
+    /// 32-byte hashes per block in the data-hash preimage (`ChunkInfo::hash_counts`).
+    pub hash_counts: &'a [u16],
     pub data_hash: &'a [u8; 32],
     pub pi_hash: &'a [u8; 32],
     pub block_count: usize,
@@ -270,6 +306,17 @@ pub fn set_chunk_witness(t: &ChunkTargets, w: &ChunkWitness) -> Result<PartialWi
         pw.set_target(tb, F::from_canonical_u8(v))?;
         pw.set_bool_target(t.in_len[i], i < preimage.len())?;
     }
+    if w.hash_counts.len() > t.hashes.len() {
+        bail!(
+            "{} blocks exceed the {} block contexts of the chunk circuit",
+            w.hash_counts.len(),
+            t.hashes.len()
+        );
+    }
+    for (j, &h) in t.hashes.iter().enumerate() {
+        let n = w.hash_counts.get(j).copied().unwrap_or(0);
+        pw.set_target(h, F::from_canonical_u16(n))?;
+    }
     pw.set_target(t.block_count, F::from_canonical_usize(w.block_count))?;
     for (j, s) in t.in_blocks.iter().enumerate() {
         pw.set_bool_target(*s, j < w.block_count)?;
@@ -282,12 +329,23 @@ pub fn set_chunk_witness(t: &ChunkTargets, w: &ChunkWitness) -> Result<PartialWi
     Ok(pw)
 }
 
-/// Native Poseidon commitment, equal to what the chunk circuit computes for this preimage.
-pub fn commitment_of(preimage: &[u8], bucket: usize) -> HashOut<F> {
-    let mut elems = Vec::with_capacity(1 + bucket_capacity(bucket));
+/// Native Poseidon commitment, equal to what `fork`'s chunk circuit of `bucket` computes for this
+/// preimage and these hashes per block: over [tag, len, bytes, zero padding, h_0, .., zeros].
+pub fn commitment_of(
+    fork: Fork,
+    preimage: &[u8],
+    hash_counts: &[u16],
+    bucket: usize,
+) -> HashOut<F> {
+    let cap = bucket_capacity(bucket);
+    let blocks = max_blocks(bucket);
+    let mut elems = Vec::with_capacity(2 + cap + blocks);
+    elems.push(F::from_canonical_u64(fork.tag()));
     elems.push(F::from_canonical_usize(preimage.len()));
     elems.extend(preimage.iter().map(|&b| F::from_canonical_u8(b)));
-    elems.resize(1 + bucket_capacity(bucket), F::ZERO);
+    elems.resize(2 + cap, F::ZERO);
+    elems.extend(hash_counts.iter().map(|&h| F::from_canonical_u16(h)));
+    elems.resize(2 + cap + blocks, F::ZERO);
     PoseidonHash::hash_no_pad(&elems)
 }
 

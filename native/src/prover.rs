@@ -1,4 +1,6 @@
-//! Chunk, batch and bundle proving and verification over a `Store`.
+//! Chunk, batch and bundle proving and verification over a `Store`, i.e. with one fork's circuits:
+//! a proof of another fork is refused (its `vk` is another fork's key), naming that fork when it is
+//! open in this process.
 //!
 //! Failure model: a proof is valid only as a proof of the task it answers. Provers refuse inputs
 //! they cannot prove whole (blocks over the largest bucket, chunk or batch proofs that do not form
@@ -22,10 +24,11 @@ use crate::circuits::{
 };
 use std::sync::Arc;
 
-use crate::store::{check_bundle_shape, Store, VerifierData};
+use crate::fork::Fork;
+use crate::store::{check_bundle_shape, fork_of_key, Store, VerifierData};
 use crate::trace::{
-    check_contiguous, chunk_info, keccak, parse_h256, parse_traces, pi_hash, Block, ChunkInfo,
-    HEADER_LEN,
+    batch_data_hash, check_contiguous, chunk_info, parse_h256, parse_traces, pi_hash, preimage_len,
+    Block, ChunkInfo,
 };
 
 /// Runs a plonky2 prover, turning its internal panics (e.g. conflicting witness) into errors.
@@ -40,17 +43,17 @@ fn prove_guarded(what: &str, f: impl FnOnce() -> Result<Proof>) -> Result<Proof>
     }
 }
 
-/// Refuses blocks whose preimage exceeds the largest bucket: a proof of a prefix would answer
-/// another task than the one given.
-fn check_capacity(blocks: &[Block]) -> Result<()> {
+/// Refuses blocks whose preimage (under `fork`'s codec) exceeds the largest bucket: a proof of a
+/// prefix would answer another task than the one given.
+fn check_capacity(blocks: &[Block], fork: Fork) -> Result<()> {
     let max = bucket_capacity(NUM_BUCKETS - 1);
-    let len = HEADER_LEN + blocks.iter().map(Block::encoded_len).sum::<usize>();
+    let len = preimage_len(blocks, fork);
     if len > max {
-        let mut fit = HEADER_LEN;
+        let mut fit = len - blocks.iter().map(|b| b.encoded_len(fork)).sum::<usize>();
         let fitting = blocks
             .iter()
             .take_while(|b| {
-                fit += b.encoded_len();
+                fit += b.encoded_len(fork);
                 fit <= max
             })
             .count();
@@ -66,12 +69,47 @@ fn check_capacity(blocks: &[Block]) -> Result<()> {
     Ok(())
 }
 
-/// Chunk info of the traces as the prover will prove them (ordering and capacity checked).
-pub fn prepare_chunk(traces_json: &str, chain_id: Option<u64>) -> Result<ChunkInfo> {
+/// Chunk info of the traces under `fork` as the prover will prove them (ordering and capacity
+/// checked).
+pub fn prepare_chunk(traces_json: &str, chain_id: Option<u64>, fork: Fork) -> Result<ChunkInfo> {
     let blocks = parse_traces(traces_json)?;
     check_contiguous(&blocks)?;
-    check_capacity(&blocks)?;
-    chunk_info(&blocks, chain_id, None)
+    check_capacity(&blocks, fork)?;
+    chunk_info(&blocks, chain_id, None, fork)
+}
+
+/// Name of a proof kind in messages.
+fn kind_name(kind: u16) -> &'static str {
+    match kind {
+        KIND_CHUNK => "chunk",
+        KIND_BATCH => "batch",
+        _ => "bundle",
+    }
+}
+
+/// Checks a proof's `vk` is the key of its kind of `store`'s fork. Another fork's key is refused
+/// naming that fork when it is open in this process (`fork_of_key`).
+fn check_vk(store: &Store, kind: u16, p: &AggBytes) -> Result<()> {
+    let key = store.key(kind)?;
+    if p.vk == key {
+        return Ok(());
+    }
+    let what = kind_name(kind);
+    let fork = store.fork;
+    match fork_of_key(kind, &p.vk) {
+        Some(other) => bail!(
+            "a {what} proof of fork {other}, not of fork {fork}: its vk {} is fork {other}'s {what} \
+             key, fork {fork}'s is {}",
+            hex(&p.vk),
+            hex(&key)
+        ),
+        None => bail!(
+            "not a {what} proof of fork {fork}: its vk {} is not fork {fork}'s {what} key {} (nor \
+             that of another fork opened here)",
+            hex(&p.vk),
+            hex(&key)
+        ),
+    }
 }
 
 /// Proves one chunk witness (chunk circuit, then wrap) in the smallest bucket holding its
@@ -98,21 +136,22 @@ pub fn chunk_aggproof(store: &Store, wrapped: &Proof, bucket: usize) -> Result<S
     Ok(AggBytes {
         proof: frame(KIND_CHUNK, bucket as u16, &wrapped.to_bytes()),
         final_pair: instance[136..200].to_vec(),
-        vk: hash_bytes(&store.wrap_vds[bucket].verifier_only.circuit_digest).to_vec(),
+        vk: store.chunk_key.to_vec(),
         block_count: pis[chunk_pi::BLOCK_COUNT].to_canonical_u64(),
         instance,
     }
     .to_json())
 }
 
-/// Proves the chunk of `traces_json`. `chain_id`: the task's/configuration's (None: the traces
-/// must carry chainID); it must agree with the traces'.
+/// Proves the chunk of `traces_json` with `store`'s fork. `chain_id`: the task's/configuration's
+/// (None: the traces must carry chainID); it must agree with the traces'.
 pub fn gen_chunk_proof(store: &Store, traces_json: &str, chain_id: Option<u64>) -> Result<String> {
-    let info = prepare_chunk(traces_json, chain_id)?;
+    let info = prepare_chunk(traces_json, chain_id, store.fork)?;
     let (wrapped, bucket) = prove_chunk_witness(
         store,
         &ChunkWitness {
             preimage: &info.preimage,
+            hash_counts: &info.hash_counts,
             data_hash: &info.data_hash,
             pi_hash: &info.pi_hash,
             block_count: info.block_count,
@@ -120,7 +159,12 @@ pub fn gen_chunk_proof(store: &Store, traces_json: &str, chain_id: Option<u64>) 
         },
     )?;
     let instance = chunk_instance(&wrapped.public_inputs)?;
-    let commitment = hash_bytes(&commitment_of(&info.preimage, bucket));
+    let commitment = hash_bytes(&commitment_of(
+        store.fork,
+        &info.preimage,
+        &info.hash_counts,
+        bucket,
+    ));
     if instance[136..168] != info.pi_hash || instance[168..200] != commitment {
         bail!("internal error: proof public inputs differ from the chunk info");
     }
@@ -128,7 +172,10 @@ pub fn gen_chunk_proof(store: &Store, traces_json: &str, chain_id: Option<u64>) 
 }
 
 /// Chunk info as a task determines it (the JSON `block_traces_to_chunk_info` returns).
-/// `commitment` and `len`, when present, are compared too.
+/// `commitment` and `len`, when present, are compared too; `fork`, when present, must be the
+/// verifier's. The public input hash: codec v0 recomputes it from the fields; codec v1+ needs
+/// `tx_bytes_hash` (recomputed from it) or `public_input_hash` (taken as given); both present,
+/// they must agree.
 #[derive(Deserialize, Clone)]
 struct ExpectedJson {
     chain_id: u64,
@@ -141,28 +188,74 @@ struct ExpectedJson {
     commitment: Option<String>,
     #[serde(default)]
     len: Option<u64>,
+    #[serde(default)]
+    fork: Option<String>,
+    #[serde(default)]
+    public_input_hash: Option<String>,
+    #[serde(default)]
+    tx_bytes_hash: Option<String>,
 }
 
 pub struct Expected {
     roots: Roots,
     data_hash: [u8; 32],
+    /// None: unknown (codec v1+ without tx_bytes_hash or public_input_hash).
+    pi_hash: Option<[u8; 32]>,
     block_count: u64,
     commitment: Option<[u8; 32]>,
     len: Option<u64>,
 }
 
 impl Expected {
-    fn from_value(v: Value, what: &str) -> Result<Self> {
+    fn from_value(v: Value, what: &str, fork: Fork) -> Result<Self> {
         let e: ExpectedJson =
             serde_json::from_value(v).map_err(|e| anyhow!("{what}: chunk info JSON: {e}"))?;
         let h = |s: &str, f: &str| parse_h256(s, &format!("{what}.{f}"));
+        if let Some(name) = &e.fork {
+            let of = Fork::parse(name).with_context(|| format!("{what}.fork"))?;
+            if of != fork {
+                bail!("{what}.fork: a chunk of fork {of}, verified with fork {fork}'s circuits");
+            }
+        }
+        let roots = task_roots(
+            e.chain_id,
+            [&e.prev_state_root, &e.post_state_root, &e.withdraw_root],
+            what,
+        )?;
+        let data_hash = h(&e.data_hash, "data_hash")?;
+        let given = e
+            .public_input_hash
+            .as_deref()
+            .map(|p| h(p, "public_input_hash"))
+            .transpose()?;
+        let tx_bytes_hash = match (fork.codec(), &e.tx_bytes_hash) {
+            (0, Some(_)) => bail!("{what}.tx_bytes_hash: fork {fork} (codec v0) has none"),
+            (_, t) => t.as_deref().map(|t| h(t, "tx_bytes_hash")).transpose()?,
+        };
+        let r = &roots;
+        let computed = (fork.codec() == 0 || tx_bytes_hash.is_some()).then(|| {
+            pi_hash(
+                r.chain_id,
+                &r.prev,
+                &r.post,
+                &r.withdraw,
+                &data_hash,
+                tx_bytes_hash.as_ref(),
+            )
+        });
+        if let (Some(c), Some(g)) = (computed, given) {
+            if c != g {
+                bail!(
+                    "{what}.public_input_hash {} is not the hash of the chunk info's fields ({})",
+                    hex(&g),
+                    hex(&c)
+                );
+            }
+        }
         Ok(Expected {
-            roots: task_roots(
-                e.chain_id,
-                [&e.prev_state_root, &e.post_state_root, &e.withdraw_root],
-                what,
-            )?,
-            data_hash: h(&e.data_hash, "data_hash")?,
+            roots,
+            data_hash,
+            pi_hash: computed.or(given),
             block_count: e.block_count,
             commitment: e
                 .commitment
@@ -173,11 +266,11 @@ impl Expected {
         })
     }
 
-    /// The chunk circuit's public inputs this task determines (when commitment and len are known).
+    /// The chunk circuit's public inputs this task determines (when commitment, len and the pi
+    /// hash are known).
     fn public_inputs(&self) -> Option<Vec<F>> {
-        let (commitment, len) = (self.commitment?, self.len?);
+        let (commitment, len, pi) = (self.commitment?, self.len?, self.pi_hash?);
         let r = &self.roots;
-        let pi = pi_hash(r.chain_id, &r.prev, &r.post, &r.withdraw, &self.data_hash);
         let mut v = limbed(r, &[&self.data_hash, &pi]);
         v.extend(commitment_elems(&commitment));
         v.push(F::from_canonical_u64(len));
@@ -270,6 +363,9 @@ fn compare_chunk(p: &AggBytes, e: &Expected) -> Result<()> {
     let i = &p.instance;
     compare_roots(i, &e.roots, &e.roots)?;
     field_eq("data_hash", &i[104..136], &e.data_hash)?;
+    if let Some(pi) = &e.pi_hash {
+        field_eq("public_input_hash", &i[136..168], pi)?;
+    }
     count_eq("block_count", u64_at(i, 208)?, e.block_count)?;
     count_eq("block_count (AggProof)", p.block_count, e.block_count)?;
     if let Some(c) = &e.commitment {
@@ -285,20 +381,26 @@ fn compare_chunk(p: &AggBytes, e: &Expected) -> Result<()> {
 /// task); returns the wrapped proof and its bucket.
 fn check_chunk(store: &Store, p: &AggBytes, task: Option<&Expected>) -> Result<(Proof, usize)> {
     let (param, payload) = unframe(KIND_CHUNK, &p.proof)?;
+    check_vk(store, KIND_CHUNK, p)?;
     let bucket = param as usize;
     let vd = store
         .wrap_vds
         .get(bucket)
         .ok_or_else(|| anyhow!("unknown chunk bucket {bucket}"))?;
-    let proof = decode_proof(p, payload, vd, "chunk verifier key")?;
+    let proof = decode_proof(payload, vd)?;
     let pis = &proof.public_inputs;
     if p.instance != chunk_instance(pis)? {
         bail!("instance does not match the proof's public inputs");
     }
-    let r = roots_of(&p.instance)?;
-    let dh: [u8; 32] = p.instance[104..136].try_into()?;
-    if pi_hash(r.chain_id, &r.prev, &r.post, &r.withdraw, &dh)[..] != p.instance[136..168] {
-        bail!("pi hash is not keccak of the chunk info");
+    // Codec v0: the pi hash is a function of the instance. Codec v1+ adds the tx bytes hash, which
+    // the instance does not carry: the task's chunk info gives the pi hash (`compare_chunk`).
+    if store.fork.codec() == 0 {
+        let r = roots_of(&p.instance)?;
+        let dh: [u8; 32] = p.instance[104..136].try_into()?;
+        let pi = pi_hash(r.chain_id, &r.prev, &r.post, &r.withdraw, &dh, None);
+        if pi[..] != p.instance[136..168] {
+            bail!("pi hash is not keccak of the chunk info");
+        }
     }
     if p.final_pair != p.instance[136..200] {
         bail!("final_pair does not match the instance");
@@ -317,27 +419,45 @@ fn check_chunk(store: &Store, p: &AggBytes, task: Option<&Expected>) -> Result<(
     Ok((proof, bucket))
 }
 
-/// Verifies a chunk proof as a proof of the task whose chunk info is `chunk_info_json`.
+/// Verifies a chunk proof as a proof of the task whose chunk info is `chunk_info_json`, with
+/// `store`'s fork.
 pub fn verify_chunk_proof(store: &Store, proof_json: &str, chunk_info_json: &str) -> Result<()> {
     let v: Value = serde_json::from_str(chunk_info_json)
         .map_err(|e| anyhow!("chunk_info: expected a JSON object: {e}"))?;
-    let task = Expected::from_value(v, "chunk_info")?;
+    let task = Expected::from_value(v, "chunk_info", store.fork)?;
+    if task.pi_hash.is_none() {
+        bail!(
+            "chunk_info: fork {} (codec v{}) needs tx_bytes_hash or public_input_hash to check the \
+             proof's public input hash",
+            store.fork,
+            store.fork.codec()
+        );
+    }
     check_chunk(store, &AggBytes::from_json(proof_json)?, Some(&task)).map(|_| ())
 }
 
 /// Scroll-style public input hash of a batch or bundle instance: keccak(chain id | prev | post |
-/// withdraw | keccak(the per-chunk data hashes, or per-batch commitments, from `list_at` on)).
+/// withdraw | keccak(the per-chunk data hashes, or per-batch commitments, from `list_at` on)). For
+/// a batch the inner keccak is the batch data hash (da-codec's, every codec: `batch_data_hash`).
 fn agg_pi_hash(instance: &[u8], list_at: usize) -> Result<[u8; 32]> {
     let r = roots_of(instance)?;
     let list = instance
         .get(list_at..)
         .ok_or_else(|| anyhow!("instance too short"))?;
+    let hashes: Vec<[u8; 32]> = list
+        .chunks_exact(32)
+        .map(|c| c.try_into().unwrap_or([0; 32]))
+        .collect();
+    if hashes.len() * 32 != list.len() {
+        bail!("instance list is not a whole number of hashes");
+    }
     Ok(pi_hash(
         r.chain_id,
         &r.prev,
         &r.post,
         &r.withdraw,
-        &keccak(list),
+        &batch_data_hash(&hashes),
+        None,
     ))
 }
 
@@ -480,7 +600,7 @@ fn task_infos<T>(
     json_text: &str,
     field: &str,
     noun: &str,
-    parse: fn(Value, &str) -> Result<T>,
+    parse: impl Fn(Value, &str) -> Result<T>,
 ) -> Result<Vec<T>> {
     match serde_json::from_str(json_text)
         .map_err(|e| anyhow!("{field}: expected a JSON array of {noun}: {e}"))?
@@ -536,9 +656,10 @@ fn chain_ordered<T>(
     Ok(order.iter().filter_map(|&i| slots[i].take()).collect())
 }
 
-/// Proves a batch or bundle circuit (`data`, witness `pw`) over `count` sub-proofs whose public
-/// inputs are `sub_pis`, and returns its AggProof JSON.
+/// Proves a batch or bundle circuit (`data`, witness `pw`) of `store`'s fork over `count`
+/// sub-proofs whose public inputs are `sub_pis`, and returns its AggProof JSON.
 fn prove_agg(
+    store: &Store,
     l: &Level,
     data: &Data,
     pw: PartialWitness<F>,
@@ -556,20 +677,18 @@ fn prove_agg(
         final_pair: [agg_pi_hash(&instance, l.list_at)?, commitment].concat(),
         block_count: proof.public_inputs[l.pi_blocks].to_canonical_u64(),
         instance,
-        vk: hash_bytes(&data.verifier_only.circuit_digest).to_vec(),
+        vk: store.key(l.kind)?.to_vec(),
     }
     .to_json())
 }
 
-/// Decodes a proof payload for verifier data `vd` and checks its bytes are canonical and the
-/// AggProof's `vk` is that key (`key` names it in the error).
-fn decode_proof(p: &AggBytes, payload: &[u8], vd: &VerifierData, key: &str) -> Result<Proof> {
+/// Decodes a proof payload for verifier data `vd` and checks its bytes are canonical. (The
+/// AggProof's `vk`, its fork's key, is checked by `check_vk`; the circuit's own key is `vd`'s,
+/// which the cryptographic verification uses.)
+fn decode_proof(payload: &[u8], vd: &VerifierData) -> Result<Proof> {
     let proof = Proof::from_bytes(payload.to_vec(), &vd.common)?;
     if proof.to_bytes() != payload {
         bail!("proof bytes are not canonical");
-    }
-    if p.vk != hash_bytes(&vd.verifier_only.circuit_digest) {
-        bail!("vk does not match the {key}");
     }
     Ok(proof)
 }
@@ -583,9 +702,8 @@ fn check_agg(
     payload: &[u8],
     count: usize,
     vd: &VerifierData,
-    key: &str,
 ) -> Result<Proof> {
-    let proof = decode_proof(p, payload, vd, key)?;
+    let proof = decode_proof(payload, vd)?;
     let pis = &proof.public_inputs;
     if pis.len() != (l.pi_len)(count) || pis[l.pi_count] != F::from_canonical_usize(count) {
         bail!("{} public inputs malformed", l.name);
@@ -662,7 +780,7 @@ pub fn gen_batch_proof(store: &Store, chunk_proofs_json: &str) -> Result<String>
         .collect();
     let chunk_pis: Vec<Vec<F>> = inputs.iter().map(|i| i.0.public_inputs.clone()).collect();
     let pw = set_batch_witness(&circuit.targets, &inputs)?;
-    prove_agg(&BATCH, &circuit.data, pw, n, &chunk_pis)
+    prove_agg(store, &BATCH, &circuit.data, pw, n, &chunk_pis)
 }
 
 /// Chunk count of a batch AggProof, from its frame (no other check).
@@ -679,19 +797,17 @@ fn batch_chunk_count(p: &AggBytes) -> Result<usize> {
 fn check_batch(store: &Store, p: &AggBytes) -> Result<(Proof, usize, Arc<VerifierData>)> {
     let n = batch_chunk_count(p)?;
     let (_, payload) = unframe(KIND_BATCH, &p.proof)?;
+    check_vk(store, KIND_BATCH, p)?;
     let vd = store.batch_vd(n)?;
-    let proof = check_agg(&BATCH, p, payload, n, &vd, "batch verifier key")?;
+    let proof = check_agg(&BATCH, p, payload, n, &vd)?;
     Ok((proof, n, vd))
 }
 
 /// Verifies a batch proof as a proof of the task whose ordered chunk infos are `chunk_infos_json`.
 pub fn verify_batch_proof(store: &Store, proof_json: &str, chunk_infos_json: &str) -> Result<()> {
-    let task = task_infos(
-        chunk_infos_json,
-        "chunk_infos",
-        "chunk info",
-        Expected::from_value,
-    )?;
+    let task = task_infos(chunk_infos_json, "chunk_infos", "chunk info", |v, what| {
+        Expected::from_value(v, what, store.fork)
+    })?;
     let p = AggBytes::from_json(proof_json)?;
     // Before any circuit is loaded or built for the proof's chunk count.
     count_eq(
@@ -747,7 +863,7 @@ pub fn gen_bundle_proof(store: &Store, batch_proofs_json: &str) -> Result<String
     let batch_pis: Vec<Vec<F>> = checked.iter().map(|c| c.0.public_inputs.clone()).collect();
     let proofs: Vec<Proof> = checked.into_iter().map(|c| c.0).collect();
     let pw = set_bundle_witness(&circuit.targets, &proofs)?;
-    prove_agg(&BUNDLE, &circuit.data, pw, sizes.len(), &batch_pis)
+    prove_agg(store, &BUNDLE, &circuit.data, pw, sizes.len(), &batch_pis)
 }
 
 /// Batch info as a bundle task determines it: what the task's (already verified) batch proof
@@ -863,37 +979,49 @@ pub fn verify_bundle_proof(store: &Store, proof_json: &str, batch_infos_json: &s
     )?;
     let p = AggBytes::from_json(proof_json)?;
     let (k, payload) = unframe(KIND_BUNDLE, &p.proof)?;
+    check_vk(store, KIND_BUNDLE, &p)?;
     let k = k as usize;
     count_eq("batch_count", k as u64, task.len() as u64)?;
-    // The circuit is the one the task determines: a proof over batches of other sizes carries
-    // another key and is refused below.
+    // The circuit is the one the task determines: a proof of the circuit over batches of other
+    // sizes does not decode or verify under its key, and is refused below.
     let sizes: Vec<usize> = task.iter().map(|e| e.data_hashes.len()).collect();
     check_bundle_shape(&sizes)?;
     let vd = store.bundle_vd(&sizes)?;
-    let key = "bundle verifier key for the task's batch sizes";
-    let proof = check_agg(&BUNDLE, &p, payload, k, &vd, key)?;
+    let proof = check_agg(&BUNDLE, &p, payload, k, &vd)?;
     compare_agg(&BUNDLE, &p, &task)?;
     vd.verify(proof).context("proof does not verify")
 }
 
-/// Chunk info as JSON (Scroll's `block_traces_to_chunk_info`): no ordering checks, no proof.
-/// `chain_id` as for `gen_chunk_proof`; `popped_before`: L1 messages popped before the chunk
-/// (the previous chunk's `l1_messages_popped_after` in a batch), None derives it from the traces.
+/// Chunk info as JSON (Scroll's `block_traces_to_chunk_info`) under `fork`'s codec: no ordering
+/// checks, no proof. `chain_id` as for `gen_chunk_proof`; `popped_before`: L1 messages popped
+/// before the chunk (the previous chunk's `l1_messages_popped_after` in a batch), None derives it
+/// from the traces. Unknown counts (a chunk without L1 messages, no count given nor traced) are
+/// null.
 pub fn chunk_info_json(
     traces_json: &str,
     chain_id: Option<u64>,
     popped_before: Option<u64>,
+    fork: Fork,
 ) -> Result<String> {
     let blocks = parse_traces(traces_json)?;
-    let info = chunk_info(&blocks, chain_id, popped_before)?;
-    let commitment = bucket_for(info.preimage.len())
-        .map(|j| hex(&hash_bytes(&commitment_of(&info.preimage, j))));
+    let info = chunk_info(&blocks, chain_id, popped_before, fork)?;
+    let commitment = bucket_for(info.preimage.len()).map(|j| {
+        hex(&hash_bytes(&commitment_of(
+            fork,
+            &info.preimage,
+            &info.hash_counts,
+            j,
+        )))
+    });
     Ok(json!({
+        "fork": fork.name(),
+        "codec_version": fork.codec(),
         "chain_id": info.chain_id,
         "prev_state_root": hex(&info.prev_state_root),
         "post_state_root": hex(&info.post_state_root),
         "withdraw_root": hex(&info.withdraw_root),
         "data_hash": hex(&info.data_hash),
+        "tx_bytes_hash": info.tx_bytes_hash.map(|h| hex(&h)),
         "public_input_hash": hex(&info.pi_hash),
         "commitment": commitment,
         "len": info.preimage.len(),

@@ -1,4 +1,5 @@
-//! Circuit data cache under the params directory: built once, written atomically, reloaded.
+//! Circuit data cache under the params directory, one directory per fork: built once, written
+//! atomically, reloaded.
 
 use std::collections::HashMap;
 use std::fs;
@@ -14,16 +15,33 @@ use plonky2::util::serialization::{
     Buffer, DefaultGateSerializer, DefaultGeneratorSerializer, Read, Write,
 };
 
+use crate::aggproof::{KIND_BATCH, KIND_BUNDLE, KIND_CHUNK};
 use crate::circuits::{
-    build_batch, build_bundle, build_chunk, pad_and_build, vk_hash, wrap_builder, BatchTargets,
-    BundleTargets, ChunkTargets, Common, Data, C, D, F, MAX_BUNDLE_BATCHES, NUM_BUCKETS,
+    build_batch, build_bundle, build_chunk, hash_bytes, pad_and_build, vk_hash, wrap_builder,
+    BatchTargets, BundleTargets, ChunkTargets, Common, Data, C, D, F, MAX_BUNDLE_BATCHES,
+    NUM_BUCKETS,
 };
+use crate::fork::Fork;
 use crate::sync::relock;
+use crate::trace::keccak;
 
 /// Bump when any circuit changes: old caches then live in a different folder and are ignored.
 /// (Adding a circuit kind under new file names, as the bundle circuits did, needs no bump: the
-/// existing files stay valid and the new ones are built on first use.)
-pub const CACHE_VERSION: &str = "roller_prover_v2";
+/// existing files stay valid and the new ones are built on first use.) v3: forks (one directory
+/// each, `<params_dir>/<fork>/roller_prover_v3/`), hashes per block in the chunk circuit.
+pub const CACHE_VERSION: &str = "roller_prover_v3";
+
+/// Fork keys of every store opened in this process, by proof kind: what names the fork of a proof
+/// that another fork's verifier or aggregator refuses.
+static KNOWN_KEYS: Mutex<Vec<(Fork, u16, [u8; 32])>> = Mutex::new(Vec::new());
+
+/// The fork whose key of proof `kind` is `vk`, among the forks opened in this process.
+pub fn fork_of_key(kind: u16, vk: &[u8]) -> Option<Fork> {
+    relock(KNOWN_KEYS.lock())
+        .iter()
+        .find(|(_, k, key)| *k == kind && key[..] == *vk)
+        .map(|(f, _, _)| *f)
+}
 
 pub type VerifierData = VerifierCircuitData<F, C, D>;
 
@@ -45,13 +63,21 @@ pub type BundleCircuit = Circuit<BundleTargets>;
 
 type Registry<K, V> = Mutex<HashMap<K, Arc<V>>>;
 
-/// Everything loaded for one params directory.
+/// Everything loaded for one fork under one params directory.
 pub struct Store {
+    pub fork: Fork,
     dir: PathBuf,
     /// Wrap verifier data per bucket (identical common data, different keys).
     pub wrap_vds: Vec<VerifierData>,
     /// Poseidon hashes of the wrap keys: the set the batch circuit accepts.
     pub allowed: Vec<HashOut<F>>,
+    /// The fork's key per proof kind, what proofs carry as `vk` and `get_vk` returns: chunk =
+    /// keccak(domain | every bucket's wrap circuit digest); batch = keccak(domain | cache version |
+    /// chunk key), naming the fork's batch circuits (one per chunk count, each built
+    /// deterministically from the wrap keys); bundle = keccak(domain | cache version | batch key).
+    pub chunk_key: [u8; 32],
+    pub batch_key: [u8; 32],
+    pub bundle_key: [u8; 32],
     buckets: Registry<usize, ChunkBucket>,
     batches: Registry<usize, BatchCircuit>,
     batch_vds: Registry<usize, VerifierData>,
@@ -118,6 +144,7 @@ fn load_vd(path: &Path) -> Result<VerifierData> {
 fn chunk_targets_bytes(t: &ChunkTargets) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
     buf.write_target(t.len).map_err(io_err("targets"))?;
+    buf.write_target_vec(&t.hashes).map_err(io_err("targets"))?;
     buf.write_target_vec(&t.bytes).map_err(io_err("targets"))?;
     buf.write_target_vec(&t.data_hash)
         .map_err(io_err("targets"))?;
@@ -135,6 +162,7 @@ fn chunk_targets_from(bytes: &[u8]) -> Result<ChunkTargets> {
     let mut b = Buffer::new(bytes);
     Ok(ChunkTargets {
         len: b.read_target().map_err(io_err("targets"))?,
+        hashes: b.read_target_vec().map_err(io_err("targets"))?,
         bytes: b.read_target_vec().map_err(io_err("targets"))?,
         data_hash: b.read_target_vec().map_err(io_err("targets"))?,
         pi_hash: b.read_target_vec().map_err(io_err("targets"))?,
@@ -265,12 +293,13 @@ impl Store {
         self.dir.join(format!("{stem}.vd"))
     }
 
-    /// Opens (building on first use) the chunk and wrap circuits of every bucket under `params_dir`.
-    pub fn open(params_dir: &Path) -> Result<Store> {
-        let dir = params_dir.join(CACHE_VERSION);
+    /// Opens (building on first use) `fork`'s chunk and wrap circuits of every bucket under
+    /// `<params_dir>/<fork>/<CACHE_VERSION>/`.
+    pub fn open(params_dir: &Path, fork: Fork) -> Result<Store> {
+        let dir = params_dir.join(fork.name()).join(CACHE_VERSION);
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         if !(0..NUM_BUCKETS).all(|j| Self::wrap_vd_path(&dir, j).exists()) {
-            build_chunk_set(&dir)?;
+            build_chunk_set(&dir, fork)?;
         }
         let wrap_vds = (0..NUM_BUCKETS)
             .map(|j| load_vd(&Self::wrap_vd_path(&dir, j)))
@@ -282,10 +311,36 @@ impl Store {
             );
         }
         let allowed = wrap_vds.iter().map(|v| vk_hash(&v.verifier_only)).collect();
+        let mut pre = b"roller_prover chunk key".to_vec();
+        for v in &wrap_vds {
+            pre.extend_from_slice(&hash_bytes(&v.verifier_only.circuit_digest));
+        }
+        let chunk_key = keccak(&pre);
+        let derived = |domain: &str, of: &[u8; 32]| {
+            keccak(&[domain.as_bytes(), CACHE_VERSION.as_bytes(), of].concat())
+        };
+        let batch_key = derived("roller_prover batch key", &chunk_key);
+        let bundle_key = derived("roller_prover bundle key", &batch_key);
+        {
+            let mut known = relock(KNOWN_KEYS.lock());
+            for (kind, key) in [
+                (KIND_CHUNK, chunk_key),
+                (KIND_BATCH, batch_key),
+                (KIND_BUNDLE, bundle_key),
+            ] {
+                if !known.contains(&(fork, kind, key)) {
+                    known.push((fork, kind, key));
+                }
+            }
+        }
         Ok(Store {
+            fork,
             dir,
             wrap_vds,
             allowed,
+            chunk_key,
+            batch_key,
+            bundle_key,
             buckets: Mutex::new(HashMap::new()),
             batches: Mutex::new(HashMap::new()),
             batch_vds: Mutex::new(HashMap::new()),
@@ -296,6 +351,16 @@ impl Store {
 
     pub fn wrap_common(&self) -> &Common {
         &self.wrap_vds[0].common
+    }
+
+    /// The fork's key of proof kind `kind` (`KIND_CHUNK`, `KIND_BATCH`, `KIND_BUNDLE`).
+    pub fn key(&self, kind: u16) -> Result<[u8; 32]> {
+        match kind {
+            KIND_CHUNK => Ok(self.chunk_key),
+            KIND_BATCH => Ok(self.batch_key),
+            KIND_BUNDLE => Ok(self.bundle_key),
+            other => bail!("unknown proof type {other} (0 chunk, 1 batch, 2 bundle)"),
+        }
     }
 
     /// Chunk and wrap prover data of one bucket, loaded on first use.
@@ -416,11 +481,11 @@ impl Store {
     }
 }
 
-/// Builds every bucket's chunk circuit and its wrap, all wraps padded to one degree.
-fn build_chunk_set(dir: &Path) -> Result<()> {
+/// Builds every bucket's chunk circuit of `fork` and its wrap, all wraps padded to one degree.
+fn build_chunk_set(dir: &Path, fork: Fork) -> Result<()> {
     let mut wraps = Vec::with_capacity(NUM_BUCKETS);
     for j in 0..NUM_BUCKETS {
-        let (chunk, targets) = build_chunk(j);
+        let (chunk, targets) = build_chunk(j, fork);
         save_circuit(
             &dir.join(format!("chunk_{j}.bin")),
             &chunk,

@@ -1,13 +1,18 @@
 //! End-to-end tests of the prover on the traces shipped in roller/devnet/data.
-//! Circuit data is built on the first run into native/target/test-params (or ROLLER_TEST_PARAMS).
+//! Circuit data of two forks (homestead, darwinV2) is built on the first run into
+//! native/target/test-params (or ROLLER_TEST_PARAMS).
 
+use std::collections::BTreeMap;
+use std::ffi::{c_char, CStr, CString};
 use std::io::Read;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use roller_prover::circuits::{build_bundle, ChunkWitness};
+use roller_prover::ffi;
+use roller_prover::fork::Fork;
 use roller_prover::prover::{
     batch_info_of_instance, chunk_aggproof, chunk_info_json, gen_batch_proof, gen_bundle_proof,
     gen_chunk_proof, prepare_chunk, prove_chunk_witness, verify_batch_proof, verify_bundle_proof,
@@ -51,10 +56,18 @@ fn params_dir() -> PathBuf {
         .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-params"))
 }
 
+/// The homestead (codec v0) store most tests prove with.
 fn store() -> Arc<Store> {
-    static STORE: OnceLock<Arc<Store>> = OnceLock::new();
-    STORE
-        .get_or_init(|| Arc::new(Store::open(&params_dir()).expect("open store")))
+    store_of(Fork::Homestead)
+}
+
+/// One store per fork for the whole test binary.
+fn store_of(fork: Fork) -> Arc<Store> {
+    static STORES: Mutex<BTreeMap<Fork, Arc<Store>>> = Mutex::new(BTreeMap::new());
+    let mut stores = STORES.lock().unwrap_or_else(|e| e.into_inner());
+    stores
+        .entry(fork)
+        .or_insert_with(|| Arc::new(Store::open(&params_dir(), fork).expect("open store")))
         .clone()
 }
 
@@ -71,7 +84,7 @@ fn chunk_proof(blocks: &[Value]) -> String {
 
 /// The chunk info a task over these blocks determines (what the coordinator recomputes).
 fn info(blocks: &[Value]) -> String {
-    chunk_info_json(&json(blocks), FIXTURE_CHAIN, None).expect("chunk info")
+    chunk_info_json(&json(blocks), FIXTURE_CHAIN, None, Fork::Homestead).expect("chunk info")
 }
 
 fn infos(chunks: &[&[Value]]) -> String {
@@ -140,7 +153,7 @@ fn chunk_proof_verifies_and_tampering_fails() {
 #[test]
 fn cached_keys_reload_identically() {
     let s = store();
-    let again = Store::open(&params_dir()).expect("reopen");
+    let again = Store::open(&params_dir(), Fork::Homestead).expect("reopen");
     for (a, b) in s.wrap_vds.iter().zip(&again.wrap_vds) {
         assert_eq!(
             a.verifier_only.circuit_digest,
@@ -148,6 +161,10 @@ fn cached_keys_reload_identically() {
         );
     }
     assert_eq!(s.allowed, again.allowed);
+    assert_eq!(
+        (s.chunk_key, s.batch_key, s.bundle_key),
+        (again.chunk_key, again.batch_key, again.bundle_key)
+    );
     let p = chunk_proof(&[fixture("02")]);
     verify_chunk_proof(&again, &p, &info(&[fixture("02")]))
         .expect("a reloaded verifier accepts the proof");
@@ -187,7 +204,11 @@ fn overflowing_chunks_are_refused_not_truncated() {
             b
         })
         .collect();
-    let e = err_text(prepare_chunk(&json(&blocks), FIXTURE_CHAIN));
+    let e = err_text(prepare_chunk(
+        &json(&blocks),
+        FIXTURE_CHAIN,
+        Fork::Homestead,
+    ));
     assert!(e.contains("chunk too large: 300 blocks"), "{e}");
     assert!(e.contains("bytes"), "{e}");
 }
@@ -218,20 +239,27 @@ fn forged_witnesses_are_refused() {
     let s = store();
     let blocks = mainnet_blocks(2640, 2);
     let task = info(&blocks);
-    let honest = prepare_chunk(&json(&blocks), None).expect("chunk info");
-    let prove = |preimage: &[u8], dh: &[u8; 32], block_count: usize, padding: u8| {
-        let r: [u8; 104] = preimage[..104].try_into().expect("header");
-        let chain = u64::from_be_bytes(r[..8].try_into().expect("chain"));
-        let root = |o: usize| -> [u8; 32] { r[o..o + 32].try_into().expect("root") };
-        let pi = pi_hash(chain, &root(8), &root(40), &root(72), dh);
-        let w = ChunkWitness {
-            preimage,
-            data_hash: dh,
-            pi_hash: &pi,
-            block_count,
-            padding,
+    let honest = prepare_chunk(&json(&blocks), None, Fork::Homestead).expect("chunk info");
+    let counts = honest.hash_counts.clone();
+    assert_eq!(counts, vec![1, 1]);
+    let prove_counts =
+        |preimage: &[u8], hash_counts: &[u16], dh: &[u8; 32], block_count: usize, padding: u8| {
+            let r: [u8; 104] = preimage[..104].try_into().expect("header");
+            let chain = u64::from_be_bytes(r[..8].try_into().expect("chain"));
+            let root = |o: usize| -> [u8; 32] { r[o..o + 32].try_into().expect("root") };
+            let pi = pi_hash(chain, &root(8), &root(40), &root(72), dh, None);
+            let w = ChunkWitness {
+                preimage,
+                hash_counts,
+                data_hash: dh,
+                pi_hash: &pi,
+                block_count,
+                padding,
+            };
+            prove_chunk_witness(&s, &w).and_then(|(p, bucket)| chunk_aggproof(&s, &p, bucket))
         };
-        prove_chunk_witness(&s, &w).and_then(|(p, bucket)| chunk_aggproof(&s, &p, bucket))
+    let prove = |preimage: &[u8], dh: &[u8; 32], block_count: usize, padding: u8| {
+        prove_counts(preimage, &counts, dh, block_count, padding)
     };
     // Forged post state root in the committed bytes.
     let mut forged = honest.preimage.clone();
@@ -252,6 +280,18 @@ fn forged_witnesses_are_refused() {
     // Non-zero bytes after len.
     let e = err_text(prove(&honest.preimage, &honest.data_hash, 2, 1));
     assert!(e.contains("proving failed"), "{e}");
+    // Hashes per block: more than a block's tx count (1 each here), a count after the last block,
+    // or a total that does not match len are all unsatisfiable.
+    for forged in [&[2, 0][..], &[0, 2], &[1, 1, 1], &[1], &[1, 0, 1]] {
+        let e = err_text(prove_counts(
+            &honest.preimage,
+            forged,
+            &honest.data_hash,
+            2,
+            0,
+        ));
+        assert!(e.contains("proving failed"), "{forged:?}: {e}");
+    }
 }
 
 #[test]
@@ -280,11 +320,23 @@ fn batch_over_contiguous_chunks_verifies_and_gaps_are_refused() {
         e.contains("chunk_infos: task chunks 0 and 1 do not chain"),
         "{e}"
     );
+    // A task whose chunk info's data hash is not the one its public_input_hash was computed from
+    // is inconsistent, and refused as such; without public_input_hash it is another task.
     let e = err_text(verify_batch_proof(
         &s,
         &batch,
         &other_hash(&task, 1, "data_hash"),
     ));
+    assert!(
+        e.contains("chunk_infos[1].public_input_hash 0x") && e.contains("is not the hash"),
+        "{e}"
+    );
+    let mut other: Value = serde_json::from_str(&other_hash(&task, 1, "data_hash")).expect("json");
+    other[1]
+        .as_object_mut()
+        .expect("object")
+        .remove("public_input_hash");
+    let e = err_text(verify_batch_proof(&s, &batch, &other.to_string()));
     assert!(
         e.contains("instance field chunk 1 data_hash differs from the task"),
         "{e}"
@@ -475,4 +527,281 @@ fn bundle_keys_are_deterministic() {
         cached.verifier_only.circuit_digest
     );
     assert_eq!(fresh.common, cached.common);
+}
+
+/// Part of the chunk-info contract the circuit must accept: a block that skips L1 messages. Trace
+/// 04 pops L1 message 10 after skipping 0..=9: its context says 12 transactions (11 L1 messages,
+/// 10 skipped, + 1 L2), but only 2 hashes follow (codec v0) or 1 (codec v1+). Proved with 0 L1
+/// messages popped before (startL1QueueIndex 0 in the trace, as 2024+ traces carry it; the task's
+/// chunk info takes the same count from the caller) and verified against the task; the data
+/// hash is da-codec's (encoding/codecv0_test.go TestCodecV0ChunkHash and codecv4_test.go
+/// TestCodecV4ChunkHash, see trace.rs `codec_v0_upstream_vectors`,
+/// `codec_v1_to_v4_upstream_chunk_hashes`).
+#[test]
+fn chunk_with_skipped_l1_messages_proves_and_verifies() {
+    let plain = fixture("04");
+    assert!(plain.get("startL1QueueIndex").is_none());
+    let mut traced = plain.clone();
+    traced["startL1QueueIndex"] = 0.into();
+    for (fork, data_hash, len) in [
+        (
+            Fork::Homestead,
+            "0x9e643c8a9203df542e39d9bfdcb07c99575b3c3d557791329fef9d83cc4147d0",
+            104 + 58 + 2 * 32,
+        ),
+        (
+            Fork::DarwinV2,
+            "0x059c6451e83012b405c7e1a38818369012a4a1c87d7d699366eac946d0410d73",
+            104 + 58 + 32 + 32,
+        ),
+    ] {
+        let s = store_of(fork);
+        let task = chunk_info_json(
+            &json(std::slice::from_ref(&plain)),
+            FIXTURE_CHAIN,
+            Some(0),
+            fork,
+        )
+        .expect("chunk info");
+        let t: Value = serde_json::from_str(&task).expect("json");
+        assert_eq!(t["data_hash"], data_hash, "{fork}");
+        assert_eq!(t["num_l1_messages"], serde_json::json!([11]), "{fork}");
+        assert_eq!(t["len"], len, "{fork}");
+        assert_eq!(t["fork"], fork.name());
+        assert_eq!(t["tx_bytes_hash"].is_null(), fork.codec() == 0);
+        let p = gen_chunk_proof(&s, &json(std::slice::from_ref(&traced)), FIXTURE_CHAIN)
+            .expect("proof");
+        verify_chunk_proof(&s, &p, &task).expect("answers its task");
+        let v: Value = serde_json::from_str(&p).expect("json");
+        let instance = STANDARD
+            .decode(v["instance"].as_str().expect("instance"))
+            .expect("b64");
+        assert_eq!(
+            format!("0x{}", hex(&instance[104..136])),
+            data_hash,
+            "{fork}"
+        );
+        assert_eq!(
+            format!("0x{}", hex(&instance[136..168])),
+            t["public_input_hash"].as_str().expect("pi hash")
+        );
+        assert_eq!(
+            u64::from_be_bytes(instance[200..208].try_into().unwrap()),
+            len
+        );
+        // Another count of skipped messages is another chunk: refused by the data hash.
+        let other = chunk_info_json(
+            &json(std::slice::from_ref(&plain)),
+            FIXTURE_CHAIN,
+            Some(10),
+            fork,
+        )
+        .expect("chunk info");
+        let e = err_text(verify_chunk_proof(&s, &p, &other));
+        assert!(
+            e.contains("instance field data_hash differs"),
+            "{fork}: {e}"
+        );
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Calls an ABI function returning char*: Ok(the string) or Err(prover_last_error()).
+fn c_result(p: *mut c_char) -> Result<String, String> {
+    let take = |p: *mut c_char| {
+        // SAFETY: p is a non-NULL string this library returned; it is freed once, right after.
+        let s = unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned();
+        // SAFETY: as above.
+        unsafe { ffi::free_c_chars(p) };
+        s
+    };
+    if p.is_null() {
+        Err(take(ffi::prover_last_error()))
+    } else {
+        Ok(take(p))
+    }
+}
+
+fn last_error() -> String {
+    c_result(ffi::prover_last_error()).unwrap_or_default()
+}
+
+fn c(s: &str) -> CString {
+    CString::new(s).expect("no NUL")
+}
+
+/// Two forks initialised in one process through the C ABI: each proves a chunk with its own
+/// circuits and key; each fork's verifier accepts only its own fork's proofs; a batch of one fork
+/// refuses the other fork's chunk proof naming it; an unknown or uninitialised fork is refused.
+#[test]
+fn two_forks_in_one_process() {
+    // Built (first run) or loaded through the test stores first, so the ABI's own stores only load.
+    store_of(Fork::Homestead);
+    store_of(Fork::DarwinV2);
+    let dir = c(params_dir().to_str().expect("utf-8 path"));
+    let (h, d) = (c("homestead"), c("darwinv2"));
+    // SAFETY (every call below): NUL-terminated arguments, results freed by c_result.
+    unsafe {
+        for fork in [&h, &d] {
+            assert_eq!(
+                ffi::init_chunk_prover(dir.as_ptr(), fork.as_ptr()),
+                0,
+                "{}",
+                last_error()
+            );
+            assert_eq!(ffi::init_chunk_verifier(dir.as_ptr(), fork.as_ptr()), 0);
+        }
+        assert_eq!(
+            ffi::init_batch_prover(dir.as_ptr(), c("DarwinV2").as_ptr()),
+            0
+        );
+        // Unknown fork: named, with the known ones.
+        assert_ne!(
+            ffi::init_chunk_prover(dir.as_ptr(), c("euclid").as_ptr()),
+            0
+        );
+        assert_eq!(
+            last_error(),
+            "unknown fork \"euclid\"; known forks: homestead, bernoulli, curie, darwin, darwinV2"
+        );
+        let forks = c_result(ffi::prover_forks()).expect("forks");
+        assert_eq!(
+            forks,
+            r#"["homestead","bernoulli","curie","darwin","darwinV2"]"#
+        );
+
+        let blocks = c(&json(&mainnet_blocks(2645, 1)));
+        let chain = 534352;
+        // A fork not initialised: refused, naming it.
+        let e = c_result(ffi::gen_chunk_proof(
+            blocks.as_ptr(),
+            chain,
+            c("curie").as_ptr(),
+        ))
+        .expect_err("curie is not initialised");
+        assert!(
+            e.starts_with("chunk prover of fork curie not initialised (initialised for: "),
+            "{e}"
+        );
+        assert!(e.contains("homestead") && e.contains("darwinV2"), "{e}");
+
+        let mut proofs = vec![];
+        for fork in [&h, &d] {
+            let p = c_result(ffi::gen_chunk_proof(blocks.as_ptr(), chain, fork.as_ptr()))
+                .expect("chunk proof");
+            let vk = c_result(ffi::get_vk(0, fork.as_ptr())).expect("vk");
+            let v: Value = serde_json::from_str(&p).expect("json");
+            assert_eq!(v["vk"], vk, "the proof carries its fork's chunk key");
+            let info = c_result(ffi::block_traces_to_chunk_info(
+                blocks.as_ptr(),
+                chain,
+                -1,
+                fork.as_ptr(),
+            ))
+            .expect("chunk info");
+            let pc = c(&p);
+            let ic = c(&info);
+            assert_eq!(
+                ffi::verify_chunk_proof(pc.as_ptr(), ic.as_ptr(), fork.as_ptr()),
+                1,
+                "{}",
+                last_error()
+            );
+            proofs.push((p, vk, info));
+        }
+        let [(ph, vkh, ih), (pd, vkd, id)] = &proofs[..] else {
+            panic!("two proofs")
+        };
+        assert_ne!(vkh, vkd, "each fork's chunk circuits have their own key");
+        // The same block under codec v0 and v4: another data hash (v4 hashes no L2 transaction).
+        let dh = |i: &str| serde_json::from_str::<Value>(i).expect("json")["data_hash"].clone();
+        assert_ne!(dh(ih), dh(id));
+
+        // Each fork's verifier refuses the other fork's proof.
+        let (phc, pdc, ihc, idc) = (c(ph), c(pd), c(ih), c(id));
+        assert_eq!(
+            ffi::verify_chunk_proof(phc.as_ptr(), idc.as_ptr(), d.as_ptr()),
+            0
+        );
+        let e = last_error();
+        assert!(
+            e.starts_with("a chunk proof of fork homestead, not of fork darwinV2: its vk"),
+            "{e}"
+        );
+        assert_eq!(
+            ffi::verify_chunk_proof(pdc.as_ptr(), idc.as_ptr(), h.as_ptr()),
+            0
+        );
+        assert!(
+            last_error().starts_with("chunk_info.fork: a chunk of fork darwinV2, verified with"),
+            "{}",
+            last_error()
+        );
+        assert_eq!(
+            ffi::verify_chunk_proof(pdc.as_ptr(), ihc.as_ptr(), h.as_ptr()),
+            0
+        );
+        assert!(
+            last_error().starts_with("a chunk proof of fork darwinV2, not of fork homestead"),
+            "{}",
+            last_error()
+        );
+
+        // A darwinV2 batch refuses the homestead chunk proof, naming its fork...
+        let wrong = c(&format!("[{ph}]"));
+        let e = c_result(ffi::gen_batch_proof(wrong.as_ptr(), d.as_ptr())).expect_err("refused");
+        assert!(
+            e.starts_with(
+                "chunk proof 0 invalid: a chunk proof of fork homestead, not of fork darwinV2"
+            ),
+            "{e}"
+        );
+        // ... and proves over its own fork's chunk proof, with its own batch key.
+        let right = c(&format!("[{pd}]"));
+        let batch = c_result(ffi::gen_batch_proof(right.as_ptr(), d.as_ptr())).expect("batch");
+        let v: Value = serde_json::from_str(&batch).expect("json");
+        assert_eq!(
+            v["vk"],
+            c_result(ffi::get_vk(1, d.as_ptr())).expect("batch vk")
+        );
+        assert_eq!(v["block_count"], 1);
+        // Keys are only given for what is initialised.
+        let e = c_result(ffi::get_vk(1, h.as_ptr())).expect_err("no batch of homestead");
+        assert_eq!(
+            e,
+            "no batch key of fork homestead: neither its batch prover nor its batch verifier is \
+             initialised"
+        );
+        assert!(c_result(ffi::get_vk(2, d.as_ptr())).is_err());
+    }
+}
+
+/// Every fork's circuits differ from every other's: the chunk circuit of each fork over the same
+/// bucket has its own key (the fork tag in the commitment), so its wrap, batch and bundle keys
+/// differ too. Built in memory (bucket 0 only) for all five forks.
+#[test]
+fn every_fork_has_its_own_chunk_circuit() {
+    let digests: Vec<_> = Fork::ALL
+        .iter()
+        .map(|&f| {
+            roller_prover::circuits::build_chunk(0, f)
+                .0
+                .verifier_only
+                .circuit_digest
+        })
+        .collect();
+    for i in 0..digests.len() {
+        for j in i + 1..digests.len() {
+            assert_ne!(
+                digests[i],
+                digests[j],
+                "{} vs {}",
+                Fork::ALL[i],
+                Fork::ALL[j]
+            );
+        }
+    }
 }

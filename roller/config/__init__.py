@@ -21,6 +21,7 @@ from roller.config.model import (
     WS_PROTOCOLS,
     CoordinatorConfig,
     FlowerConfig,
+    ForkConfig,
     MetricsConfig,
     ProverConfig,
     RetryConfig,
@@ -33,6 +34,7 @@ __all__ = ["DEFAULT_BROKER_URL", "DEFAULT_HTTP_PROVER_VERSION", "ENV_BROKER_PASS
            "ENV_BROKER_URL", "ENV_CONFIG", "ENV_FLOWER_PASSWORD", "ENV_KEYSTORE_PASSWORD",
            "HTTP_PROTOCOLS", "PROOF_KINDS", "PROTOCOLS", "PROVE_TYPES",
            "RECONCILE_INTERVAL_SECONDS", "WS_PROTOCOLS",
-           "CoordinatorConfig", "FlowerConfig", "MetricsConfig", "ProverConfig", "RetryConfig",
+           "CoordinatorConfig", "FlowerConfig", "ForkConfig", "MetricsConfig", "ProverConfig",
+           "RetryConfig",
            "RollerConfig", "SlotConfig", "identity_suffix", "load_config", "parse_config",
            "process_config", "proof_kind"]

@@ -41,6 +41,7 @@ from roller.config.model import (
     WS_PROTOCOLS,
     CoordinatorConfig,
     FlowerConfig,
+    ForkConfig,
     MetricsConfig,
     ProverConfig,
     RetryConfig,
@@ -48,6 +49,7 @@ from roller.config.model import (
     SlotConfig,
 )
 from roller.errors import ConfigError
+from roller.forks import FORKS, PRE_FORK, config_fork
 from roller.logs import kv
 from roller.redact import register_secret, register_url
 
@@ -114,6 +116,26 @@ class _Reader:
         if not isinstance(value, list) or not value:
             raise ConfigError(f"{self._key(key)}: expected a non-empty list")
         return value
+
+
+def _forks(p: _Reader, base: Path, params: Path, abi: str) -> tuple[ForkConfig, ...]:
+    """`prover.forks`: the hard forks this host holds (roller.forks), each `{"name",
+    "params_path"?}` (default: `prover.params_path`, where the library keeps each fork's
+    circuits apart), oldest first. Absent: one fork, homestead, as every earlier release."""
+    if not p.has("forks"):
+        return (ForkConfig(PRE_FORK, params),)
+    held: list[ForkConfig] = []
+    for i, item in enumerate(p.items("forks")):
+        f = _Reader(item, f"{p._key('forks')}[{i}]").only(("name", "params_path"))
+        name = config_fork(f.text("name"), f._key("name"))
+        if any(h.name == name for h in held):
+            raise ConfigError(f"{f._key('name')}: fork {name} is held twice")
+        path = _resolve(base, f.text("params_path")) if f.has("params_path") else params
+        held.append(ForkConfig(name, path))
+    held.sort(key=lambda h: FORKS.index(h.name))
+    if abi == "seed" and [h.name for h in held] != [PRE_FORK]:
+        raise ConfigError(f"{p._key('forks')}: the seed ABI proves {PRE_FORK} only")
+    return tuple(held)
 
 
 def _prove_type(r: _Reader, key: str) -> int:
@@ -280,7 +302,7 @@ def parse_config(data: Any, base: Path, env: dict[str, str] | None = None) -> Ro
     env = dict(os.environ) if env is None else env
     r = _Reader(data, "").only(ROOT_KEYS)
     p = r.child("prover").only(("params_path", "seed_path", "prove_type", "dump_dir",
-                                "library_path", "abi", "chain_id"))
+                                "library_path", "abi", "chain_id", "forks"))
     name = r.text("roller_name")
     default_type = _prove_type(p, "prove_type")
     # Only the listener (and `config check`) decrypt keystores: a worker's or Flower's
@@ -305,6 +327,8 @@ def parse_config(data: Any, base: Path, env: dict[str, str] | None = None) -> Ro
         # what a re-assignment resubmits: it must outlive the window it answered in.
         raise ConfigError(f"retention_hours: {retention:g} h is shorter than "
                           f"session_window_minutes ({window:g} min)")
+    params = _resolve(base, p.text("params_path", "params"))
+    forks = _forks(p, base, params, abi)
     per_assignment = rt.integer("max_prove_attempts", 3, minimum=1)
     if rt.has("trace_retries"):
         # Checked as before (an old config that loaded still loads), then ignored: a count
@@ -321,7 +345,7 @@ def parse_config(data: Any, base: Path, env: dict[str, str] | None = None) -> Ro
         db_path=_resolve(base, r.text("db_path", "roller.db")),
         broker_url=_with_password(broker, env.get(ENV_BROKER_PASSWORD)),
         prover=ProverConfig(
-            params_path=_resolve(base, p.text("params_path", "params")),
+            params_path=params,
             seed_path=_resolve(base, p.text("seed_path")) if p.opt_str("seed_path") else None,
             dump_dir=_resolve(base, p.text("dump_dir")) if p.opt_str("dump_dir") else None,
             library_path=(
@@ -329,6 +353,7 @@ def parse_config(data: Any, base: Path, env: dict[str, str] | None = None) -> Ro
             ),
             abi=abi,
             chain_id=p.integer("chain_id", 0, minimum=1) if p.has("chain_id") else None,
+            forks=forks,
         ),
         slots=_slots(r, base, name, default_type),
         coordinator=coordinator,

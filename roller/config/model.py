@@ -79,6 +79,15 @@ class CoordinatorConfig:
 
 
 @dataclass(frozen=True)
+class ForkConfig:
+    """A hard fork this host holds (roller.forks): its name in Scroll's spelling and where its
+    circuit parameters live (each fork's circuits are built and kept apart there)."""
+
+    name: str
+    params_path: Path
+
+
+@dataclass(frozen=True)
 class ProverConfig:
     params_path: Path
     seed_path: Path | None
@@ -86,6 +95,17 @@ class ProverConfig:
     library_path: Path | None
     abi: str
     chain_id: int | None = None  # the chain proved for; None: the traces' chainID
+    # The forks held, oldest first; a config without `prover.forks` holds one: homestead (the
+    # pre-fork rules every earlier release proved), with `params_path`.
+    forks: tuple[ForkConfig, ...] = ()
+
+    def fork(self, name: str) -> ForkConfig | None:
+        """The held fork of that (canonical) name, or None."""
+        return next((f for f in self.forks if f.name == name), None)
+
+    @property
+    def fork_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.forks)
 
 
 # How often the listener sweeps a slot's in-flight records: one pipelined read each, so a

@@ -86,6 +86,13 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                        help="when every chunk task of a chain is verified, create one batch "
                             "task (type 1) whose sub_proofs are the chunk proofs in order")
 
+    tasks.add_argument("--chain-config", type=Path, default=None, metavar="FILE",
+                       help="the chain's hard forks, as l2geth's chain config names them "
+                            "(JSON: bernoulliBlock, curieBlock, darwinTime, darwinV2Time; or "
+                            "a genesis with them under 'config'): each task carries the fork "
+                            "of its first block, no chunk or batch spans a boundary "
+                            "(default: darwinV2 from block 0 for http-h3/h4, else homestead)")
+
     coord = p.add_argument_group("coordinator (spec section 5.1)")
     coord.add_argument("--token-ttl", type=float, default=60.0, metavar="SECONDS",
                        help="token_time_to_live: a token is valid this long from creation "
@@ -158,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Start the devnet and serve until SIGINT/SIGTERM."""
+    from roller.devnet.chainforks import ChainForks
     from roller.devnet.devnet import Devnet, DevnetConfig
     from roller.logs import setup_logging
 
@@ -165,6 +173,12 @@ def run(args: argparse.Namespace) -> int:
     if args.log_level != "DEBUG":
         # websockets logs every connection open/close at INFO.
         logging.getLogger("websockets").setLevel(logging.WARNING)
+    try:
+        chain_forks = (ChainForks.from_file(args.chain_config) if args.chain_config
+                       else None)
+    except RollerError as exc:
+        print(f"devnet error: {exc}", file=sys.stderr)
+        return 1
     config = DevnetConfig(
         host=args.host, ws_port=args.ws_port, l2_port=args.l2_port,
         control_port=args.control_port, trace_dir=args.trace_dir, chunk_size=args.chunk_size,
@@ -177,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
         max_verifier_workers=args.max_verifier_workers, seed=args.seed,
         protocol=args.protocol, http_port=args.http_port, challenge_ttl=args.challenge_ttl,
         login_ttl=args.login_ttl, min_prover_version=args.min_prover_version,
-        verify_delay=args.verify_delay,
+        verify_delay=args.verify_delay, chain_forks=chain_forks,
     )
     try:
         devnet = Devnet(config)
@@ -193,6 +207,8 @@ def run(args: argparse.Namespace) -> int:
         "l2_url": devnet.l2_url, "control_url": devnet.control_url,
         "ports": {"l2": ports.l2, "control": ports.control},
         "pid": os.getpid(), "verifier": devnet.verifier.name,
+        # The forks its tasks name, in chain order (what a roller must hold to prove them).
+        "forks": list(devnet.chain_fork_names()),
     }
     if devnet.http is None:
         info["ws_url"] = devnet.ws_url

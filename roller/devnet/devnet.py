@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from eth_utils import keccak
 
+from roller.devnet.chainforks import ChainForks, default_chain_forks
 from roller.devnet.control import ControlServer
 from roller.devnet.coordinator import CoordinatorService, WsServer
 from roller.devnet.http_coordinator import HttpCoordinator, HttpCoordinatorConfig
@@ -39,7 +40,8 @@ from roller.devnet.tasksource import (
 )
 from roller.devnet.traces import DEFAULT_TRACE_DIR, load_trace_dir
 from roller.devnet.verifier import make_verifier
-from roller.errors import ConfigError
+from roller.errors import ConfigError, RollerError
+from roller.forks import FORKS
 from roller.protocol.encoding import parse_hash
 from roller.protocol.http_enums import Generation
 from roller.protocol.messages import AggProof, WsVariant
@@ -83,6 +85,12 @@ class DevnetConfig:
     min_prover_version: str | None = None
     # Seconds each verification waits first (WS and HTTP; also /submit_delay at run time).
     verify_delay: float = 0.0
+    # The chain's hard forks (Scroll's chain config: `--chain-config`); None: the generation's
+    # own era from block 0 (darwinV2 for http-h3/h4, homestead before).
+    chain_forks: ChainForks | None = None
+    # Tests (HTTP H3+): serve Darwin/DarwinV2 batch tasks with this batch header field altered
+    # (roller.devnet.batch_data.CORRUPTIBLE); None: the true header.
+    corrupt_batch_header_field: str | None = None
 
 
 @dataclass
@@ -112,9 +120,10 @@ class Devnet:
         self.metrics = Metrics()
         self.tokens = TokenCache(cfg.token_ttl)
         self.pool = RollerPool()
+        self.forks = cfg.chain_forks or default_chain_forks(cfg.protocol)
         self.book = TaskBook(batch=cfg.batch)
         if cfg.chunk_tasks:
-            for task in chunk_tasks(self.index, cfg.chunk_size):
+            for task in chunk_tasks(self.index, cfg.chunk_size, self.forks):
                 self.book.add(task)
         self.l2 = L2Node(self.index, cfg.host, cfg.l2_port)
         self.control = ControlServer(self, cfg.host, cfg.control_port)
@@ -124,6 +133,17 @@ class Devnet:
         self.ports: DevnetPorts | None = None
         self.http: HttpCoordinator | None = None
         self._up = False
+
+    def _warm_vks(self) -> None:
+        try:
+            self.verifier.vks(self.chain_fork_names())
+        except RollerError as exc:  # the first login meets it again, and answers it
+            log.warning("verifier keys not built error=%s", exc)
+
+    def chain_fork_names(self) -> tuple[str, ...]:
+        """The forks of the chain's tasks (with its fork at genesis), in chain order."""
+        names = {t.fork for t in self.book.tasks.values()} | {self.forks.fork_at(0, 0)}
+        return tuple(sorted(names, key=FORKS.index))
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -158,9 +178,15 @@ class Devnet:
                     login_ttl=cfg.login_ttl, collection_time=cfg.collection_time,
                     session_attempts=cfg.session_attempts or 2,
                     min_prover_version=cfg.min_prover_version,
-                    verify_delay=cfg.verify_delay),
+                    verify_delay=cfg.verify_delay, traces=self.index,
+                    corrupt_batch_header_field=cfg.corrupt_batch_header_field,
+                    forks=self.chain_fork_names()),
                 run=self._call, rng=random.Random(cfg.seed))
             http_port = self.http.start(cfg.host, cfg.http_port)
+            if Generation(cfg.protocol).rank >= 3:
+                # The verifier keys its logins accept: built now, not inside the first login.
+                threading.Thread(target=self._warm_vks, name="devnet-vks",
+                                 daemon=True).start()
         ws_port = self._run(self._astart(cfg.ws_port))
         self.ports = DevnetPorts(ws=ws_port, l2=self.l2.start(), control=self.control.start(),
                                  http=http_port)
@@ -309,12 +335,15 @@ class Devnet:
             raise ValueError("task type must be 0 (basic) or 1 (aggregator)")
 
         def add() -> str:
+            served = [self.index.by_hash[h] for h in hashes if h in self.index.by_hash]
+            # The fork of its first block; a pushed batch names no block: the chain's fork
+            # at genesis.
+            fork = (self.forks.fork_at(served[0].number, served[0].timestamp) if served
+                    else self.forks.fork_at(0, 0))
             record = TaskRecord(
                 id=task_id or _pushed_id(hashes, proofs, len(self.book.tasks)),
                 type=task_type, block_hashes=hashes, sub_proofs=proofs, source="pushed",
-                block_numbers=tuple(
-                    self.index.by_hash[h].number for h in hashes if h in self.index.by_hash
-                ),
+                block_numbers=tuple(e.number for e in served), fork=fork,
             )
             self.book.add(record)
             log.info("task pushed task_id=%s type=%s", record.id, task_type)

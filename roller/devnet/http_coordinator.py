@@ -49,7 +49,7 @@ from typing import Any, TypeVar
 
 from eth_utils import keccak
 
-from roller.devnet import proof_structs
+from roller.devnet import batch_data, proof_structs
 from roller.devnet.gin_server import GinServer, Handler, Refusal, json_body
 from roller.devnet.http_tables import CoordinatorTables, HttpCoordinatorConfig, ProverTask
 from roller.devnet.tasksource import (
@@ -76,7 +76,6 @@ from roller.protocol.messages import AggProof
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-MOCK_VK = "mock_vk"
 _TO_HTTP = {BASIC: TaskType.CHUNK, AGGREGATOR: TaskType.BATCH, BUNDLE: TaskType.BUNDLE}
 _FROM_HTTP = {v: k for k, v in _TO_HTTP.items()}
 
@@ -183,7 +182,10 @@ class HttpCoordinator(GinServer):
         if not ok:
             raise Refusal(ErrCode.JWT_COMMON, prefix + "auth message verify failure")
         msg = login.message
-        if msg.prover_types and any(vk != MOCK_VK for vk in msg.vks):
+        # The keys of the verifier's circuits of the chain's forks (a mock verifier's:
+        # `mock_vk`), as a coordinator's verifier assets give them.
+        accepted = self.verifier.vks(self.config.forks)
+        if msg.prover_types and any(vk not in accepted for vk in msg.vks):
             raise Refusal(ErrCode.JWT_COMMON, prefix + "incompatible vk. please check your "
                            "params files or config files")
         wanted = self.config.min_prover_version
@@ -275,15 +277,14 @@ class HttpCoordinator(GinServer):
         if self.gen == Generation.H2:
             out["hard_fork_name"] = ""  # the single-circuit path (spec 4)
         elif self.gen.rank >= 3:
-            out["hard_fork_name"] = self.config.hard_fork_name.split(",")[0]
+            out["hard_fork_name"] = task.fork  # the fork of its first block (spec 5.2)
         return out
 
     def _task_data(self, task: TaskRecord) -> str:
         # H4 adds the prover's fork spelling (spec 5.2-5.4). Its universal task data is
         # opaque to the client and handed to the prover library as it is: the devnet's is
         # the shape this prover library reads, the H3 one plus fork_name.
-        fork = {"fork_name": self.config.hard_fork_name.split(",")[0].lower()} \
-            if self.gen == Generation.H4 else {}
+        fork = {"fork_name": task.fork.lower()} if self.gen == Generation.H4 else {}
         if task.type == BASIC:
             return go_dumps({**fork, "block_hashes": list(task.block_hashes)})
         sub_type = TaskType.BATCH if task.type == BUNDLE else TaskType.CHUNK
@@ -291,13 +292,20 @@ class HttpCoordinator(GinServer):
         if task.type == BUNDLE:
             return go_dumps({**fork, "batch_proofs": proofs})
         zero = "0x" + "00" * 32
+        # The chunk's data hash (Scroll's chunk hash): the one its proof attests.
         infos = [{"chain_id": self.config.chain_id, "prev_state_root": zero,
                   "post_state_root": zero, "withdraw_root": zero,
-                  "data_hash": "0x" + keccak(p.proof).hex(), "is_padding": False}
+                  "data_hash": "0x" + batch_data.served_data_hash(p).hex(),
+                  "is_padding": False}
                  for p in task.sub_proofs]
         data: dict[str, Any] = {**fork, "chunk_infos": infos, "chunk_proofs": proofs}
         if self.gen.rank >= 3:
-            data.update(batch_header=None, blob_bytes=None)  # codec v0 (spec 5.3)
+            # Codec v3/v4 (Darwin, DarwinV2): the batch's da-codec header and blob payload;
+            # null for the other codecs (spec 5.3).
+            header, blob = batch_data.served(task, self.book, self.config.traces,
+                                             self.config.corrupt_batch_header_field,
+                                             self.state.batches)
+            data.update(batch_header=header, blob_bytes=blob)
         return go_dumps(data)
 
     def _served(self, proof: AggProof, task_type: int) -> Any:
@@ -466,7 +474,7 @@ class HttpCoordinator(GinServer):
             bundle_id = keccak(bytes.fromhex(task.id[2:]) * 2).hex()  # no 0x (spec 4)
             self.book.add(TaskRecord(id=bundle_id, type=BUNDLE, sub_proofs=(task.proof,),
                                      source="bundle", chain=task.chain,
-                                     block_numbers=task.block_numbers))
+                                     block_numbers=task.block_numbers, fork=task.fork))
 
     def info(self) -> dict[str, Any]:
         return {"generation": self.gen.value,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from roller.devnet.traces import TraceIndex
 from roller.protocol.http_enums import Generation
 from roller.protocol.messages import AggProof
 
@@ -20,6 +21,8 @@ class HttpCoordinatorConfig:
     collection_time: float = 180.0
     session_attempts: int = 2
     hard_fork_name: str = "darwinV2"  # H3 dispatch answers and the claim
+    # The forks of the chain's tasks: the verifier keys an H3+ login may present are theirs.
+    forks: tuple[str, ...] = ("darwinV2",)
     # H3: when set, the version prefix (before the first '-') must equal it (v4.4.47+ rule).
     min_prover_version: str | None = None
     bundles: bool = True  # H3: a bundle task per verified batch
@@ -27,6 +30,12 @@ class HttpCoordinatorConfig:
     # Seconds a submission waits before its verification (the real verifier takes seconds
     # to minutes per proof); the submit call answers after it, as the coordinator's does.
     verify_delay: float = 0.0
+    # The served traces: H3+ Darwin/DarwinV2 batch blobs carry their chunks' L2 transactions
+    # (roller.devnet.batch_data); None: blobs of empty chunks.
+    traces: TraceIndex | None = None
+    # Tests: serve H3+ codec v3/v4 batch tasks with this batch header field altered (one of
+    # roller.devnet.batch_data.CORRUPTIBLE); None: the true header.
+    corrupt_batch_header_field: str | None = None
 
 
 @dataclass
@@ -57,3 +66,6 @@ class CoordinatorTables:
     bundled: set[str] = field(default_factory=set)
     # Verified proofs as stored (the Go struct re-encoded), by the AggProof the book keeps.
     stored: dict[AggProof, Any] = field(default_factory=dict)
+    # The batch table's codec v3/v4 columns by batch task id: (header, blob payload), or None
+    # for a batch of another codec (roller.devnet.batch_data).
+    batches: dict[str, Any] = field(default_factory=dict)

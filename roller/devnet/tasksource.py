@@ -12,7 +12,9 @@ from typing import Any
 
 from eth_utils import keccak
 
+from roller.devnet.chainforks import ChainForks
 from roller.devnet.traces import TraceIndex
+from roller.forks import PRE_FORK
 from roller.protocol.messages import AggProof, ProveType, TaskMsg, WsVariant
 
 BASIC = 0
@@ -42,6 +44,7 @@ class TaskRecord:
     block_numbers: tuple[int, ...] = ()
     state: str = UNASSIGNED
     pinned_pk: str | None = None  # a re-queue aimed at one roller (Devnet.requeue)
+    fork: str = PRE_FORK  # the hard fork of its first block (roller.devnet.chainforks)
     proof: AggProof | None = None
     dispatches: list[dict[str, Any]] = field(default_factory=list)
     submissions: list[dict[str, Any]] = field(default_factory=list)
@@ -65,6 +68,7 @@ class TaskRecord:
             "chain": self.chain,
             "block_hashes": list(self.block_hashes),
             "block_numbers": list(self.block_numbers),
+            "fork": self.fork,
             "sub_proof_count": len(self.sub_proofs),
             "state": self.state,
             "dispatch_count": len(self.dispatches),
@@ -74,13 +78,16 @@ class TaskRecord:
         }
 
 
-def chunk_tasks(index: TraceIndex, chunk_size: int) -> list[TaskRecord]:
+def chunk_tasks(index: TraceIndex, chunk_size: int,
+                forks: ChainForks | None = None) -> list[TaskRecord]:
     """Cut every contiguous chain of served traces into chunks of `chunk_size` blocks.
 
-    Chains break where a block's parentHash is not the previous block's hash. The task id
-    is keccak256 of the chunk's block hashes concatenated (a 66-char 0x id, like the
-    block-batch hashes real basic tasks carry).
+    Chains break where a block's parentHash is not the previous block's hash, and at every
+    hard fork boundary of `forks` (Scroll's chunk proposer never spans one; a chunk's fork
+    is its blocks'). The task id is keccak256 of the chunk's block hashes concatenated (a
+    66-char 0x id, like the block-batch hashes real basic tasks carry).
     """
+    forks = forks or ChainForks()
     if chunk_size < 1:
         raise ValueError("chunk size must be at least 1")
     chains: list[list[Any]] = []
@@ -91,19 +98,29 @@ def chunk_tasks(index: TraceIndex, chunk_size: int) -> list[TaskRecord]:
             chains.append([entry])
     tasks: list[TaskRecord] = []
     for chain_no, chain in enumerate(chains):
-        for start in range(0, len(chain), chunk_size):
-            blocks = chain[start : start + chunk_size]
-            hashes = [b.hash for b in blocks]
-            tasks.append(
-                TaskRecord(
-                    id=_hash_of_ids(hashes),
-                    type=BASIC,
-                    block_hashes=tuple(hashes),
-                    source="chunk",
-                    chain=chain_no,
-                    block_numbers=tuple(b.number for b in blocks),
+        runs: list[list[Any]] = []  # the chain cut at fork boundaries
+        for entry in chain:
+            fork = forks.fork_at(entry.number, entry.timestamp)
+            if runs and forks.fork_at(runs[-1][-1].number, runs[-1][-1].timestamp) == fork:
+                runs[-1].append(entry)
+            else:
+                runs.append([entry])
+        for run in runs:
+            fork = forks.fork_at(run[0].number, run[0].timestamp)
+            for start in range(0, len(run), chunk_size):
+                blocks = run[start : start + chunk_size]
+                hashes = [b.hash for b in blocks]
+                tasks.append(
+                    TaskRecord(
+                        id=_hash_of_ids(hashes),
+                        type=BASIC,
+                        block_hashes=tuple(hashes),
+                        source="chunk",
+                        chain=chain_no,
+                        block_numbers=tuple(b.number for b in blocks),
+                        fork=fork,
+                    )
                 )
-            )
     return tasks
 
 
@@ -113,7 +130,9 @@ class TaskBook:
     def __init__(self, batch: bool = False) -> None:
         self.batch = batch
         self.tasks: dict[str, TaskRecord] = {}
-        self._batched_chains: set[int] = set()
+        # (chain, fork): a chain that crosses a fork gets one batch per fork, as Scroll's
+        # batch proposer cuts at the boundary.
+        self._batched: set[tuple[int, str]] = set()
 
     def add(self, task: TaskRecord) -> TaskRecord:
         if task.id in self.tasks:
@@ -131,10 +150,12 @@ class TaskBook:
         """The batch task for `task`'s chain when all its chunks are verified (once)."""
         if not self.batch or task.source != "chunk" or task.chain is None:
             return None
-        chunks = [t for t in self.tasks.values() if t.source == "chunk" and t.chain == task.chain]
-        if task.chain in self._batched_chains or any(t.state != VERIFIED for t in chunks):
+        group = (task.chain, task.fork)
+        chunks = [t for t in self.tasks.values() if t.source == "chunk"
+                  and (t.chain, t.fork) == group]
+        if group in self._batched or any(t.state != VERIFIED for t in chunks):
             return None
-        self._batched_chains.add(task.chain)
+        self._batched.add(group)
         proofs = tuple(t.proof for t in chunks if t.proof is not None)
         return self.add(
             TaskRecord(
@@ -144,6 +165,7 @@ class TaskBook:
                 source="batch",
                 chain=task.chain,
                 block_numbers=tuple(n for t in chunks for n in t.block_numbers),
+                fork=task.fork,
             )
         )
 

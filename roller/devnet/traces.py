@@ -30,6 +30,7 @@ class TraceEntry:
     hash: str
     parent_hash: str
     raw: bytes
+    timestamp: int = 0  # the header's: what Darwin and DarwinV2 switch on at
 
 
 @dataclass
@@ -43,6 +44,13 @@ class TraceIndex:
 
     def ordered(self) -> list[TraceEntry]:
         return sorted(self.by_hash.values(), key=lambda e: e.number)
+
+
+def _quantity(value: object) -> int:
+    """A header quantity: a 0x hex string (l2geth) or a JSON number (older traces)."""
+    if isinstance(value, str):
+        return int(value, 16) if value.startswith("0x") else int(value)
+    return int(value) if isinstance(value, int) else 0
 
 
 def read_trace_file(path: Path) -> bytes:
@@ -82,6 +90,7 @@ def load_trace_dir(root: Path | str) -> TraceIndex:
             hash=header["hash"].lower(),
             parent_hash=header["parentHash"].lower(),
             raw=raw,
+            timestamp=_quantity(header.get("timestamp", 0)),
         )
         kept = index.by_hash.get(entry.hash)
         if kept is not None:

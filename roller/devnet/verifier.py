@@ -22,6 +22,8 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,6 +36,8 @@ from roller.protocol.messages import AggProof
 log = logging.getLogger(__name__)
 
 MOCK_INVALID_PROOF = b"this is a invalid proof"
+# The one key Scroll's `mock_verifier` coordinator build accepts at an H3+ login.
+MOCK_VK = "mock_vk"
 VERIFIER_CHOICES = ("auto", "native", "stand-in")
 
 
@@ -57,6 +61,11 @@ class Verifier(Protocol):
 
     def verify(self, task: TaskRecord, proof: AggProof) -> Verdict: ...
 
+    def vks(self, forks: Sequence[str]) -> frozenset[str]:
+        """The verifying keys an H3+ login may present: those of this verifier's circuits
+        of `forks` (a coordinator refuses any other as `incompatible vk`)."""
+        ...
+
 
 def _task_block_count(task: TaskRecord) -> int:
     if task.type in (AGGREGATOR, BUNDLE):
@@ -68,6 +77,10 @@ class StandInVerifier:
     """Shape rules and the block count; NOT a cryptographic check, no other instance field."""
 
     name = "stand-in"
+
+    def vks(self, forks: Sequence[str]) -> frozenset[str]:
+        """A mock verifier's one key (Scroll's `mock_verifier` build)."""
+        return frozenset({MOCK_VK})
 
     def verify(self, task: TaskRecord, proof: AggProof) -> Verdict:
         if proof.proof == MOCK_INVALID_PROOF:
@@ -103,6 +116,18 @@ class NativeVerifier:
         except (RollerError, OSError) as exc:
             raise ConfigError(f"native verifier unavailable: {exc}") from exc
         self._traces = traces
+        self._vks: dict[tuple[str, ...], frozenset[str]] = {}
+        self._vks_lock = threading.Lock()
+
+    def vks(self, forks: Sequence[str]) -> frozenset[str]:
+        """Every proof type's key of each fork's circuits (roller.ffi: the key proofs carry),
+        computed once per set of forks."""
+        key = tuple(forks)
+        with self._vks_lock:  # the devnet warms them at start; a login may ask meanwhile
+            if key not in self._vks:
+                self._vks[key] = frozenset(self._prover.vk(t, fork, role="verifier")
+                                           for fork in forks for t in (0, 1, 2))
+            return self._vks[key]
 
     def _chunk_info(self, task: TaskRecord) -> str:
         """Chunk info of the traces this devnet serves for the task's blocks."""
@@ -114,7 +139,8 @@ class NativeVerifier:
             if entry is None:
                 raise RollerError(f"task block {h} is not among the served traces")
             raws.append(entry.raw.decode())
-        return json.dumps(self._prover.chunk_info("[" + ",".join(raws) + "]"))
+        return json.dumps(self._prover.chunk_info("[" + ",".join(raws) + "]",
+                                                  fork=task.fork))
 
     def _chunk_infos(self, task: TaskRecord) -> str:
         """Ordered chunk infos of the batch task's sub-proofs (verified before they were served)."""
@@ -134,12 +160,16 @@ class NativeVerifier:
     def verify(self, task: TaskRecord, proof: AggProof) -> Verdict:
         text = proof.dumps()
         try:
+            # Under the task's fork: each fork's circuits have their own verifying key.
             if task.type == BUNDLE:
-                reason = self._prover.bundle_proof_rejection(text, self._batch_infos(task))
+                reason = self._prover.bundle_proof_rejection(text, self._batch_infos(task),
+                                                             task.fork)
             elif task.type == AGGREGATOR:
-                reason = self._prover.batch_proof_rejection(text, self._chunk_infos(task))
+                reason = self._prover.batch_proof_rejection(text, self._chunk_infos(task),
+                                                            task.fork)
             else:
-                reason = self._prover.chunk_proof_rejection(text, self._chunk_info(task))
+                reason = self._prover.chunk_proof_rejection(text, self._chunk_info(task),
+                                                            task.fork)
         except RollerError as exc:
             # The Go coordinator treats a verifier error as an invalid proof.
             log.warning("verifier error task_id=%s task_type=%s error=%s", task.id, task.type,

@@ -13,6 +13,7 @@ def load_configured_prover(cfg: ProverConfig) -> Prover:
         abi=cfg.abi,
         seed_path=str(cfg.seed_path) if cfg.seed_path else None,
         chain_id=cfg.chain_id,
+        fork_params={f.name: str(f.params_path) for f in cfg.forks},
     )
 
 

@@ -33,6 +33,7 @@ from roller.ffi.abi import (
     HeaderDeclarations,
     roller_declarations,
 )
+from roller.forks import PRE_FORK
 
 log = logging.getLogger(__name__)
 
@@ -46,30 +47,35 @@ _seed_ffi.cdef(SEED_CDEF)
 _lock = threading.Lock()
 # (pid, abi, library path, params dir, seed path, chain id) -> prover; pid-keyed so a forked child
 # re-inits.
-_provers: dict[tuple[int, str, str, str, str | None, int | None], Prover] = {}
-# (pid, library path, kind) -> params dir the library's global slot is initialised with.
-_initialised: dict[tuple[int, str, str], str] = {}
+_provers: dict[tuple[int, str, str, str, str | None, int | None, str], Prover] = {}
+# (pid, library path, kind, fork) -> params dir that fork's slot in the library is
+# initialised with.
+_initialised: dict[tuple[int, str, str, str], str] = {}
 _seed_inits: dict[tuple[int, str, str], bool] = {}
 
 
 class Prover(Protocol):
-    """What the worker needs from a prover; every method may raise ProverError."""
+    """What the worker needs from a prover; every method may raise ProverError. Every prove
+    and verify names its hard fork (roller.forks): each fork's circuits are its own."""
 
-    def warm_up(self, prove_type: int) -> None:
-        """Initialise what proving `prove_type` needs, before a job: 0 chunk; 1 batch and bundle
-        (a batch prover slot proves both, spec 5.1); 2 bundle."""
+    def warm_up(self, prove_type: int, fork: str = PRE_FORK) -> None:
+        """Initialise what proving `prove_type` under `fork` needs, before a job: 0 chunk; 1
+        batch and bundle (a batch prover slot proves both, spec 5.1); 2 bundle."""
 
-    def gen_chunk_proof(self, traces_json: str) -> str: ...
+    def gen_chunk_proof(self, traces_json: str, fork: str = PRE_FORK) -> str: ...
 
-    def gen_batch_proof(self, chunk_proofs_json: str) -> str: ...
+    def gen_batch_proof(self, chunk_proofs_json: str, fork: str = PRE_FORK) -> str: ...
 
-    def gen_bundle_proof(self, batch_proofs_json: str) -> str: ...
+    def gen_bundle_proof(self, batch_proofs_json: str, fork: str = PRE_FORK) -> str: ...
 
-    def verify_chunk_proof(self, proof_json: str, chunk_info_json: str) -> bool: ...
+    def verify_chunk_proof(self, proof_json: str, chunk_info_json: str,
+                           fork: str = PRE_FORK) -> bool: ...
 
-    def verify_batch_proof(self, proof_json: str, chunk_infos_json: str) -> bool: ...
+    def verify_batch_proof(self, proof_json: str, chunk_infos_json: str,
+                           fork: str = PRE_FORK) -> bool: ...
 
-    def verify_bundle_proof(self, proof_json: str, batch_infos_json: str) -> bool: ...
+    def verify_bundle_proof(self, proof_json: str, batch_infos_json: str,
+                            fork: str = PRE_FORK) -> bool: ...
 
 
 def default_library_path() -> str:
@@ -136,6 +142,9 @@ def chunk_info_of_instance(instance: bytes, block_count: int) -> dict[str, Any]:
         "post_state_root": hex_at(40),
         "withdraw_root": hex_at(72),
         "data_hash": hex_at(104),
+        # Under codec v1+ it also commits to the chunk's L2 tx bytes, which the other fields
+        # do not carry: a batch verifier needs it to check the commitment over its chunks.
+        "public_input_hash": hex_at(136),
         "commitment": hex_at(168),
         "len": int.from_bytes(instance[200:208], "big"),
         "block_count": block_count,
@@ -166,7 +175,9 @@ def batch_info_of_instance(instance: bytes, block_count: int) -> dict[str, Any]:
 
 
 class RollerProver:
-    """The roller's native prover (ABI version 3).
+    """The roller's native prover (ABI version 4): one library that knows every hard fork;
+    each call names its fork, and each fork's circuits are initialised apart (its params in
+    `fork_params[fork]`, else `params_dir`).
 
     The ABI's one error convention: a call returns its failure value (init non-zero, a NULL
     result, verify 0) and prover_last_error, read on the same thread right after, says why;
@@ -176,9 +187,11 @@ class RollerProver:
     it (`chainID`). Either way the native side refuses traces naming another chain.
     """
 
-    def __init__(self, library_path: str, params_dir: str, chain_id: int | None = None) -> None:
+    def __init__(self, library_path: str, params_dir: str, chain_id: int | None = None,
+                 fork_params: dict[str, str] | None = None) -> None:
         self._path = library_path
         self._params = params_dir
+        self._fork_params = dict(fork_params or {})
         self._chain_id = chain_id
         self._ffi = roller_ffi()
         self._lib = _dlopen(self._ffi, library_path)
@@ -192,20 +205,21 @@ class RollerProver:
     def _last_error(self) -> str:
         return _take_string(self._ffi, self._lib, self._lib.prover_last_error())
 
-    def _ensure(self, kind: str) -> None:
-        key = (os.getpid(), self._path, kind)
+    def _ensure(self, kind: str, fork: str) -> None:
+        key = (os.getpid(), self._path, kind, fork)
+        params = self._fork_params.get(fork, self._params)
         with _lock:
-            if _initialised.get(key) == self._params:
+            if _initialised.get(key) == params:
                 return
-            log.info("prover init kind=%s params_dir=%s", kind, self._params)
-            status = getattr(self._lib, f"init_{kind}")(self._params.encode())
+            log.info("prover init kind=%s fork=%s params_dir=%s", kind, fork, params)
+            status = getattr(self._lib, f"init_{kind}")(params.encode(), fork.encode())
             if status != 0:
-                raise ProverError(f"init_{kind} failed: {self._last_error()}")
-            _initialised[key] = self._params
+                raise ProverError(f"init_{kind} failed for fork {fork}: {self._last_error()}")
+            _initialised[key] = params
 
-    def _call_json(self, kind: str, func: str, arg: str) -> str:
-        self._ensure(kind)
-        return self._checked_json(func, getattr(self._lib, func)(arg.encode()))
+    def _call_json(self, kind: str, func: str, arg: str, fork: str) -> str:
+        self._ensure(kind, fork)
+        return self._checked_json(func, getattr(self._lib, func)(arg.encode(), fork.encode()))
 
     def _checked_json(self, func: str, ptr: Any) -> str:
         """The library's JSON result; NULL (the ABI's failure value, the message in
@@ -219,66 +233,93 @@ class RollerProver:
             raise ProverError(f"{func} returned invalid JSON: {e}") from e
         return text
 
-    def _rejection(self, kind: str, func: str, proof_json: str, task_json: str) -> str | None:
-        self._ensure(kind)
+    def _rejection(self, kind: str, func: str, proof_json: str, task_json: str,
+                   fork: str) -> str | None:
+        self._ensure(kind, fork)
         # prover_last_error is per thread on the native side: read on the calling thread.
-        if ord(getattr(self._lib, func)(proof_json.encode(), task_json.encode())) == 1:
+        if ord(getattr(self._lib, func)(proof_json.encode(), task_json.encode(),
+                                        fork.encode())) == 1:
             return None
         reason = self._last_error()
         log.info("proof rejected func=%s reason=%r", func, reason)
         return reason or "rejected"
 
-    def warm_up(self, prove_type: int) -> None:
+    def warm_up(self, prove_type: int, fork: str = PRE_FORK) -> None:
         if prove_type == 0:
-            self._ensure("chunk_prover")
+            self._ensure("chunk_prover", fork)
             return
         if prove_type == 1:
-            self._ensure("batch_prover")
-        self._ensure("bundle_prover")
+            self._ensure("batch_prover", fork)
+        self._ensure("bundle_prover", fork)
 
-    def gen_chunk_proof(self, traces_json: str) -> str:
-        self._ensure("chunk_prover")
-        ptr = self._lib.gen_chunk_proof(traces_json.encode(), self._chain_id or 0)
+    def gen_chunk_proof(self, traces_json: str, fork: str = PRE_FORK) -> str:
+        self._ensure("chunk_prover", fork)
+        ptr = self._lib.gen_chunk_proof(traces_json.encode(), self._chain_id or 0,
+                                        fork.encode())
         return self._checked_json("gen_chunk_proof", ptr)
 
-    def gen_batch_proof(self, chunk_proofs_json: str) -> str:
-        return self._call_json("batch_prover", "gen_batch_proof", chunk_proofs_json)
+    def gen_batch_proof(self, chunk_proofs_json: str, fork: str = PRE_FORK) -> str:
+        return self._call_json("batch_prover", "gen_batch_proof", chunk_proofs_json, fork)
 
-    def gen_bundle_proof(self, batch_proofs_json: str) -> str:
-        return self._call_json("bundle_prover", "gen_bundle_proof", batch_proofs_json)
+    def gen_bundle_proof(self, batch_proofs_json: str, fork: str = PRE_FORK) -> str:
+        return self._call_json("bundle_prover", "gen_bundle_proof", batch_proofs_json, fork)
 
-    def chunk_proof_rejection(self, proof_json: str, chunk_info_json: str) -> str | None:
+    def chunk_proof_rejection(self, proof_json: str, chunk_info_json: str,
+                              fork: str = PRE_FORK) -> str | None:
         """None if the proof is a valid proof of the task with this chunk info, else why not."""
         return self._rejection("chunk_verifier", "verify_chunk_proof", proof_json,
-                               chunk_info_json)
+                               chunk_info_json, fork)
 
-    def batch_proof_rejection(self, proof_json: str, chunk_infos_json: str) -> str | None:
+    def batch_proof_rejection(self, proof_json: str, chunk_infos_json: str,
+                              fork: str = PRE_FORK) -> str | None:
         """None if the proof is a valid proof of the batch of these ordered chunk infos."""
         return self._rejection("batch_verifier", "verify_batch_proof", proof_json,
-                               chunk_infos_json)
+                               chunk_infos_json, fork)
 
-    def bundle_proof_rejection(self, proof_json: str, batch_infos_json: str) -> str | None:
+    def bundle_proof_rejection(self, proof_json: str, batch_infos_json: str,
+                               fork: str = PRE_FORK) -> str | None:
         """None if the proof is a valid proof of the bundle of these ordered batch infos."""
         return self._rejection("bundle_verifier", "verify_bundle_proof", proof_json,
-                               batch_infos_json)
+                               batch_infos_json, fork)
 
-    def verify_chunk_proof(self, proof_json: str, chunk_info_json: str) -> bool:
-        return self.chunk_proof_rejection(proof_json, chunk_info_json) is None
+    def verify_chunk_proof(self, proof_json: str, chunk_info_json: str,
+                           fork: str = PRE_FORK) -> bool:
+        return self.chunk_proof_rejection(proof_json, chunk_info_json, fork) is None
 
-    def verify_batch_proof(self, proof_json: str, chunk_infos_json: str) -> bool:
-        return self.batch_proof_rejection(proof_json, chunk_infos_json) is None
+    def verify_batch_proof(self, proof_json: str, chunk_infos_json: str,
+                           fork: str = PRE_FORK) -> bool:
+        return self.batch_proof_rejection(proof_json, chunk_infos_json, fork) is None
 
-    def verify_bundle_proof(self, proof_json: str, batch_infos_json: str) -> bool:
-        return self.bundle_proof_rejection(proof_json, batch_infos_json) is None
+    def verify_bundle_proof(self, proof_json: str, batch_infos_json: str,
+                            fork: str = PRE_FORK) -> bool:
+        return self.bundle_proof_rejection(proof_json, batch_infos_json, fork) is None
 
-    def batch_chunk_infos(self, chunk_traces: list[str]) -> list[dict[str, Any]]:
+    def vk(self, prove_type: int, fork: str, role: str = "prover") -> str:
+        """The verifying key (base64, as proofs carry it in `vk`) of `fork`'s circuit for
+        `prove_type` (0 chunk, 1 batch, 2 bundle): what a login presents (H3+). `role`:
+        which of the fork's circuits to initialise for it, "prover" or "verifier"."""
+        self._ensure(f"{('chunk', 'batch', 'bundle')[prove_type]}_{role}", fork)
+        ptr = self._lib.get_vk(prove_type, fork.encode())
+        if ptr == self._ffi.NULL:
+            raise ProverError(self._last_error() or "get_vk failed without a message")
+        return _take_string(self._ffi, self._lib, ptr)
+
+    def forks(self) -> list[str]:
+        """The hard forks this library knows (Scroll's spelling, chain order)."""
+        return [str(f) for f in json.loads(self._checked_json("prover_forks",
+                                                              self._lib.prover_forks()))]
+
+    def batch_chunk_infos(self, chunk_traces: list[str],
+                          fork: str = PRE_FORK) -> list[dict[str, Any]]:
         """Chunk infos of a batch's chunks (traces JSON each, in chain order), with the L1
-        messages popped carried from each chunk to the next, as Scroll's codec does."""
+        messages popped carried from each chunk to the next, as Scroll's codec does (a
+        count the traces leave unknown, null, is not carried)."""
         infos: list[dict[str, Any]] = []
         popped: int | None = None
         for traces in chunk_traces:
-            info = self.chunk_info(traces, l1_messages_popped_before=popped)
-            popped = int(info["l1_messages_popped_after"])
+            info = self.chunk_info(traces, l1_messages_popped_before=popped, fork=fork)
+            after = info.get("l1_messages_popped_after")
+            popped = None if after is None else int(after)
             infos.append(info)
         return infos
 
@@ -287,6 +328,7 @@ class RollerProver:
         traces_json: str,
         chain_id: int | None = None,
         l1_messages_popped_before: int | None = None,
+        fork: str = PRE_FORK,
     ) -> dict[str, Any]:
         """Scroll chunk info of the traces, without proving (no ordering checks).
 
@@ -295,7 +337,8 @@ class RollerProver:
         """
         chain = chain_id if chain_id is not None else self._chain_id
         popped = -1 if l1_messages_popped_before is None else l1_messages_popped_before
-        ptr = self._lib.block_traces_to_chunk_info(traces_json.encode(), chain or 0, popped)
+        ptr = self._lib.block_traces_to_chunk_info(traces_json.encode(), chain or 0, popped,
+                                                   fork.encode())
         return dict(json.loads(self._checked_json("block_traces_to_chunk_info", ptr)))
 
 
@@ -336,10 +379,18 @@ class SeedProver:
             pass
         return text
 
-    def warm_up(self, prove_type: int) -> None:
+    @staticmethod
+    def _pre_fork(fork: str) -> None:
+        """The seed library predates forks: it proves homestead's rules only."""
+        if fork != PRE_FORK:
+            raise ProverError(f"hard fork {fork} not supported by the seed-era prover ABI")
+
+    def warm_up(self, prove_type: int, fork: str = PRE_FORK) -> None:
+        self._pre_fork(fork)
         self._init_once("prover", "init_prover", self._seed)
 
-    def gen_chunk_proof(self, traces_json: str) -> str:
+    def gen_chunk_proof(self, traces_json: str, fork: str = PRE_FORK) -> str:
+        self._pre_fork(fork)
         self._init_once("prover", "init_prover", self._seed)
         ptr = self._lib.create_agg_proof_multi(traces_json.encode())
         if ptr == _seed_ffi.NULL:
@@ -352,10 +403,10 @@ class SeedProver:
             raise ProverError(f"create_agg_proof_multi returned invalid JSON: {e}") from e
         return text
 
-    def gen_batch_proof(self, chunk_proofs_json: str) -> str:
+    def gen_batch_proof(self, chunk_proofs_json: str, fork: str = PRE_FORK) -> str:
         raise ProverError("batch proofs are not supported by the seed-era prover ABI")
 
-    def gen_bundle_proof(self, batch_proofs_json: str) -> str:
+    def gen_bundle_proof(self, batch_proofs_json: str, fork: str = PRE_FORK) -> str:
         raise ProverError("bundle proofs are not supported by the seed-era prover ABI")
 
     def _verify(self, proof_json: str) -> bool:
@@ -369,13 +420,17 @@ class SeedProver:
             raise ProverError(f"{self._path} does not export verify_agg_proof") from e
         return ord(verify(proof_json.encode())) == 1
 
-    def verify_chunk_proof(self, proof_json: str, chunk_info_json: str = "") -> bool:
+    def verify_chunk_proof(self, proof_json: str, chunk_info_json: str = "",
+                           fork: str = PRE_FORK) -> bool:
+        self._pre_fork(fork)
         return self._verify(proof_json)
 
-    def verify_batch_proof(self, proof_json: str, chunk_infos_json: str = "") -> bool:
+    def verify_batch_proof(self, proof_json: str, chunk_infos_json: str = "",
+                           fork: str = PRE_FORK) -> bool:
         raise ProverError("batch proofs are not supported by the seed-era prover ABI")
 
-    def verify_bundle_proof(self, proof_json: str, batch_infos_json: str = "") -> bool:
+    def verify_bundle_proof(self, proof_json: str, batch_infos_json: str = "",
+                            fork: str = PRE_FORK) -> bool:
         raise ProverError("bundle proofs are not supported by the seed-era prover ABI")
 
 
@@ -385,6 +440,7 @@ def load_prover(
     abi: str = "roller",
     seed_path: str | None = None,
     chain_id: int | None = None,
+    fork_params: dict[str, str] | None = None,
 ) -> Prover:
     """Returns the process-wide prover for this library and params dir (opened on first use).
 
@@ -394,13 +450,14 @@ def load_prover(
     Celery parent process that only loads the module never starts prover threads before fork.
     """
     path = library_path or default_library_path()
-    key = (os.getpid(), abi, os.path.realpath(path), params_dir, seed_path, chain_id)
+    forks = json.dumps(fork_params or {}, sort_keys=True)
+    key = (os.getpid(), abi, os.path.realpath(path), params_dir, seed_path, chain_id, forks)
     with _lock:
         prover = _provers.get(key)
     if prover is not None:
         return prover
     if abi == "roller":
-        prover = RollerProver(key[2], params_dir, chain_id)
+        prover = RollerProver(key[2], params_dir, chain_id, fork_params)
     elif abi == "seed":
         prover = SeedProver(key[2], params_dir, seed_path)
     else:

@@ -3,10 +3,15 @@
 Keys (all prefixed `roller:`):
 - `task:{slot}:{id}`  hash: the TaskMsg JSON, state, assignment, epoch, timestamps,
                       attempts, drive, owner (of the current attempt), outcome, proof.
-                      Final records expire after the retention.
+                      Final records are slim (roller.ledger.records: the task body cut to
+                      its id, type and generation, no answer but a delivered proof, itself
+                      dropped a session window after delivery) and expire after the
+                      retention.
 - `live:{slot}`       sorted set of non-final task ids by receive time (start-up and
                       reconciliation touch only these).
 - `done:{slot}`       sorted set of final task ids by finish time, trimmed to the retention.
+- `kept:{slot}`       sorted set of delivered task ids whose record still keeps its proof,
+                      by delivery time: what the sweep drops a window after (`prune`).
 - `outbox:{slot}`     sorted set task id -> next submit time: answers not yet delivered.
 - `proved`            list of `{slot}|{id}`: wakes the listener the moment a proof is stored.
 - `lock:{slot}:{id}`  a renewed lease held while a job proves the task.
@@ -15,6 +20,8 @@ Keys (all prefixed `roller:`):
                       roller.ledger.unprovable).
 - `fenced:{queue}`    why the queue's GPU is fenced (set by its worker, cleared by the next
                       worker that starts healthy); its slots ask for no work meanwhile.
+- `slim:{slot}`       set once the final records of releases before slim records were
+                      made slim (roller.ledger.migrate).
 
 Every part of the ledger (roller.ledger.transitions, .records, .leases, .outbox, .sessions,
 .unprovable, .migrate) is a `LedgerBase`: it reads and writes only through these key names, and each
@@ -79,4 +86,4 @@ class LedgerBase:
 
     def _closing_keys(self, slot: str, task_id: str) -> list[str]:
         return [self._key(slot, task_id), self._index("live", slot), self._index("done", slot),
-                self._index("outbox", slot)]
+                self._index("outbox", slot), self._index("kept", slot)]

@@ -11,7 +11,7 @@ State table (`TaskState`); each state is entered by one transition only
 | queued    | `mark_queued`   | received                          | job sent to the slot queue  |
 | proving   | `start_attempt` | received, queued, proving         | a worker holds the lease    |
 | proved    | `store_proof`   | proving, by the lease's attempt   | answer in the outbox        |
-|           | `assign`        | delivered, with its valid proof   | re-assigned: resubmit it    |
+|           | `assign`        | delivered, its valid proof kept   | re-assigned: resubmit it    |
 |           | `answer_now`    | received                          | failure answered, no job    |
 | delivered | `finish`        | proved                            | proof accepted              |
 | failed    | `finish`        | proved                            | failure report accepted     |
@@ -19,11 +19,14 @@ State table (`TaskState`); each state is entered by one transition only
 | expired   | `expire`        | received, queued, proving, proved | session window passed       |
 
 (`requeue` and the re-assignment branch of `assign` are the only edges back; `assign`
-also carries a record still in flight into a new assignment without changing its state.)
+also carries a record still in flight into a new assignment without changing its state. A
+delivered proof is kept for one session window after delivery, then dropped by the sweep:
+a re-assignment after that takes the `received` edge and proves again.)
 
 Records: `TaskRecord` is a whole record (task body, proof, facts); `LiveRow` the small fields
 of one in flight, for the passes over every live record (reconciliation, status); `Assigned`,
-`Moved` and `Attempt` what a transition answers.
+`Moved` and `Attempt` what a transition answers; `Pruned` what a retention pass did. A final
+record is slim: what it keeps, and how long, is the memory rule of roller.ledger.records.
 """
 
 from __future__ import annotations
@@ -96,6 +99,14 @@ class Attempt:
     attempts: int
     total_attempts: int
     state: TaskState | None
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What one retention pass did to a slot (`prune`)."""
+
+    forgotten: int  # final records dropped from the index past the retention
+    proofs_dropped: int  # delivered proofs dropped a session window after delivery
 
 
 @dataclass(frozen=True)

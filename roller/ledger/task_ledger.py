@@ -2,7 +2,7 @@
 
 Failure model: that of each part (roller.ledger.transitions, .records, .leases, .outbox,
 .sessions, .unprovable,
-.migrate); composing them adds no state and no Redis call.
+.vks, .migrate); composing them adds no state and no Redis call.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from roller.ledger.records import Records
 from roller.ledger.sessions import Sessions
 from roller.ledger.transitions import Transitions
 from roller.ledger.unprovable import Unprovable
+from roller.ledger.vks import VerifyingKeys
 
 
-class TaskLedger(Transitions, Records, Leases, Outbox, Sessions, Unprovable, Migration):
+class TaskLedger(Transitions, Records, Leases, Outbox, Sessions, Unprovable, VerifyingKeys,
+                 Migration):
     """The durable record of every task: `TaskLedger(client, retention_seconds)` or
     `TaskLedger.from_url(url, retention_seconds)` (roller.ledger.keyspace.LedgerBase)."""

@@ -18,6 +18,10 @@ Drives. Every job message sent for a record carries the record's next drive numb
 worker's job, long after the record was re-driven) is told from the current one: the job
 compares its drive with the record's and stops (see roller.lifecycle for the liveness rule).
 
+Closing. `finish` and `expire` leave a slim record (roller.ledger.records, memory rule): the
+task body cut to what identifies the task, and no answer unless it is a delivered valid proof,
+which a re-assignment may resubmit until the sweep drops it, a session window after delivery.
+
 Failure model: a transition refused by the record's state changes nothing and says which
 state refused it (`Moved`, `Attempt`); a Redis error reaches the caller, with the record in
 the state it had before the call or after it, never between.
@@ -30,6 +34,7 @@ import uuid
 from collections.abc import Iterable
 
 from roller.ledger.keyspace import WAKE_KEY, LedgerBase, LuaScript
+from roller.ledger.records import slim_task
 from roller.ledger.states import (
     FINAL_STATES,
     FROM_STATES,
@@ -57,9 +62,9 @@ def job_id(slot: str, task_id: str, drive: int = 0) -> str:
 # FINAL_STATES as a Lua set: the scripts and the Python code share one list.
 _FINAL_LUA = "local FINAL = {" + ", ".join(f"{s}=true" for s in sorted(FINAL_STATES)) + "}\n"
 
-# KEYS: task, live, done, outbox. ARGV: task json, now, epoch, id.
+# KEYS: task, live, done, outbox, kept. ARGV: task json, now, epoch, id.
 _ASSIGN = _FINAL_LUA + """
-local key, live, done, outbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local key, live, done, outbox, kept = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local now, epoch, id = ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local state = redis.call('hget', key, 'state')
 if not state then
@@ -88,13 +93,19 @@ end
 local n = redis.call('hincrby', key, 'assignment', 1)
 redis.call('persist', key)
 redis.call('zrem', done, id)
+-- In flight again: its kept proof (if any) is this assignment's now, not the sweep's to drop.
+redis.call('zrem', kept, id)
 redis.call('zadd', live, now, id)
-redis.call('hdel', key, 'finished_at', 'submit_attempts', 'prove_started_at')
+redis.call('hdel', key, 'finished_at', 'submit_attempts', 'prove_started_at',
+           'proof_dropped_at')
 redis.call('hset', key, 'task', ARGV[1], 'epoch', epoch, 'received_at', now,
            'updated_at', now, 'attempts', 0, 'outcome', '')
 -- Only a proof the coordinator took is worth sending again: a refused or rejected one is
--- dropped and the task proved again.
-if state == 'delivered' and redis.call('hget', key, 'proof_ok') == '1' then
+-- dropped and the task proved again; so is one the sweep dropped a window after delivery
+-- (proof_ok goes with it; the proof itself is checked too, so that a record without one
+-- is never put in the outbox to answer nothing).
+if state == 'delivered' and redis.call('hget', key, 'proof_ok') == '1'
+   and redis.call('hexists', key, 'proof') == 1 then
   redis.call('hset', key, 'state', 'proved')
   redis.call('zadd', outbox, now, id)
   return {'resubmit', 'proved', n}
@@ -170,8 +181,8 @@ redis.call('rpush', KEYS[3], ARGV[6])
 return {1, 'proved'}
 """
 
-# KEYS: task, live, done, outbox. ARGV: csv of from-states, to-state, outcome, now,
-# retention seconds, id.
+# KEYS: task, live, done, outbox, kept. ARGV: csv of from-states, to-state, outcome, now,
+# retention seconds, id, the slim task body ('' : keep the body as it is).
 _CLOSE = """
 local state = redis.call('hget', KEYS[1], 'state')
 if not state then return {0, ''} end
@@ -180,6 +191,15 @@ for s in string.gmatch(ARGV[1], '[^,]+') do if s == state then allowed = true en
 if not allowed then return {0, state} end
 redis.call('hset', KEYS[1], 'state', ARGV[2], 'outcome', ARGV[3], 'finished_at', ARGV[4],
            'updated_at', ARGV[4])
+if ARGV[7] ~= '' then redis.call('hset', KEYS[1], 'task', ARGV[7]) end
+-- Only a valid proof the coordinator took can be asked for again (assign's resubmit): it is
+-- kept, indexed by delivery time for the sweep that drops it a window later; any other
+-- answer (failure report, refused proof, expired undelivered) leaves Redis now.
+if ARGV[2] == 'delivered' and redis.call('hget', KEYS[1], 'proof_ok') == '1' then
+  redis.call('zadd', KEYS[5], ARGV[4], ARGV[6])
+else
+  redis.call('hdel', KEYS[1], 'proof', 'proof_ok')
+end
 redis.call('zrem', KEYS[2], ARGV[6])
 redis.call('zadd', KEYS[3], ARGV[4], ARGV[6])
 redis.call('zrem', KEYS[4], ARGV[6])
@@ -277,8 +297,12 @@ class Transitions(LedgerBase):
 
     def _finish(self, op: str, slot: str, task_id: str, state: TaskState, outcome: str
                 ) -> Moved:
+        # The slim body is cut here, off Redis' one thread (a batch body is megabytes of
+        # sub-proofs); it is the same from any notification of the task id (`slim_task`),
+        # so a re-notification between this read and the close changes nothing.
+        raw = self.r.hget(self._key(slot, task_id), "task")
         ok, now_state = self._close(
             keys=self._closing_keys(slot, task_id),
             args=[_csv(FROM_STATES[op]), state, outcome, time.time(),
-                  max(self.retention_seconds, 1), task_id])
+                  max(self.retention_seconds, 1), task_id, slim_task(raw) if raw else ""])
         return Moved(bool(ok), _state(now_state))

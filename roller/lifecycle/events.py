@@ -105,15 +105,26 @@ class ProvingEnded:
 
 
 @dataclass(frozen=True)
+class SelfCheckFailed:
+    """A proof failed the worker's own check against its task (roller.worker.job): it is not
+    stored, and the task is proved again within its attempt budget (worker)."""
+
+    slot: str
+    prove_type: int
+    fork: str
+
+
+@dataclass(frozen=True)
 class AttemptEnded:
     """A proving attempt ended with an answer (worker). `outcome`: "proved", "prover_error"
     or "poison" (the attempt budget was spent: answered without proving); `seconds` is the
-    proving time of a proof, None otherwise."""
+    proving time of a proof, None otherwise; `fork` the hard fork whose circuits ran."""
 
     prove_type: int
     outcome: str
     attempts: int
     seconds: float | None
+    fork: str = ""  # the hard fork proved under (roller.forks); "" when nothing was proved
 
 
 @dataclass(frozen=True)
@@ -174,8 +185,9 @@ class SessionLost:
 
 
 Event = (Received | Deduplicated | AnsweredWithoutJob | Queued | Redriven | TracesFetched
-         | TraceRetried | TracesRecovered | ProvingStarted | ProvingEnded | AttemptEnded
-         | Expired | SubmitTried | Delivered | Refused | SessionUp | TokenRenewed | SessionLost)
+         | TraceRetried | TracesRecovered | ProvingStarted | ProvingEnded | SelfCheckFailed
+         | AttemptEnded | Expired | SubmitTried | Delivered | Refused | SessionUp | TokenRenewed
+         | SessionLost)
 Observer = Callable[[Event], None]
 
 

@@ -1,7 +1,7 @@
 """The dispatcher: a coordinator notification recorded in the ledger first (which tells a new
 assignment from a duplicate), then sent as one Celery job with a deterministic id to the
-slot's queue; or, for a task this identity will not prove (roller.lifecycle.budget), a failure
-report at once with no job.
+slot's queue; or, for a task this identity will not prove (a hard fork this host does not
+hold, roller.forks; roller.lifecycle.budget), a failure report at once with no job.
 
 Failure model: every Redis, kombu or Celery error is raised as BrokerUnavailable. A
 notification not yet recorded is kept by the slot session, which retries it; a record not yet
@@ -17,13 +17,15 @@ from celery import Celery
 
 from roller.broker import BROKER_ERRORS
 from roller.config import RetryConfig, SlotConfig, proof_kind
-from roller.errors import BrokerUnavailable
+from roller.errors import BrokerUnavailable, ForkNotHeld
+from roller.forks import PRE_FORK, fork_to_prove
 from roller.ledger import AssignResult, TaskLedger, TaskState, job_id
 from roller.lifecycle import Budget, Observers
 from roller.lifecycle.events import AnsweredWithoutJob, Deduplicated, Queued
+from roller.lifecycle.failures import failure
 from roller.logs import kv
 from roller.protocol.http_messages import task_generation
-from roller.protocol.messages import TaskMsg, slot_proves
+from roller.protocol.messages import FailureClass, ProofDetail, TaskMsg, slot_proves
 
 # Every part of the listener logs as `roller.listener`: the name its lines always had.
 log = logging.getLogger("roller.listener")
@@ -35,11 +37,16 @@ class Dispatcher:
     Celery error is mapped to BrokerUnavailable here."""
 
     def __init__(self, app: Celery, ledger: TaskLedger, wake: Callable[[str], None],
-                 retry: RetryConfig | None = None, events: Observers | None = None) -> None:
+                 retry: RetryConfig | None = None, events: Observers | None = None,
+                 forks: tuple[str, ...] = (PRE_FORK,), login_fork: str = "") -> None:
         self.app = app
         self.ledger = ledger
         self.wake = wake
         self.budget = Budget(retry or RetryConfig())
+        # The hard forks this host holds (`prover.forks`) and the one its H2 login names: a
+        # task of another fork is answered at once, with no job and no trace fetch.
+        self.forks = forks
+        self.login_fork = login_fork
         self.events = events or Observers()
         # The liveness rule for a re-notified task in flight (the listener's Reconciler).
         self.check: Callable[[SlotConfig, str], int] | None = None
@@ -83,9 +90,17 @@ class Dispatcher:
         """Answer a received task at once if this identity will not prove it (the module's
         docstring); True if it needs no job. `fields`: the task's log fields."""
         try:
-            report = self.ledger.unprovable(slot.name, task.id)
-            started = 0 if report is not None else self.ledger.task_attempts(slot.name, task.id)
-            detail = self.budget.at_assignment(task, report, started)
+            fork_to_prove(task.http_task, self.forks, self.login_fork)
+        except ForkNotHeld as exc:
+            detail: ProofDetail | None = failure(task, FailureClass.DETERMINISTIC, str(exc))
+        else:
+            detail = None
+        try:
+            if detail is None:
+                report = self.ledger.unprovable(slot.name, task.id)
+                started = 0 if report is not None else self.ledger.task_attempts(slot.name,
+                                                                                 task.id)
+                detail = self.budget.at_assignment(task, report, started)
             if detail is None:
                 return False
             moved = self.ledger.answer_now(slot.name, detail)
@@ -111,8 +126,13 @@ class Dispatcher:
                 return
             task = rec.task
             size = len(task.sub_proofs) if task.type else len(task.block_hashes)
-            # The kind label names the coordinator generation too, for Flower's job list.
-            label = f"{proof_kind(task.type)} {task_generation(task)}"
+            # The kind label names the coordinator generation and the hard fork too, for
+            # Flower's job list.
+            try:
+                fork = fork_to_prove(task.http_task, self.forks, self.login_fork)
+            except ForkNotHeld:
+                fork = "?"  # answered by its job without proving (roller.worker.job)
+            label = f"{proof_kind(task.type)} {task_generation(task)} {fork}"
             # A new drive number per message: a stale message of an earlier drive is told
             # apart by its job (roller.ledger).
             drive = self.ledger.begin_send(slot.name, task_id)

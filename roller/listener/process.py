@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from celery import Celery
 
 from roller.broker import BROKER_ERRORS
-from roller.config import RollerConfig
+from roller.config import RollerConfig, SlotConfig
 from roller.coordinator_session import SessionFactory
 from roller.errors import RollerError
 from roller.keys import load_or_create_keystore
@@ -43,6 +43,7 @@ from roller.listener.slot_session import TICK_ERRORS, SlotSession
 from roller.listener.submitter import Submitter
 from roller.logs import kv
 from roller.observe import metrics
+from roller.protocol.messages import SLOT_TASK_TYPES
 from roller.spool import HeldTasks
 
 # Every part of the listener logs as `roller.listener`: the name its lines always had.
@@ -59,7 +60,8 @@ class Listener:
         # The process's observers of lifecycle events: the Prometheus metrics by default.
         self.events = events if events is not None else Observers([metrics.record])
         self.dispatcher = Dispatcher(app or default_app, self.ledger, self._wake, cfg.retry,
-                                     self.events)
+                                     self.events, cfg.prover.fork_names,
+                                     cfg.coordinator.hard_fork_name)
         self.reconciler = Reconciler(self.ledger, self.dispatcher.send, cfg.window_seconds,
                                      events=self.events)
         self.dispatcher.check = self.reconciler.check
@@ -71,7 +73,7 @@ class Listener:
         self._keys = ThreadPoolExecutor(max_workers=max(1, min(len(cfg.slots),
                                                                 os.cpu_count() or 1)),
                                         thread_name_prefix="keystore")
-        factory = SessionFactory(cfg)
+        factory = SessionFactory(cfg, held_vks=self._held_vks)
         self.spool = HeldTasks(cfg.db_path)
         self.sessions = {
             slot.name: SlotSession(cfg, slot,
@@ -93,6 +95,17 @@ class Listener:
         self._keys.shutdown(wait=False)
         self._waker = threading.Thread(target=self._wake_on_proofs, name="proof-waker",
                                        daemon=True)
+
+    def _held_vks(self, slot: SlotConfig) -> tuple[str, ...]:
+        """The verifying keys of the held forks' circuits of the slot's types, as this host's
+        workers published them (roller.ledger.vks); none while Redis cannot be read."""
+        types = SLOT_TASK_TYPES.get(slot.prove_type, (slot.prove_type,))
+        try:
+            return self.ledger.vks(self.cfg.prover.fork_names, [int(t) for t in types])
+        except BROKER_ERRORS as exc:
+            log.warning("verifying keys unavailable for the login %s",
+                        kv(slot=slot.name, error=exc))
+            return ()
 
     def _wake(self, slot: str) -> None:
         session = self.sessions.get(slot)

@@ -9,7 +9,8 @@ live record of the slot: the session window (a record past it is expired, and th
 coordinator told where the generation takes a failure report) and the liveness rule (a
 record without a renewed lease and without a waiting job message is re-driven once it has
 looked dead for the grace). Every re-drive is bounded by the task's attempt budget, which
-the job counts. It also drops final records past the retention from the slot's index.
+the job counts. It also drops final records past the retention from the slot's index,
+and delivered proofs a window after delivery (roller.ledger.records, memory rule).
 
 Cost: one pipelined read of the slot's live records per sweep; kombu's queue lists are read
 only when a record without a lease needs them, once per sweep, and the `unacked` hash never.
@@ -62,7 +63,7 @@ class Reconciler:
                 continue
             sent += self._redrive_if_dead(slot, row, waiting.has, now, startup)
         self.liveness.forget(slot.name, {row.task_id for row in rows})
-        self.ledger.prune(slot.name, now)
+        self.ledger.prune(slot.name, now, window_seconds=self.window.seconds)
         return sent
 
     def check(self, slot: SlotConfig, task_id: str) -> int:

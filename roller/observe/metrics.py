@@ -14,9 +14,9 @@ Where each family comes from:
 - listener at scrape time, for the alert rules (ops/prometheus/roller-alerts.yml): the age of
   each slot's oldest undelivered answer, Redis memory used and its maxmemory;
 - workers: proving and trace fetch seconds, trace fetch retries and the fetches they saved,
-  attempts per task, slot busy gauge, proofs by outcome (prover errors, poison, expired
-  before proving), the queues each worker consumes, and, where NVML is present
-  (roller.observe.gpu), its GPUs' readings and fencing.
+  proofs failing the worker's own check, attempts per task, slot busy gauge, proofs by
+  outcome (prover errors, poison, expired before proving), the queues each worker consumes,
+  and, where NVML is present (roller.observe.gpu), its GPUs' readings and fencing.
 
 The workers' gauges written by a worker's parent process (consuming, GPU readings) use a
 `live*` multiprocess mode: a worker that dies takes its series with it at the next scrape.
@@ -49,6 +49,7 @@ from roller.lifecycle.events import (
     Received,
     Redriven,
     Refused,
+    SelfCheckFailed,
     SessionLost,
     SessionUp,
     SubmitTried,
@@ -100,6 +101,10 @@ PROOFS = Counter("roller_proofs",
                  "Tasks finished, by proof type and outcome: accepted, refused (final "
                  "coordinator refusal), prover_error, poison (attempt budget spent), expired",
                  ["type", "outcome"])
+FORK_ATTEMPTS = Counter("roller_fork_attempts",
+                        "Proving attempts by proof type, the hard fork whose circuits ran "
+                        "(roller.forks) and outcome: proved, prover_error",
+                        ["type", "fork", "outcome"])
 SUBMIT_ATTEMPTS = Counter("roller_submit_attempts",
                           "Proof submissions sent, by result (delivered, retry, refused)",
                           ["slot", "result"])
@@ -120,6 +125,11 @@ TRACE_FETCH_RECOVERED = Counter("roller_trace_fetch_recovered",
                                 "Trace fetches that succeeded after at least one retry: each "
                                 "a get-traces-failed report (and a coordinator attempt) saved",
                                 ["slot"])
+SELF_CHECK_FAILURES = Counter("roller_self_check_failures",
+                              "Proofs that failed the worker's own check against their task "
+                              "(never stored nor submitted; proved again within the attempt "
+                              "budget): a GPU computing wrong, or a prover bug",
+                              ["slot", "type"])
 TASK_ATTEMPTS = Histogram("roller_task_attempts",
                           "Proving attempts a task needed (observed when its proof is stored)",
                           ["type"], buckets=ATTEMPT_BUCKETS)
@@ -160,8 +170,8 @@ GPU_THROTTLED = Gauge("roller_gpu_throttled",
                       [*GPU_LABELS, "reason"], multiprocess_mode="livemax")
 GPU_FENCED = Gauge("roller_gpu_fenced",
                    "1 once the GPU is fenced (reason: lost, ecc_uncorrected, "
-                   "row_remap_failure): its worker stopped consuming", [*GPU_LABELS, "reason"],
-                   multiprocess_mode="livemax")
+                   "row_remap_failure, self_check): its worker stopped consuming",
+                   [*GPU_LABELS, "reason"], multiprocess_mode="livemax")
 
 
 def session_state(slot: str, state: str, generation: str | None = None,
@@ -208,8 +218,12 @@ def record(event: Event) -> None:  # noqa: C901 (one arm per event: a table, not
             SLOT_PROVING.labels(slot).set(1)
         case ProvingEnded(slot):
             SLOT_PROVING.labels(slot).set(0)
-        case AttemptEnded(prove_type, outcome, attempts, seconds):
+        case SelfCheckFailed(slot, prove_type, _fork):
+            SELF_CHECK_FAILURES.labels(slot, proof_kind(prove_type)).inc()
+        case AttemptEnded(prove_type, outcome, attempts, seconds, fork):
             kind = proof_kind(prove_type)
+            if fork:
+                FORK_ATTEMPTS.labels(kind, fork, outcome).inc()
             if outcome != "proved":
                 PROOFS.labels(kind, outcome).inc()
             TASK_ATTEMPTS.labels(kind).observe(attempts)

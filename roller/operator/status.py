@@ -26,9 +26,9 @@ from roller.redact import describe
 
 RECENT = 50
 FIELDS = ("state", "received_at", "attempts", "outcome", "prove_seconds", "finished_at",
-          "updated_at")
-HEADER = ("SLOT", "QUEUE", "SESSION", "TASK", "STATE", "AGE", "ATTEMPTS", "LAST PROOF",
-          "OUTBOX")
+          "updated_at", "fork")
+HEADER = ("SLOT", "QUEUE", "SESSION", "TASK", "STATE", "FORK", "AGE", "ATTEMPTS",
+          "LAST PROOF", "OUTBOX")
 PROVED_STATES = {TaskState.PROVED, *FINAL_STATES}
 # The listener touches each registered slot every 5 s (listener.HEARTBEAT_SECONDS);
 # silence this long means the listener is gone, whatever state it last wrote.
@@ -81,6 +81,8 @@ class SlotStatus:
                 short_id(cur.task_id) if cur else "-",
                 cur.state if cur else "idle",
                 *([self.gpu] if self.gpu is not None else []),
+                # The hard fork its job proves under (noted when the proof starts).
+                (cur.fields.get("fork") or "-") if cur else "-",
                 duration(now - received) if received else "-",
                 f"{int(cur.num('attempts') or 0)}" if cur else "-",
                 self._last(now), str(self.outbox)]

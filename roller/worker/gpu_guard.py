@@ -15,11 +15,21 @@
   say why in one ERROR line. It is sticky: the worker stays up, idle, exporting
   `roller_gpu_fenced` for the alert, until an operator resets the GPU and restarts it
   (README "Watching it", RollerGpuFenced). A proof already running is left alone: on a lost
-  GPU it fails by itself; a proof from a GPU with memory errors is checked by the
-  coordinator's verifier like any other.
+  GPU it fails by itself; a proof from a GPU with memory errors is checked by the worker
+  before it is stored (roller.worker.job) and by the coordinator's verifier.
+- Fencing on the GPU's output (`SelfCheckStreak`): NVML does not see every fault (silent
+  data corruption: a proof computed wrong, with no ECC event). The job checks each proof
+  against its task before storing it; SELF_CHECK_FENCE_AFTER consecutive proofs of this
+  worker process failing that check, over at least two different tasks, fence the worker the
+  same way (reason `self_check`). The job runs in a pool process, the consumer lives in the
+  worker's parent: the pool process writes the listener's fence key itself
+  (`self_check_fencer`) and asks its parent, through Celery's remote control addressed to
+  this worker only (`roller_fence_self_check`), to cancel its queues.
 
 Failure model: nothing here stops a worker for a reading it cannot take. A sampler error is
-logged and the next period tried again; only the start check exits.
+logged and the next period tried again; only the start check exits. A self-check fence whose
+remote-control message is lost (a broker outage) still has the listener's fence key: the
+queue gets no new work, and the next failing proof asks again.
 """
 
 from __future__ import annotations
@@ -31,7 +41,8 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-from celery import signals
+from celery import current_task, signals
+from celery.worker.control import control_command
 
 from roller.config import process_config
 from roller.errors import RollerError
@@ -43,16 +54,60 @@ from roller.observe.gpu import GpuRef, GpuSample, Nvml
 log = logging.getLogger(__name__)
 
 SAMPLE_SECONDS = 5.0  # NVML's utilisation is a ~1 s figure; Prometheus scrapes every 15 s
+# What the listener is told (the fence key's value, `roller status`), by cause.
+GPU_FENCE_NOTE = "GPU fenced by its worker (see its log, roller_gpu_fenced)"
+SELF_CHECK_FENCE_NOTE = "proofs failing their own check"
+FENCE_SELF_CHECK = "self_check"  # roller_gpu_fenced's reason beside NVML's (roller.observe.gpu)
+# Consecutive proofs failing their own check that fence the worker, when they span two tasks
+# or more. Not 1: one silent corruption is a rare event a re-proof fixes (the job proves
+# again); three in a row, over two inputs, with no good proof between them, is a GPU that
+# keeps computing wrong. Two tasks at least: a task whose proof fails on every GPU (a prover
+# or verifier bug on that input) spends its own attempt budget (3 proofs by default) and is
+# reported, but must not fence every GPU the coordinator hands it to.
+SELF_CHECK_FENCE_AFTER = 3
+SELF_CHECK_FENCE_TASKS = 2
+
+
+class SelfCheckStreak:
+    """This worker process's run of proofs failing their own check (roller.worker.job):
+    `failed` counts one and says, once, when the run calls for the fence; a proof that passes
+    ends the run. Per process: a restarted worker (a reset GPU) starts from zero."""
+
+    def __init__(self, after: int = SELF_CHECK_FENCE_AFTER,
+                 tasks: int = SELF_CHECK_FENCE_TASKS) -> None:
+        self.after = after
+        self.min_tasks = tasks
+        self.failures = 0
+        self.tasks: list[str] = []  # the run's tasks, in order
+        self.fenced = False
+        self._lock = threading.Lock()
+
+    def passed(self) -> None:
+        with self._lock:
+            self.failures = 0
+            self.tasks = []
+
+    def failed(self, task_id: str) -> bool:
+        """Count a failing proof of `task_id`; True the one time the run reaches the fence."""
+        with self._lock:
+            self.failures += 1
+            if task_id not in self.tasks:
+                self.tasks.append(task_id)
+            if self.fenced or self.failures < self.after or len(self.tasks) < self.min_tasks:
+                return False
+            self.fenced = True
+            return True
 
 
 class GpuGuard:
     """Samples a worker's GPUs into the metrics and fences the worker on a failing one.
 
-    `stop_consuming` cancels the worker's queues (injected: Celery's consumer in a worker,
-    a recorder in tests); it is called at most once."""
+    `stop_consuming(queues, note)` cancels the worker's queues and tells the listener `note`
+    (injected: Celery's consumer in a worker, a recorder in tests); it is called at most
+    once. Without NVML (`nvml` None, no refs) it samples nothing and only fences (self-check)."""
 
-    def __init__(self, nvml: Nvml, refs: list[GpuRef], worker: str, queues: list[str],
-                 stop_consuming: Callable[[list[str]], None]) -> None:
+    def __init__(self, nvml: Nvml | None, refs: list[GpuRef], worker: str, queues: list[str],
+                 stop_consuming: Callable[[list[str], str], None]) -> None:
         self.nvml = nvml
         self.refs = list(refs)
         self.worker = worker
@@ -72,6 +127,8 @@ class GpuGuard:
 
     def poll(self) -> list[GpuSample]:
         """Read every GPU once, export the readings, fence on the first failing one."""
+        if self.nvml is None:
+            return []
         samples = [self.nvml.sample(ref) for ref in self.refs]
         for sample in samples:
             self._export(sample)
@@ -101,17 +158,27 @@ class GpuGuard:
             for reason in gpu.THROTTLE_REASONS.values():
                 metrics.GPU_THROTTLED.labels(*labels, reason).set(int(reason in s.throttle))
 
-    def fence(self, ref: GpuRef, code: str, why: str) -> None:
+    def fence(self, ref: GpuRef | None, code: str, why: str, note: str = GPU_FENCE_NOTE
+              ) -> None:
+        """Stop consuming, sticky (`ref` None: a worker without a GPU view)."""
         if self.fenced is not None:
             return
         self.fenced = (code, why)
+        where = {} if ref is None else {"gpu": ref.index, "uuid": ref.uuid}
         log.error("GPU fenced, the worker stops taking jobs: %s %s", why,
-                  kv(worker=self.worker, queues=",".join(self.queues), gpu=ref.index,
-                     uuid=ref.uuid, reason=code))
-        metrics.GPU_FENCED.labels(*self._labels(ref), code).set(1)
+                  kv(worker=self.worker, queues=",".join(self.queues), **where, reason=code))
+        if ref is not None:
+            metrics.GPU_FENCED.labels(*self._labels(ref), code).set(1)
         for queue in self.queues:
             metrics.WORKER_CONSUMING.labels(self.worker, queue).set(0)
-        self.stop_consuming(list(self.queues))
+        self.stop_consuming(list(self.queues), note)
+
+    def fence_self_check(self, why: str) -> None:
+        """The worker's proofs keep failing their own check (SelfCheckStreak). Which of a
+        worker's GPUs computed them is not known: the series is its first GPU's (one GPU per
+        worker in every shipped layout)."""
+        self.fence(self.refs[0] if self.refs else None, FENCE_SELF_CHECK, why,
+                   SELF_CHECK_FENCE_NOTE)
 
     def run(self, period: float = SAMPLE_SECONDS) -> None:
         """The sampler thread's loop, until `stopped` is set."""
@@ -126,7 +193,8 @@ class GpuGuard:
 
 _nvml: Nvml | None = None
 _refs: list[GpuRef] = []
-_guard: GpuGuard | None = None
+_guard: GpuGuard | None = None  # the sampling guard (NVML only)
+_fence: GpuGuard | None = None  # every worker's fence, GPU view or not (self-check)
 
 
 def check(visible: str | None, loader: Callable[[], Nvml | None] = gpu.load) -> list[GpuRef]:
@@ -173,28 +241,67 @@ def _ledger() -> TaskLedger | None:
 
 
 def fencer(stop: Callable[[list[str]], None], ledger: TaskLedger | None
-           ) -> Callable[[list[str]], None]:
-    """Stop consuming, then tell the listener (the queues' slots stop asking for work)."""
+           ) -> Callable[[list[str], str], None]:
+    """Stop consuming, then tell the listener why (the queues' slots stop asking for work)."""
 
-    def fence(queues: list[str]) -> None:
+    def fence(queues: list[str], note: str = GPU_FENCE_NOTE) -> None:
         stop(queues)
-        if ledger is None:
-            return
-        for queue in queues:
-            try:
-                ledger.fence(queue, "GPU fenced by its worker (see its log, roller_gpu_fenced)")
-            except redis.RedisError as exc:
-                log.warning("cannot tell the listener of the fence %s",
-                            kv(queue=queue, error=exc))
+        if ledger is not None:
+            _tell_listener(ledger, queues, note)
 
     return fence
 
 
+def _tell_listener(ledger: TaskLedger, queues: list[str], note: str) -> None:
+    for queue in queues:
+        try:
+            ledger.fence(queue, note)
+        except redis.RedisError as exc:
+            log.warning("cannot tell the listener of the fence %s", kv(queue=queue, error=exc))
+
+
+def self_check_fencer(ledger: TaskLedger, queues: list[str]) -> Callable[[str], None]:
+    """The fence of a pool process whose proofs keep failing their own check (the job calls
+    it once, SelfCheckStreak): the listener is told at once (the fence key: the queues'
+    slots ask for no more work), and the worker's parent, which owns the consumer, is asked
+    to stop consuming (`roller_fence_self_check`, addressed to this worker's name only: two
+    workers on one queue fence apart)."""
+
+    def fence(why: str) -> None:
+        _tell_listener(ledger, queues, SELF_CHECK_FENCE_NOTE)
+        request = getattr(current_task, "request", None)
+        hostname = getattr(request, "hostname", None)
+        if not hostname:
+            log.error("cannot fence: no worker name outside a job %s", kv(why=why))
+            return
+        try:
+            current_task.app.control.broadcast("roller_fence_self_check",
+                                               arguments={"why": why},
+                                               destination=[hostname])
+        except Exception as exc:  # noqa: BLE001 - see the failure model (the key is set)
+            log.warning("cannot ask the worker to stop consuming %s",
+                        kv(worker=hostname, error=exc))
+
+    return fence
+
+
+@control_command(args=[("why", str)], signature="<why>")
+def roller_fence_self_check(state: Any, why: str = SELF_CHECK_FENCE_NOTE, **_: Any
+                            ) -> dict[str, str]:
+    """Fence this worker: its proofs keep failing their own check (roller.worker.job).
+    Runs in the worker's parent, on the consumer's event loop (Celery's remote control)."""
+    if _fence is None:  # before worker_ready: no consumer to stop yet
+        log.error("cannot fence before the worker is ready %s", kv(why=why))
+        return {"error": "worker not ready"}
+    _fence.fence_self_check(why)
+    return {"ok": "fenced"}
+
+
 @signals.worker_ready.connect
 def start_sampler(sender: Any = None, **_: Any) -> None:
-    """Every worker, GPU view or not: its queues as consumed (RollerQueueWithoutWorker);
-    with NVML, its GPUs read now and then every SAMPLE_SECONDS."""
-    global _guard
+    """Every worker, GPU view or not: its queues as consumed (RollerQueueWithoutWorker) and
+    its fence; with NVML, its GPUs read now and then every SAMPLE_SECONDS."""
+    global _guard, _fence
     if sender is None:
         return
     queues = [q.name for q in getattr(sender.task_consumer, "queues", None) or []] or [
@@ -208,9 +315,10 @@ def start_sampler(sender: Any = None, **_: Any) -> None:
             ledger.unfence(queues)  # started on a healthy GPU (or none): its slots may ask
         except redis.RedisError as exc:
             log.warning("cannot clear the queues' fence %s", kv(worker=worker, error=exc))
+    guard = GpuGuard(_nvml, _refs, worker, queues, fencer(consumer_stopper(sender), ledger))
+    _fence = guard
     if _nvml is None or not _refs:
         return
-    guard = GpuGuard(_nvml, _refs, worker, queues, fencer(consumer_stopper(sender), ledger))
     guard.start()
     try:
         guard.poll()  # in the consumer's thread: a failing GPU is fenced before any fetch

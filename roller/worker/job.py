@@ -24,6 +24,23 @@ attempts at the task). Every failure answer is classed (roller.lifecycle.failure
 deterministic one (task data that is not prover input, input the prover refuses) is also
 remembered for the slot's identity, so that the listener answers the task's re-assignments
 without a job. What happens is told to the process's observers (ctx.events: the metrics).
+
+Check before store: a GPU can compute a wrong proof with no error anywhere (silent data
+corruption), and a proof the coordinator refuses costs the task one of its attempts there.
+So every proof is verified against its task before it is stored (`_check`, under the task's
+fork): a chunk proof against the chunk info of the very traces it proved, a batch proof
+against the ordered chunk infos of its chunk proofs, a bundle proof against the ordered batch
+infos of its batch proofs. A proof that fails is never stored: it is logged (WARNING), told
+to the observers (SelfCheckFailed) and proved again on the same GPU, within the attempt
+budget left to the job (`retry.max_prove_attempts` and `retry.max_task_attempts`, less the
+attempts the ledger counted before this one; a failed check is no crash and the ledger's
+count is not moved); when every proof failed, the answer is the transient report
+`proof failed its own check: <the last rejection>`. A run of failing proofs fences the GPU
+(roller.worker.gpu_guard, SelfCheckStreak). A check that cannot run (the verifier does not
+load, the task's infos cannot be rebuilt) says nothing about the proof: it is stored
+unchecked, with a WARNING, and the coordinator's verifier still judges it. The seed ABI is
+not checked: its verifier takes no task, and its init aborts the process on a bad key, which
+would turn a check into a crash counted against the task.
 """
 
 from __future__ import annotations
@@ -40,14 +57,23 @@ from pathlib import Path
 import redis
 
 from roller.config import RollerConfig, proof_kind
-from roller.errors import ProverError, RollerError, TraceFetchError, TraceMismatch
+from roller.errors import (
+    ForkNotHeld,
+    ProverError,
+    RollerError,
+    TraceFetchError,
+    TraceMismatch,
+)
 from roller.ffi import Prover
+from roller.ffi.native import SeedProver, batch_info_of_instance, chunk_info_of_instance
+from roller.forks import fork_to_prove
 from roller.ledger import Attempt, Moved, TaskLedger, TaskRecord, TaskState
 from roller.lifecycle import LEASE_RENEW_SECONDS, LEASE_SECONDS, Budget, Observers, Window
 from roller.lifecycle.events import (
     AttemptEnded,
     ProvingEnded,
     ProvingStarted,
+    SelfCheckFailed,
     TraceRetried,
     TracesFetched,
     TracesRecovered,
@@ -55,6 +81,7 @@ from roller.lifecycle.events import (
 )
 from roller.lifecycle.failures import TRACES_FAILED, classify, failure
 from roller.logs import kv
+from roller.protocol.batch_header import check_batch_task
 from roller.protocol.http_messages import task_data_error
 from roller.protocol.messages import (
     AggProof,
@@ -63,6 +90,7 @@ from roller.protocol.messages import (
     ProveType,
     RespStatus,
 )
+from roller.worker.gpu_guard import SelfCheckStreak
 from roller.worker.trace_client import Retry, TraceClient
 from roller.worker.trace_prefetch import TracePrefetcher
 
@@ -71,6 +99,9 @@ log = logging.getLogger(__name__)
 # How long a finished proof waits in memory for the ledger (Redis) to come back.
 STORE_PATIENCE_SECONDS = 600
 PROVABLE = frozenset({TaskState.RECEIVED, TaskState.QUEUED, TaskState.PROVING})
+# The answer when every proof of the job failed its own check (transient: another GPU, or
+# this one after a reset, proves the task).
+SELF_CHECK_FAILED = "proof failed its own check"
 
 
 class JobOutcome(StrEnum):
@@ -98,6 +129,10 @@ class JobContext:
     ready: Callable[[], None] | None = None
     # The process's observers of lifecycle events (the worker's metrics).
     events: Observers = field(default_factory=Observers)
+    # This process's run of proofs failing their own check, and the GPU's fence it calls for
+    # (roller.worker.gpu_guard.self_check_fencer; None: nothing to fence, it is only logged).
+    self_checks: SelfCheckStreak = field(default_factory=SelfCheckStreak)
+    fence: Callable[[str], None] | None = None
 
 
 class _LeaseKeeper:
@@ -152,7 +187,9 @@ def _acquire_lease(ctx: JobContext, slot: str, task_id: str, owner: str) -> bool
     return True
 
 
-def _prove(ctx: JobContext, rec: TaskRecord) -> ProofDetail:
+def _prove(ctx: JobContext, rec: TaskRecord, max_proofs: int = 1) -> ProofDetail:
+    """The task's answer; `max_proofs`: how many proofs the job may make (a proof failing its
+    own check is proved again)."""
     task = rec.task
     fields = kv(task_id=task.id, slot=rec.slot)
     undecodable = task_data_error(task) if not (task.block_hashes or task.sub_proofs) else None
@@ -162,6 +199,14 @@ def _prove(ctx: JobContext, rec: TaskRecord) -> ProofDetail:
         # nothing to fetch or prove.
         log.error("task data is not prover input %s error=%r", fields, undecodable)
         return failure(task, FailureClass.DETERMINISTIC, undecodable)
+    try:
+        fork = _fork(ctx, rec)
+    except ForkNotHeld as exc:
+        # The listener answers such a task without a job; this is the worker's own check, for
+        # a record made before the config changed. Never proved under another fork's rules.
+        log.error("hard fork not held %s error=%r", fields, str(exc))
+        return failure(task, FailureClass.DETERMINISTIC, str(exc))
+    fields = f"{fields} fork={fork}"
     if task.type == ProveType.BASIC:
         traces_json = ctx.prefetch.take(rec) if ctx.prefetch is not None else None
         try:
@@ -178,11 +223,18 @@ def _prove(ctx: JobContext, rec: TaskRecord) -> ProofDetail:
             log.error("trace fetch failed %s error=%r", fields, str(exc))
             return failure(task, classify(exc), TRACES_FAILED)
         log.info("proving chunk %s blocks=%d", fields, len(task.block_hashes))
-        prove: Callable[[str], str] = ctx.prover.gen_chunk_proof
+        prove: Callable[[str, str], str] = ctx.prover.gen_chunk_proof
         payload = traces_json
     else:
         bundle = task.type == ProveType.BUNDLE
         proofs = task.sub_proofs
+        try:
+            check_batch_task(task, fork)  # H3+ codec v3/v4: the coordinator's batch header
+        except RollerError as exc:
+            # A header that disagrees with the chunk proofs or the blob (WireFormatError:
+            # deterministic) is never proved; a KZG setup that cannot load is transient.
+            log.error("batch header refused %s error=%r", fields, str(exc))
+            return failure(task, classify(exc), str(exc))
         log.info("proving %s %s %s=%d", proof_kind(task.type), fields,
                  "batches" if bundle else "chunks", len(proofs))
         prove = ctx.prover.gen_bundle_proof if bundle else ctx.prover.gen_batch_proof
@@ -190,23 +242,143 @@ def _prove(ctx: JobContext, rec: TaskRecord) -> ProofDetail:
     if ctx.prefetch is not None:
         ctx.prefetch.ahead_of(rec)  # while this one proves
     try:
-        ctx.ledger.note(rec.slot, task.id, prove_started_at=time.time())
+        ctx.ledger.note(rec.slot, task.id, prove_started_at=time.time(), fork=fork)
     except redis.RedisError as exc:  # a status hint only: a Redis blip must not cost a proof
         log.warning("cannot record the proof start %s error=%r", fields, str(exc))
     try:
+        return _prove_checked(ctx, rec, fork, lambda: prove(payload, fork),
+                              lambda: _task_infos(ctx, rec, fork, payload), max_proofs)
+    finally:
+        if ctx.prefetch is not None:
+            ctx.prefetch.proved()
+
+
+def _prove_checked(ctx: JobContext, rec: TaskRecord, fork: str, prove: Callable[[], str],
+                   infos_of: Callable[[], str | None], proofs: int) -> ProofDetail:
+    """Prove, check the proof against its task (`infos_of`: what the task determines, None:
+    unchecked; asked once, after a first proof, so that input the prover refuses is reported
+    as such), prove again while it fails and `proofs` allows (the module's "Check before
+    store")."""
+    task = rec.task
+    fields = kv(task_id=task.id, slot=rec.slot, fork=fork)
+    rejection = ""
+    infos: list[str | None] = []
+    for made in range(1, proofs + 1):
         try:
-            proof = AggProof.from_json(json.loads(prove(payload)))
-        finally:
-            if ctx.prefetch is not None:
-                ctx.prefetch.proved()
+            proof = AggProof.from_json(json.loads(prove()))
+        except (ValueError, RollerError) as exc:
+            # A ProverError is classed by its message (roller.lifecycle.failures); output that
+            # is not a proof (a ValueError, or a WireFormatError of the decoder) is the
+            # prover's fault.
+            failure_class = (classify(exc) if isinstance(exc, ProverError)
+                             else FailureClass.TRANSIENT)
+            log.error("prover error %s failure_class=%s error=%r", fields, failure_class,
+                      str(exc))
+            return failure(task, failure_class, str(exc) or "unexpected end of JSON input")
+        if not infos:
+            infos.append(infos_of())
+        found = _check(ctx, rec, fork, proof, infos[0])
+        if found is None:
+            return ProofDetail(id=task.id, type=task.type, status=RespStatus.OK, proof=proof,
+                               error="")
+        rejection = found
+        ctx.events.emit(SelfCheckFailed(rec.slot, task.type, fork))
+        log.warning("proof failed its own check, not stored %s proof=%d of=%d reason=%r",
+                    fields, made, proofs, rejection)
+        if ctx.self_checks.failed(task.id):
+            _fence(ctx, rec, fork, rejection)
+            break  # a fenced GPU proves no more: another one gets the task sooner
+        if made < proofs:
+            log.info("proving again on the same GPU %s proof=%d of=%d", fields, made + 1,
+                     proofs)
+    log.error("no proof passed its own check, failure reported %s", fields)
+    return failure(task, FailureClass.TRANSIENT, f"{SELF_CHECK_FAILED}: {rejection}")
+
+
+def _fence(ctx: JobContext, rec: TaskRecord, fork: str, rejection: str) -> None:
+    streak = ctx.self_checks
+    why = (f"{streak.failures} consecutive proofs over {len(streak.tasks)} tasks failed "
+           f"their own check (last: {rejection})")
+    log.error("GPU producing proofs that fail their own check, fencing it %s failures=%d "
+              "tasks=%d", kv(task_id=rec.task.id, slot=rec.slot, fork=fork),
+              streak.failures, len(streak.tasks))
+    if ctx.fence is not None:
+        ctx.fence(why)
+
+
+def _task_infos(ctx: JobContext, rec: TaskRecord, fork: str, payload: str) -> str | None:
+    """What the task determines, for the proof's check (JSON): the chunk info of the traces
+    proved (`payload`), or the ordered chunk / batch infos of the sub-proofs. None: the
+    proof goes unchecked (the seed ABI, or infos that cannot be rebuilt: the module's
+    docstring)."""
+    task = rec.task
+    if isinstance(ctx.prover, SeedProver):
+        if not _SEED_SAID:
+            _SEED_SAID.append(True)
+            log.info("proofs not checked before store: the seed ABI's verifier takes no task")
+        return None
+    try:
+        if task.type == ProveType.BASIC:
+            chunk_info = getattr(ctx.prover, "chunk_info", None)
+            if chunk_info is None:
+                # A prover without chunk infos (the mock) checks the block count only.
+                return json.dumps({"block_count": len(json.loads(payload))})
+            return json.dumps(chunk_info(payload, fork=fork))
+        info_of = (batch_info_of_instance if task.type == ProveType.BUNDLE
+                   else chunk_info_of_instance)
+        return json.dumps([info_of(p.instance, p.block_count) for p in task.sub_proofs])
     except (ValueError, RollerError) as exc:
-        # A ProverError is classed by its message (roller.lifecycle.failures); output that is not a
-        # proof (a ValueError, or a WireFormatError of the decoder) is the prover's fault.
-        failure_class = (classify(exc) if isinstance(exc, ProverError)
-                         else FailureClass.TRANSIENT)
-        log.error("prover error %s failure_class=%s error=%r", fields, failure_class, str(exc))
-        return failure(task, failure_class, str(exc) or "unexpected end of JSON input")
-    return ProofDetail(id=task.id, type=task.type, status=RespStatus.OK, proof=proof, error="")
+        log.warning("proof check unavailable, proof stored unchecked %s error=%r",
+                    kv(task_id=task.id, slot=rec.slot, fork=fork), str(exc))
+        return None
+
+
+_SEED_SAID: list[bool] = []  # said once per process
+# The verifier of each task type (the Prover's verify_<kind>_proof).
+_CHECKS: dict[int, str] = {ProveType.BASIC: "chunk", ProveType.AGGREGATOR: "batch",
+                           ProveType.BUNDLE: "bundle"}
+
+
+def _check(ctx: JobContext, rec: TaskRecord, fork: str, proof: AggProof, infos: str | None
+           ) -> str | None:
+    """Why the proof is not a proof of its task, or None (passed, or no check: then the
+    GPU's run of failures is left as it is)."""
+    if infos is None:
+        return None
+    kind = _CHECKS[rec.task.type]
+    fields = kv(task_id=rec.task.id, slot=rec.slot, fork=fork)
+    text = proof.dumps()  # what would be stored and submitted, not the prover's own text
+    started = time.monotonic()
+    try:
+        rejection_of = getattr(ctx.prover, f"{kind}_proof_rejection", None)
+        if rejection_of is not None:
+            rejection: str | None = rejection_of(text, infos, fork)
+        else:  # the Prover protocol's verdict, without a reason
+            verify = getattr(ctx.prover, f"verify_{kind}_proof")
+            rejection = None if verify(text, infos, fork) else "proof does not verify"
+    except RollerError as exc:
+        log.warning("proof check unavailable, proof stored unchecked %s error=%r", fields,
+                    str(exc))
+        return None
+    if rejection is None:
+        ctx.self_checks.passed()
+        log.info("proof passed its own check %s check_s=%.3f", fields,
+                 time.monotonic() - started)
+    return rejection
+
+
+def _fork(ctx: JobContext, rec: TaskRecord) -> str:
+    """The held hard fork to prove the task under (roller.forks); ForkNotHeld if none."""
+    return fork_to_prove(rec.task.http_task, ctx.cfg.prover.fork_names,
+                         ctx.cfg.coordinator.hard_fork_name)
+
+
+def _fork_label(ctx: JobContext, rec: TaskRecord) -> str:
+    """The fork for the attempt's metric: "" for a task of a fork not held (not proved)."""
+    try:
+        return _fork(ctx, rec)
+    except ForkNotHeld:
+        return ""
 
 
 def _fetch_traces(ctx: JobContext, rec: TaskRecord) -> str:
@@ -296,11 +468,13 @@ def _prove_and_store(ctx: JobContext, rec: TaskRecord, queue: str, attempt: Atte
     else:
         log.info("job started %s", fields)
         with ctx.events.during(ProvingStarted(rec.slot), ProvingEnded(rec.slot)):
-            detail = _prove(ctx, rec)
+            detail = _prove(ctx, rec, _proofs_left(ctx.cfg.retry.max_prove_attempts,
+                                                   ctx.cfg.retry.max_task_attempts, attempt))
         outcome = "proved" if detail.status == 0 else "prover_error"
     seconds = time.monotonic() - started
     ctx.events.emit(AttemptEnded(rec.task.type, outcome, attempt.attempts,
-                                 seconds if detail.status == 0 else None))
+                                 seconds if detail.status == 0 else None,
+                                 _fork_label(ctx, rec) if outcome != "poison" else ""))
     if lost.is_set():
         log.warning("answer not stored: another attempt holds the task %s", fields)
         return JobOutcome.LEASE_LOST
@@ -318,6 +492,12 @@ def _prove_and_store(ctx: JobContext, rec: TaskRecord, queue: str, attempt: Atte
     if ctx.on_proved is not None:
         ctx.on_proved(rec.slot, detail, seconds)
     return JobOutcome.STORED
+
+
+def _proofs_left(max_prove: int, max_task: int, attempt: Attempt) -> int:
+    """How many proofs this attempt may make: the attempt itself, plus what is left of both
+    budgets (roller.lifecycle.budget) for proofs that fail their own check."""
+    return 1 + max(0, min(max_prove - attempt.attempts, max_task - attempt.total_attempts))
 
 
 def _remember_unprovable(ctx: JobContext, slot: str, detail: ProofDetail) -> None:

@@ -17,9 +17,12 @@ import logging
 import os
 import threading
 
+import redis
+
 from roller.config import RollerConfig, process_config
 from roller.errors import RollerError, WorkerUnusable
 from roller.ffi import Prover, load_configured_prover
+from roller.ledger.vks import VerifyingKeys
 from roller.logs import kv
 from roller.protocol.messages import SLOT_TASK_TYPES
 
@@ -49,10 +52,12 @@ def process_prover() -> Prover:
 
 def preflight(prove_types: list[int]) -> None:
     """In a throwaway process: load the prover library and initialise it for `prove_types`
-    (this also builds the circuit cache on a first start, before any job waits for it)."""
+    under every held fork (this also builds the circuit caches on a first start, before any
+    job waits for them)."""
     prover = process_prover()
-    for prove_type in prove_types:
-        prover.warm_up(prove_type)
+    for fork in process_config().prover.fork_names:
+        for prove_type in prove_types:
+            prover.warm_up(prove_type, fork)
 
 
 _warm_lock = threading.Lock()
@@ -67,10 +72,30 @@ def warm() -> None:
             return
         try:
             prover = process_prover()
-            for prove_type in prove_types(process_config(), worker_queues()):
-                prover.warm_up(prove_type)
+            cfg = process_config()
+            # Every held fork's circuits: a task of either fork finds its prover warm.
+            for fork in cfg.prover.fork_names:
+                for prove_type in prove_types(cfg, worker_queues()):
+                    prover.warm_up(prove_type, fork)
         except (RollerError, OSError) as exc:
             raise WorkerUnusable(f"prover warm-up failed: {exc}") from exc
         _warmed.append(True)
-    log.info("worker process ready %s", kv(pid=os.getpid(),
-                                             cuda=os.environ.get("CUDA_VISIBLE_DEVICES", "")))
+    log.info("worker process ready %s", kv(pid=os.getpid(), forks=",".join(
+        process_config().prover.fork_names), cuda=os.environ.get("CUDA_VISIBLE_DEVICES", "")))
+
+
+def publish_vks(ledger: VerifyingKeys) -> None:
+    """Tell the listener the verifying keys of this worker's warm circuits, every held fork
+    (its H3+ login presents them). Best effort: a prover without keys (the seed ABI) or a
+    Redis error leaves the login to `coordinator.vks`, logged."""
+    prover = process_prover()
+    vk = getattr(prover, "vk", None)
+    if vk is None:
+        return
+    cfg = process_config()
+    try:
+        for fork in cfg.prover.fork_names:
+            for prove_type in prove_types(cfg, worker_queues()):
+                ledger.publish_vk(fork, prove_type, vk(prove_type, fork))
+    except (RollerError, redis.RedisError) as exc:
+        log.warning("verifying keys not published %s", kv(error=exc))

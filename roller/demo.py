@@ -9,6 +9,7 @@ are verified, and prints one row per task.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import time
@@ -17,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from roller.config import RollerConfig, load_config, proof_kind
+from roller.devnet.traces import DEFAULT_TRACE_DIR, load_trace_dir
 from roller.errors import RollerError
+from roller.forks import PRE_FORK
 from roller.ledger import TaskLedger
 from roller.localrun import LocalCluster, demo_slots, free_port
 from roller.operator.status import snapshot
@@ -42,7 +45,8 @@ class Progress:
                 self.seen[t["id"]] = t["state"]
                 kind = proof_kind(t["type"])
                 size = (f"{len(t['block_hashes'])} blocks" if t["type"] == 0
-                        else f"{t['sub_proof_count']} chunk proofs")
+                        else f"{t['sub_proof_count']} "
+                             f"{'chunk' if t['type'] == 1 else 'batch'} proofs")
                 elapsed = time.monotonic() - self.started
                 print(f"[{elapsed:6.1f}s] {kind} {_short(t['id'])} ({size}): {t['state']}",
                       flush=True)
@@ -58,11 +62,15 @@ def summary_rows(tasks: list[dict[str, Any]], ledger: TaskLedger,
     rows = []
     for t in tasks:
         record = next((rec for s in slots if (rec := ledger.get(s["name"], t["id"]))), None)
-        accepted = [s for s in t["submissions"] if s.get("outcome") in ("valid", "invalid")]
+        # Taken for verification: the WS coordinator's `outcome`, the HTTP one's `verdict`.
+        accepted = [s for s in t["submissions"]
+                    if (s.get("outcome") or s.get("verdict")) in ("valid", "invalid")]
         rows.append([
             t["id"][:18] + "…",
             record.slot if record else "-",
-            str(len(t["block_numbers"])) if t["type"] == 0 else f"{t['sub_proof_count']} chunks",
+            t.get("fork", "-"),
+            str(len(t["block_numbers"])) if t["type"] == 0 else
+            f"{t['sub_proof_count']} {'chunks' if t['type'] == 1 else 'batches'}",
             f"{record.prove_seconds:.1f}" if record and record.prove_seconds else "-",
             "yes" if accepted else "no",
             "yes" if t["state"] == "verified" else "no",
@@ -97,22 +105,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "0 for none (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=1800,
                         help="give up after this many seconds (default: %(default)s)")
+    parser.add_argument("--cross-fork", action="store_true",
+                        help="rehearse a hard fork: an http-h3 devnet whose chain switches "
+                             "from darwin to darwinV2 halfway through the traces (Scroll's "
+                             "darwinV2Time), a roller that holds both forks; the table shows "
+                             "each task's fork")
     parser.add_argument("--keep", action="store_true",
                         help="leave the cluster up after the table, to explore `roller "
                              "status`, Flower and the metrics; Ctrl-C stops it")
 
 
-def build_circuits(params_dir: Path) -> None:
-    """The prover's circuits, built (first run, ~15-40 s on 2 cores) or reloaded, as a
-    visible step: otherwise the first job of each worker would build them in silence."""
+def build_circuits(params_dir: Path, forks: Sequence[str] = (PRE_FORK,)) -> None:
+    """The prover's circuits of each fork, built (first run, ~15-40 s a fork on 2 cores) or
+    reloaded, as a visible step: otherwise the first job of each worker would build them in
+    silence."""
     import subprocess
 
     code = ("import sys; from roller.ffi import load_prover; "
-            "p = load_prover(None, sys.argv[1]); p.warm_up(0); p.warm_up(1)")
+            "p = load_prover(None, sys.argv[1]); "
+            "[p.warm_up(t, f) for f in sys.argv[2:] for t in (0, 1)]")
     started = time.monotonic()
     print(f"prover circuits: building or loading under {params_dir}/ "
           "(first run only: ~15-40 s on 2 cores)", flush=True)
-    proc = subprocess.Popen([sys.executable, "-c", code, str(params_dir)],
+    proc = subprocess.Popen([sys.executable, "-c", code, str(params_dir), *forks],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     while True:
         try:
@@ -138,6 +153,15 @@ def _start_flower(cluster: LocalCluster, port: int) -> None:
     print(f"Flower (NO AUTH, devnet only): http://127.0.0.1:{port}/tasks", flush=True)
 
 
+def cross_fork_chain() -> dict[str, int]:
+    """Scroll's chain config keys for a chain on darwin that switches to darwinV2 at the
+    timestamp of the shipped traces' middle block."""
+    served = load_trace_dir(DEFAULT_TRACE_DIR).ordered()
+    middle = served[len(served) // 2]
+    return {"bernoulliBlock": 0, "curieBlock": 0, "darwinTime": 0,
+            "darwinV2Time": middle.timestamp}
+
+
 def run(args: argparse.Namespace) -> int:
     if args.chunk_size < 1:
         print("roller demo: --chunk-size: expected at least 1 block per chunk",
@@ -147,19 +171,30 @@ def run(args: argparse.Namespace) -> int:
     args.workdir.mkdir(parents=True)
     args.params_dir.mkdir(parents=True, exist_ok=True)
     slots = demo_slots(args.workdir.resolve())
-    cluster = LocalCluster(
-        args.workdir.resolve(), slots=slots, params_dir=args.params_dir.resolve(),
-        devnet_args=["--chunk-size", str(args.chunk_size), "--batch", "--verifier", "native",
-                     "--dispatch-interval", "0.5"],
-        config_extra={"metrics": {"listener_port": free_port(), "worker_port": free_port()},
-                      "flower": {"port": args.flower_port,
-                                 "db_path": str(args.workdir.resolve() / "flower.db")}},
-    )
+    devnet_args = ["--chunk-size", str(args.chunk_size), "--batch", "--verifier", "native",
+                   "--dispatch-interval", "0.5"]
+    extra: dict[str, Any] = {
+        "metrics": {"listener_port": free_port(), "worker_port": free_port()},
+        "flower": {"port": args.flower_port,
+                   "db_path": str(args.workdir.resolve() / "flower.db")}}
+    forks: tuple[str, ...] = (PRE_FORK,)
+    if args.cross_fork:
+        forks = ("darwin", "darwinV2")
+        chain = args.workdir.resolve() / "chain.json"
+        chain.write_text(json.dumps(cross_fork_chain()))
+        devnet_args += ["--protocol", "http-h3", "--http-port", "0", "--chain-config",
+                        str(chain)]
+        # A demo's polling: a task every second, not every 15 s.
+        extra["coordinator"] = {"protocol": "http-h3", "poll_interval_seconds": 1}
+    cluster = LocalCluster(args.workdir.resolve(), slots=slots,
+                           params_dir=args.params_dir.resolve(), devnet_args=devnet_args,
+                           config_extra=extra, forks=forks)
     print(f"roller demo: logs in {args.workdir}/ (listener.log, worker-gpuN.log, devnet.log)")
     try:
-        build_circuits(args.params_dir.resolve())
+        build_circuits(args.params_dir.resolve(), forks)
         cluster.start(start_roller=False)
-        print(f"devnet up: coordinator {cluster.devnet.ws_url}, L2 node {cluster.devnet.l2_url}")
+        print(f"devnet up: coordinator {cluster.devnet.coordinator_url}, L2 node "
+              f"{cluster.devnet.l2_url}, forks {', '.join(cluster.devnet.info['forks'])}")
         _start_flower(cluster, args.flower_port)
         cluster.start_roller()
         cfg = load_config(cluster.config)
@@ -170,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
         tasks = cluster.tasks()
         ledger = TaskLedger.from_url(cluster.redis.url)
         print()
-        print_table(["task id", "slot", "blocks", "prove s", "accepted", "verified"],
+        print_table(["task id", "slot", "fork", "blocks", "prove s", "accepted", "verified"],
                     summary_rows(tasks, ledger, slots))
         ok = all(t["state"] == "verified" for t in tasks)
         print(f"\n{len(tasks)} tasks, {'all verified' if ok else 'NOT all verified'}")

@@ -89,8 +89,8 @@ def test_broker_down_during_send(fc: FaultCluster) -> None:
     fc.c.redis.stop()
     try:
         task_id = fc.push()
-        wait_for(lambda: f"task kept in memory task_id={task_id}" in fc.c.listener.output(),
-                 60, "the listener to keep the task")
+        wait_for(lambda: f"task held in memory and on disk task_id={task_id}"
+                 in fc.c.listener.output(), 60, "the listener to keep the task")
     finally:
         fc.c.redis.start()
     back = time.monotonic()

@@ -56,14 +56,17 @@ def test_h3_bundle_is_proved_and_verified_natively(prover: RollerProver,
                             block_hashes=tuple(index.by_number[b].hash for b in numbers),
                             source="chunk", chain=0, block_numbers=numbers))
     verifier = NativeVerifier(params_dir, index)
-    coord = HttpCoordinator(book, verifier, HttpCoordinatorConfig(generation=Generation.H3))
+    # Its tasks are homestead's (the TaskRecord default): so are the keys its logins take.
+    coord = HttpCoordinator(book, verifier, HttpCoordinatorConfig(generation=Generation.H3,
+                                                                  forks=("homestead",)))
     coord.start()
     try:
         assert coord._server is not None
         url = f"http://127.0.0.1:{coord._server.server_address[1]}"
         client = HttpCoordinatorClient(url, Generation.H3, Account.create(),
                                        prover_name="roller-test", prover_version=VERSION,
-                                       prover_types=(1, 2), vks=("mock_vk",))
+                                       prover_types=(1, 2),
+                                       vks=tuple(verifier.vks(("homestead",))))
         raw = {h: e.raw for h, e in index.by_hash.items()}
         proved: dict[int, str] = {}
         for task_type in (TaskType.CHUNK, TaskType.CHUNK, TaskType.BATCH, TaskType.BUNDLE):

@@ -59,8 +59,10 @@ def _devnet(gen: Generation, index: TraceIndex, params_dir: Path
         book.add(TaskRecord(id="0x" + f"{i + 1:02x}" * 32, type=0,
                             block_hashes=tuple(index.by_number[b].hash for b in numbers),
                             source="chunk", chain=0, block_numbers=numbers))
-    coord = HttpCoordinator(book, NativeVerifier(params_dir, index),
-                            HttpCoordinatorConfig(generation=gen))
+    verifier = NativeVerifier(params_dir, index)
+    # Its tasks are homestead's (the TaskRecord default): so are the keys its logins take.
+    coord = HttpCoordinator(book, verifier,
+                            HttpCoordinatorConfig(generation=gen, forks=("homestead",)))
     coord.start()
     assert coord._server is not None
     url = f"http://127.0.0.1:{coord._server.server_address[1]}"
@@ -68,7 +70,7 @@ def _devnet(gen: Generation, index: TraceIndex, params_dir: Path
     client = HttpCoordinatorClient(url, gen, Account.create(), prover_name="roller-test",
                                    prover_version=VERSION,
                                    prover_types=(1, 2) if h3 else (),
-                                   vks=("mock_vk",) if h3 else (),
+                                   vks=tuple(verifier.vks(("homestead",))) if h3 else (),
                                    )
     return coord, book, client
 

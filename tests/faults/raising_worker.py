@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import roller.worker.job
 from roller import app
@@ -19,12 +20,12 @@ _real_prove = roller.worker.job._prove
 MARKS = Path(os.environ["ROLLER_TEST_RAISE_DIR"])
 
 
-def _prove(ctx: JobContext, rec: TaskRecord) -> ProofDetail:
+def _prove(ctx: JobContext, rec: TaskRecord, *args: Any, **kwargs: Any) -> ProofDetail:
     mark = MARKS / rec.task.id
     if not mark.exists():
         mark.touch()
         raise RuntimeError(f"injected job failure task_id={rec.task.id}")
-    return _real_prove(ctx, rec)
+    return _real_prove(ctx, rec, *args, **kwargs)
 
 
 roller.worker.job._prove = _prove

@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LIB := roller/ffi/lib/libroller_prover.so
 CARGO ?= cargo
 
-.PHONY: setup setup-dev system system-dev venv venv-dev native faultlib demo test test-fast test-random faults fleet fleet-systemd lint bench clean
+.PHONY: setup setup-dev system system-dev venv venv-dev native faultlib demo test test-fast test-random faults chaos fleet fleet-systemd lint bench clean
 
 # What the demo needs: Redis, a C toolchain, Python's venv, the Rust build, the runtime
 # package. `make test` adds the dev and fleet extras, Chromium and systemd-analyze.
@@ -73,7 +73,7 @@ faultlib:
 test: setup-dev faultlib
 	cd native && $(CARGO) test --release
 	$(MAKE) --no-print-directory test-random
-	$(BIN)/pytest -q -m "not faults and not fleet_systemd"
+	$(BIN)/pytest -q -m "not faults and not fleet_systemd and not chaos"
 
 # The unit tier: no Redis, no subprocess, no circuit build (~20 s on 2 cores).
 test-fast: venv-dev
@@ -87,6 +87,14 @@ test-random: venv-dev
 
 faults: setup-dev faultlib
 	$(BIN)/pytest -q tests/faults -m "faults or faults_smoke"
+
+# Chaos as a test: overlapping seeded faults of every kind on production settings for
+# CHAOS_MINUTES, judged from both ledgers (docs/faults.md, "Chaos"); the seed is printed first
+# (`chaos seed=N`), ROLLER_CHAOS_SEED=N replays it. Not in `make test` yet: an accepted answer
+# whose record a Redis kill interrupted is resubmitted and refused (an open bug chaos found).
+CHAOS_MINUTES ?= 30
+chaos: setup-dev faultlib
+	ROLLER_CHAOS_MINUTES=$(CHAOS_MINUTES) $(BIN)/pytest -q -s tests/faults/test_chaos.py -m chaos
 
 # ops/ansible for real: test hosts under supervisord and under systemd (nspawn containers)
 # installed, proving, and upgraded mid-proof (~13 min). `make test` runs the supervisord
